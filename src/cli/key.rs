@@ -1,0 +1,83 @@
+//! `litevault key list|add|remove|passwd`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+use super::{out, password, Ctx};
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List the key files.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a key file for a new password.
+    Add(NewPassword),
+    /// Remove a key file (not the last one, nor the one in use).
+    Remove {
+        /// Key id or unique prefix (see `litevault key list`).
+        id: String,
+    },
+    /// Change the password of the key in use.
+    Passwd(NewPassword),
+}
+
+#[derive(Debug, Args)]
+pub struct NewPassword {
+    /// File holding the new password (else LITEVAULT_NEW_PASSWORD, else a prompt).
+    #[arg(long, env = "LITEVAULT_NEW_PASSWORD_FILE", value_name = "FILE")]
+    new_password_file: Option<PathBuf>,
+}
+
+pub fn run(ctx: &Ctx, cmd: KeyCommand) -> Result<()> {
+    let mut repo = ctx.open()?;
+    match cmd {
+        KeyCommand::List { json } => {
+            let keys = repo.keys()?;
+            if json {
+                return out(serde_json::to_string_pretty(&keys)?);
+            }
+            out(format_args!(
+                " {:<8}  {:<10}  {:<16}  {:<20}  {}",
+                "ID", "USER", "HOST", "CREATED", "KDF"
+            ))?;
+            for k in keys {
+                out(format_args!(
+                    "{}{:<8}  {:<10}  {:<16}  {:<20}  argon2id {} MiB x{}",
+                    if k.current { "*" } else { " " },
+                    k.id.short(),
+                    k.meta.username,
+                    k.meta.host,
+                    k.meta.created,
+                    k.kdf.memory_kib / 1024,
+                    k.kdf.iterations
+                ))?;
+            }
+            Ok(())
+        }
+        KeyCommand::Add(a) => {
+            let pw = password::new_password(a.new_password_file.as_deref())?;
+            let id = repo.add_key(&pw, super::kdf_for_new_keys())?;
+            out(format_args!("added key {}", id.short()))
+        }
+        KeyCommand::Remove { id } => {
+            let id = repo.find_key(&id)?;
+            repo.remove_key(&id)?;
+            out(format_args!("removed key {}", id.short()))
+        }
+        KeyCommand::Passwd(a) => {
+            let pw = password::new_password(a.new_password_file.as_deref())?;
+            let old = repo.key_id();
+            let id = repo.change_password(&pw, super::kdf_for_new_keys())?;
+            out(format_args!(
+                "changed password: key {} replaced by {}",
+                old.short(),
+                id.short()
+            ))
+        }
+    }
+}

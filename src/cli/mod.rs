@@ -1,0 +1,169 @@
+//! Command-line parsing and dispatch. Each command is a thin wrapper over
+//! the library's public API: parse, call, print.
+
+mod key;
+mod password;
+mod repo;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// litevault: deduplicating, encrypted backups of SQLite databases.
+#[derive(Debug, Parser)]
+#[command(name = "litevault", version, about, long_about = None)]
+pub struct Cli {
+    /// Repository location (a directory).
+    #[arg(
+        short = 'r',
+        long,
+        env = "LITEVAULT_REPOSITORY",
+        global = true,
+        value_name = "PATH"
+    )]
+    repo: Option<PathBuf>,
+
+    /// File holding the repository password (else LITEVAULT_PASSWORD, else a prompt).
+    #[arg(
+        short = 'p',
+        long,
+        env = "LITEVAULT_PASSWORD_FILE",
+        global = true,
+        value_name = "FILE"
+    )]
+    password_file: Option<PathBuf>,
+
+    /// Print only errors and requested data.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new repository.
+    Init(repo::InitArgs),
+    /// Manage the key files (passwords) that open the repository.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// Remove stale locks left by processes that are gone.
+    Unlock(repo::UnlockArgs),
+}
+
+/// Shared context for commands.
+pub struct Ctx {
+    repo: Option<PathBuf>,
+    password_file: Option<PathBuf>,
+    quiet: bool,
+}
+
+impl Ctx {
+    fn repo_path(&self) -> Result<&std::path::Path> {
+        self.repo.as_deref().ok_or_else(|| {
+            anyhow::anyhow!("no repository given: use --repo PATH or set LITEVAULT_REPOSITORY")
+        })
+    }
+
+    /// Opens the repository, asking for its password.
+    fn open(&self) -> Result<litevault::Repository> {
+        let path = self.repo_path()?;
+        // Fail on a missing or non-directory path before asking for a password.
+        let backend = litevault::LocalBackend::open(path)?;
+        let password = password::repository(self.password_file.as_deref(), false)?;
+        Ok(litevault::Repository::open(
+            std::sync::Arc::new(backend),
+            &password,
+        )?)
+    }
+
+    /// Writes a status line to stderr unless `--quiet`.
+    fn status(&self, msg: impl std::fmt::Display) {
+        if !self.quiet {
+            eprintln!("{msg}");
+        }
+    }
+}
+
+/// Writes to stdout, reporting a closed pipe as an error `main` ignores.
+fn out(text: impl std::fmt::Display) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Key-derivation parameters for new keys: the real default, or the cheap
+/// test-only ones when `LITEVAULT_TEST_ONLY_INSECURE_KDF=1`.
+fn kdf_for_new_keys() -> litevault::KdfParams {
+    if std::env::var("LITEVAULT_TEST_ONLY_INSECURE_KDF").as_deref() == Ok("1") {
+        eprintln!("litevault: warning: LITEVAULT_TEST_ONLY_INSECURE_KDF=1: this key is trivial to brute-force; never use it for real data");
+        litevault::KdfParams::TEST_ONLY_INSECURE
+    } else {
+        litevault::KdfParams::DEFAULT
+    }
+}
+
+/// Parses the command line and runs the command.
+pub fn run() -> Result<()> {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            e.print()?;
+            return Ok(());
+        }
+        Err(e) => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            return Err(UsageError(format!("{first} (see `litevault --help`)")).into());
+        }
+    };
+    let ctx = Ctx {
+        repo: cli.repo,
+        password_file: cli.password_file,
+        quiet: cli.quiet,
+    };
+    match cli.command {
+        Command::Init(a) => repo::init(&ctx, &a),
+        Command::Key(k) => key::run(&ctx, k),
+        Command::Unlock(a) => repo::unlock(&ctx, &a),
+    }
+}
+
+/// A command-line usage error (exit code 2).
+#[derive(Debug)]
+struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// The exit code for an error (README.md, "Exit codes").
+pub fn exit_code_of(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<litevault::Error>() {
+            return e.exit_code();
+        }
+        if cause.downcast_ref::<UsageError>().is_some() {
+            return litevault::error::exit_code::USAGE;
+        }
+    }
+    litevault::error::exit_code::FAILURE
+}
+
+/// True if the error is a write to a closed stdout.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

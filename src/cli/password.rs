@@ -1,0 +1,96 @@
+//! Where passwords come from: a file, the environment, or a no-echo prompt.
+//!
+//! Order for the repository password: `--password-file` (or
+//! `LITEVAULT_PASSWORD_FILE`), then `LITEVAULT_PASSWORD`, then a prompt when
+//! standard input is a terminal. New passwords (`key add`, `key passwd`) use
+//! `--new-password-file`, `LITEVAULT_NEW_PASSWORD_FILE`,
+//! `LITEVAULT_NEW_PASSWORD`, then a prompt asked twice. A password file's
+//! single trailing newline is not part of the password.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use zeroize::Zeroizing;
+
+pub type Password = Zeroizing<Vec<u8>>;
+
+fn from_file(path: &Path, flag: &str) -> Result<Password> {
+    let mut bytes = Zeroizing::new(std::fs::read(path).with_context(|| {
+        format!(
+            "cannot read password file {} given by {flag} (check the path)",
+            path.display()
+        )
+    })?);
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+    }
+    if bytes.is_empty() {
+        bail!(
+            "password file {} is empty: write the password into it",
+            path.display()
+        );
+    }
+    Ok(bytes)
+}
+
+fn from_env(var: &str) -> Result<Option<Password>> {
+    match std::env::var_os(var) {
+        None => Ok(None),
+        Some(v) if v.is_empty() => bail!("{var} is set but empty: unset it or give a password"),
+        Some(v) => Ok(Some(Zeroizing::new(v.into_encoded_bytes()))),
+    }
+}
+
+fn prompt(text: &str) -> Result<Password> {
+    let p = rpassword::prompt_password(text).context("reading the password from the terminal")?;
+    if p.is_empty() {
+        bail!("the password is empty: type a non-empty password");
+    }
+    Ok(Zeroizing::new(p.into_bytes()))
+}
+
+fn prompt_twice(text: &str) -> Result<Password> {
+    let first = prompt(text)?;
+    let again = prompt("enter the password again: ")?;
+    if first != again {
+        bail!("the passwords do not match: run the command again");
+    }
+    Ok(first)
+}
+
+/// The password of an existing repository. `confirm` asks twice at a prompt
+/// (for `init`, which sets it).
+pub fn repository(file: Option<&Path>, confirm: bool) -> Result<Password> {
+    if let Some(f) = file {
+        return from_file(f, "--password-file/LITEVAULT_PASSWORD_FILE");
+    }
+    if let Some(p) = from_env("LITEVAULT_PASSWORD")? {
+        return Ok(p);
+    }
+    if std::io::stdin().is_terminal() {
+        return if confirm {
+            prompt_twice("enter the password for the new repository: ")
+        } else {
+            prompt("enter the repository password: ")
+        };
+    }
+    bail!("no password given: use --password-file, or set LITEVAULT_PASSWORD_FILE or LITEVAULT_PASSWORD")
+}
+
+/// A new password for `key add` / `key passwd`.
+pub fn new_password(file: Option<&Path>) -> Result<Password> {
+    if let Some(f) = file {
+        return from_file(f, "--new-password-file/LITEVAULT_NEW_PASSWORD_FILE");
+    }
+    if let Some(p) = from_env("LITEVAULT_NEW_PASSWORD")? {
+        return Ok(p);
+    }
+    if std::io::stdin().is_terminal() {
+        return prompt_twice("enter the new password: ");
+    }
+    bail!("no new password given: use --new-password-file, or set LITEVAULT_NEW_PASSWORD_FILE or LITEVAULT_NEW_PASSWORD")
+}

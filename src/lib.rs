@@ -1,0 +1,63 @@
+//! litevault: a content-addressed, deduplicating, encrypted backup repository
+//! specialised for SQLite databases.
+//!
+//! A repository (see `SPEC.md` for the byte-level format) holds:
+//!
+//! * `config`: format version, repository id, chunker and compression
+//!   parameters, sealed with the master key;
+//! * `keys/`: key files, each wrapping the master key under a password with
+//!   Argon2id ([`key`]);
+//! * `data/`: pack files of sealed, compressed blobs ([`pack`]);
+//! * `index/`: which blob is in which pack ([`index`]);
+//! * `snapshots/`: snapshot manifests ([`snapshot`]);
+//! * `locks/`: shared and exclusive locks ([`lock`]).
+//!
+//! The modules follow the data: a backup goes source → chunker → keyed hash
+//! ([`crypto`]) → dedup against the [`index`] → [`compression`] → seal
+//! ([`crypto`]) → [`pack`] → [`backend`]; a restore walks the same path
+//! backwards. [`format`] holds the envelope every stored object shares, and
+//! [`repository`] ties it together behind [`Repository`].
+//!
+//! # Example
+//!
+//! ```
+//! use litevault::{InitOptions, KdfParams, Repository};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("repo");
+//! // Real repositories use the default (slow, brute-force resistant) KDF.
+//! let opts = InitOptions { kdf: KdfParams::TEST_ONLY_INSECURE, ..InitOptions::default() };
+//! let repo = Repository::init_local(&path, b"correct horse", &opts)?;
+//! let id = repo.config().id;
+//!
+//! let reopened = Repository::open_local(&path, b"correct horse")?;
+//! assert_eq!(reopened.config().id, id);
+//! assert!(Repository::open_local(&path, b"wrong").is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod backend;
+pub mod compression;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod format;
+pub mod id;
+pub mod index;
+pub mod key;
+pub mod lock;
+pub mod pack;
+pub mod repository;
+pub mod snapshot;
+mod util;
+
+#[cfg(test)]
+mod golden;
+
+pub use backend::{Backend, FileType, LocalBackend};
+pub use config::{ChunkerParams, CompressionParams, Config};
+pub use crypto::{KdfParams, MasterKey};
+pub use error::{Error, Result};
+pub use id::{BlobId, IndexId, KeyId, LockId, PackId, RepositoryId, SnapshotId};
+pub use lock::{LockKind, LockRecord};
+pub use repository::{InitOptions, KeyInfo, Repository};
