@@ -15,9 +15,9 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".to_string())
 }
 
-/// The user running this process, from `USER` or `LOGNAME`.
+/// The user running this process, from `USER` or `LOGNAME`, else its uid.
 pub fn username() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_string())
+        .unwrap_or_else(|_| format!("uid {}", rustix::process::getuid().as_raw()))
 }

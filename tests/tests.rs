@@ -1,0 +1,10 @@
+//! Integration tests: the real binary on real files, and the library's
+//! public API against real repositories in temp directories.
+
+mod util;
+
+mod cli_init;
+mod cli_keys;
+mod cli_locks;
+mod corruption;
+mod faults;
