@@ -122,7 +122,8 @@ impl Config {
         serde_json::to_vec(self).expect("config serialises")
     }
 
-    pub(crate) fn from_json(json: &[u8]) -> Result<Self> {
+    /// Decodes and validates a config payload.
+    pub fn from_json(json: &[u8]) -> Result<Self> {
         let c: Config =
             serde_json::from_slice(json).map_err(|e| Error::damaged("config", e.to_string()))?;
         if c.version != FORMAT_VERSION {

@@ -57,7 +57,8 @@ impl KeyMeta {
 }
 
 /// The parsed clear-text part of a key file.
-pub(crate) struct KeyFile<'a> {
+pub struct KeyFile<'a> {
+    /// Its Argon2id parameters.
     pub kdf: KdfParams,
     salt: &'a [u8],
     wrapped: &'a [u8],
@@ -92,8 +93,9 @@ pub(crate) fn encode(
     Ok(out)
 }
 
-/// Parses the clear-text layout of a key file and validates its parameters.
-pub(crate) fn parse<'a>(bytes: &'a [u8], object: &str) -> Result<KeyFile<'a>> {
+/// Parses the clear-text layout of a key file and validates its parameters
+/// (nothing is derived or decrypted yet).
+pub fn parse<'a>(bytes: &'a [u8], object: &str) -> Result<KeyFile<'a>> {
     format::check_header(bytes, ObjectType::Key, object)?;
     if bytes.len() > MAX_KEY_FILE_LEN {
         return Err(Error::damaged(
