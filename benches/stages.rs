@@ -34,14 +34,14 @@ fn stages(c: &mut Criterion) {
             |b, d| b.iter(|| key.blob_id(d)),
         );
         g.bench_with_input(BenchmarkId::new("zstd3", data.len()), &data, |b, d| {
-            b.iter(|| compression::compress(d, Some(3)))
+            b.iter(|| compression::compress(d, Some(3)));
         });
         g.bench_with_input(BenchmarkId::new("seal", data.len()), &data, |b, d| {
-            b.iter(|| key.seal(b"aad", d).unwrap())
+            b.iter(|| key.seal(b"aad", d).unwrap());
         });
         let sealed = key.seal(b"aad", &data).unwrap();
         g.bench_with_input(BenchmarkId::new("open", data.len()), &sealed, |b, s| {
-            b.iter(|| key.open(b"aad", s).unwrap())
+            b.iter(|| key.open(b"aad", s).unwrap());
         });
     }
     g.finish();
