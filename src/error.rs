@@ -17,6 +17,9 @@ pub mod exit_code {
     pub const FAILURE: u8 = 1;
     /// Command-line usage error (unknown flag, missing argument).
     pub const USAGE: u8 = 2;
+    /// The database to back up could not be read (missing, not SQLite,
+    /// corrupt, locked beyond the timeout).
+    pub const SOURCE: u8 = 3;
     /// The repository does not exist or is not a litevault repository.
     pub const NO_REPOSITORY: u8 = 10;
     /// The repository is locked by another process.
@@ -69,6 +72,15 @@ pub enum Error {
     )]
     Locked { mode: &'static str, holder: String },
 
+    /// The database to back up could not be read.
+    #[error("{0}")]
+    Source(String),
+
+    /// The operation was interrupted (Ctrl-C, SIGTERM); nothing half-done
+    /// was left behind.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
+
     /// A password could not be obtained.
     #[error("{0}")]
     Password(String),
@@ -105,6 +117,8 @@ impl Error {
             Error::WrongPassword { .. } => exit_code::WRONG_PASSWORD,
             Error::Damaged { .. } => exit_code::DAMAGED,
             Error::NewerFormat { .. } => exit_code::NEWER_FORMAT,
+            Error::Source(_) => exit_code::SOURCE,
+            Error::Interrupted(_) => exit_code::INTERRUPTED,
             _ => exit_code::FAILURE,
         }
     }

@@ -37,6 +37,8 @@
 //! ```
 
 pub mod backend;
+pub mod backup;
+pub mod chunker;
 pub mod compression;
 pub mod config;
 pub mod crypto;
@@ -47,17 +49,22 @@ pub mod index;
 pub mod key;
 pub mod lock;
 pub mod pack;
+mod packer;
 pub mod repository;
+mod restore;
 pub mod snapshot;
+pub mod source;
 mod util;
 
 #[cfg(test)]
 mod golden;
 
 pub use backend::{Backend, FileType, LocalBackend};
+pub use backup::{BackupOptions, Progress, SnapshotSummary};
 pub use config::{ChunkerParams, CompressionParams, Config};
 pub use crypto::{KdfParams, MasterKey};
 pub use error::{Error, Result};
 pub use id::{BlobId, IndexId, KeyId, LockId, PackId, RepositoryId, SnapshotId};
 pub use lock::{LockKind, LockRecord};
 pub use repository::{InitOptions, KeyInfo, Repository};
+pub use snapshot::{Manifest, Strategy};

@@ -326,17 +326,18 @@ impl Repository {
 
     // ---- objects ------------------------------------------------------
 
-    /// Seals and stores a whole object; returns its id (= its name).
+    /// Seals and stores a whole object; returns its id (= its name) and
+    /// stored size.
     pub(crate) fn save_object(
         &self,
         ty: FileType,
         obj: ObjectType,
         payload: &[u8],
-    ) -> Result<[u8; 32]> {
+    ) -> Result<([u8; 32], u64)> {
         let bytes = format::seal_object(&self.key, obj, payload, Some(3))?;
         let id = storage_hash(&bytes);
         self.backend.write(ty, &hex::encode(id), &bytes)?;
-        Ok(id)
+        Ok((id, bytes.len() as u64))
     }
 
     /// Reads, verifies and opens a whole object.
@@ -352,8 +353,26 @@ impl Repository {
 
     /// Stores an index file.
     pub fn save_index(&self, file: &IndexFile) -> Result<IndexId> {
+        self.save_index_sized(file).map(|(id, _)| id)
+    }
+
+    /// Stores an index file; returns its id and size.
+    pub fn save_index_sized(&self, file: &IndexFile) -> Result<(IndexId, u64)> {
         self.save_object(FileType::Index, ObjectType::Index, &file.encode())
-            .map(IndexId::from_bytes)
+            .map(|(id, len)| (IndexId::from_bytes(id), len))
+    }
+
+    /// The ids of every indexed blob (what a backup dedups against): only
+    /// the ids are kept, 32 bytes each plus the set's overhead.
+    pub fn load_blob_ids(&self) -> Result<std::collections::HashSet<BlobId>> {
+        let mut ids = std::collections::HashSet::new();
+        for f in self.backend.list(FileType::Index)? {
+            let file = self.load_index_file(&f.name.parse()?)?;
+            for p in &file.packs {
+                ids.extend(p.blobs.iter().map(|b| b.entry.id));
+            }
+        }
+        Ok(ids)
     }
 
     /// Reads one index file.
@@ -430,8 +449,29 @@ impl Repository {
 
     /// Stores a snapshot manifest (after its data and index).
     pub fn save_manifest(&self, manifest: &Manifest) -> Result<SnapshotId> {
+        self.save_manifest_sized(manifest).map(|(id, _)| id)
+    }
+
+    /// Stores a snapshot manifest; returns its id and size.
+    pub fn save_manifest_sized(&self, manifest: &Manifest) -> Result<(SnapshotId, u64)> {
         self.save_object(FileType::Snapshot, ObjectType::Snapshot, &manifest.encode())
-            .map(SnapshotId::from_bytes)
+            .map(|(id, len)| (SnapshotId::from_bytes(id), len))
+    }
+
+    /// Every snapshot with its manifest, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Manifest)>> {
+        let mut out = Vec::new();
+        for f in self.backend.list(FileType::Snapshot)? {
+            let id: SnapshotId = f.name.parse()?;
+            match self.load_manifest(&id) {
+                Ok(m) => out.push((id, m)),
+                // Deleted between list and read (forget running): skip it.
+                Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(out)
     }
 
     /// Reads one snapshot manifest.

@@ -78,6 +78,134 @@ impl TreeNode {
     }
 }
 
+/// An entry ends a tree blob when the first two bytes of its id, as a
+/// little-endian u16, are 0 modulo this (average fan-out 64)...
+pub const TREE_CUT_MODULUS: u16 = 64;
+/// ...or when the tree blob reaches this many entries.
+pub const TREE_MAX_ENTRIES: usize = 1024;
+
+/// Builds the chunk-list tree as chunk ids stream in, keeping only one open
+/// node per level in memory. Cuts depend only on entry ids, so an unchanged
+/// run of chunks yields the same tree blobs (and dedups) wherever it sits.
+#[derive(Debug, Default)]
+pub struct TreeBuilder {
+    levels: Vec<Vec<TreeEntry>>,
+}
+
+impl TreeBuilder {
+    /// An empty tree.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a data blob (a chunk); `emit` stores a finished tree blob and
+    /// returns its id.
+    pub fn push(
+        &mut self,
+        entry: TreeEntry,
+        emit: &mut impl FnMut(TreeNode) -> Result<BlobId>,
+    ) -> Result<()> {
+        self.push_at(0, entry, emit)
+    }
+
+    fn push_at(
+        &mut self,
+        level: usize,
+        entry: TreeEntry,
+        emit: &mut impl FnMut(TreeNode) -> Result<BlobId>,
+    ) -> Result<()> {
+        if self.levels.len() <= level {
+            self.levels.resize_with(level + 1, Vec::new);
+        }
+        self.levels[level].push(entry);
+        let cut = u16::from_le_bytes([entry.id.as_bytes()[0], entry.id.as_bytes()[1]])
+            % TREE_CUT_MODULUS
+            == 0
+            || self.levels[level].len() >= TREE_MAX_ENTRIES;
+        if cut {
+            self.close(level, emit)?;
+        }
+        Ok(())
+    }
+
+    fn close(
+        &mut self,
+        level: usize,
+        emit: &mut impl FnMut(TreeNode) -> Result<BlobId>,
+    ) -> Result<()> {
+        let entries = std::mem::take(&mut self.levels[level]);
+        let len = entries.iter().map(|e| e.len).sum();
+        let lvl = u8::try_from(level)
+            .ok()
+            .filter(|l| *l <= MAX_TREE_LEVEL)
+            .ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "chunk list tree deeper than {MAX_TREE_LEVEL} levels"
+                ))
+            })?;
+        let id = emit(TreeNode {
+            level: lvl,
+            entries,
+        })?;
+        self.push_at(level + 1, TreeEntry { id, len }, emit)
+    }
+
+    /// Flushes every level and returns the root.
+    pub fn finish(mut self, emit: &mut impl FnMut(TreeNode) -> Result<BlobId>) -> Result<TreeRoot> {
+        let mut level = 0;
+        loop {
+            if self.levels.len() <= level {
+                self.levels.resize_with(level + 1, Vec::new);
+            }
+            let top = self.levels[level + 1..].iter().all(Vec::is_empty);
+            let n = self.levels[level].len();
+            if top && level > 0 && n == 1 {
+                let root = self.levels[level][0];
+                return Ok(TreeRoot {
+                    id: root.id,
+                    level: (level - 1) as u8,
+                });
+            }
+            if n > 0 || (top && level == 0) {
+                self.close(level, emit)?;
+            }
+            level += 1;
+        }
+    }
+}
+
+/// Walks a tree depth-first, calling `leaf` for each data blob entry in
+/// image order. `load` fetches and decodes one tree blob.
+pub fn walk_tree(
+    root: &TreeRoot,
+    load: &mut impl FnMut(&BlobId) -> Result<TreeNode>,
+    leaf: &mut impl FnMut(&TreeEntry) -> Result<()>,
+) -> Result<()> {
+    fn visit(
+        id: &BlobId,
+        level: u8,
+        load: &mut impl FnMut(&BlobId) -> Result<TreeNode>,
+        leaf: &mut impl FnMut(&TreeEntry) -> Result<()>,
+    ) -> Result<()> {
+        let node = load(id)?;
+        if node.level != level {
+            return Err(Error::damaged(
+                format!("tree blob {}", id.short()),
+                format!("level {} where {level} was expected", node.level),
+            ));
+        }
+        for e in &node.entries {
+            if level == 0 {
+                leaf(e)?;
+            } else {
+                visit(&e.id, level - 1, load, leaf)?;
+            }
+        }
+        Ok(())
+    }
+    visit(&root.id, root.level, load, leaf)
+}
+
 /// How the image was taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -199,6 +327,60 @@ impl Manifest {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    fn build(n: usize) -> (TreeRoot, HashMap<BlobId, TreeNode>) {
+        let mut store = HashMap::new();
+        let mut emit = |node: TreeNode| -> Result<BlobId> {
+            let id = BlobId::from_bytes(*blake3::hash(&node.encode()).as_bytes());
+            store.insert(id, node);
+            Ok(id)
+        };
+        let mut b = TreeBuilder::new();
+        for i in 0..n {
+            let id = BlobId::from_bytes(*blake3::hash(&(i as u64).to_le_bytes()).as_bytes());
+            b.push(TreeEntry { id, len: i as u64 }, &mut emit).unwrap();
+        }
+        let root = b.finish(&mut emit).unwrap();
+        (root, store)
+    }
+
+    fn leaves(root: &TreeRoot, store: &HashMap<BlobId, TreeNode>) -> Vec<u64> {
+        let mut out = Vec::new();
+        walk_tree(root, &mut |id| Ok(store[id].clone()), &mut |e| {
+            out.push(e.len);
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn tree_walk_returns_every_entry_in_order() {
+        for n in [0, 1, 2, 63, 64, 65, 1000, 5000, 70_000] {
+            let (root, store) = build(n);
+            assert_eq!(
+                leaves(&root, &store),
+                (0..n as u64).collect::<Vec<_>>(),
+                "n = {n}"
+            );
+            if n > 5000 {
+                assert!(root.level >= 2, "n = {n}: level {}", root.level);
+            }
+        }
+    }
+
+    #[test]
+    fn tree_of_a_prefix_shares_blobs() {
+        let (_, a) = build(20_000);
+        let (_, b) = build(20_100);
+        let shared = b.keys().filter(|k| a.contains_key(k)).count();
+        assert!(
+            shared * 10 >= b.len() * 9,
+            "{shared} of {} tree blobs shared",
+            b.len()
+        );
+    }
 
     proptest! {
         #[test]

@@ -3,6 +3,8 @@
 
 mod util;
 
+mod backup;
+mod backup_live;
 mod cli_init;
 mod cli_keys;
 mod cli_locks;

@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch. Each command is a thin wrapper over
 //! the library's public API: parse, call, print.
 
+mod backup;
 mod key;
 mod password;
 mod repo;
@@ -47,6 +48,8 @@ pub struct Cli {
 enum Command {
     /// Create a new repository.
     Init(repo::InitArgs),
+    /// Back up an SQLite database into a new snapshot.
+    Backup(backup::BackupArgs),
     /// Manage the key files (passwords) that open the repository.
     #[command(subcommand)]
     Key(key::KeyCommand),
@@ -130,6 +133,7 @@ pub fn run() -> Result<()> {
     };
     match cli.command {
         Command::Init(a) => repo::init(&ctx, &a),
+        Command::Backup(a) => backup::run(&ctx, &a),
         Command::Key(k) => key::run(&ctx, k),
         Command::Unlock(a) => repo::unlock(&ctx, &a),
     }

@@ -1,0 +1,206 @@
+//! `litevault backup DB_PATH`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use litevault::{BackupOptions, Progress, Strategy};
+
+use super::{out, Ctx};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum StrategyArg {
+    /// The page image inside one read transaction (writers keep going).
+    Pages,
+    /// A compacted `VACUUM INTO` export.
+    Vacuum,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The SQLite database file.
+    db: PathBuf,
+    /// Tag the snapshot (repeat, or separate with commas).
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// How to take a consistent image.
+    #[arg(long, value_enum, default_value = "pages")]
+    strategy: StrategyArg,
+    /// Snapshot time instead of now (RFC 3339, or "YYYY-MM-DD[ HH:MM:SS]" in UTC).
+    #[arg(long, value_name = "TIME")]
+    time: Option<String>,
+    /// Database name recorded in the snapshot (default: the file name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Host name recorded in the snapshot (default: this host).
+    #[arg(long)]
+    host: Option<String>,
+    /// Store a snapshot even if the database is unchanged since the last one.
+    #[arg(long)]
+    force: bool,
+    /// Run `PRAGMA quick_check` on the source and record the result.
+    #[arg(long)]
+    verify_source: bool,
+    /// How long to wait for a database locked by a writer ("5s", "500ms", "2m").
+    #[arg(long, default_value = "5s", value_name = "DURATION")]
+    lock_timeout: String,
+    /// Directory for the vacuum strategy's temporary export (default: the system's).
+    #[arg(long, value_name = "DIR")]
+    temp_dir: Option<PathBuf>,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    if let Ok(secs) = s.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+    }
+    let d: jiff::SignedDuration = s
+        .parse()
+        .with_context(|| format!("invalid duration {s:?}: write e.g. 5s, 500ms or 2m"))?;
+    Duration::try_from(d)
+        .with_context(|| format!("invalid duration {s:?}: it must not be negative"))
+}
+
+pub fn parse_time(s: &str) -> Result<jiff::Timestamp> {
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    if let Ok(dt) = s.parse::<jiff::civil::DateTime>() {
+        return Ok(dt.to_zoned(jiff::tz::TimeZone::UTC)?.timestamp());
+    }
+    if let Ok(d) = s.parse::<jiff::civil::Date>() {
+        return Ok(d.to_zoned(jiff::tz::TimeZone::UTC)?.timestamp());
+    }
+    bail!("invalid time {s:?}: write RFC 3339 (2026-11-21T09:30:00Z) or \"2026-11-21 09:30:00\" (UTC)")
+}
+
+/// A progress bar on stderr.
+struct Bar(indicatif::ProgressBar);
+
+impl Progress for Bar {
+    fn start(&self, bytes: u64) {
+        self.0.set_length(bytes);
+    }
+    fn advance(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+}
+
+/// Sets a flag on SIGINT/SIGTERM, which stops long operations cleanly.
+pub fn cancel_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&flag))
+            .context("installing the signal handler")?;
+    }
+    Ok(flag)
+}
+
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
+    let mut opts = BackupOptions::new(&args.db);
+    opts.tags = args
+        .tags
+        .iter()
+        .flat_map(|t| t.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+        .collect();
+    for t in &opts.tags {
+        litevault::backup::validate_tag(t)?;
+    }
+    opts.strategy = match args.strategy {
+        StrategyArg::Pages => Strategy::Pages,
+        StrategyArg::Vacuum => Strategy::Vacuum,
+    };
+    opts.time = args.time.as_deref().map(parse_time).transpose()?;
+    opts.name.clone_from(&args.name);
+    opts.host.clone_from(&args.host);
+    opts.force = args.force;
+    opts.verify_source = args.verify_source;
+    opts.lock_timeout = parse_duration(&args.lock_timeout)?;
+    opts.temp_dir.clone_from(&args.temp_dir);
+    opts.cancel = Some(cancel_flag()?);
+    let repo = ctx.open()?;
+
+    let bar = (!ctx.quiet && !args.json && std::io::stderr().is_terminal()).then(|| {
+        let pb = indicatif::ProgressBar::new(0);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template"),
+        );
+        Arc::new(Bar(pb))
+    });
+    opts.progress = bar.clone().map(|b| b as Arc<dyn Progress>);
+    let result = repo.backup(&opts);
+    if let Some(b) = &bar {
+        b.0.finish_and_clear();
+    }
+    let s = result?;
+    if args.json {
+        let mut v = serde_json::to_value(&s)?;
+        v["skipped"] = serde_json::Value::Bool(s.snapshot.is_none());
+        return out(serde_json::to_string(&v)?);
+    }
+    let m = &s.manifest;
+    if let (None, Some(prev)) = (s.snapshot, s.unchanged_since) {
+        return out(format_args!(
+            "database {} unchanged since snapshot {}: nothing added (use --force to store a snapshot anyway)",
+            m.database.name,
+            prev.short()
+        ));
+    }
+    let id = s.snapshot.map(|i| i.short()).unwrap_or_default();
+    let tags = if m.tags.is_empty() {
+        String::new()
+    } else {
+        format!(", tags {}", m.tags.join(","))
+    };
+    out(format_args!(
+        "snapshot {id} saved: {} ({:?} strategy{tags})",
+        m.database.name, m.image.strategy
+    ))?;
+    out(format_args!(
+        "  image   {} in {} chunks: {} new ({}), {} reused",
+        human(m.image.bytes),
+        m.stats.chunks,
+        m.stats.new_chunks,
+        human(m.stats.new_bytes),
+        s.reused_chunks
+    ))?;
+    out(format_args!(
+        "  added   {} to the repository (compressed and encrypted), {} pack(s)",
+        human(s.added_bytes),
+        s.packs
+    ))?;
+    out(format_args!(
+        "  time    {:.2} s, {}/s",
+        m.stats.duration_ms as f64 / 1000.0,
+        human(s.throughput as u64)
+    ))
+}

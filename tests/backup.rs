@@ -1,0 +1,326 @@
+//! `litevault backup`: real databases from the shared workload generator,
+//! the real binary, real repositories.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use litevault::Repository;
+
+use crate::util::{run, Env, PASSWORD};
+
+/// Runs ../shared/bench/workload.py.
+pub fn workload(args: &[&str]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/workload.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "workload.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A workload database of about `mb` MiB.
+pub fn make_db(env: &Env, name: &str, mb: u32, seed: u32) -> PathBuf {
+    let p = env.dir.path().join(name);
+    workload(&[
+        "create",
+        p.to_str().unwrap(),
+        "--size-mb",
+        &mb.to_string(),
+        "--seed",
+        &seed.to_string(),
+    ]);
+    p
+}
+
+/// Runs `backup --json` and returns the parsed summary.
+pub fn backup_json(env: &Env, args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["backup", "--json"];
+    a.extend_from_slice(args);
+    let out = env.run(&a);
+    serde_json::from_str(out.ok().trim()).unwrap_or_else(|e| panic!("{e}: {out:?}"))
+}
+
+pub fn open(env: &Env) -> Repository {
+    Repository::open_local(&env.repo, PASSWORD.as_bytes()).unwrap()
+}
+
+/// Every snapshot's image, reassembled and verified against its manifest.
+pub fn images(env: &Env) -> Vec<(litevault::Manifest, Vec<u8>)> {
+    let repo = open(env);
+    repo.snapshots()
+        .unwrap()
+        .into_iter()
+        .map(|(id, m)| {
+            let mut img = Vec::new();
+            repo.dump_image(&id, &mut img).unwrap();
+            (m, img)
+        })
+        .collect()
+}
+
+#[test]
+fn second_backup_after_a_day_of_churn_adds_a_small_fraction() {
+    let env = Env::new();
+    env.init();
+    let db = make_db(&env, "app.db", 8, 42);
+    let first = backup_json(
+        &env,
+        &[db.to_str().unwrap(), "--tag", "env_production,db_app"],
+    );
+    assert_eq!(first["skipped"], false);
+    let first_image = std::fs::read(&db).unwrap();
+    workload(&[
+        "mutate",
+        db.to_str().unwrap(),
+        "--step",
+        "1",
+        "--seed",
+        "42",
+    ]);
+    let second = backup_json(
+        &env,
+        &[
+            db.to_str().unwrap(),
+            "--tag",
+            "env_production",
+            "--tag",
+            "db_app",
+        ],
+    );
+    let (a1, a2) = (
+        first["added_bytes"].as_u64().unwrap(),
+        second["added_bytes"].as_u64().unwrap(),
+    );
+    assert!(a2 * 10 < a1, "second backup added {a2} bytes, first {a1}");
+    assert!(second["reused_chunks"].as_u64().unwrap() > 0);
+
+    let imgs = images(&env);
+    assert_eq!(imgs.len(), 2);
+    assert_eq!(
+        imgs[0].1, first_image,
+        "first snapshot reassembles to the day-0 file"
+    );
+    assert_eq!(
+        imgs[1].1,
+        std::fs::read(&db).unwrap(),
+        "second snapshot reassembles to the day-1 file"
+    );
+    for (m, img) in &imgs {
+        assert_eq!(m.tags, ["db_app", "env_production"]);
+        assert_eq!(m.image.bytes, img.len() as u64);
+        assert_eq!(m.image.journal_mode, "wal");
+        assert_eq!(m.database.name, "app.db");
+        assert!(Path::new(&m.database.path).is_absolute());
+    }
+}
+
+#[test]
+fn unchanged_database_is_skipped_unless_forced() {
+    let env = Env::new();
+    env.init();
+    let db = make_db(&env, "app.db", 2, 1);
+    backup_json(&env, &[db.to_str().unwrap()]);
+    let again = backup_json(&env, &[db.to_str().unwrap()]);
+    assert_eq!(again["skipped"], true, "{again}");
+    assert_eq!(again["added_bytes"], 0);
+    let human = env.run(&["backup", db.to_str().unwrap()]);
+    assert!(human.ok().contains("unchanged since snapshot"), "{human:?}");
+    assert_eq!(open(&env).snapshots().unwrap().len(), 1);
+
+    let forced = backup_json(&env, &[db.to_str().unwrap(), "--force"]);
+    assert_eq!(forced["skipped"], false);
+    assert_eq!(forced["manifest"]["stats"]["new_chunks"], 0);
+    assert!(
+        forced["added_bytes"].as_u64().unwrap() < 64 * 1024,
+        "{forced}"
+    );
+    // Other tags are another series: not skipped.
+    let tagged = backup_json(&env, &[db.to_str().unwrap(), "--tag", "x"]);
+    assert_eq!(tagged["skipped"], false);
+    assert_eq!(open(&env).snapshots().unwrap().len(), 3);
+}
+
+#[test]
+fn vacuum_strategy_stores_a_compacted_export() {
+    let env = Env::new();
+    env.init();
+    let db = make_db(&env, "app.db", 4, 7);
+    let tmp = env.dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let s = backup_json(
+        &env,
+        &[
+            db.to_str().unwrap(),
+            "--strategy",
+            "vacuum",
+            "--temp-dir",
+            tmp.to_str().unwrap(),
+            "--verify-source",
+        ],
+    );
+    assert_eq!(s["manifest"]["image"]["strategy"], "vacuum");
+    assert_eq!(s["manifest"]["image"]["quick_check"], "ok");
+    assert!(
+        crate::util::names(&tmp).is_empty(),
+        "the export was not deleted"
+    );
+    let (_, img) = images(&env).pop().unwrap();
+    let restored = env.dir.path().join("restored.db");
+    std::fs::write(&restored, img).unwrap();
+    assert_eq!(dump(&restored), dump(&db));
+}
+
+/// `sqlite3 DB .dump` through rusqlite: every table's rows in order.
+pub fn dump(db: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let ok: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok", "{}", db.display());
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut out = Vec::new();
+    for t in tables {
+        let mut stmt = conn
+            .prepare(&format!("SELECT * FROM \"{t}\" ORDER BY rowid"))
+            .unwrap();
+        let n = stmt.column_count();
+        let mut rows = stmt.query([]).unwrap();
+        while let Some(r) = rows.next().unwrap() {
+            let vals: Vec<String> = (0..n)
+                .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                .collect();
+            out.push(format!("{t}: {}", vals.join("|")));
+        }
+    }
+    out
+}
+
+#[test]
+fn two_databases_in_one_repository_dedup() {
+    let env = Env::new();
+    env.init();
+    let prod = make_db(&env, "prod.db", 4, 3);
+    let demo = env.dir.path().join("demo.db");
+    std::fs::copy(&prod, &demo).unwrap();
+    let a = backup_json(&env, &[prod.to_str().unwrap(), "--tag", "env_production"]);
+    let b = backup_json(&env, &[demo.to_str().unwrap(), "--tag", "env_demo"]);
+    assert!(a["manifest"]["stats"]["new_chunks"].as_u64().unwrap() > 10);
+    assert_eq!(b["manifest"]["stats"]["new_chunks"], 0, "{b}");
+    assert!(b["added_bytes"].as_u64().unwrap() < 64 * 1024, "{b}");
+}
+
+#[test]
+fn bad_input_is_one_line_and_leaves_the_repository_consistent() {
+    let env = Env::new();
+    env.init();
+    let missing = env.dir.path().join("missing.db");
+    env.run(&["backup", missing.to_str().unwrap()])
+        .fails(3, &["does not exist"]);
+    env.run(&["backup", env.dir.path().to_str().unwrap()])
+        .fails(3, &["is a directory"]);
+    let text = env.dir.path().join("notes.txt");
+    std::fs::write(&text, "just some text, not a database at all").unwrap();
+    env.run(&["backup", text.to_str().unwrap()])
+        .fails(3, &["not an SQLite database"]);
+
+    let db = make_db(&env, "app.db", 1, 5);
+    let corrupt = env.dir.path().join("corrupt.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    for b in &mut bytes[100..4096] {
+        *b = 0xa5;
+    }
+    std::fs::write(&corrupt, &bytes).unwrap();
+    env.run(&["backup", corrupt.to_str().unwrap()])
+        .fails(3, &["corrupt", "integrity_check"]);
+    // Damage deep in a table passes a raw page read; --verify-source finds it.
+    let deep = env.dir.path().join("deep.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let n = bytes.len();
+    for b in &mut bytes[n - 4096 + 8..n - 2048] {
+        *b = 0xa5;
+    }
+    std::fs::write(&deep, &bytes).unwrap();
+    env.run(&["backup", deep.to_str().unwrap(), "--verify-source"])
+        .fails(3, &["failed PRAGMA quick_check"]);
+
+    env.run(&["backup", db.to_str().unwrap(), "--tag", "has space"])
+        .fails(1, &["invalid tag"]);
+    env.run(&["backup", db.to_str().unwrap(), "--lock-timeout", "soon"])
+        .fails(1, &["invalid duration"]);
+    env.run(&["backup", db.to_str().unwrap(), "--time", "yesterday"])
+        .fails(1, &["invalid time"]);
+    env.run(&["backup", db.to_str().unwrap(), "--strategy", "tar"])
+        .fails(2, &["tar"]);
+
+    assert!(open(&env).snapshots().unwrap().is_empty());
+    // A later backup works.
+    backup_json(&env, &[db.to_str().unwrap()]);
+    assert_eq!(images(&env).len(), 1);
+}
+
+#[test]
+fn database_locked_beyond_the_timeout() {
+    let env = Env::new();
+    env.init();
+    let db = env.dir.path().join("rollback.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("PRAGMA journal_mode=DELETE; CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    conn.execute_batch("BEGIN EXCLUSIVE; INSERT INTO t VALUES (2);")
+        .unwrap();
+    let started = std::time::Instant::now();
+    env.run(&["backup", db.to_str().unwrap(), "--lock-timeout", "300ms"])
+        .fails(3, &["locked", "--lock-timeout"]);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    conn.execute_batch("COMMIT").unwrap();
+    let s = backup_json(&env, &[db.to_str().unwrap()]);
+    assert_eq!(s["manifest"]["image"]["journal_mode"], "delete");
+}
+
+#[test]
+fn time_host_and_name_overrides_are_recorded() {
+    let env = Env::new();
+    env.init();
+    let db = make_db(&env, "jobs.db", 1, 9);
+    let s = backup_json(
+        &env,
+        &[
+            db.to_str().unwrap(),
+            "--time",
+            "2026-01-02 03:04:05",
+            "--host",
+            "db1",
+            "--name",
+            "jobs",
+        ],
+    );
+    let m = &s["manifest"];
+    assert_eq!(m["time"], "2026-01-02T03:04:05Z");
+    assert_eq!(m["host"], "db1");
+    assert_eq!(m["database"]["name"], "jobs");
+}
+
+#[test]
+fn empty_database_file_is_a_valid_backup() {
+    let env = Env::new();
+    env.init();
+    let db = env.dir.path().join("empty.db");
+    std::fs::write(&db, b"").unwrap();
+    let s = backup_json(&env, &[db.to_str().unwrap()]);
+    assert_eq!(s["manifest"]["image"]["bytes"], 0);
+    assert!(images(&env)[0].1.is_empty());
+    let mut c = env.bare();
+    c.args(["--version"]);
+    assert!(run(c).ok().contains("litevault"));
+}

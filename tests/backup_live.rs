@@ -1,0 +1,259 @@
+//! Backups of databases that are being written to, and backups that are
+//! interrupted: by a failing backend, and by SIGKILL of the real binary.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use litevault::backend::{Fault, FaultPlan};
+use litevault::{BackupOptions, InitOptions, KdfParams, LocalBackend, Repository};
+
+use crate::backup::{backup_json, images, make_db, open};
+use crate::util::{Env, PASSWORD};
+
+/// A ledger database: every transaction inserts a row and updates the
+/// totals, so any committed state satisfies count = rows and sum = total.
+fn ledger(path: &std::path::Path, wal: bool) {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch(&format!(
+        "PRAGMA journal_mode={};
+         CREATE TABLE rows(id INTEGER PRIMARY KEY, val INTEGER, pad BLOB);
+         CREATE TABLE totals(n INTEGER, total INTEGER);
+         INSERT INTO totals VALUES (0, 0);",
+        if wal { "WAL" } else { "DELETE" }
+    ))
+    .unwrap();
+    c.execute_batch("BEGIN").unwrap();
+    for i in 0..20_000i64 {
+        c.execute(
+            "INSERT INTO rows(val, pad) VALUES (?1, randomblob(300))",
+            [i],
+        )
+        .unwrap();
+    }
+    c.execute_batch("UPDATE totals SET n = (SELECT count(*) FROM rows), total = (SELECT sum(val) FROM rows); COMMIT")
+        .unwrap();
+}
+
+fn check_ledger(path: &std::path::Path) -> i64 {
+    let c = rusqlite::Connection::open(path).unwrap();
+    let ok: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+    let (n, total): (i64, i64) = c
+        .query_row("SELECT n, total FROM totals", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    let (cnt, sum): (i64, i64) = c
+        .query_row(
+            "SELECT count(*), coalesce(sum(val), 0) FROM rows",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((n, total), (cnt, sum), "the image is not a committed state");
+    n
+}
+
+fn backup_while_writing(wal: bool) {
+    let env = Env::new();
+    env.init();
+    let db = env.dir.path().join("ledger.db");
+    ledger(&db, wal);
+    let stop = Arc::new(AtomicBool::new(false));
+    let commits = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (db, stop, commits) = (db.clone(), Arc::clone(&stop), Arc::clone(&commits));
+        std::thread::spawn(move || {
+            let c = rusqlite::Connection::open(&db).unwrap();
+            c.busy_timeout(Duration::from_secs(10)).unwrap();
+            let mut i = 1_000_000i64;
+            while !stop.load(Ordering::Relaxed) {
+                c.execute_batch(&format!(
+                    "BEGIN IMMEDIATE; INSERT INTO rows(val, pad) VALUES ({i}, randomblob(300));
+                     UPDATE totals SET n = n + 1, total = total + {i}; COMMIT;"
+                ))
+                .unwrap();
+                i += 1;
+                commits.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    while commits.load(Ordering::Relaxed) < 20 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let repo = Repository::open_local(&env.repo, PASSWORD.as_bytes()).unwrap();
+    let before = commits.load(Ordering::Relaxed);
+    let mut snaps = 0;
+    for _ in 0..3 {
+        let mut opts = BackupOptions::new(&db);
+        opts.force = true;
+        opts.lock_timeout = Duration::from_secs(10);
+        repo.backup(&opts).unwrap();
+        snaps += 1;
+    }
+    let during = commits.load(Ordering::Relaxed) - before;
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(
+        during > 0,
+        "the writer made no commit during {snaps} backups"
+    );
+    let imgs = images(&env);
+    assert_eq!(imgs.len(), 3);
+    for (i, (_, img)) in imgs.iter().enumerate() {
+        let p = env.dir.path().join(format!("restored{i}.db"));
+        std::fs::write(&p, img).unwrap();
+        let n = check_ledger(&p);
+        assert!(n >= 20_000, "{n}");
+    }
+}
+
+#[test]
+fn backup_during_continuous_commits_in_wal_mode_is_a_committed_state() {
+    backup_while_writing(true);
+}
+
+#[test]
+fn backup_during_continuous_commits_in_rollback_mode_is_a_committed_state() {
+    backup_while_writing(false);
+}
+
+#[test]
+fn failed_write_leaves_no_snapshot_and_the_next_backup_reuses_indexed_packs() {
+    let env = Env::new();
+    let db = make_db(&env, "app.db", 8, 11);
+    let opts = InitOptions {
+        kdf: KdfParams::TEST_ONLY_INSECURE,
+        pack_size: 256 << 10,
+        ..InitOptions::default()
+    };
+    Repository::init_local(&env.repo, PASSWORD.as_bytes(), &opts).unwrap();
+    for (nth, fault) in [
+        (14, Fault::FailBeforeRename),
+        (4, Fault::Torn { keep: 1000 }),
+    ] {
+        let backend = Arc::new(
+            LocalBackend::open(&env.repo)
+                .unwrap()
+                .with_faults(FaultPlan {
+                    nth_write: nth,
+                    fault,
+                }),
+        );
+        let repo = Repository::open(backend, PASSWORD.as_bytes()).unwrap();
+        let err = repo.backup(&BackupOptions::new(&db)).unwrap_err();
+        assert!(err.to_string().contains("simulated crash"), "{err}");
+        assert!(
+            open(&env).snapshots().unwrap().is_empty(),
+            "a failed backup left a snapshot"
+        );
+    }
+    let repo = open(&env);
+    assert!(
+        !repo.load_blob_ids().unwrap().is_empty(),
+        "index files were written before the failure"
+    );
+    let s = repo.backup(&BackupOptions::new(&db)).unwrap();
+    assert!(s.reused_chunks > 0, "nothing reused");
+    assert!(s.manifest.stats.new_chunks < s.manifest.stats.chunks);
+    let (_, img) = images(&env).pop().unwrap();
+    assert_eq!(img, std::fs::read(&db).unwrap());
+}
+
+#[test]
+fn sigkill_during_backup_leaves_no_snapshot_and_a_stale_lock_that_unlock_removes() {
+    let env = Env::new();
+    env.run(&["init", "--pack-size", "1"]).ok();
+    let db = make_db(&env, "big.db", 48, 13);
+    let mut child = env
+        .bare()
+        .args(["backup", "--repo"])
+        .arg(&env.repo)
+        .arg("--password-file")
+        .arg(&env.password_file)
+        .arg(&db)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let packs = |env: &Env| {
+        walkdir::WalkDir::new(env.repo.join("data"))
+            .into_iter()
+            .filter(|e| e.as_ref().unwrap().file_type().is_file())
+            .count()
+    };
+    while packs(&env) < 10 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "backup finished before it could be killed"
+        );
+        assert!(std::time::Instant::now() < deadline, "no packs appeared");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        open(&env).snapshots().unwrap().is_empty(),
+        "a killed backup left a snapshot"
+    );
+    assert_eq!(
+        crate::util::names(&env.repo.join("locks")).len(),
+        1,
+        "the killed backup's lock remains"
+    );
+    let out = env.run(&["unlock"]);
+    assert!(out.ok().contains("is gone"), "{out:?}");
+    assert!(crate::util::names(&env.repo.join("locks")).is_empty());
+
+    let s = backup_json(&env, &[db.to_str().unwrap()]);
+    assert!(
+        s["reused_chunks"].as_u64().unwrap() > 0,
+        "the next backup reused nothing: {s}"
+    );
+    let (_, img) = images(&env).pop().unwrap();
+    assert_eq!(img, std::fs::read(&db).unwrap());
+}
+
+#[test]
+fn full_repository_fails_cleanly() {
+    let env = Env::new();
+    let mnt = env.dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("full_repository_fails_cleanly: cannot mount a small tmpfs here; not run");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let repo = mnt.join("repo");
+    let db = make_db(&env, "app.db", 8, 17);
+    let run = |args: &[&str]| {
+        let mut c = env.bare();
+        c.arg("--repo")
+            .arg(&repo)
+            .arg("--password-file")
+            .arg(&env.password_file)
+            .args(args);
+        crate::util::run(c)
+    };
+    run(&["init"]).ok();
+    let line =
+        run(&["backup", db.to_str().unwrap()]).fails(1, &["No space left on device", "free space"]);
+    assert!(line.contains("data/") || line.contains("index/"), "{line}");
+    let r = Repository::open_local(&repo, PASSWORD.as_bytes()).unwrap();
+    assert!(r.snapshots().unwrap().is_empty());
+    r.load_index()
+        .expect("the index is consistent after the failure");
+}
