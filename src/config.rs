@@ -28,7 +28,7 @@ impl ChunkerParams {
     /// Defaults chosen from measurements on the benchmark workload
     /// (SPEC.md, "Choosing the chunker parameters").
     pub const DEFAULT: ChunkerParams = ChunkerParams {
-        min_pages: 1,
+        min_pages: 2,
         avg_pages: 4,
         max_pages: 64,
     };
