@@ -157,105 +157,84 @@ struct Job {
     data: Vec<u8>,
 }
 
-/// Reader-side state: chunking, hashing, dedup, the tree.
-struct Reader<'a> {
+/// Chunk-side state, on its own thread: the image hash, chunk ids, dedup
+/// against the index, the chunk-list tree. It receives whole chunks in
+/// order from the reader, which meanwhile fetches pages and finds cuts.
+struct Indexer<'a> {
     repo: &'a Repository,
-    chunker: PageChunker,
     known: HashSet<BlobId>,
     jobs: Sender<Job>,
     tree: TreeBuilder,
     image: blake3::Hasher,
-    chunks: u64,
-    new_chunks: u64,
-    new_bytes: u64,
-    read: u64,
-    cancel: Option<Arc<AtomicBool>>,
-    progress: Option<Arc<dyn Progress>>,
+    counts: ReaderCounts,
 }
 
-impl Reader<'_> {
+impl Indexer<'_> {
+    /// Queues a blob for sealing unless the repository (or this backup)
+    /// already has it; true if queued.
     fn queue(
         jobs: &Sender<Job>,
         known: &mut HashSet<BlobId>,
         ty: BlobType,
         id: BlobId,
-        data: &[u8],
+        data: Vec<u8>,
     ) -> Result<bool> {
         if !known.insert(id) {
             return Ok(false);
         }
-        jobs.send(Job {
-            ty,
-            id,
-            data: data.to_vec(),
-        })
-        .map_err(|_| Error::InvalidInput("the packer stopped".into()))?;
+        jobs.send(Job { ty, id, data }).map_err(|_| stopped())?;
         Ok(true)
     }
 
-    fn page(&mut self, page: &[u8]) -> Result<()> {
-        self.image.update(page);
-        self.read += page.len() as u64;
-        if let Some(chunk) = self.chunker.push(page) {
-            let chunk = chunk.to_vec();
-            self.chunk(&chunk)?;
-        }
-        Ok(())
+    fn store_tree_node(
+        jobs: &Sender<Job>,
+        known: &mut HashSet<BlobId>,
+        key: &crate::MasterKey,
+        node: &TreeNode,
+    ) -> Result<BlobId> {
+        let bytes = node.encode();
+        let id = key.blob_id(&bytes);
+        Self::queue(jobs, known, BlobType::Tree, id, bytes)?;
+        Ok(id)
     }
 
-    fn chunk(&mut self, chunk: &[u8]) -> Result<()> {
-        cancelled(self.cancel.as_ref())?;
-        let id = self.repo.key().blob_id(chunk);
-        self.chunks += 1;
+    fn chunk(&mut self, chunk: Vec<u8>) -> Result<()> {
+        self.image.update(&chunk);
+        let id = self.repo.key().blob_id(&chunk);
+        let len = chunk.len() as u64;
+        self.counts.chunks += 1;
+        self.counts.read += len;
         if Self::queue(&self.jobs, &mut self.known, BlobType::Data, id, chunk)? {
-            self.new_chunks += 1;
-            self.new_bytes += chunk.len() as u64;
+            self.counts.new_chunks += 1;
+            self.counts.new_bytes += len;
         }
         let (jobs, known, key) = (&self.jobs, &mut self.known, self.repo.key());
-        self.tree.push(
-            TreeEntry {
-                id,
-                len: chunk.len() as u64,
-            },
-            &mut |node: TreeNode| {
-                let bytes = node.encode();
-                let id = key.blob_id(&bytes);
-                Self::queue(jobs, known, BlobType::Tree, id, &bytes)?;
-                Ok(id)
-            },
-        )?;
-        if let Some(p) = &self.progress {
-            p.advance(chunk.len() as u64);
-        }
-        Ok(())
+        self.tree
+            .push(TreeEntry { id, len }, &mut |node: TreeNode| {
+                Self::store_tree_node(jobs, known, key, &node)
+            })
     }
 
     fn finish(mut self) -> Result<(crate::snapshot::TreeRoot, BlobId, ReaderCounts)> {
-        if let Some(last) = self.chunker.finish() {
-            let last = last.to_vec();
-            self.chunk(&last)?;
-        }
         let (jobs, known, key) = (&self.jobs, &mut self.known, self.repo.key());
-        let root = self.tree.finish(&mut |node: TreeNode| {
-            let bytes = node.encode();
-            let id = key.blob_id(&bytes);
-            Self::queue(jobs, known, BlobType::Tree, id, &bytes)?;
-            Ok(id)
-        })?;
-        let counts = ReaderCounts {
-            chunks: self.chunks,
-            new_chunks: self.new_chunks,
-            new_bytes: self.new_bytes,
-            read: self.read,
-        };
+        let root = self
+            .tree
+            .finish(&mut |node: TreeNode| Self::store_tree_node(jobs, known, key, &node))?;
         Ok((
             root,
             BlobId::from_bytes(*self.image.finalize().as_bytes()),
-            counts,
+            self.counts,
         ))
     }
 }
 
+/// The pipeline stopped because a later stage failed; that stage's error is
+/// reported instead.
+fn stopped() -> Error {
+    Error::InvalidInput("the backup pipeline stopped".into())
+}
+
+#[derive(Default)]
 struct ReaderCounts {
     chunks: u64,
     new_chunks: u64,
@@ -263,19 +242,23 @@ struct ReaderCounts {
     read: u64,
 }
 
-/// Runs the reader on this thread and the workers and packer beside it.
+type PipelineOutput = (crate::snapshot::TreeRoot, BlobId, ReaderCounts, PackerStats);
+
+/// Runs the reader on this thread, and the indexer, the workers and the
+/// packer beside it.
 fn pipeline<F>(
     repo: &Repository,
     known: HashSet<BlobId>,
     meta: &ImageMeta,
     opts: &BackupOptions,
     feed: F,
-) -> Result<(crate::snapshot::TreeRoot, BlobId, ReaderCounts, PackerStats)>
+) -> Result<PipelineOutput>
 where
     F: FnOnce(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
 {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
     let level = repo.config().compression.level();
+    let (chunk_tx, chunk_rx) = bounded::<Vec<u8>>(16);
     let (job_tx, job_rx) = bounded::<Job>(workers * 4);
     let (sealed_tx, sealed_rx) = bounded::<SealedBlob>(workers * 4);
     std::thread::scope(|s| {
@@ -303,56 +286,119 @@ where
             }
             p.finish()
         });
+        let indexer = s.spawn(move || {
+            let mut ix = Indexer {
+                repo,
+                known,
+                jobs: job_tx,
+                tree: TreeBuilder::new(),
+                image: repo.key().blob_hasher(),
+                counts: ReaderCounts::default(),
+            };
+            for chunk in chunk_rx {
+                ix.chunk(chunk)?;
+            }
+            ix.finish()
+            // `ix` and its job sender are gone: the workers drain and stop.
+        });
 
         if let Some(p) = &opts.progress {
             p.start(u64::from(meta.page_size) * meta.page_count);
         }
-        let mut reader = Reader {
-            repo,
-            chunker: PageChunker::new(
-                repo.key().chunker_key(),
-                repo.config().chunker,
-                meta.page_size as usize,
-            ),
-            known,
-            jobs: job_tx,
-            tree: TreeBuilder::new(),
-            image: repo.key().blob_hasher(),
-            chunks: 0,
-            new_chunks: 0,
-            new_bytes: 0,
-            read: 0,
-            cancel: opts.cancel.clone(),
-            progress: opts.progress.clone(),
-        };
-        let read = match feed(&mut |page| reader.page(page)) {
-            Ok(()) => reader.finish(),
-            Err(e) => {
-                drop(reader);
-                Err(e)
+        let mut chunker = PageChunker::new(
+            repo.key().chunker_key(),
+            repo.config().chunker,
+            meta.page_size as usize,
+        );
+        let mut send = |chunk: &[u8]| -> Result<()> {
+            cancelled(opts.cancel.as_ref())?;
+            if let Some(p) = &opts.progress {
+                p.advance(chunk.len() as u64);
             }
+            chunk_tx.send(chunk.to_vec()).map_err(|_| stopped())
         };
-        // `reader` (and with it the job sender) is gone: workers drain and stop.
+        let read_result = feed(&mut |page| match chunker.push(page) {
+            Some(chunk) => send(chunk),
+            None => Ok(()),
+        })
+        .and_then(|()| chunker.finish().map_or(Ok(()), &mut send));
+        drop(chunk_tx);
+
+        // The first failure downstream is the root cause of any upstream
+        // "pipeline stopped".
+        let index_result = indexer.join().expect("indexer thread panicked");
         let mut worker_err = None;
         for h in worker_handles {
             if let Err(e) = h.join().expect("worker thread panicked") {
                 worker_err.get_or_insert(e);
             }
         }
-        let packer_result = packer.join().expect("packer thread panicked");
-        // The packer's or a worker's error is the root cause if the reader
-        // stopped because they went away.
-        let stats = packer_result?;
+        let stats = packer.join().expect("packer thread panicked")?;
         if let Some(e) = worker_err {
             return Err(e);
         }
-        let (root, hash, counts) = read?;
+        let (root, hash, counts) = index_result?;
+        read_result?;
         Ok((root, hash, counts, stats))
     })
 }
 
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The manifest of a finished backup (duration filled in by the caller).
+fn new_manifest(
+    opts: &BackupOptions,
+    meta: ImageMeta,
+    root: crate::snapshot::TreeRoot,
+    hash: BlobId,
+    counts: &ReaderCounts,
+    stats: &PackerStats,
+) -> Manifest {
+    let path = absolute(&opts.path);
+    let name = opts.name.clone().unwrap_or_else(|| {
+        path.file_name()
+            .map_or_else(|| "database".into(), |n| n.to_string_lossy().into_owned())
+    });
+    let mut tags = opts.tags.clone();
+    tags.sort();
+    tags.dedup();
+    let host = opts.host.clone().unwrap_or_else(crate::util::hostname);
+    let time = opts.time.unwrap_or_else(jiff::Timestamp::now);
+    Manifest {
+        time: time
+            .round(jiff::Unit::Microsecond)
+            .unwrap_or(time)
+            .to_string(),
+        host,
+        username: crate::util::username(),
+        database: DatabaseInfo {
+            name,
+            path: path.to_string_lossy().into_owned(),
+        },
+        tags,
+        image: ImageInfo {
+            strategy: opts.strategy,
+            page_size: meta.page_size,
+            page_count: meta.page_count,
+            bytes: u64::from(meta.page_size) * meta.page_count,
+            hash,
+            schema_hash: meta.schema_hash,
+            journal_mode: meta.journal_mode,
+            sqlite_version: meta.sqlite_version,
+            quick_check: meta.quick_check,
+            change_counter: meta.change_counter,
+        },
+        stats: BackupStats {
+            chunks: counts.chunks,
+            new_chunks: counts.new_chunks,
+            new_bytes: counts.new_bytes,
+            added_bytes: stats.bytes,
+            duration_ms: 0,
+        },
+        tree: root,
+    }
 }
 
 impl Repository {
@@ -410,46 +456,7 @@ impl Repository {
             }
         };
         cancelled(opts.cancel.as_ref())?;
-        let path = absolute(&opts.path);
-        let name = opts.name.clone().unwrap_or_else(|| {
-            path.file_name()
-                .map_or_else(|| "database".into(), |n| n.to_string_lossy().into_owned())
-        });
-        let mut tags = opts.tags.clone();
-        tags.sort();
-        tags.dedup();
-        let host = opts.host.clone().unwrap_or_else(crate::util::hostname);
-        let time = opts.time.unwrap_or_else(jiff::Timestamp::now);
-        let mut manifest = Manifest {
-            time: time.round(jiff::Unit::Second).unwrap_or(time).to_string(),
-            host,
-            username: crate::util::username(),
-            database: DatabaseInfo {
-                name,
-                path: path.to_string_lossy().into_owned(),
-            },
-            tags,
-            image: ImageInfo {
-                strategy: opts.strategy,
-                page_size: meta.page_size,
-                page_count: meta.page_count,
-                bytes: u64::from(meta.page_size) * meta.page_count,
-                hash,
-                schema_hash: meta.schema_hash,
-                journal_mode: meta.journal_mode,
-                sqlite_version: meta.sqlite_version,
-                quick_check: meta.quick_check,
-                change_counter: meta.change_counter,
-            },
-            stats: BackupStats {
-                chunks: counts.chunks,
-                new_chunks: counts.new_chunks,
-                new_bytes: counts.new_bytes,
-                added_bytes: stats.bytes,
-                duration_ms: 0,
-            },
-            tree: root,
-        };
+        let mut manifest = new_manifest(opts, meta, root, hash, &counts, &stats);
         let elapsed = started.elapsed();
         let throughput = counts.read as f64 / elapsed.as_secs_f64().max(1e-9);
         manifest.stats.duration_ms = elapsed.as_millis() as u64;
@@ -480,7 +487,7 @@ impl Repository {
             .filter(|(_, s)| {
                 s.database.path == m.database.path && s.host == m.host && s.tags == m.tags
             })
-            .max_by(|a, b| a.1.time.cmp(&b.1.time));
+            .max_by_key(|(_, s)| s.timestamp());
         Ok(latest.filter(|(_, s)| s.image.hash == m.image.hash && s.image.bytes == m.image.bytes))
     }
 }

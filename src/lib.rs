@@ -21,17 +21,33 @@
 //! # Example
 //!
 //! ```
-//! use litevault::{InitOptions, KdfParams, Repository};
+//! use litevault::{BackupOptions, InitOptions, KdfParams, Repository};
 //!
 //! let dir = tempfile::tempdir()?;
+//! // A live SQLite database.
+//! let db = dir.path().join("app.db");
+//! let conn = rusqlite::Connection::open(&db)?;
+//! conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES ('hello');")?;
+//!
+//! // Create a repository (real ones use the default, slow, brute-force resistant KDF).
 //! let path = dir.path().join("repo");
-//! // Real repositories use the default (slow, brute-force resistant) KDF.
 //! let opts = InitOptions { kdf: KdfParams::TEST_ONLY_INSECURE, ..InitOptions::default() };
 //! let repo = Repository::init_local(&path, b"correct horse", &opts)?;
-//! let id = repo.config().id;
 //!
-//! let reopened = Repository::open_local(&path, b"correct horse")?;
-//! assert_eq!(reopened.config().id, id);
+//! // Back it up while the application's connection stays open.
+//! let mut backup = BackupOptions::new(&db);
+//! backup.tags = vec!["env_production".into()];
+//! let summary = repo.backup(&backup)?;
+//! let snapshot = summary.snapshot.expect("a new snapshot");
+//!
+//! // Reopen with the password and reassemble the image, verified.
+//! let repo = Repository::open_local(&path, b"correct horse")?;
+//! let mut image = Vec::new();
+//! repo.dump_image(&snapshot, &mut image)?;
+//! let restored = dir.path().join("restored.db");
+//! std::fs::write(&restored, &image)?;
+//! let x: String = rusqlite::Connection::open(&restored)?.query_row("SELECT x FROM t", [], |r| r.get(0))?;
+//! assert_eq!(x, "hello");
 //! assert!(Repository::open_local(&path, b"wrong").is_err());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

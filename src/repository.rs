@@ -470,7 +470,7 @@ impl Repository {
                 Err(e) => return Err(e),
             }
         }
-        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        out.sort_by(|a, b| a.1.timestamp().cmp(&b.1.timestamp()).then(a.0.cmp(&b.0)));
         Ok(out)
     }
 

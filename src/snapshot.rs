@@ -298,6 +298,11 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The snapshot time (the Unix epoch if the manifest's is unparsable).
+    pub fn timestamp(&self) -> jiff::Timestamp {
+        self.time.parse().unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+    }
+
     /// JSON payload.
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("manifest serialises")
@@ -307,6 +312,12 @@ impl Manifest {
     pub fn decode(bytes: &[u8], object: &str) -> Result<Self> {
         let m: Manifest = serde_json::from_slice(bytes)
             .map_err(|e| Error::damaged(object, format!("manifest: {e}")))?;
+        if m.time.parse::<jiff::Timestamp>().is_err() {
+            return Err(Error::damaged(
+                object,
+                format!("time {:?} is not RFC 3339", m.time),
+            ));
+        }
         if m.tree.level > MAX_TREE_LEVEL {
             return Err(Error::damaged(
                 object,

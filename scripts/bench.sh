@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# End-to-end backup benchmark on the shared workload (not a test: prints figures).
+#
+# Builds a database with ../shared/bench/workload.py (512 MiB by default),
+# takes a first backup, then DAYS daily churn steps with a backup after each,
+# for: litevault --strategy pages, litevault --strategy vacuum, and
+# VACUUM INTO + `restic backup` of the export (Debian's restic), all in the
+# same run on the same sequence of databases. Prints a markdown table.
+#
+#   scripts/bench.sh                 # 512 MiB, 8 days
+#   BENCH_SIZE_MB=64 BENCH_DAYS=3 scripts/bench.sh
+#
+# Needs: python3, sqlite3, /usr/bin/time, restic (apt-get install restic).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+size="${BENCH_SIZE_MB:-512}"
+days="${BENCH_DAYS:-8}"
+work="${BENCH_DIR:-/tmp/litevault-bench}"
+workload="$root/../shared/bench/workload.py"
+mkdir -p "$work"
+
+for tool in python3 sqlite3 restic; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install $tool)" >&2; exit 1; }
+done
+[ -x /usr/bin/time ] || { echo "bench: /usr/bin/time is missing (apt-get install time)" >&2; exit 1; }
+
+cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+lv="$root/target/release/litevault"
+
+base="$work/base-$size.db"
+if [ ! -f "$base" ]; then
+  echo "creating the $size MiB workload database..." >&2
+  python3 "$workload" create "$base.tmp" --size-mb "$size" --seed 42 >/dev/null
+  mv "$base.tmp" "$base"
+fi
+head -c 24 /dev/urandom | base64 > "$work/password"
+
+# timed CMD...: runs CMD, appends "seconds maxrss_kib" to $work/t
+timed() { /usr/bin/time -f "%e %M" -a -o "$work/t" "$@" >/dev/null; }
+repo_bytes() { du -sb "$1" | cut -f1; }
+median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print 0; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+backup_once() { # kind db repo
+  local kind=$1 db=$2 repo=$3
+  case "$kind" in
+    pages|vacuum)
+      timed "$lv" --repo "$repo" --password-file "$work/password" backup "$db" --strategy "$kind" --tag bench --temp-dir "$work" ;;
+    restic)
+      rm -f "$work/export.db"
+      timed sqlite3 "$db" "VACUUM INTO '$work/export.db'"
+      timed restic --repo "$repo" --password-file "$work/password" --quiet backup "$work/export.db" --tag bench
+      rm -f "$work/export.db" ;;
+  esac
+}
+
+init_repo() { # kind repo
+  rm -rf "$2"
+  case "$1" in
+    pages|vacuum) "$lv" --repo "$2" --password-file "$work/password" --quiet init >/dev/null ;;
+    restic) restic --repo "$2" --password-file "$work/password" --quiet init >/dev/null ;;
+  esac
+}
+
+declare -A first inc_med add_med repo_final rss unchanged
+for kind in pages vacuum restic; do
+  echo "== $kind" >&2
+  db="$work/app-$kind.db"
+  repo="$work/repo-$kind"
+  rm -f "$db" "$db-wal" "$db-shm"
+  cp "$base" "$db"
+  init_repo "$kind" "$repo"
+  : > "$work/t"
+  backup_once "$kind" "$db" "$repo"
+  first[$kind]=$(awk '{s+=$1} END {print s}' "$work/t")
+  peak=$(awk '{if ($2>m) m=$2} END {print m}' "$work/t")
+  incs=(); adds=()
+  for d in $(seq 1 "$days"); do
+    python3 "$workload" mutate "$db" --step "$d" --seed 42 >/dev/null
+    before=$(repo_bytes "$repo")
+    : > "$work/t"
+    backup_once "$kind" "$db" "$repo"
+    incs+=("$(awk '{s+=$1} END {print s}' "$work/t")")
+    adds+=("$(( $(repo_bytes "$repo") - before ))")
+    p=$(awk '{if ($2>m) m=$2} END {print m}' "$work/t"); [ "$p" -gt "$peak" ] && peak=$p
+    echo "   day $d: ${incs[-1]} s, +${adds[-1]} bytes" >&2
+  done
+  inc_med[$kind]=$(printf '%s\n' "${incs[@]}" | median)
+  add_med[$kind]=$(printf '%s\n' "${adds[@]}" | median)
+  repo_final[$kind]=$(repo_bytes "$repo")
+  rss[$kind]=$peak
+  # an unchanged database
+  before=$(repo_bytes "$repo"); : > "$work/t"
+  backup_once "$kind" "$db" "$repo"
+  unchanged[$kind]=$(( $(repo_bytes "$repo") - before ))
+done
+
+mib() { awk -v b="$1" 'BEGIN {printf "%.2f MiB", b/1048576}'; }
+echo
+echo "workload: $size MiB database, $days daily churn steps (workload.py, seed 42); $(nproc) cores"
+echo
+echo "| | first backup | median incremental | median bytes added / day | unchanged db adds | repository after $days days | peak RSS |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for kind in pages vacuum restic; do
+  case $kind in pages) name="litevault (pages)";; vacuum) name="litevault (vacuum)";; restic) name="VACUUM INTO + restic $(restic version | awk '{print $2}')";; esac
+  printf '| %s | %.2f s | %.2f s | %s | %s | %s | %s |\n' "$name" "${first[$kind]}" "${inc_med[$kind]}" \
+    "$(mib "${add_med[$kind]}")" "$(mib "${unchanged[$kind]}")" "$(mib "${repo_final[$kind]}")" "$(mib $(( ${rss[$kind]} * 1024 )))"
+done
+echo
+awk -v a="${add_med[pages]}" -v r="${add_med[restic]}" -v ti="${inc_med[pages]}" -v tr="${inc_med[restic]}" \
+  'BEGIN {printf "pages vs VACUUM INTO + restic: bytes added per day %.1fx smaller, incremental backup %.1fx faster\n", r/(a>0?a:1), tr/(ti>0?ti:0.001)}'
