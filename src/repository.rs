@@ -482,6 +482,40 @@ impl Repository {
     }
 }
 
+impl Repository {
+    /// Resolves a snapshot argument: a full id, a unique id prefix, or
+    /// `latest` (the newest snapshot passing `filter`).
+    pub fn find_snapshot(
+        &self,
+        spec: &str,
+        filter: &crate::snapshot::SnapshotFilter,
+    ) -> Result<(SnapshotId, Manifest)> {
+        if spec == "latest" {
+            return self
+                .snapshots()?
+                .into_iter()
+                .rev()
+                .find(|(_, m)| filter.matches(m))
+                .ok_or_else(|| {
+                    Error::NotFound(if filter.is_empty() {
+                        "the repository has no snapshots yet (make one with `litevault backup`)".into()
+                    } else {
+                        "no snapshot matches the given --tag/--host/--db filters (see `litevault snapshots`)".into()
+                    })
+                });
+        }
+        let names: Vec<String> = self
+            .backend
+            .list(FileType::Snapshot)?
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        let name = unique_prefix(&names, spec, "snapshot")?;
+        let id: SnapshotId = name.parse()?;
+        Ok((id, self.load_manifest(&id)?))
+    }
+}
+
 /// The one name in `names` starting with `prefix` (at least 4 hex digits
 /// unless it is the whole name).
 pub(crate) fn unique_prefix<'a>(names: &'a [String], prefix: &str, what: &str) -> Result<&'a str> {

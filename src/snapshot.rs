@@ -206,6 +206,42 @@ pub fn walk_tree(
     visit(&root.id, root.level, load, leaf)
 }
 
+/// Which snapshots a command applies to, with restic's semantics: a
+/// snapshot matches if it has all the tags of at least one tag set (no
+/// sets: any tags), and its host and database are among those given (none
+/// given: any).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotFilter {
+    /// Alternatives, each a set of tags that must all be present.
+    pub tags: Vec<Vec<String>>,
+    /// Hosts.
+    pub hosts: Vec<String>,
+    /// Database names or absolute paths.
+    pub databases: Vec<String>,
+}
+
+impl SnapshotFilter {
+    /// True if `m` passes the filter.
+    pub fn matches(&self, m: &Manifest) -> bool {
+        (self.tags.is_empty()
+            || self
+                .tags
+                .iter()
+                .any(|set| set.iter().all(|t| m.tags.contains(t))))
+            && (self.hosts.is_empty() || self.hosts.contains(&m.host))
+            && (self.databases.is_empty()
+                || self
+                    .databases
+                    .iter()
+                    .any(|d| *d == m.database.name || *d == m.database.path))
+    }
+
+    /// True if the filter lets everything through.
+    pub fn is_empty(&self) -> bool {
+        self.tags.is_empty() && self.hosts.is_empty() && self.databases.is_empty()
+    }
+}
+
 /// How the image was taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

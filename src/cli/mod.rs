@@ -2,6 +2,7 @@
 //! the library's public API: parse, call, print.
 
 mod backup;
+mod dump;
 mod key;
 mod password;
 mod repo;
@@ -50,11 +51,52 @@ enum Command {
     Init(repo::InitArgs),
     /// Back up an SQLite database into a new snapshot.
     Backup(backup::BackupArgs),
+    /// Write a snapshot as a database file or SQL text, touching no live database.
+    Dump(dump::DumpArgs),
     /// Manage the key files (passwords) that open the repository.
     #[command(subcommand)]
     Key(key::KeyCommand),
     /// Remove stale locks left by processes that are gone.
     Unlock(repo::UnlockArgs),
+}
+
+/// Snapshot filters shared by the commands that select snapshots.
+#[derive(Debug, Default, clap::Args)]
+pub struct FilterArgs {
+    /// Only snapshots with these tags: `--tag a,b` means both, repeating
+    /// `--tag` means either.
+    #[arg(long = "tag", value_name = "TAGS")]
+    tags: Vec<String>,
+    /// Only snapshots from this host (repeatable).
+    #[arg(long = "host", value_name = "HOST")]
+    hosts: Vec<String>,
+    /// Only snapshots of this database, by name or absolute path (repeatable).
+    #[arg(long = "db", value_name = "NAME")]
+    databases: Vec<String>,
+}
+
+/// The library filter for `FilterArgs`.
+fn snapshot_filter(f: &FilterArgs) -> Result<litevault::SnapshotFilter> {
+    let mut tags = Vec::new();
+    for t in &f.tags {
+        let set: Vec<String> = t
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        for tag in &set {
+            litevault::backup::validate_tag(tag)?;
+        }
+        if !set.is_empty() {
+            tags.push(set);
+        }
+    }
+    Ok(litevault::SnapshotFilter {
+        tags,
+        hosts: f.hosts.clone(),
+        databases: f.databases.clone(),
+    })
 }
 
 /// Shared context for commands.
@@ -134,6 +176,7 @@ pub fn run() -> Result<()> {
     match cli.command {
         Command::Init(a) => repo::init(&ctx, &a),
         Command::Backup(a) => backup::run(&ctx, &a),
+        Command::Dump(a) => dump::run(&ctx, &a),
         Command::Key(k) => key::run(&ctx, k),
         Command::Unlock(a) => repo::unlock(&ctx, &a),
     }
