@@ -484,7 +484,9 @@ impl Repository {
 
 impl Repository {
     /// Resolves a snapshot argument: a full id, a unique id prefix, or
-    /// `latest` (the newest snapshot passing `filter`).
+    /// `latest`: the newest snapshot passing `filter`, leaving out the
+    /// `pre-restore` snapshots a restore makes unless the filter asks for
+    /// that tag (so `restore latest` twice does not undo itself).
     pub fn find_snapshot(
         &self,
         spec: &str,
@@ -495,7 +497,11 @@ impl Repository {
                 .snapshots()?
                 .into_iter()
                 .rev()
-                .find(|(_, m)| filter.matches(m))
+                .find(|(_, m)| {
+                    filter.matches(m)
+                        && (!m.tags.iter().any(|t| t == crate::restore::PRE_RESTORE_TAG)
+                            || filter.tags.iter().flatten().any(|t| t == crate::restore::PRE_RESTORE_TAG))
+                })
                 .ok_or_else(|| {
                     Error::NotFound(if filter.is_empty() {
                         "the repository has no snapshots yet (make one with `litevault backup`)".into()

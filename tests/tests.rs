@@ -10,3 +10,4 @@ mod cli_keys;
 mod cli_locks;
 mod corruption;
 mod faults;
+mod restore;

@@ -6,6 +6,7 @@ mod dump;
 mod key;
 mod password;
 mod repo;
+mod restore;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -51,6 +52,8 @@ enum Command {
     Init(repo::InitArgs),
     /// Back up an SQLite database into a new snapshot.
     Backup(backup::BackupArgs),
+    /// Restore a snapshot into a database file, verified, replacing it safely.
+    Restore(restore::RestoreArgs),
     /// Write a snapshot as a database file or SQL text, touching no live database.
     Dump(dump::DumpArgs),
     /// Manage the key files (passwords) that open the repository.
@@ -177,6 +180,7 @@ pub fn run() -> Result<()> {
         Command::Init(a) => repo::init(&ctx, &a),
         Command::Backup(a) => backup::run(&ctx, &a),
         Command::Dump(a) => dump::run(&ctx, &a),
+        Command::Restore(a) => restore::run(&ctx, &a),
         Command::Key(k) => key::run(&ctx, k),
         Command::Unlock(a) => repo::unlock(&ctx, &a),
     }

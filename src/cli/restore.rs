@@ -1,0 +1,111 @@
+//! `litevault restore SNAPSHOT --target PATH`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use litevault::{Progress, RestoreOptions};
+
+use super::backup::{cancel_flag, human};
+use super::{out, snapshot_filter, Ctx, FilterArgs};
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Snapshot id, unique id prefix, or `latest` (narrowed by the filters).
+    snapshot: String,
+    /// The database file to create or replace.
+    #[arg(long, value_name = "PATH")]
+    target: PathBuf,
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Check the restored copy with quick_check instead of integrity_check.
+    #[arg(long)]
+    quick: bool,
+    /// SQL file run on the restored copy before it replaces the target (e.g. to anonymise).
+    #[arg(long, value_name = "FILE")]
+    post_sql: Option<PathBuf>,
+    /// Do not back up the existing target (tagged pre-restore) before replacing it.
+    #[arg(long)]
+    no_pre_restore: bool,
+    /// Write into the target through SQLite while applications keep it open.
+    #[arg(long)]
+    live: bool,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Bar(indicatif::ProgressBar);
+
+impl Progress for Bar {
+    fn start(&self, bytes: u64) {
+        self.0.set_length(bytes);
+    }
+    fn advance(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+}
+
+pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
+    let post_sql = args
+        .post_sql
+        .as_ref()
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read --post-sql file {}", p.display()))
+        })
+        .transpose()?;
+    let filter = snapshot_filter(&args.filter)?;
+    let repo = ctx.open()?;
+    let (id, manifest) = repo.find_snapshot(&args.snapshot, &filter)?;
+    let mut opts = RestoreOptions::new(&args.target);
+    opts.quick = args.quick;
+    opts.post_sql = post_sql;
+    opts.pre_restore = !args.no_pre_restore;
+    opts.live = args.live;
+    opts.cancel = Some(cancel_flag()?);
+    let bar = (!ctx.quiet && !args.json && std::io::stderr().is_terminal()).then(|| {
+        let pb = indicatif::ProgressBar::new(0);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} restoring {bytes}/{total_bytes} {wide_bar} {bytes_per_sec}",
+            )
+            .expect("valid template"),
+        );
+        Arc::new(Bar(pb))
+    });
+    opts.progress = bar.clone().map(|b| b as Arc<dyn Progress>);
+    let result = repo.restore(&id, &opts);
+    if let Some(b) = &bar {
+        b.0.finish_and_clear();
+    }
+    let s = result?;
+    if args.json {
+        return out(serde_json::to_string(&s)?);
+    }
+    out(format_args!(
+        "restored snapshot {} ({} from {}, {}) to {}{}",
+        id.short(),
+        manifest.database.name,
+        manifest.host,
+        manifest.time,
+        s.target.display(),
+        if s.live { " through SQLite (live)" } else { "" }
+    ))?;
+    out(format_args!(
+        "  {} verified in {:.2} s",
+        human(s.bytes),
+        s.duration_ms as f64 / 1000.0
+    ))?;
+    if let Some(pre) = s.pre_restore {
+        out(format_args!(
+            "  the previous content is snapshot {} (tag pre-restore): `litevault restore {} --target {}` undoes this",
+            pre.short(),
+            pre.short(),
+            s.target.display()
+        ))?;
+    }
+    Ok(())
+}
