@@ -61,7 +61,7 @@ init_repo() { # kind repo
   esac
 }
 
-declare -A first inc_med add_med repo_final rss unchanged
+declare -A first inc_med add_med repo_final rss unchanged restore_s restore_quick_s
 for kind in pages vacuum restic; do
   echo "== $kind" >&2
   db="$work/app-$kind.db"
@@ -92,6 +92,21 @@ for kind in pages vacuum restic; do
   before=$(repo_bytes "$repo"); : > "$work/t"
   backup_once "$kind" "$db" "$repo"
   unchanged[$kind]=$(( $(repo_bytes "$repo") - before ))
+  # restore the latest snapshot into a new file
+  rm -rf "$work/restored-$kind" "$work/restored-$kind.db"; : > "$work/t"
+  case "$kind" in
+    pages|vacuum)
+      timed "$lv" --repo "$repo" --password-file "$work/password" restore latest --tag bench --target "$work/restored-$kind.db"
+      restore_s[$kind]=$(awk '{s+=$1} END {print s}' "$work/t"); : > "$work/t"
+      rm -f "$work/restored-$kind.db"
+      timed "$lv" --repo "$repo" --password-file "$work/password" restore latest --tag bench --target "$work/restored-$kind.db" --quick
+      restore_quick_s[$kind]=$(awk '{s+=$1} END {print s}' "$work/t")
+      rm -f "$work/restored-$kind.db" ;;
+    restic)
+      timed restic --repo "$repo" --password-file "$work/password" --quiet restore latest --target "$work/restored-$kind"
+      restore_s[$kind]=$(awk '{s+=$1} END {print s}' "$work/t"); restore_quick_s[$kind]=-
+      rm -rf "$work/restored-$kind" ;;
+  esac
 done
 
 mib() { awk -v b="$1" 'BEGIN {printf "%.2f MiB", b/1048576}'; }
@@ -105,6 +120,13 @@ for kind in pages vacuum restic; do
   printf '| %s | %.2f s | %.2f s | %s | %s | %s | %s |\n' "$name" "${first[$kind]}" "${inc_med[$kind]}" \
     "$(mib "${add_med[$kind]}")" "$(mib "${unchanged[$kind]}")" "$(mib "${repo_final[$kind]}")" "$(mib $(( ${rss[$kind]} * 1024 )))"
 done
+echo
+echo "| restore of the latest snapshot | seconds | with --quick |"
+echo "|---|---:|---:|"
+echo "| litevault (pages) | ${restore_s[pages]} | ${restore_quick_s[pages]} |"
+echo "| litevault (vacuum) | ${restore_s[vacuum]} | ${restore_quick_s[vacuum]} |"
+echo "| restic restore | ${restore_s[restic]} | - |"
+echo "(litevault: fsync, whole-image hash and per-blob id checks, then integrity_check or quick_check; restic: writes the file)"
 echo
 awk -v a="${add_med[pages]}" -v r="${add_med[restic]}" -v ti="${inc_med[pages]}" -v tr="${inc_med[restic]}" \
   'BEGIN {printf "pages vs VACUUM INTO + restic: bytes added per day %.1fx smaller, incremental backup %.1fx faster\n", r/(a>0?a:1), tr/(ti>0?ti:0.001)}'

@@ -565,8 +565,15 @@ impl Repository {
             }
             first.map_or(Ok(()), Err)
         })?;
+        Ok(())
+    }
+
+    /// Fsyncs the reassembled file and reads it back to check the whole
+    /// image's keyed hash and size against the manifest.
+    fn check_image(&self, m: &Manifest, path: &Path) -> Result<()> {
+        let ctx = |e| Error::io(format!("checking {}", path.display()), e);
+        let file = File::open(path).map_err(ctx)?;
         file.sync_all().map_err(ctx)?;
-        // Read back what is on disk and check the whole image.
         let mut reader = std::io::BufReader::with_capacity(1 << 20, &file);
         std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(0)).map_err(ctx)?;
         let mut h = self.key().blob_hasher();
@@ -612,7 +619,13 @@ impl Repository {
             hex::encode(rnd)
         )));
         self.reassemble(&manifest, &tmp.0, opts)?;
-        verify_database(&tmp.0, &manifest, opts.quick)?;
+        // The fsync and the hash read-back run beside SQLite's check: both
+        // must pass before anything replaces the target.
+        std::thread::scope(|s| {
+            let image = s.spawn(|| self.check_image(&manifest, &tmp.0));
+            let db = verify_database(&tmp.0, &manifest, opts.quick);
+            image.join().expect("image check thread panicked").and(db)
+        })?;
         if let Some(sql) = &opts.post_sql {
             post_sql(&tmp.0, sql)?;
         }
