@@ -54,12 +54,14 @@
 
 pub mod backend;
 pub mod backup;
+pub mod check;
 pub mod chunker;
 pub mod compression;
 pub mod config;
 pub mod crypto;
 pub mod dump;
 pub mod error;
+pub mod forget;
 pub mod format;
 pub mod id;
 pub mod index;
@@ -67,10 +69,13 @@ pub mod key;
 pub mod lock;
 pub mod pack;
 mod packer;
+pub mod prune;
 pub mod repository;
 pub mod restore;
 pub mod snapshot;
 pub mod source;
+pub mod stats;
+pub mod tag;
 mod util;
 
 #[cfg(test)]

@@ -10,4 +10,5 @@ mod cli_keys;
 mod cli_locks;
 mod corruption;
 mod faults;
+mod manage;
 mod restore;

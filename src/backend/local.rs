@@ -50,6 +50,7 @@ struct Faults {
     plan: FaultPlan,
     writes: AtomicU64,
     crashed: AtomicBool,
+    count_removes: bool,
 }
 
 /// A repository stored in a local directory.
@@ -100,7 +101,18 @@ impl LocalBackend {
             plan,
             writes: AtomicU64::new(0),
             crashed: AtomicBool::new(false),
+            count_removes: false,
         });
+        self
+    }
+
+    /// Makes deletions count as writes for the fault plan: the Nth
+    /// mutation, write or delete, fails (a delete fails before deleting).
+    #[must_use]
+    pub fn counting_removes(mut self) -> Self {
+        if let Some(f) = &mut self.faults {
+            f.count_removes = true;
+        }
         self
     }
 
@@ -333,7 +345,13 @@ impl Backend for LocalBackend {
     fn remove(&self, ty: FileType, name: &str) -> Result<()> {
         let path = self.path_of(ty, name)?;
         let ctx = |e| Error::io(format!("deleting {}", ty.describe(name)), e);
-        self.check_crashed().map_err(ctx)?;
+        if self.faults.as_ref().is_some_and(|f| f.count_removes) {
+            if self.next_write_fault().map_err(ctx)?.is_some() {
+                return Err(ctx(simulated_crash()));
+            }
+        } else {
+            self.check_crashed().map_err(ctx)?;
+        }
         match fs::remove_file(&path) {
             Ok(()) => sync_dir(&self.dir_of(ty, name)).map_err(ctx),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),

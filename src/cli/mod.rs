@@ -4,6 +4,7 @@
 mod backup;
 mod dump;
 mod key;
+mod manage;
 mod password;
 mod repo;
 mod restore;
@@ -59,6 +60,18 @@ enum Command {
     /// Manage the key files (passwords) that open the repository.
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// List snapshots.
+    Snapshots(manage::SnapshotsArgs),
+    /// Add, remove or set a snapshot's tags.
+    Tag(manage::TagArgs),
+    /// Remove snapshots by a retention policy.
+    Forget(manage::ForgetArgs),
+    /// Delete data no snapshot needs; repack mostly-unused packs.
+    Prune(manage::PruneArgs),
+    /// Check the repository's consistency (and, with --read-data, its data).
+    Check(manage::CheckArgs),
+    /// Show sizes, dedup and compression ratios.
+    Stats(manage::StatsArgs),
     /// Remove stale locks left by processes that are gone.
     Unlock(repo::UnlockArgs),
 }
@@ -183,8 +196,27 @@ pub fn run() -> Result<()> {
         Command::Restore(a) => restore::run(&ctx, &a),
         Command::Key(k) => key::run(&ctx, k),
         Command::Unlock(a) => repo::unlock(&ctx, &a),
+        Command::Snapshots(a) => manage::snapshots(&ctx, &a),
+        Command::Tag(a) => manage::tag(&ctx, &a),
+        Command::Forget(a) => manage::forget(&ctx, &a),
+        Command::Prune(a) => manage::prune(&ctx, &a),
+        Command::Check(a) => manage::check(&ctx, &a),
+        Command::Stats(a) => manage::stats(&ctx, &a),
     }
 }
+
+/// An error with a command-specific exit code (`check`: 1 problems found,
+/// 2 could not run).
+#[derive(Debug)]
+pub struct ExitWith(pub u8, pub String);
+
+impl std::fmt::Display for ExitWith {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.1)
+    }
+}
+
+impl std::error::Error for ExitWith {}
 
 /// A command-line usage error (exit code 2).
 #[derive(Debug)]
@@ -203,6 +235,9 @@ pub fn exit_code_of(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<litevault::Error>() {
             return e.exit_code();
+        }
+        if let Some(ExitWith(code, _)) = cause.downcast_ref::<ExitWith>() {
+            return *code;
         }
         if cause.downcast_ref::<UsageError>().is_some() {
             return litevault::error::exit_code::USAGE;

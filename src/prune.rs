@@ -1,0 +1,372 @@
+//! Prune: remove data no snapshot references (SPEC.md, "Writing objects
+//! safely", step 3).
+//!
+//! Under the exclusive lock: find the blobs every snapshot's chunk-list tree
+//! reaches; delete packs that hold none of them; repack packs whose unused
+//! share exceeds the threshold (their used blobs are copied, still sealed,
+//! into new packs); write a new index that supersedes every current one;
+//! then delete the old index files; then the old packs. A crash at any
+//! point loses no referenced blob: until the new index is stored the old one
+//! describes packs that all still exist; after it, the old packs are
+//! orphans. The next prune finishes an interrupted one: index files named
+//! in another index's `supersedes` are ignored and deleted, unindexed packs
+//! deleted. Packs are read one at a time, so memory stays bounded by one
+//! pack plus the index.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::backend::FileType;
+use crate::error::{Error, Result};
+use crate::id::{BlobId, IndexId, PackId};
+use crate::index::{Index, IndexFile, IndexPack};
+use crate::lock::LockKind;
+use crate::pack::{self, PackWriter};
+use crate::repository::{verify_name, Repository};
+use crate::snapshot::TreeNode;
+
+/// Most blob entries per index file written by prune.
+const INDEX_ENTRIES_PER_FILE: usize = 500_000;
+
+/// Options of [`Repository::prune`].
+#[derive(Clone, Copy, Debug)]
+pub struct PruneOptions {
+    /// Repack a pack once more than this share of it is unused (0.0..=1.0).
+    pub max_unused: f64,
+    /// Only plan.
+    pub dry_run: bool,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        Self {
+            max_unused: 0.05,
+            dry_run: false,
+        }
+    }
+}
+
+/// What prune does (or did).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PrunePlan {
+    /// Snapshots whose data is kept.
+    pub snapshots: usize,
+    /// Blobs they reference.
+    pub used_blobs: usize,
+    /// Packs in the repository.
+    pub packs: usize,
+    /// Bytes of all packs.
+    pub pack_bytes: u64,
+    /// Bytes of unused blobs in indexed packs.
+    pub unused_bytes: u64,
+    /// Packs deleted whole (no used blob).
+    pub delete: Vec<PackId>,
+    /// Packs whose used blobs are copied into new packs.
+    pub repack: Vec<PackId>,
+    /// Packs no index names (left by interrupted backups or prunes).
+    pub orphans: Vec<PackId>,
+    /// Bytes of used blobs copied by repacking.
+    pub repack_bytes: u64,
+    /// Bytes freed once done (estimate until executed).
+    pub freed_bytes: u64,
+    /// Index files replaced.
+    pub index_files: Vec<IndexId>,
+    /// Superseded index files left by an interrupted prune.
+    pub leftover_index_files: Vec<IndexId>,
+    /// Packs written by repacking (after execution).
+    pub new_packs: usize,
+}
+
+impl PrunePlan {
+    /// True if executing would change nothing.
+    pub fn is_noop(&self) -> bool {
+        self.delete.is_empty()
+            && self.repack.is_empty()
+            && self.orphans.is_empty()
+            && self.leftover_index_files.is_empty()
+    }
+}
+
+/// Every index file, split into the live ones and those superseded.
+pub(crate) struct IndexFiles {
+    pub live: Vec<(IndexId, IndexFile)>,
+    pub superseded: Vec<IndexId>,
+}
+
+impl Repository {
+    pub(crate) fn index_files(&self) -> Result<IndexFiles> {
+        let mut all = Vec::new();
+        for f in self.backend().list(FileType::Index)? {
+            let id: IndexId = f.name.parse()?;
+            all.push((id, self.load_index_file(&id)?));
+        }
+        let superseded: HashSet<IndexId> = all
+            .iter()
+            .flat_map(|(_, f)| f.supersedes.iter().copied())
+            .collect();
+        let (gone, live): (Vec<_>, Vec<_>) =
+            all.into_iter().partition(|(id, _)| superseded.contains(id));
+        Ok(IndexFiles {
+            live,
+            superseded: gone.into_iter().map(|(id, _)| id).collect(),
+        })
+    }
+
+    /// Every blob some snapshot's tree reaches (tree blobs included).
+    /// Subtrees shared between snapshots are walked once.
+    pub(crate) fn used_blobs(&self, index: &Index) -> Result<(usize, HashSet<BlobId>)> {
+        let mut used = HashSet::new();
+        let snapshots = self.snapshots()?;
+        for (id, m) in &snapshots {
+            self.mark_tree(index, &m.tree.id, m.tree.level, &mut used, id)?;
+        }
+        Ok((snapshots.len(), used))
+    }
+
+    fn mark_tree(
+        &self,
+        index: &Index,
+        id: &BlobId,
+        level: u8,
+        used: &mut HashSet<BlobId>,
+        snapshot: &crate::SnapshotId,
+    ) -> Result<()> {
+        if !used.insert(*id) {
+            return Ok(());
+        }
+        let missing = |blob: &BlobId| {
+            Error::damaged(
+                format!("snapshot {}", snapshot.short()),
+                format!("its blob {} is missing from the index; run `litevault check` (prune refuses to run on a damaged repository)", blob.short()),
+            )
+        };
+        if index.get(id).is_none() {
+            return Err(missing(id));
+        }
+        let node = TreeNode::decode(
+            &self.read_blob(index, id)?,
+            &format!("tree blob {}", id.short()),
+        )?;
+        if node.level != level {
+            return Err(Error::damaged(
+                format!("tree blob {}", id.short()),
+                format!("level {} where {level} was expected", node.level),
+            ));
+        }
+        for e in &node.entries {
+            if level == 0 {
+                if index.get(&e.id).is_none() {
+                    return Err(missing(&e.id));
+                }
+                used.insert(e.id);
+            } else {
+                self.mark_tree(index, &e.id, level - 1, used, snapshot)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Plans a prune; reads the repository, changes nothing.
+    pub fn plan_prune(&self, opts: &PruneOptions) -> Result<PrunePlan> {
+        if !(0.0..=1.0).contains(&opts.max_unused) {
+            return Err(Error::InvalidInput(format!(
+                "--max-unused {} is outside 0%..100%",
+                opts.max_unused * 100.0
+            )));
+        }
+        let files = self.index_files()?;
+        let mut index = Index::default();
+        for (id, f) in &files.live {
+            index.add_file(*id, f);
+        }
+        let (snapshots, used) = self.used_blobs(&index)?;
+        let stored: HashMap<String, u64> = self
+            .backend()
+            .list(FileType::Pack)?
+            .into_iter()
+            .map(|f| (f.name, f.size))
+            .collect();
+        let mut plan = PrunePlan {
+            snapshots,
+            used_blobs: used.len(),
+            index_files: files.live.iter().map(|(id, _)| *id).collect(),
+            leftover_index_files: files.superseded.clone(),
+            ..PrunePlan::default()
+        };
+        // The copy of each used blob that is kept: its first indexed location.
+        let mut indexed: HashSet<PackId> = HashSet::new();
+        let mut keeper: HashSet<(PackId, BlobId)> = HashSet::new();
+        for (_, f) in &files.live {
+            for p in &f.packs {
+                indexed.insert(p.id);
+                for b in &p.blobs {
+                    if used.contains(&b.entry.id)
+                        && index.get(&b.entry.id).is_some_and(|l| l.pack == p.id)
+                    {
+                        keeper.insert((p.id, b.entry.id));
+                    }
+                }
+            }
+        }
+        let mut seen_packs = HashSet::new();
+        for (_, f) in &files.live {
+            for p in &f.packs {
+                if !seen_packs.insert(p.id) {
+                    continue;
+                }
+                let name = p.id.to_hex();
+                let size = *stored.get(&name).ok_or_else(|| {
+                    Error::damaged(
+                        FileType::Pack.describe(&name),
+                        "an index lists it but it is missing; run `litevault check`",
+                    )
+                })?;
+                let used_bytes: u64 = p
+                    .blobs
+                    .iter()
+                    .filter(|b| keeper.contains(&(p.id, b.entry.id)))
+                    .map(|b| u64::from(b.entry.stored_len))
+                    .sum();
+                plan.packs += 1;
+                plan.pack_bytes += size;
+                plan.unused_bytes += size.saturating_sub(used_bytes);
+                if used_bytes == 0 {
+                    plan.delete.push(p.id);
+                    plan.freed_bytes += size;
+                } else if (size - used_bytes.min(size)) as f64 > opts.max_unused * size as f64 {
+                    plan.repack.push(p.id);
+                    plan.repack_bytes += used_bytes;
+                    plan.freed_bytes += size - used_bytes.min(size);
+                }
+            }
+        }
+        for (name, size) in &stored {
+            let id: PackId = name.parse()?;
+            if !indexed.contains(&id) {
+                plan.orphans.push(id);
+                plan.packs += 1;
+                plan.pack_bytes += size;
+                plan.freed_bytes += size;
+            }
+        }
+        plan.delete.sort();
+        plan.repack.sort();
+        plan.orphans.sort();
+        Ok(plan)
+    }
+
+    /// Prunes under the exclusive lock (see the module docs); with
+    /// `dry_run`, only plans.
+    pub fn prune(&self, opts: &PruneOptions) -> Result<PrunePlan> {
+        let _lock = self.lock(LockKind::Exclusive, "prune")?;
+        let mut plan = self.plan_prune(opts)?;
+        if opts.dry_run || plan.is_noop() {
+            return Ok(plan);
+        }
+        let files = self.index_files()?;
+        let mut index = Index::default();
+        for (id, f) in &files.live {
+            index.add_file(*id, f);
+        }
+        let (_, used) = self.used_blobs(&index)?;
+        let repack: HashSet<PackId> = plan.repack.iter().copied().collect();
+        let drop: HashSet<PackId> = plan.delete.iter().copied().collect();
+
+        // 1. Copy the used blobs of packs being repacked into new packs.
+        let mut new_packs: Vec<IndexPack> = Vec::new();
+        let mut written: HashSet<BlobId> = HashSet::new();
+        let mut writer = PackWriter::new();
+        for id in &plan.repack {
+            let name = id.to_hex();
+            let object = FileType::Pack.describe(&name);
+            let bytes = self.backend().read(FileType::Pack, &name)?;
+            verify_name(&bytes, &name, &object)?;
+            for b in pack::parse_header(self.key(), &bytes, &object)? {
+                let keep = used.contains(&b.entry.id)
+                    && index.get(&b.entry.id).is_some_and(|l| l.pack == *id);
+                if !keep || !written.insert(b.entry.id) {
+                    continue;
+                }
+                let sealed = &bytes[b.offset as usize..(b.offset + b.entry.stored_len) as usize];
+                pack::open_blob(
+                    self.key(),
+                    &b.entry,
+                    sealed,
+                    &format!("blob {} in {object}", b.entry.id.short()),
+                )?;
+                writer.add_sealed(
+                    b.entry.ty,
+                    b.entry.id,
+                    b.entry.compression,
+                    b.entry.raw_len as usize,
+                    sealed,
+                )?;
+                if writer.len() >= self.config().pack_size as usize {
+                    new_packs.push(self.save_pack(std::mem::take(&mut writer))?);
+                }
+            }
+        }
+        if !writer.is_empty() {
+            new_packs.push(self.save_pack(writer)?);
+        }
+        plan.new_packs = new_packs.len();
+
+        // 2. The new index: every pack that stays, plus the new ones; it
+        //    supersedes every index file read above.
+        let mut packs: Vec<IndexPack> = Vec::new();
+        let mut seen = HashSet::new();
+        for (_, f) in &files.live {
+            for p in &f.packs {
+                if !repack.contains(&p.id) && !drop.contains(&p.id) && seen.insert(p.id) {
+                    packs.push(p.clone());
+                }
+            }
+        }
+        packs.extend(new_packs);
+        let supersedes: Vec<IndexId> = files
+            .live
+            .iter()
+            .map(|(id, _)| *id)
+            .chain(files.superseded.iter().copied())
+            .collect();
+        self.write_index_split(&supersedes, packs)?;
+
+        // 3. The old index files, then 4. the old packs.
+        for id in &supersedes {
+            self.backend().remove(FileType::Index, &id.to_hex())?;
+        }
+        for id in plan.delete.iter().chain(&plan.repack).chain(&plan.orphans) {
+            self.backend().remove(FileType::Pack, &id.to_hex())?;
+        }
+        Ok(plan)
+    }
+
+    /// Writes `packs` as index files of bounded size, each superseding
+    /// `supersedes`. With no packs at all, one empty index still records
+    /// what it supersedes.
+    fn write_index_split(&self, supersedes: &[IndexId], packs: Vec<IndexPack>) -> Result<()> {
+        let mut batch: Vec<IndexPack> = Vec::new();
+        let mut entries = 0;
+        let mut wrote = false;
+        for p in packs {
+            entries += p.blobs.len();
+            batch.push(p);
+            if entries >= INDEX_ENTRIES_PER_FILE {
+                self.save_index(&IndexFile {
+                    supersedes: supersedes.to_vec(),
+                    packs: std::mem::take(&mut batch),
+                })?;
+                entries = 0;
+                wrote = true;
+            }
+        }
+        if !batch.is_empty() || !wrote {
+            self.save_index(&IndexFile {
+                supersedes: supersedes.to_vec(),
+                packs: batch,
+            })?;
+        }
+        Ok(())
+    }
+}
