@@ -231,7 +231,7 @@ impl Indexer<'_> {
 /// The pipeline stopped because a later stage failed; that stage's error is
 /// reported instead.
 fn stopped() -> Error {
-    Error::InvalidInput("the backup pipeline stopped".into())
+    Error::Interrupted("the backup pipeline stopped early".into())
 }
 
 #[derive(Default)]
@@ -248,6 +248,7 @@ type PipelineOutput = (crate::snapshot::TreeRoot, BlobId, ReaderCounts, PackerSt
 /// packer beside it.
 fn pipeline<F>(
     repo: &Repository,
+    lock: &crate::lock::LockGuard,
     known: HashSet<BlobId>,
     meta: &ImageMeta,
     opts: &BackupOptions,
@@ -280,7 +281,7 @@ where
         drop(job_rx);
         drop(sealed_tx);
         let packer = s.spawn(move || -> Result<PackerStats> {
-            let mut p = Packer::new(repo);
+            let mut p = Packer::new(repo, lock);
             for b in sealed_rx {
                 p.add(&b)?;
             }
@@ -419,7 +420,7 @@ impl Repository {
             validate_tag(t)?;
         }
         let started = Instant::now();
-        let _lock = self.lock(LockKind::Shared, "backup")?;
+        let lock = self.lock(LockKind::Shared, "backup")?;
         cancelled(opts.cancel.as_ref())?;
         // Loaded before the read transaction starts, to keep it short.
         let known = self.load_blob_ids()?;
@@ -434,7 +435,7 @@ impl Repository {
                 )?;
                 let meta = reader.meta().clone();
                 let (root, hash, counts, stats) =
-                    pipeline(self, known, &meta, opts, |f| reader.for_each_page(f))?;
+                    pipeline(self, &lock, known, &meta, opts, |f| reader.for_each_page(f))?;
                 (reader.finish()?, root, hash, counts, stats)
             }
             Strategy::Vacuum => {
@@ -450,7 +451,7 @@ impl Repository {
                 )?;
                 let meta = export.meta().clone();
                 let (root, hash, counts, stats) =
-                    pipeline(self, known, &meta, opts, |f| export.for_each_page(f))?;
+                    pipeline(self, &lock, known, &meta, opts, |f| export.for_each_page(f))?;
                 let meta = export.meta().clone();
                 (meta, root, hash, counts, stats)
             }
@@ -474,6 +475,7 @@ impl Repository {
                 return Ok(summary(None, Some(id), manifest, stats.bytes));
             }
         }
+        lock.ensure_held()?;
         let (id, len) = self.save_manifest_sized(&manifest)?;
         Ok(summary(Some(id), None, manifest, stats.bytes + len))
     }

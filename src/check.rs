@@ -23,7 +23,6 @@ use crate::index::Index;
 use crate::lock::LockKind;
 use crate::pack;
 use crate::repository::Repository;
-use crate::snapshot::TreeNode;
 
 /// Severity of a finding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -279,10 +278,7 @@ impl Repository {
             *missing += 1;
             return;
         }
-        let node = match self
-            .read_blob(index, id)
-            .and_then(|b| TreeNode::decode(&b, &format!("tree blob {}", id.short())))
-        {
+        let node = match self.read_tree(index, id) {
             Ok(n) if n.level == level => n,
             Ok(n) => {
                 problem.get_or_insert(format!(

@@ -81,6 +81,10 @@ pub enum Error {
     #[error("interrupted: {0}")]
     Interrupted(String),
 
+    /// A held lock could not be refreshed in time.
+    #[error("{0}")]
+    LockLost(String),
+
     /// A password could not be obtained.
     #[error("{0}")]
     Password(String),
@@ -113,7 +117,7 @@ impl Error {
             Error::RepositoryNotFound { .. } | Error::NotARepository { .. } => {
                 exit_code::NO_REPOSITORY
             }
-            Error::Locked { .. } => exit_code::LOCKED,
+            Error::Locked { .. } | Error::LockLost(_) => exit_code::LOCKED,
             Error::WrongPassword { .. } => exit_code::WRONG_PASSWORD,
             Error::Damaged { .. } => exit_code::DAMAGED,
             Error::NewerFormat { .. } => exit_code::NEWER_FORMAT,

@@ -203,6 +203,7 @@ fn conflict(kind: LockKind, others: &[LockInfo], mine: Option<&LockId>) -> Optio
 pub struct LockGuard {
     backend: Arc<dyn Backend>,
     current: Arc<Mutex<LockId>>,
+    refreshed: Arc<Mutex<std::time::Instant>>,
     stop: Option<mpsc::Sender<()>>,
     refresher: Option<JoinHandle<()>>,
 }
@@ -217,6 +218,21 @@ impl LockGuard {
     /// The current lock file's id.
     pub fn id(&self) -> LockId {
         *self.current.lock().expect("lock id mutex")
+    }
+
+    /// Fails if the lock could not be refreshed for so long that another
+    /// process may already consider it stale: a holder checks this before
+    /// each step that others' safety relies on (writing an index or a
+    /// snapshot, deleting).
+    pub fn ensure_held(&self) -> Result<()> {
+        let age = self.refreshed.lock().expect("refresh mutex").elapsed();
+        if age + REFRESH_EVERY >= STALE_AFTER {
+            return Err(Error::LockLost(format!(
+                "the repository lock could not be refreshed for {} minutes, so another process may have taken it; stopped before writing more (check that the repository is writable, then run the command again)",
+                age.as_secs() / 60
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -253,19 +269,22 @@ pub(crate) fn acquire(
         return Err(e);
     }
     let current = Arc::new(Mutex::new(id));
+    let last_refresh = Arc::new(Mutex::new(std::time::Instant::now()));
     let (stop, stopped) = mpsc::channel::<()>();
     let refresher = {
         let backend = Arc::clone(backend);
         let key = Arc::clone(key);
         let current = Arc::clone(&current);
+        let last_refresh = Arc::clone(&last_refresh);
         std::thread::Builder::new()
             .name("litevault-lock-refresh".into())
-            .spawn(move || refresh_loop(&*backend, &key, &current, record, &stopped))
+            .spawn(move || refresh_loop(&*backend, &key, &current, &last_refresh, record, &stopped))
             .map_err(|e| Error::io("starting the lock refresh thread", e))?
     };
     Ok(LockGuard {
         backend: Arc::clone(backend),
         current,
+        refreshed: last_refresh,
         stop: Some(stop),
         refresher: Some(refresher),
     })
@@ -275,6 +294,7 @@ fn refresh_loop(
     backend: &dyn Backend,
     key: &MasterKey,
     current: &Mutex<LockId>,
+    refreshed: &Mutex<std::time::Instant>,
     mut record: LockRecord,
     stopped: &mpsc::Receiver<()>,
 ) {
@@ -286,6 +306,7 @@ fn refresh_loop(
         // New lock first, then delete the old one: the lock is never absent.
         if backend.write(FileType::Lock, &id.to_hex(), &bytes).is_ok() {
             let old = std::mem::replace(&mut *current.lock().expect("lock id mutex"), id);
+            *refreshed.lock().expect("refresh mutex") = std::time::Instant::now();
             let _ = backend.remove(FileType::Lock, &old.to_hex());
         }
     }

@@ -60,15 +60,17 @@ pub(crate) struct PackerStats {
 /// Collects sealed blobs into packs and packs into index files.
 pub(crate) struct Packer<'r> {
     repo: &'r Repository,
+    lock: &'r crate::lock::LockGuard,
     pack: PackWriter,
     unindexed: Vec<IndexPack>,
     stats: PackerStats,
 }
 
 impl<'r> Packer<'r> {
-    pub fn new(repo: &'r Repository) -> Self {
+    pub fn new(repo: &'r Repository, lock: &'r crate::lock::LockGuard) -> Self {
         Self {
             repo,
+            lock,
             pack: PackWriter::new(),
             unindexed: Vec::new(),
             stats: PackerStats::default(),
@@ -108,6 +110,8 @@ impl<'r> Packer<'r> {
         if self.unindexed.is_empty() {
             return Ok(());
         }
+        // An index may only name packs a prune cannot have taken for orphans.
+        self.lock.ensure_held()?;
         let file = IndexFile {
             supersedes: Vec::new(),
             packs: std::mem::take(&mut self.unindexed),

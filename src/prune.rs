@@ -24,7 +24,6 @@ use crate::index::{Index, IndexFile, IndexPack};
 use crate::lock::LockKind;
 use crate::pack::{self, PackWriter};
 use crate::repository::{verify_name, Repository};
-use crate::snapshot::TreeNode;
 
 /// Most blob entries per index file written by prune.
 const INDEX_ENTRIES_PER_FILE: usize = 500_000;
@@ -88,31 +87,7 @@ impl PrunePlan {
     }
 }
 
-/// Every index file, split into the live ones and those superseded.
-pub(crate) struct IndexFiles {
-    pub live: Vec<(IndexId, IndexFile)>,
-    pub superseded: Vec<IndexId>,
-}
-
 impl Repository {
-    pub(crate) fn index_files(&self) -> Result<IndexFiles> {
-        let mut all = Vec::new();
-        for f in self.backend().list(FileType::Index)? {
-            let id: IndexId = f.name.parse()?;
-            all.push((id, self.load_index_file(&id)?));
-        }
-        let superseded: HashSet<IndexId> = all
-            .iter()
-            .flat_map(|(_, f)| f.supersedes.iter().copied())
-            .collect();
-        let (gone, live): (Vec<_>, Vec<_>) =
-            all.into_iter().partition(|(id, _)| superseded.contains(id));
-        Ok(IndexFiles {
-            live,
-            superseded: gone.into_iter().map(|(id, _)| id).collect(),
-        })
-    }
-
     /// Every blob some snapshot's tree reaches (tree blobs included).
     /// Subtrees shared between snapshots are walked once.
     pub(crate) fn used_blobs(&self, index: &Index) -> Result<(usize, HashSet<BlobId>)> {
@@ -144,10 +119,7 @@ impl Repository {
         if index.get(id).is_none() {
             return Err(missing(id));
         }
-        let node = TreeNode::decode(
-            &self.read_blob(index, id)?,
-            &format!("tree blob {}", id.short()),
-        )?;
+        let node = self.read_tree(index, id)?;
         if node.level != level {
             return Err(Error::damaged(
                 format!("tree blob {}", id.short()),
@@ -222,12 +194,24 @@ impl Repository {
                         "an index lists it but it is missing; run `litevault check`",
                     )
                 })?;
-                let used_bytes: u64 = p
+                let kept: Vec<_> = p
                     .blobs
                     .iter()
                     .filter(|b| keeper.contains(&(p.id, b.entry.id)))
-                    .map(|b| u64::from(b.entry.stored_len))
-                    .sum();
+                    .collect();
+                // A pack's own framing (file header, sealed header, length,
+                // an entry per kept blob) counts as used: repacking cannot
+                // save it.
+                let framing = 6 + 4 + 40 + 4 + 44 * kept.len() as u64;
+                let used_bytes: u64 = if kept.is_empty() {
+                    0
+                } else {
+                    framing
+                        + kept
+                            .iter()
+                            .map(|b| u64::from(b.entry.stored_len))
+                            .sum::<u64>()
+                };
                 plan.packs += 1;
                 plan.pack_bytes += size;
                 plan.unused_bytes += size.saturating_sub(used_bytes);
@@ -259,7 +243,7 @@ impl Repository {
     /// Prunes under the exclusive lock (see the module docs); with
     /// `dry_run`, only plans.
     pub fn prune(&self, opts: &PruneOptions) -> Result<PrunePlan> {
-        let _lock = self.lock(LockKind::Exclusive, "prune")?;
+        let lock = self.lock(LockKind::Exclusive, "prune")?;
         let mut plan = self.plan_prune(opts)?;
         if opts.dry_run || plan.is_noop() {
             return Ok(plan);
@@ -310,6 +294,24 @@ impl Repository {
         if !writer.is_empty() {
             new_packs.push(self.save_pack(writer)?);
         }
+        // Every used blob of a repacked pack must now be in a new pack,
+        // whatever the pack headers said: else nothing is deleted.
+        for id in &plan.repack {
+            for (_, f) in &files.live {
+                for p in f.packs.iter().filter(|p| p.id == *id) {
+                    for b in &p.blobs {
+                        let kept_here = used.contains(&b.entry.id)
+                            && index.get(&b.entry.id).is_some_and(|l| l.pack == *id);
+                        if kept_here && !written.contains(&b.entry.id) {
+                            return Err(Error::damaged(
+                                FileType::Pack.describe(&id.to_hex()),
+                                format!("its header lacks blob {} that the index lists; nothing was deleted (run `litevault check`)", b.entry.id.short()),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
         plan.new_packs = new_packs.len();
 
         // 2. The new index: every pack that stays, plus the new ones; it
@@ -330,7 +332,9 @@ impl Repository {
             .map(|(id, _)| *id)
             .chain(files.superseded.iter().copied())
             .collect();
+        lock.ensure_held()?;
         self.write_index_split(&supersedes, packs)?;
+        lock.ensure_held()?;
 
         // 3. The old index files, then 4. the old packs.
         for id in &supersedes {
@@ -342,28 +346,30 @@ impl Repository {
         Ok(plan)
     }
 
-    /// Writes `packs` as index files of bounded size, each superseding
-    /// `supersedes`. With no packs at all, one empty index still records
-    /// what it supersedes.
+    /// Writes `packs` as index files of bounded size. Only the last one
+    /// lists `supersedes`: until it is stored the old index files stay in
+    /// force, so a crash between two of these writes loses no entry.
     fn write_index_split(&self, supersedes: &[IndexId], packs: Vec<IndexPack>) -> Result<()> {
-        let mut batch: Vec<IndexPack> = Vec::new();
+        let mut batches: Vec<Vec<IndexPack>> = vec![Vec::new()];
         let mut entries = 0;
-        let mut wrote = false;
         for p in packs {
-            entries += p.blobs.len();
-            batch.push(p);
-            if entries >= INDEX_ENTRIES_PER_FILE {
-                self.save_index(&IndexFile {
-                    supersedes: supersedes.to_vec(),
-                    packs: std::mem::take(&mut batch),
-                })?;
+            if entries + p.blobs.len() > INDEX_ENTRIES_PER_FILE
+                && !batches.last().is_some_and(Vec::is_empty)
+            {
+                batches.push(Vec::new());
                 entries = 0;
-                wrote = true;
             }
+            entries += p.blobs.len();
+            batches.last_mut().expect("one batch").push(p);
         }
-        if !batch.is_empty() || !wrote {
+        let last = batches.len() - 1;
+        for (i, batch) in batches.into_iter().enumerate() {
             self.save_index(&IndexFile {
-                supersedes: supersedes.to_vec(),
+                supersedes: if i == last {
+                    supersedes.to_vec()
+                } else {
+                    Vec::new()
+                },
                 packs: batch,
             })?;
         }

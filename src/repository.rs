@@ -75,6 +75,14 @@ impl std::fmt::Debug for Repository {
     }
 }
 
+/// The index files of a repository (see [`Repository::index_files`]).
+pub struct IndexFiles {
+    /// Index files in force.
+    pub live: Vec<(IndexId, IndexFile)>,
+    /// Index files superseded by another one.
+    pub superseded: Vec<IndexId>,
+}
+
 /// Checks that `bytes` hash to `name` (content-addressed objects).
 pub(crate) fn verify_name(bytes: &[u8], name: &str, object: &str) -> Result<()> {
     if hex::encode(storage_hash(bytes)) != name {
@@ -366,8 +374,7 @@ impl Repository {
     /// the ids are kept, 32 bytes each plus the set's overhead.
     pub fn load_blob_ids(&self) -> Result<std::collections::HashSet<BlobId>> {
         let mut ids = std::collections::HashSet::new();
-        for f in self.backend.list(FileType::Index)? {
-            let file = self.load_index_file(&f.name.parse()?)?;
+        for (_, file) in &self.index_files()?.live {
             for p in &file.packs {
                 ids.extend(p.blobs.iter().map(|b| b.entry.id));
             }
@@ -382,12 +389,31 @@ impl Repository {
         IndexFile::decode(&payload, &FileType::Index.describe(&name))
     }
 
-    /// Reads every index file into one in-memory index.
-    pub fn load_index(&self) -> Result<Index> {
-        let mut index = Index::default();
+    /// Every index file, split into the live ones and those another index
+    /// file supersedes (left by an interrupted prune, ignored by readers).
+    pub fn index_files(&self) -> Result<IndexFiles> {
+        let mut all = Vec::new();
         for f in self.backend.list(FileType::Index)? {
             let id: IndexId = f.name.parse()?;
-            index.add_file(id, &self.load_index_file(&id)?);
+            all.push((id, self.load_index_file(&id)?));
+        }
+        let superseded: std::collections::HashSet<IndexId> = all
+            .iter()
+            .flat_map(|(_, f)| f.supersedes.iter().copied())
+            .collect();
+        let (gone, live): (Vec<_>, Vec<_>) =
+            all.into_iter().partition(|(id, _)| superseded.contains(id));
+        Ok(IndexFiles {
+            live,
+            superseded: gone.into_iter().map(|(id, _)| id).collect(),
+        })
+    }
+
+    /// Reads the live index files into one in-memory index.
+    pub fn load_index(&self) -> Result<Index> {
+        let mut index = Index::default();
+        for (id, f) in &self.index_files()?.live {
+            index.add_file(*id, f);
         }
         Ok(index)
     }
@@ -445,6 +471,19 @@ impl Repository {
                 e => e,
             })?;
         pack::open_blob(&self.key, &loc.blob.entry, &sealed, &object)
+    }
+
+    /// Reads and decodes one tree blob of a snapshot's chunk list; the index
+    /// must list it as a tree blob.
+    pub fn read_tree(&self, index: &Index, id: &BlobId) -> Result<crate::snapshot::TreeNode> {
+        let object = format!("tree blob {}", id.short());
+        if index
+            .get(id)
+            .is_some_and(|l| l.blob.entry.ty != crate::pack::BlobType::Tree)
+        {
+            return Err(Error::damaged(object, "the index lists it as a data blob"));
+        }
+        crate::snapshot::TreeNode::decode(&self.read_blob(index, id)?, &object)
     }
 
     /// Stores a snapshot manifest (after its data and index).
@@ -541,5 +580,38 @@ pub(crate) fn unique_prefix<'a>(names: &'a [String], prefix: &str, what: &str) -
             "{what} id prefix {prefix} is ambiguous: it matches {} {what}s (give more digits)",
             many.len()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_master_key_is_never_written_unwrapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = InitOptions {
+            kdf: KdfParams::TEST_ONLY_INSECURE,
+            ..InitOptions::default()
+        };
+        let repo = Repository::init_local(dir.path().join("r"), b"pw", &opts).unwrap();
+        repo.add_key(b"pw2", KdfParams::TEST_ONLY_INSECURE).unwrap();
+        let secret = *repo.key().secret();
+        let enc = blake3::derive_key("litevault 2026-11 v1 object encryption key", &secret);
+        for e in walkdir::WalkDir::new(dir.path())
+            .into_iter()
+            .map(std::result::Result::unwrap)
+        {
+            if e.file_type().is_file() {
+                let bytes = std::fs::read(e.path()).unwrap();
+                for needle in [&secret[..], &enc[..]] {
+                    assert!(
+                        !bytes.windows(32).any(|w| w == needle),
+                        "key material in {}",
+                        e.path().display()
+                    );
+                }
+            }
+        }
     }
 }

@@ -43,7 +43,7 @@ use crate::index::Index;
 use crate::lock::LockKind;
 use crate::pack::{self, PackedBlob};
 use crate::repository::Repository;
-use crate::snapshot::{walk_tree, Manifest, Strategy, TreeNode};
+use crate::snapshot::{walk_tree, Manifest, Strategy};
 
 /// The tag of the snapshot a restore takes of the target it replaces.
 pub const PRE_RESTORE_TAG: &str = "pre-restore";
@@ -123,6 +123,21 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();
     s.push(suffix);
     PathBuf::from(s)
+}
+
+/// The absolute target; a symlink is followed, so the database it points to
+/// is the one restored (and its -wal/-shm are the ones handled).
+fn resolve_target(target: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(target).unwrap_or_else(|_| target.to_path_buf());
+    match std::fs::symlink_metadata(&abs) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(&abs).map_err(|_| {
+            Error::InvalidInput(format!(
+                "target {} is a symlink to a missing file: restore to the file it should point to",
+                abs.display()
+            ))
+        }),
+        _ => Ok(abs),
+    }
 }
 
 /// Checks the target's directory exists and the target is not a directory.
@@ -235,7 +250,10 @@ fn refuse_if_open(target: &Path) -> Result<()> {
 fn verify_database(path: &Path, m: &Manifest, quick: bool) -> Result<()> {
     let bad = |what: String| {
         Error::damaged(
-            format!("restored database of snapshot {}", m.database.name),
+            format!(
+                "the restored copy of {} taken at {}",
+                m.database.name, m.time
+            ),
             what,
         )
     };
@@ -362,6 +380,11 @@ fn swap(tmp: &Path, target: &Path, dir: &Path) -> Result<()> {
             Err(e) => return Err(Error::io(format!("removing stale {}", p.display()), e)),
         }
     }
+    // The copy may have changed since it was checked (--post-sql, whose SQL
+    // may even turn SQLite's own syncing off): make it durable first.
+    File::open(tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(format!("fsyncing {}", tmp.display()), e))?;
     sync_dir(dir)?;
     std::fs::rename(tmp, target).map_err(|e| {
         Error::io(
@@ -435,12 +458,7 @@ impl Repository {
         let mut offset = 0u64;
         walk_tree(
             &m.tree,
-            &mut |id: &BlobId| {
-                TreeNode::decode(
-                    &self.read_blob(index, id)?,
-                    &format!("tree blob {}", id.short()),
-                )
-            },
+            &mut |id: &BlobId| self.read_tree(index, id),
             &mut |e| {
                 out.push((offset, e.id));
                 offset += e.len;
@@ -449,7 +467,7 @@ impl Repository {
         )?;
         if offset != m.image.bytes {
             return Err(Error::damaged(
-                "snapshot",
+                format!("snapshot of {} taken at {}", m.database.name, m.time),
                 format!("its chunks add up to {offset} bytes, not {}", m.image.bytes),
             ));
         }
@@ -524,42 +542,49 @@ impl Repository {
             let handles: Vec<_> = (0..threads)
                 .map(|_| {
                     s.spawn(|| -> Result<()> {
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(run) = runs.get(i) else {
-                                return Ok(());
-                            };
-                            cancelled(opts.cancel.as_ref())?;
-                            let name = run.pack.to_hex();
-                            let bytes = self.backend().read_range(
-                                FileType::Pack,
-                                &name,
-                                run.start,
-                                run.len,
-                            )?;
-                            for (offset, b) in &run.items {
-                                let at = (u64::from(b.offset) - run.start) as usize;
-                                let sealed = &bytes[at..at + b.entry.stored_len as usize];
-                                let object = format!(
-                                    "blob {} in {}",
-                                    b.entry.id.short(),
-                                    FileType::Pack.describe(&name)
-                                );
-                                let raw = pack::open_blob(self.key(), &b.entry, sealed, &object)?;
-                                file.write_all_at(&raw, *offset).map_err(ctx)?;
-                                if let Some(p) = &opts.progress {
-                                    p.advance(raw.len() as u64);
+                        let work = || -> Result<()> {
+                            loop {
+                                let i = next.fetch_add(1, Ordering::Relaxed);
+                                let Some(run) = runs.get(i) else {
+                                    return Ok(());
+                                };
+                                cancelled(opts.cancel.as_ref())?;
+                                let name = run.pack.to_hex();
+                                let bytes = self.backend().read_range(
+                                    FileType::Pack,
+                                    &name,
+                                    run.start,
+                                    run.len,
+                                )?;
+                                for (offset, b) in &run.items {
+                                    let at = (u64::from(b.offset) - run.start) as usize;
+                                    let sealed = &bytes[at..at + b.entry.stored_len as usize];
+                                    let object = format!(
+                                        "blob {} in {}",
+                                        b.entry.id.short(),
+                                        FileType::Pack.describe(&name)
+                                    );
+                                    let raw =
+                                        pack::open_blob(self.key(), &b.entry, sealed, &object)?;
+                                    file.write_all_at(&raw, *offset).map_err(ctx)?;
+                                    if let Some(p) = &opts.progress {
+                                        p.advance(raw.len() as u64);
+                                    }
                                 }
                             }
+                        };
+                        let result = work();
+                        if result.is_err() {
+                            // Stop the other threads: the restore has failed.
+                            next.store(usize::MAX / 2, Ordering::Relaxed);
                         }
+                        result
                     })
                 })
                 .collect();
-            // Stop the others at the first error.
             let mut first = None;
             for h in handles {
                 if let Err(e) = h.join().expect("restore thread panicked") {
-                    next.store(usize::MAX / 2, Ordering::Relaxed);
                     first.get_or_insert(e);
                 }
             }
@@ -589,7 +614,7 @@ impl Repository {
         }
         if total != m.image.bytes || BlobId::from_bytes(*h.finalize().as_bytes()) != m.image.hash {
             return Err(Error::damaged(
-                "restored image",
+                format!("restored image {}", path.display()),
                 "its hash or size differs from the snapshot's manifest",
             ));
         }
@@ -599,9 +624,9 @@ impl Repository {
     /// Restores snapshot `id` into `opts.target` (see the module docs).
     pub fn restore(&self, id: &SnapshotId, opts: &RestoreOptions) -> Result<RestoreSummary> {
         let started = Instant::now();
+        let lock = self.lock(LockKind::Shared, "restore")?;
         let manifest = self.load_manifest(id)?;
-        let _lock = self.lock(LockKind::Shared, "restore")?;
-        let target = std::path::absolute(&opts.target).unwrap_or_else(|_| opts.target.clone());
+        let target = resolve_target(&opts.target)?;
         let dir = check_target(&target)?;
         check_space(&dir, manifest.image.bytes)?;
         let exists = std::fs::symlink_metadata(&target).is_ok();
@@ -630,12 +655,18 @@ impl Repository {
             post_sql(&tmp.0, sql)?;
         }
         cancelled(opts.cancel.as_ref())?;
+        // The target may have appeared while the copy was being made.
+        let exists = std::fs::symlink_metadata(&target).is_ok();
+        if exists && !opts.live {
+            refuse_if_open(&target)?;
+        }
         let pre_restore = if exists && opts.pre_restore {
             Some(self.pre_restore_snapshot(&target)?)
         } else {
             None
         };
         cancelled(opts.cancel.as_ref())?;
+        lock.ensure_held()?;
         let live = opts.live && exists;
         if live {
             live_copy(&tmp.0, &target)?;
@@ -691,12 +722,7 @@ impl Repository {
         let mut written = 0u64;
         walk_tree(
             &manifest.tree,
-            &mut |id: &BlobId| {
-                TreeNode::decode(
-                    &self.read_blob(index, id)?,
-                    &format!("tree blob {}", id.short()),
-                )
-            },
+            &mut |id: &BlobId| self.read_tree(index, id),
             &mut |entry| {
                 let data = self.read_blob(index, &entry.id)?;
                 if data.len() as u64 != entry.len {
@@ -715,7 +741,7 @@ impl Repository {
             || BlobId::from_bytes(*hasher.finalize().as_bytes()) != manifest.image.hash
         {
             return Err(Error::damaged(
-                "snapshot image",
+                format!("image of the snapshot of {} taken at {}", manifest.database.name, manifest.time),
                 format!(
                     "the reassembled image ({written} bytes) does not match the manifest's hash and size ({} bytes)",
                     manifest.image.bytes

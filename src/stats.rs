@@ -10,7 +10,7 @@ use crate::id::BlobId;
 use crate::index::Index;
 use crate::pack::BlobType;
 use crate::repository::Repository;
-use crate::snapshot::{walk_tree, TreeNode, TreeRoot};
+use crate::snapshot::{walk_tree, TreeRoot};
 
 /// Figures for one database.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -71,12 +71,7 @@ impl Repository {
         let mut bytes = 0u64;
         walk_tree(
             root,
-            &mut |id: &BlobId| {
-                TreeNode::decode(
-                    &self.read_blob(index, id)?,
-                    &format!("tree blob {}", id.short()),
-                )
-            },
+            &mut |id: &BlobId| self.read_tree(index, id),
             &mut |e| {
                 if out.insert(e.id) {
                     bytes += e.len;

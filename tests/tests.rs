@@ -10,5 +10,7 @@ mod cli_keys;
 mod cli_locks;
 mod corruption;
 mod faults;
+mod hostile;
+mod leak;
 mod manage;
 mod restore;

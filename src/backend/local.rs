@@ -333,7 +333,18 @@ impl Backend for LocalBackend {
             if !entry.file_type().is_file() || !is_object_name(&name) {
                 continue;
             }
-            let size = entry.metadata().map_err(|e| ctx(e.into()))?.len();
+            let size = match entry.metadata() {
+                Ok(m) => m.len(),
+                // Deleted between the directory read and the stat (a lock
+                // released, a pack pruned): not there any more.
+                Err(e)
+                    if e.io_error()
+                        .is_some_and(|io| io.kind() == io::ErrorKind::NotFound) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(ctx(e.into())),
+            };
             out.push(FileInfo {
                 name: name.into_owned(),
                 size,

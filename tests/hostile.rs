@@ -1,0 +1,480 @@
+//! Hostile repositories: every command meets damaged, forged, truncated,
+//! empty, absurd or looping objects with a clear error or a report, never
+//! a panic, a hang or an unbounded allocation. One test per case.
+
+use std::path::{Path, PathBuf};
+
+use crate::backup::{backup_json, make_db};
+use crate::util::{Env, Run};
+
+/// A repository with two snapshots of a small database.
+fn setup() -> (Env, PathBuf) {
+    let env = Env::new();
+    env.run(&["init", "--pack-size", "1"]).ok();
+    let db = make_db(&env, "app.db", 2, 77);
+    backup_json(&env, &[db.to_str().unwrap(), "--tag", "a"]);
+    crate::backup::workload(&[
+        "mutate",
+        db.to_str().unwrap(),
+        "--step",
+        "1",
+        "--seed",
+        "77",
+    ]);
+    backup_json(&env, &[db.to_str().unwrap(), "--tag", "a"]);
+    (env, db)
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| e.file_type().is_file())
+        .map(walkdir::DirEntry::into_path)
+        .collect();
+    v.sort();
+    v
+}
+
+fn first(env: &Env, sub: &str) -> PathBuf {
+    files(&env.repo.join(sub)).remove(0)
+}
+
+/// No panic, at most one error line, an exit code from the documented set.
+fn sane(r: &Run) {
+    assert!(!r.stderr.contains("panicked"), "panic: {r:?}");
+    assert!(
+        [0, 1, 3, 10, 11, 12, 13, 14].contains(&r.code),
+        "unexpected exit code: {r:?}"
+    );
+    let errors = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("litevault: error:"))
+        .count();
+    assert!(errors <= 1, "{r:?}");
+}
+
+/// Runs the commands that read everything; each must be sane; returns
+/// (restore, check) results.
+fn survey(env: &Env) -> (Run, Run) {
+    let target = env.dir.path().join("restored.db");
+    for args in [
+        vec!["snapshots"],
+        vec!["stats"],
+        vec!["dump", "latest", "-o", "/dev/null"],
+        vec!["prune", "--dry-run"],
+        vec!["forget", "--keep-last", "1", "--dry-run"],
+        vec!["key", "list"],
+    ] {
+        sane(&env.run(&args));
+    }
+    let restore = env.run(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--no-pre-restore",
+    ]);
+    sane(&restore);
+    let check = env.run(&["check", "--read-data"]);
+    sane(&check);
+    (restore, check)
+}
+
+fn rename_to_hash(path: &Path) -> PathBuf {
+    let bytes = std::fs::read(path).unwrap();
+    let to = path.with_file_name(blake3::hash(&bytes).to_hex().as_str());
+    std::fs::rename(path, &to).unwrap();
+    to
+}
+
+fn damaged(env: &Env) {
+    let (restore, check) = survey(env);
+    assert_ne!(
+        restore.code, 0,
+        "restore succeeded from a damaged repository: {restore:?}"
+    );
+    assert_eq!(check.code, 1, "check missed the damage: {check:?}");
+}
+
+#[test]
+fn truncated_pack() {
+    let (env, _) = setup();
+    let p = first(&env, "data");
+    let b = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &b[..b.len() / 2]).unwrap();
+    damaged(&env);
+}
+
+#[test]
+fn pack_truncated_to_its_last_bytes() {
+    let (env, _) = setup();
+    let p = first(&env, "data");
+    let b = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &b[b.len() - 10..]).unwrap();
+    damaged(&env);
+}
+
+#[test]
+fn empty_pack() {
+    let (env, _) = setup();
+    std::fs::write(first(&env, "data"), b"").unwrap();
+    damaged(&env);
+}
+
+#[test]
+fn pack_stored_under_another_packs_id() {
+    let (env, _) = setup();
+    let packs = files(&env.repo.join("data"));
+    assert!(packs.len() >= 2);
+    std::fs::copy(&packs[1], &packs[0]).unwrap();
+    damaged(&env);
+}
+
+#[test]
+fn pack_replaced_by_a_directory() {
+    let (env, _) = setup();
+    let p = first(&env, "data");
+    std::fs::remove_file(&p).unwrap();
+    std::fs::create_dir(&p).unwrap();
+    damaged(&env);
+}
+
+#[test]
+fn pack_header_length_points_past_the_start() {
+    let (env, _) = setup();
+    let p = first(&env, "data");
+    let mut b = std::fs::read(&p).unwrap();
+    let n = b.len();
+    b[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
+    std::fs::write(&p, &b).unwrap();
+    // Restore reads blobs by range through the index, never this header:
+    // it may succeed, and then with the right content; check must see it.
+    let (restore, check) = survey(&env);
+    assert_eq!(check.code, 1, "{check:?}");
+    assert!(
+        check.stdout.contains("implausible header length"),
+        "{check:?}"
+    );
+    if restore.code == 0 {
+        let db = env.dir.path().join("app.db");
+        assert_eq!(
+            crate::backup::dump(&env.dir.path().join("restored.db")),
+            crate::backup::dump(&db)
+        );
+    }
+}
+
+#[test]
+fn flipped_byte_in_the_middle_of_every_pack() {
+    let (env, _) = setup();
+    for p in files(&env.repo.join("data")) {
+        let mut b = std::fs::read(&p).unwrap();
+        let mid = b.len() / 2;
+        b[mid] ^= 0x40;
+        std::fs::write(&p, &b).unwrap();
+    }
+    damaged(&env);
+}
+
+#[test]
+fn missing_pack() {
+    let (env, _) = setup();
+    std::fs::remove_file(first(&env, "data")).unwrap();
+    damaged(&env);
+}
+
+#[test]
+fn empty_index_file() {
+    let (env, _) = setup();
+    std::fs::write(first(&env, "index"), b"").unwrap();
+    damaged(&env);
+}
+
+#[test]
+fn garbage_index_file_under_its_own_hash() {
+    let (env, _) = setup();
+    let p = first(&env, "index");
+    std::fs::write(&p, b"LVLT\x01\x03 not a sealed index at all").unwrap();
+    rename_to_hash(&p);
+    damaged(&env);
+}
+
+#[test]
+fn index_from_a_newer_format() {
+    let (env, _) = setup();
+    let p = first(&env, "index");
+    let mut b = std::fs::read(&p).unwrap();
+    b[4] = 9;
+    std::fs::write(&p, &b).unwrap();
+    let p = rename_to_hash(&p);
+    let r = env.run(&["snapshots"]);
+    sane(&r);
+    let r = env.run(&["dump", "latest", "-o", "/dev/null"]);
+    r.fails(
+        14,
+        &[
+            "newer litevault (format 9)",
+            &p.file_name().unwrap().to_string_lossy(),
+        ],
+    );
+}
+
+#[test]
+fn index_pointing_blobs_at_the_wrong_pack() {
+    use litevault::index::IndexFile;
+    let (env, _) = setup();
+    let repo = crate::backup::open(&env);
+    let packs: Vec<litevault::PackId> = files(&env.repo.join("data"))
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().parse().unwrap())
+        .collect();
+    let mut moved = IndexFile::default();
+    for f in files(&env.repo.join("index")) {
+        let id = f.file_name().unwrap().to_string_lossy().parse().unwrap();
+        let mut file = repo.load_index_file(&id).unwrap();
+        for p in &mut file.packs {
+            p.id = if p.id == packs[0] { packs[1] } else { packs[0] };
+        }
+        moved.packs.extend(file.packs);
+        std::fs::remove_file(&f).unwrap();
+    }
+    repo.save_index(&moved).unwrap();
+    damaged(&env);
+}
+
+#[test]
+fn index_pointing_blobs_at_the_wrong_offset() {
+    use litevault::index::IndexFile;
+    let (env, _) = setup();
+    let repo = crate::backup::open(&env);
+    let mut shifted = IndexFile::default();
+    for f in files(&env.repo.join("index")) {
+        let id = f.file_name().unwrap().to_string_lossy().parse().unwrap();
+        let mut file = repo.load_index_file(&id).unwrap();
+        for p in &mut file.packs {
+            for b in &mut p.blobs {
+                b.offset += 7;
+            }
+        }
+        shifted.packs.extend(file.packs);
+        std::fs::remove_file(&f).unwrap();
+    }
+    repo.save_index(&shifted).unwrap();
+    damaged(&env);
+}
+
+#[test]
+fn index_with_absurd_counts_is_refused_before_allocating() {
+    let (env, _) = setup();
+    let repo = crate::backup::open(&env);
+    // A sealed index whose payload claims 4 billion packs.
+    let mut payload = vec![0u8; 4];
+    payload.extend_from_slice(&u32::MAX.to_le_bytes());
+    let bytes = litevault::format::seal_object(
+        repo.key(),
+        litevault::format::ObjectType::Index,
+        &payload,
+        None,
+    )
+    .unwrap();
+    let name = blake3::hash(&bytes).to_hex().to_string();
+    std::fs::write(env.repo.join("index").join(&name), &bytes).unwrap();
+    let r = env.run(&["dump", "latest", "-o", "/dev/null"]);
+    r.fails(13, &[&name, "exceeds"]);
+    survey(&env);
+}
+
+#[test]
+fn snapshot_listing_a_missing_blob() {
+    let (env, _) = setup();
+    let repo = crate::backup::open(&env);
+    let (_, mut m) = repo.snapshots().unwrap().pop().unwrap();
+    m.tree.id = repo.key().blob_id(b"a tree that was never stored");
+    m.time = "2030-01-01T00:00:00Z".into();
+    repo.save_manifest(&m).unwrap();
+    let (restore, check) = survey(&env);
+    restore.fails(13, &["no index lists it"]);
+    assert_eq!(check.code, 1);
+}
+
+#[test]
+fn manifest_with_absurd_sizes() {
+    let (env, _) = setup();
+    let repo = crate::backup::open(&env);
+    let (_, mut m) = repo.snapshots().unwrap().pop().unwrap();
+    m.image.page_count = 1 << 40;
+    m.image.bytes = u64::from(m.image.page_size) << 40;
+    m.time = "2030-01-01T00:00:00Z".into();
+    repo.save_manifest(&m).unwrap();
+    let (restore, _) = survey(&env);
+    restore.fails(1, &["not enough free space"]);
+    env.run(&["dump", "latest", "-o", "/dev/null"])
+        .fails(13, &["do"]);
+}
+
+#[test]
+fn manifest_with_inconsistent_sizes() {
+    let (env, _) = setup();
+    let repo = crate::backup::open(&env);
+    let (_, mut m) = repo.snapshots().unwrap().pop().unwrap();
+    m.image.bytes += 1;
+    let id = repo.save_manifest(&m).unwrap();
+    sane(&env.run(&["snapshots"]));
+    env.run(&["dump", &id.to_hex(), "-o", "/dev/null"])
+        .fails(13, &["page size times page count"]);
+}
+
+#[test]
+fn manifest_with_absurd_tree_level() {
+    let (env, _) = setup();
+    let repo = crate::backup::open(&env);
+    let (_, m) = repo.snapshots().unwrap().pop().unwrap();
+    let mut json = serde_json::to_value(&m).unwrap();
+    json["tree"]["level"] = serde_json::json!(200);
+    let bytes = litevault::format::seal_object(
+        repo.key(),
+        litevault::format::ObjectType::Snapshot,
+        &serde_json::to_vec(&json).unwrap(),
+        None,
+    )
+    .unwrap();
+    let name = blake3::hash(&bytes).to_hex().to_string();
+    std::fs::write(env.repo.join("snapshots").join(&name), &bytes).unwrap();
+    env.run(&["snapshots"])
+        .fails(13, &[&name, "tree level 200"]);
+}
+
+#[test]
+fn empty_snapshot_file() {
+    let (env, _) = setup();
+    std::fs::write(first(&env, "snapshots"), b"").unwrap();
+    let r = env.run(&["snapshots"]);
+    r.fails(13, &["snapshots/", "damaged"]);
+    let c = env.run(&["check"]);
+    sane(&c);
+    assert_eq!(c.code, 1);
+}
+
+#[test]
+fn snapshot_file_that_is_an_index() {
+    let (env, _) = setup();
+    let idx = first(&env, "index");
+    let to = env.repo.join("snapshots").join(idx.file_name().unwrap());
+    std::fs::copy(&idx, &to).unwrap();
+    env.run(&["snapshots"])
+        .fails(13, &["holds a index where a snapshot belongs"]);
+}
+
+#[test]
+fn empty_config() {
+    let (env, _) = setup();
+    std::fs::write(env.repo.join("config"), b"").unwrap();
+    env.run(&["snapshots"])
+        .fails(13, &["config is damaged", "empty"]);
+}
+
+#[test]
+fn config_from_another_repository() {
+    let (env, _) = setup();
+    let other = Env::new();
+    other.init();
+    std::fs::copy(other.repo.join("config"), env.repo.join("config")).unwrap();
+    env.run(&["snapshots"])
+        .fails(13, &["config is damaged", "authentication"]);
+}
+
+#[test]
+fn empty_key_file() {
+    let (env, _) = setup();
+    std::fs::write(first(&env, "keys"), b"").unwrap();
+    env.run(&["snapshots"]).fails(13, &["keys/", "damaged"]);
+}
+
+#[test]
+fn key_file_with_terabytes_of_argon2_memory() {
+    let (env, _) = setup();
+    let k = first(&env, "keys");
+    let mut b = std::fs::read(&k).unwrap();
+    b[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+    std::fs::write(&k, &b).unwrap();
+    let k = rename_to_hash(&k);
+    let started = std::time::Instant::now();
+    env.run(&["snapshots"]).fails(
+        13,
+        &[&k.file_name().unwrap().to_string_lossy(), "argon2 memory"],
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn no_key_files() {
+    let (env, _) = setup();
+    std::fs::remove_file(first(&env, "keys")).unwrap();
+    env.run(&["snapshots"]).fails(13, &["no key files"]);
+}
+
+#[test]
+fn empty_lock_file_is_reported_and_removable() {
+    let (env, _) = setup();
+    std::fs::write(env.repo.join("locks").join("ab".repeat(32)), b"").unwrap();
+    env.run(&["prune"]).fails(11, &["unreadable lock file"]);
+    env.run(&["unlock"]).ok();
+    env.run(&["prune"]).ok();
+}
+
+#[test]
+fn symlink_loops_in_the_repository() {
+    let (env, _) = setup();
+    std::os::unix::fs::symlink("loop", env.repo.join("data").join("00").join("loop")).unwrap();
+    std::os::unix::fs::symlink(env.repo.join("index"), env.repo.join("index").join("self"))
+        .unwrap();
+    std::os::unix::fs::symlink(
+        env.repo.join("snapshots").join("x"),
+        env.repo.join("snapshots").join("x"),
+    )
+    .unwrap();
+    let (restore, check) = survey(&env);
+    restore.ok();
+    check.ok();
+}
+
+#[test]
+fn stray_files_are_ignored() {
+    let (env, _) = setup();
+    std::fs::write(env.repo.join("data").join("00").join("README"), b"hello").unwrap();
+    std::fs::write(env.repo.join("index").join("notes.txt"), b"hello").unwrap();
+    std::fs::write(env.repo.join("snapshots").join(".tmp-x"), b"partial").unwrap();
+    let (restore, check) = survey(&env);
+    restore.ok();
+    check.ok();
+}
+
+#[test]
+fn duplicated_index_file_under_a_false_name() {
+    let (env, _) = setup();
+    let idx = first(&env, "index");
+    std::fs::copy(&idx, env.repo.join("index").join("cd".repeat(32))).unwrap();
+    let r = env.run(&["dump", "latest", "-o", "/dev/null"]);
+    r.fails(13, &["cdcdcdcd", "does not match its name"]);
+}
+
+#[test]
+fn tree_blob_swapped_for_a_data_blob() {
+    let (env, _) = setup();
+    let repo = crate::backup::open(&env);
+    let (_, mut m) = repo.snapshots().unwrap().pop().unwrap();
+    // Point the root at a data chunk: its id is indexed, its type is not a tree.
+    let index = repo.load_index().unwrap();
+    let (data_id, _) = index
+        .blobs_of(litevault::pack::BlobType::Data)
+        .next()
+        .unwrap();
+    m.tree.id = *data_id;
+    m.time = "2030-01-01T00:00:00Z".into();
+    repo.save_manifest(&m).unwrap();
+    let (restore, check) = survey(&env);
+    assert_eq!(restore.code, 13, "{restore:?}");
+    assert_eq!(check.code, 1);
+}
