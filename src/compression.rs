@@ -10,6 +10,8 @@ use std::borrow::Cow;
 
 /// Largest plaintext litevault will decompress into (1 GiB).
 pub const MAX_RAW_LEN: usize = 1 << 30;
+/// Up to this size, decompression allocates the recorded size at once.
+const BULK_LIMIT: usize = 4 << 20;
 
 /// Compression of one stored payload; the byte value is on disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,8 +61,21 @@ pub fn decompress(
     }
     let out = match compression {
         Compression::None => data.to_vec(),
-        Compression::Zstd => {
+        // Chunks are small: one exact allocation.
+        Compression::Zstd if raw_len <= BULK_LIMIT => {
             zstd::bulk::decompress(data, raw_len).map_err(|e| format!("zstd: {e}"))?
+        }
+        // Large objects: memory grows with what the frame really holds,
+        // so a false size field cannot reserve gigabytes up front.
+        Compression::Zstd => {
+            use std::io::Read;
+            let mut out = Vec::with_capacity(BULK_LIMIT);
+            zstd::stream::read::Decoder::with_buffer(data)
+                .map_err(|e| format!("zstd: {e}"))?
+                .take(raw_len as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("zstd: {e}"))?;
+            out
         }
     };
     if out.len() != raw_len {
@@ -96,6 +111,15 @@ mod tests {
             .unwrap_err()
             .contains("limit"));
         assert!(decompress(c, b"garbage", 10).is_err());
+    }
+
+    #[test]
+    fn large_objects_decompress_by_stream() {
+        let data = vec![3u8; 9 << 20];
+        let (c, z) = compress(&data, Some(1));
+        assert_eq!(decompress(c, &z, data.len()).unwrap(), data);
+        assert!(decompress(c, &z, data.len() + 5).is_err());
+        assert!(decompress(c, &z, data.len() - 5).is_err());
     }
 
     proptest! {
