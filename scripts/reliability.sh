@@ -40,7 +40,7 @@ cat "$log/stall"
 
 cases=$(grep -hE '^test result' "$log/suites" "$log/crash" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -hE '^test result' "$log/suites" "$log/crash" | awk '{s+=$6} END {print s+0}')
-sigkills=$(grep -oE 'crash suite: [0-9]+ rounds, [0-9]+ processes killed' "$log/crash" | awk '{print $6}')
+sigkills=$(grep -oE 'crash suite: [0-9]+ rounds, [0-9]+ processes killed' "$log/crash" | awk '{print $5}')
 restore_kills=$(grep -oE 'sigkill outcomes: [0-9]+ old, [0-9]+ new' "$log/suites" | awk '{print $3 + $5}')
 prune_faults=$(grep -oE 'prune: [0-9]+ injected crashes' "$log/suites" | awk '{print $2}')
 # Fixed fault-injection counts of the other suites (see their sources):
