@@ -220,23 +220,10 @@ fn sigkill_during_backup_leaves_no_snapshot_and_a_stale_lock_that_unlock_removes
 fn full_repository_fails_cleanly() {
     let env = Env::new();
     let mnt = env.dir.path().join("small");
-    std::fs::create_dir(&mnt).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
+    let Some(_fs) = crate::util::SmallFs::mount(&mnt, "3m") else {
         eprintln!("full_repository_fails_cleanly: cannot mount a small tmpfs here; not run");
         return;
-    }
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(mnt.clone());
+    };
     let repo = mnt.join("repo");
     let db = make_db(&env, "app.db", 8, 17);
     let run = |args: &[&str]| {

@@ -214,7 +214,7 @@ fn command(
 fn measure(env: &Env, kind: &str, args: &[String]) -> u64 {
     let scratch = env.dir.path().join("scratch");
     let _ = std::fs::remove_dir_all(&scratch);
-    copy_dir(&env.repo, &scratch);
+    crate::util::copy_dir(&env.repo, &scratch);
     let t = std::time::Instant::now();
     let mut c = env.bare();
     let mut a = args.to_vec();
@@ -257,15 +257,4 @@ fn check_target(env: &Env, target: &std::path::Path, before: Option<&Vec<String>
         now == *old || now == dump(&new_path),
         "restore target is neither old nor new"
     );
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    for e in walkdir::WalkDir::new(from).into_iter().map(Result::unwrap) {
-        let dest = to.join(e.path().strip_prefix(from).unwrap());
-        if e.file_type().is_dir() {
-            std::fs::create_dir_all(&dest).unwrap();
-        } else if e.file_type().is_file() {
-            std::fs::copy(e.path(), &dest).unwrap();
-        }
-    }
 }

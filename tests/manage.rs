@@ -344,7 +344,7 @@ fn prune_interrupted_at_every_step_loses_nothing() {
         .unwrap();
     repo.forget(&plan, false).unwrap();
     let pristine = env.dir.path().join("pristine");
-    copy_dir(&env.repo, &pristine);
+    crate::util::copy_dir(&env.repo, &pristine);
     let mut crashes = 0;
     for fault in [
         Fault::FailBeforeWrite,
@@ -353,7 +353,7 @@ fn prune_interrupted_at_every_step_loses_nothing() {
     ] {
         for nth in 1..=40 {
             std::fs::remove_dir_all(&env.repo).unwrap();
-            copy_dir(&pristine, &env.repo);
+            crate::util::copy_dir(&pristine, &env.repo);
             let backend = Arc::new(
                 LocalBackend::open(&env.repo)
                     .unwrap()
@@ -403,15 +403,4 @@ fn prune_interrupted_at_every_step_loses_nothing() {
     }
     eprintln!("prune: {crashes} injected crashes");
     assert!(crashes >= 15, "only {crashes} crashes injected");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for e in walkdir::WalkDir::new(from).into_iter().map(Result::unwrap) {
-        let dest = to.join(e.path().strip_prefix(from).unwrap());
-        if e.file_type().is_dir() {
-            std::fs::create_dir_all(&dest).unwrap();
-        } else {
-            std::fs::copy(e.path(), &dest).unwrap();
-        }
-    }
 }

@@ -308,23 +308,10 @@ fn not_enough_free_space_is_checked_before_writing() {
     let db = make_db(&env, "app.db", 4, 81);
     backup_json(&env, &[s(&db)]);
     let mnt = env.dir.path().join("small");
-    std::fs::create_dir(&mnt).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
+    let Some(_fs) = crate::util::SmallFs::mount(&mnt, "1m") else {
         eprintln!("not_enough_free_space_is_checked_before_writing: cannot mount a small tmpfs here; not run");
         return;
-    }
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _u = Unmount(mnt.clone());
+    };
     restore(&env, &["latest", "--target", s(&mnt.join("app.db"))])
         .fails(1, &["not enough free space", "needs"]);
     assert!(crate::util::names(&mnt).is_empty());

@@ -1,6 +1,5 @@
 //! `litevault backup DB_PATH`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -10,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use litevault::{BackupOptions, Progress, Strategy};
 
-use super::{out, Ctx};
+use super::{out, Bar, Ctx};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum StrategyArg {
@@ -82,18 +81,6 @@ pub fn parse_time(s: &str) -> Result<jiff::Timestamp> {
     bail!("invalid time {s:?}: write RFC 3339 (2026-11-21T09:30:00Z) or \"2026-11-21 09:30:00\" (UTC)")
 }
 
-/// A progress bar on stderr.
-struct Bar(indicatif::ProgressBar);
-
-impl Progress for Bar {
-    fn start(&self, bytes: u64) {
-        self.0.set_length(bytes);
-    }
-    fn advance(&self, bytes: u64) {
-        self.0.inc(bytes);
-    }
-}
-
 /// Sets a flag on SIGINT/SIGTERM, which stops long operations cleanly.
 pub fn cancel_flag() -> Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
@@ -146,20 +133,15 @@ pub fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     opts.cancel = Some(cancel_flag()?);
     let repo = ctx.open()?;
 
-    let bar = (!ctx.quiet && !args.json && std::io::stderr().is_terminal()).then(|| {
-        let pb = indicatif::ProgressBar::new(0);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta}",
-            )
-            .expect("valid template"),
-        );
-        Arc::new(Bar(pb))
-    });
+    let bar = Bar::for_terminal(
+        ctx,
+        args.json,
+        "{spinner} {bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta}",
+    );
     opts.progress = bar.clone().map(|b| b as Arc<dyn Progress>);
     let result = repo.backup(&opts);
     if let Some(b) = &bar {
-        b.0.finish_and_clear();
+        b.finish();
     }
     let s = result?;
     if args.json {

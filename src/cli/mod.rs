@@ -149,6 +149,38 @@ impl Ctx {
     }
 }
 
+/// A progress bar on stderr, fed by the library's progress reports.
+pub struct Bar(indicatif::ProgressBar);
+
+impl litevault::Progress for Bar {
+    fn start(&self, bytes: u64) {
+        self.0.set_length(bytes);
+    }
+    fn advance(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+}
+
+impl Bar {
+    /// A bar when stderr is a terminal and output is for people (not
+    /// `--quiet`, not `--json`); `None` otherwise.
+    fn for_terminal(ctx: &Ctx, json: bool, template: &str) -> Option<std::sync::Arc<Bar>> {
+        use std::io::IsTerminal;
+        (!ctx.quiet && !json && std::io::stderr().is_terminal()).then(|| {
+            let pb = indicatif::ProgressBar::new(0);
+            pb.set_style(
+                indicatif::ProgressStyle::with_template(template).expect("valid template"),
+            );
+            std::sync::Arc::new(Bar(pb))
+        })
+    }
+
+    /// Removes the bar from the terminal.
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
 /// Writes to stdout, reporting a closed pipe as an error `main` ignores.
 fn out(text: impl std::fmt::Display) -> Result<()> {
     let mut stdout = std::io::stdout().lock();

@@ -1,6 +1,5 @@
 //! `litevault restore SNAPSHOT --target PATH`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -9,7 +8,7 @@ use clap::Args;
 use litevault::{Progress, RestoreOptions};
 
 use super::backup::{cancel_flag, human};
-use super::{out, snapshot_filter, Ctx, FilterArgs};
+use super::{out, snapshot_filter, Bar, Ctx, FilterArgs};
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -37,17 +36,6 @@ pub struct RestoreArgs {
     json: bool,
 }
 
-struct Bar(indicatif::ProgressBar);
-
-impl Progress for Bar {
-    fn start(&self, bytes: u64) {
-        self.0.set_length(bytes);
-    }
-    fn advance(&self, bytes: u64) {
-        self.0.inc(bytes);
-    }
-}
-
 pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     let post_sql = args
         .post_sql
@@ -66,20 +54,15 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     opts.pre_restore = !args.no_pre_restore;
     opts.live = args.live;
     opts.cancel = Some(cancel_flag()?);
-    let bar = (!ctx.quiet && !args.json && std::io::stderr().is_terminal()).then(|| {
-        let pb = indicatif::ProgressBar::new(0);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} restoring {bytes}/{total_bytes} {wide_bar} {bytes_per_sec}",
-            )
-            .expect("valid template"),
-        );
-        Arc::new(Bar(pb))
-    });
+    let bar = Bar::for_terminal(
+        ctx,
+        args.json,
+        "{spinner} restoring {bytes}/{total_bytes} {wide_bar} {bytes_per_sec}",
+    );
     opts.progress = bar.clone().map(|b| b as Arc<dyn Progress>);
     let result = repo.restore(&id, &opts);
     if let Some(b) = &bar {
-        b.0.finish_and_clear();
+        b.finish();
     }
     let s = result?;
     if args.json {
