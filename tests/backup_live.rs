@@ -244,3 +244,40 @@ fn full_repository_fails_cleanly() {
     r.load_index()
         .expect("the index is consistent after the failure");
 }
+
+#[test]
+fn read_only_repository_fails_cleanly_and_works_once_writable() {
+    let env = Env::new();
+    let mnt = env.dir.path().join("ro");
+    let Some(_fs) = crate::util::SmallFs::mount(&mnt, "64m") else {
+        eprintln!("read_only_repository_fails_cleanly_and_works_once_writable: cannot mount a tmpfs here; not run");
+        return;
+    };
+    let repo = mnt.join("repo");
+    let db = make_db(&env, "app.db", 1, 19);
+    let run = |args: &[&str]| {
+        let mut c = env.bare();
+        c.arg("--repo")
+            .arg(&repo)
+            .arg("--password-file")
+            .arg(&env.password_file)
+            .args(args);
+        crate::util::run(c)
+    };
+    run(&["init"]).ok();
+    let remount = |mode: &str| {
+        assert!(std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&mnt)
+            .status()
+            .unwrap()
+            .success());
+    };
+    remount("ro");
+    run(&["backup", db.to_str().unwrap()])
+        .fails(1, &["Read-only file system", "mounted read-only"]);
+    run(&["snapshots"]).ok();
+    remount("rw");
+    run(&["backup", db.to_str().unwrap()]).ok();
+    run(&["check"]).ok();
+}
