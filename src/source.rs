@@ -171,6 +171,41 @@ fn lock_byte_page(page_size: u32, page_count: u64) -> Option<u64> {
     (pg <= page_count).then_some(pg)
 }
 
+/// Starts the read transaction (BEGIN, then a first read, which takes the
+/// lock) and returns the page size and count it sees; everything read
+/// after it sees the same state. The first read is retried every half
+/// millisecond until `lock_timeout`: SQLite's own busy handler backs off to
+/// 100 ms sleeps, and in rollback-journal mode a reader that sleeps that
+/// long can keep missing the short gaps between a busy writer's commits.
+/// The connection's busy timeout is `lock_timeout` afterwards.
+fn begin_read(conn: &Connection, lock_timeout: Duration) -> rusqlite::Result<(i64, i64)> {
+    conn.busy_timeout(Duration::from_millis(1))?;
+    let deadline = std::time::Instant::now() + lock_timeout;
+    let first = loop {
+        conn.execute_batch("BEGIN DEFERRED")?;
+        match conn.query_row(
+            "SELECT page_size, page_count FROM pragma_page_size, pragma_page_count",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        ) {
+            Ok(v) => break Ok(v),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                let busy = matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                );
+                if !busy || std::time::Instant::now() >= deadline {
+                    break Err(e);
+                }
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        }
+    };
+    conn.busy_timeout(lock_timeout)?;
+    first
+}
+
 /// Reads a consistent page image inside one read transaction.
 pub struct PageReader<'c> {
     conn: &'c Connection,
@@ -190,7 +225,7 @@ impl<'c> PageReader<'c> {
         lock_timeout: Duration,
     ) -> Result<Self> {
         let err = |e: rusqlite::Error| sql_error(path, lock_timeout, &e);
-        conn.execute_batch("BEGIN DEFERRED").map_err(err)?;
+        let (page_size, page_count) = begin_read(conn, lock_timeout).map_err(err)?;
         let mut reader = Self {
             conn,
             path: path.to_path_buf(),
@@ -206,14 +241,6 @@ impl<'c> PageReader<'c> {
             },
             open: true,
         };
-        // The first read starts the transaction; everything below sees one state.
-        let (page_size, page_count): (i64, i64) = conn
-            .query_row(
-                "SELECT page_size, page_count FROM pragma_page_size, pragma_page_count",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(err)?;
         reader.meta.page_size = u32::try_from(page_size)
             .map_err(|_| Error::Source(format!("invalid page size {page_size}")))?;
         reader.meta.page_count = u64::try_from(page_count).unwrap_or(0);

@@ -68,7 +68,8 @@ fn backup_while_writing(wal: bool) {
         let (db, stop, commits) = (db.clone(), Arc::clone(&stop), Arc::clone(&commits));
         std::thread::spawn(move || {
             let c = rusqlite::Connection::open(&db).unwrap();
-            c.busy_timeout(Duration::from_secs(10)).unwrap();
+            // In rollback mode the writer waits while a backup reads: let it.
+            c.busy_timeout(Duration::from_secs(120)).unwrap();
             let mut i = 1_000_000i64;
             while !stop.load(Ordering::Relaxed) {
                 c.execute_batch(&format!(
@@ -90,7 +91,7 @@ fn backup_while_writing(wal: bool) {
     for _ in 0..3 {
         let mut opts = BackupOptions::new(&db);
         opts.force = true;
-        opts.lock_timeout = Duration::from_secs(10);
+        opts.lock_timeout = Duration::from_secs(60);
         repo.backup(&opts).unwrap();
         snaps += 1;
     }
