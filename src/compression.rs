@@ -7,6 +7,7 @@
 //! litevault allocate more than [`MAX_RAW_LEN`].
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 /// Largest plaintext litevault will decompress into (1 GiB).
 pub const MAX_RAW_LEN: usize = 1 << 30;
@@ -38,13 +39,47 @@ impl Compression {
 /// smaller (or `level` is `None`): then it is stored as is.
 pub fn compress(data: &[u8], level: Option<i32>) -> (Compression, Cow<'_, [u8]>) {
     if let Some(level) = level {
-        if let Ok(c) = zstd::bulk::compress(data, level) {
+        if let Ok(c) = with_compressor(level, |z| z.compress(data)) {
             if c.len() < data.len() {
                 return (Compression::Zstd, Cow::Owned(c));
             }
         }
     }
     (Compression::None, Cow::Borrowed(data))
+}
+
+thread_local! {
+    // zstd contexts are costly to create (a profile of a restore showed
+    // more time in ZSTD_createDCtx than in decompressing): one per thread.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+fn with_compressor<T>(
+    level: i32,
+    f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    COMPRESSOR.with_borrow_mut(|slot| {
+        match slot {
+            Some((l, z)) if *l == level => {}
+            _ => *slot = Some((level, zstd::bulk::Compressor::new(level)?)),
+        }
+        let (_, z) = slot.as_mut().expect("set above");
+        f(z)
+    })
+}
+
+fn with_decompressor<T>(
+    f: impl FnOnce(&mut zstd::bulk::Decompressor<'static>) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    DECOMPRESSOR.with_borrow_mut(|slot| {
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        f(slot.as_mut().expect("set above"))
+    })
 }
 
 /// Reverses [`compress`]: `raw_len` is the recorded plaintext length, checked
@@ -54,37 +89,52 @@ pub fn decompress(
     data: &[u8],
     raw_len: usize,
 ) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    decompress_into(compression, data, raw_len, &mut out)?;
+    Ok(out)
+}
+
+/// [`decompress`] into `out` (cleared first), so a caller decoding many
+/// blobs reuses one buffer.
+pub fn decompress_into(
+    compression: Compression,
+    data: &[u8],
+    raw_len: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
     if raw_len > MAX_RAW_LEN {
         return Err(format!(
             "recorded size {raw_len} exceeds the {MAX_RAW_LEN}-byte limit"
         ));
     }
-    let out = match compression {
-        Compression::None => data.to_vec(),
-        // Chunks are small: one exact allocation.
+    out.clear();
+    match compression {
+        Compression::None => out.extend_from_slice(data),
+        // Chunks are small: at most the recorded size, in one allocation.
         Compression::Zstd if raw_len <= BULK_LIMIT => {
-            zstd::bulk::decompress(data, raw_len).map_err(|e| format!("zstd: {e}"))?
+            out.reserve_exact(raw_len);
+            with_decompressor(|z| z.decompress_to_buffer(data, out))
+                .map_err(|e| format!("zstd: {e}"))?;
         }
         // Large objects: memory grows with what the frame really holds,
         // so a false size field cannot reserve gigabytes up front.
         Compression::Zstd => {
             use std::io::Read;
-            let mut out = Vec::with_capacity(BULK_LIMIT);
+            out.reserve(BULK_LIMIT);
             zstd::stream::read::Decoder::with_buffer(data)
                 .map_err(|e| format!("zstd: {e}"))?
                 .take(raw_len as u64 + 1)
-                .read_to_end(&mut out)
+                .read_to_end(out)
                 .map_err(|e| format!("zstd: {e}"))?;
-            out
         }
-    };
+    }
     if out.len() != raw_len {
         return Err(format!(
             "decompressed to {} bytes, recorded size is {raw_len}",
             out.len()
         ));
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -111,6 +161,35 @@ mod tests {
             .unwrap_err()
             .contains("limit"));
         assert!(decompress(c, b"garbage", 10).is_err());
+    }
+
+    #[test]
+    fn a_reused_buffer_and_context_give_the_same_results() {
+        let mut out = Vec::new();
+        let big = vec![9u8; 100_000];
+        let (c, z) = compress(&big, Some(3));
+        decompress_into(c, &z, big.len(), &mut out).unwrap();
+        assert_eq!(out, big);
+        // A smaller blob into the larger buffer: its capacity must not let
+        // a frame exceed its recorded size.
+        let small = b"0123456789".repeat(100);
+        let (c, z) = compress(&small, Some(3));
+        decompress_into(c, &z, small.len(), &mut out).unwrap();
+        assert_eq!(out, small);
+        assert!(decompress_into(c, &z, small.len() - 1, &mut out).is_err());
+        // After a failure the context still works.
+        assert!(decompress_into(c, b"garbage", 10, &mut out).is_err());
+        decompress_into(c, &z, small.len(), &mut out).unwrap();
+        assert_eq!(out, small);
+        // A reused compression context gives the bytes a fresh one does.
+        assert_eq!(
+            compress(&small, Some(3)).1,
+            zstd::bulk::compress(&small, 3).unwrap()
+        );
+        assert_eq!(
+            compress(&small, Some(19)).1,
+            zstd::bulk::compress(&small, 19).unwrap()
+        );
     }
 
     #[test]

