@@ -5,10 +5,13 @@
 # takes a first backup, then DAYS daily churn steps with a backup after each,
 # for: litevault --strategy pages, litevault --strategy vacuum, and
 # VACUUM INTO + `restic backup` of the export (Debian's restic), all in the
-# same run on the same sequence of databases. Prints a markdown table.
+# same run on the same sequence of databases; then restores of the latest
+# snapshot by each, in turn, BENCH_RESTORE_RUNS times (default 3). Prints
+# markdown tables (medians).
 #
 #   scripts/bench.sh                 # 512 MiB, 8 days
 #   BENCH_SIZE_MB=64 BENCH_DAYS=3 scripts/bench.sh
+#   BENCH_RESTORE_ONLY=1 scripts/bench.sh   # restores only, repositories of the last run
 #
 # Needs: python3, sqlite3, /usr/bin/time, restic (apt-get install restic).
 set -euo pipefail
@@ -33,7 +36,7 @@ if [ ! -f "$base" ]; then
   python3 "$workload" create "$base.tmp" --size-mb "$size" --seed 42 >/dev/null
   mv "$base.tmp" "$base"
 fi
-head -c 24 /dev/urandom | base64 > "$work/password"
+[ -n "${BENCH_RESTORE_ONLY:-}" ] || head -c 24 /dev/urandom | base64 > "$work/password"
 
 # timed CMD...: runs CMD, appends "seconds maxrss_kib" to $work/t
 timed() { /usr/bin/time -f "%e %M" -a -o "$work/t" "$@" >/dev/null; }
@@ -62,7 +65,12 @@ init_repo() { # kind repo
 }
 
 declare -A first inc_med add_med repo_final rss unchanged restore_s restore_quick_s
+only_restore="${BENCH_RESTORE_ONLY:-}"
+[ -z "$only_restore" ] || for kind in pages vacuum restic; do
+  [ -d "$work/repo-$kind" ] || { echo "bench: BENCH_RESTORE_ONLY needs $work/repo-$kind from a full run" >&2; exit 1; }
+done
 for kind in pages vacuum restic; do
+  [ -z "$only_restore" ] || break
   echo "== $kind" >&2
   db="$work/app-$kind.db"
   repo="$work/repo-$kind"
@@ -92,25 +100,42 @@ for kind in pages vacuum restic; do
   before=$(repo_bytes "$repo"); : > "$work/t"
   backup_once "$kind" "$db" "$repo"
   unchanged[$kind]=$(( $(repo_bytes "$repo") - before ))
-  # restore the latest snapshot into a new file
-  rm -rf "$work/restored-$kind" "$work/restored-$kind.db"; : > "$work/t"
-  case "$kind" in
-    pages|vacuum)
-      timed "$lv" --repo "$repo" --password-file "$work/password" restore latest --tag bench --target "$work/restored-$kind.db"
-      restore_s[$kind]=$(awk '{s+=$1} END {print s}' "$work/t"); : > "$work/t"
-      rm -f "$work/restored-$kind.db"
-      timed "$lv" --repo "$repo" --password-file "$work/password" restore latest --tag bench --target "$work/restored-$kind.db" --quick
-      restore_quick_s[$kind]=$(awk '{s+=$1} END {print s}' "$work/t")
-      rm -f "$work/restored-$kind.db" ;;
-    restic)
-      timed restic --repo "$repo" --password-file "$work/password" --quiet restore latest --target "$work/restored-$kind"
-      restore_s[$kind]=$(awk '{s+=$1} END {print s}' "$work/t"); restore_quick_s[$kind]=-
-      rm -rf "$work/restored-$kind" ;;
-  esac
+done
+
+# Restores of the latest snapshot into a new file: every tool in turn,
+# BENCH_RESTORE_RUNS rounds (default 3), the median of each; dirty pages of
+# earlier steps are flushed first so that no run pays for another's writes.
+runs="${BENCH_RESTORE_RUNS:-3}"
+declare -A rs rq
+for r in $(seq 1 "$runs"); do
+  for kind in pages vacuum restic; do
+    repo="$work/repo-$kind"; out="$work/restored-$kind"
+    rm -rf "$out" "$out.db"; sync
+    : > "$work/t"
+    case "$kind" in
+      pages|vacuum)
+        timed "$lv" --repo "$repo" --password-file "$work/password" restore latest --tag bench --target "$out.db"
+        rs[$kind]+="$(awk '{print $1}' "$work/t") "
+        rm -f "$out.db"; sync; : > "$work/t"
+        timed "$lv" --repo "$repo" --password-file "$work/password" restore latest --tag bench --target "$out.db" --quick
+        rq[$kind]+="$(awk '{print $1}' "$work/t") "
+        rm -f "$out.db" ;;
+      restic)
+        timed restic --repo "$repo" --password-file "$work/password" --quiet restore latest --target "$out"
+        rs[$kind]+="$(awk '{print $1}' "$work/t") "
+        rm -rf "$out" ;;
+    esac
+  done
+  echo "   restore round $r: pages ${rs[pages]}/ ${rq[pages]}, vacuum ${rs[vacuum]}/ ${rq[vacuum]}, restic ${rs[restic]}" >&2
+done
+for kind in pages vacuum restic; do
+  restore_s[$kind]=$(printf '%s\n' ${rs[$kind]} | median)
+  restore_quick_s[$kind]=$( [ -n "${rq[$kind]:-}" ] && printf '%s\n' ${rq[$kind]} | median || echo -)
 done
 
 mib() { awk -v b="$1" 'BEGIN {printf "%.2f MiB", b/1048576}'; }
 echo
+if [ -z "$only_restore" ]; then
 echo "workload: $size MiB database, $days daily churn steps (workload.py, seed 42); $(nproc) cores"
 echo
 echo "| | first backup | median incremental | median bytes added / day | unchanged db adds | repository after $days days | peak RSS |"
@@ -120,13 +145,14 @@ for kind in pages vacuum restic; do
   printf '| %s | %.2f s | %.2f s | %s | %s | %s | %s |\n' "$name" "${first[$kind]}" "${inc_med[$kind]}" \
     "$(mib "${add_med[$kind]}")" "$(mib "${unchanged[$kind]}")" "$(mib "${repo_final[$kind]}")" "$(mib $(( ${rss[$kind]} * 1024 )))"
 done
+fi
 echo
-echo "| restore of the latest snapshot | seconds | with --quick |"
+echo "| restore of the latest snapshot (median of $runs) | seconds | with --quick |"
 echo "|---|---:|---:|"
 echo "| litevault (pages) | ${restore_s[pages]} | ${restore_quick_s[pages]} |"
 echo "| litevault (vacuum) | ${restore_s[vacuum]} | ${restore_quick_s[vacuum]} |"
 echo "| restic restore | ${restore_s[restic]} | - |"
 echo "(litevault: fsync, whole-image hash and per-blob id checks, then integrity_check or quick_check; restic: writes the file)"
 echo
-awk -v a="${add_med[pages]}" -v r="${add_med[restic]}" -v ti="${inc_med[pages]}" -v tr="${inc_med[restic]}" \
+[ -n "$only_restore" ] || awk -v a="${add_med[pages]}" -v r="${add_med[restic]}" -v ti="${inc_med[pages]}" -v tr="${inc_med[restic]}" \
   'BEGIN {printf "pages vs VACUUM INTO + restic: bytes added per day %.1fx smaller, incremental backup %.1fx faster\n", r/(a>0?a:1), tr/(ti>0?ti:0.001)}'
