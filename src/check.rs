@@ -175,12 +175,7 @@ impl Repository {
         by_pack: &HashMap<PackId, Vec<pack::PackedBlob>>,
         report: &mut CheckReport,
     ) -> Result<HashSet<PackId>> {
-        let stored: HashMap<String, u64> = self
-            .backend()
-            .list(FileType::Pack)?
-            .into_iter()
-            .map(|f| (f.name, f.size))
-            .collect();
+        let stored = self.pack_sizes()?;
         let mut bad = HashSet::new();
         for (id, blobs) in by_pack {
             let name = id.to_hex();

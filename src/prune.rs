@@ -13,7 +13,7 @@
 //! deleted. Packs are read one at a time, so memory stays bounded by one
 //! pack plus the index.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde::Serialize;
 
@@ -24,6 +24,7 @@ use crate::index::{Index, IndexFile, IndexPack};
 use crate::lock::LockKind;
 use crate::pack::{self, PackWriter};
 use crate::repository::{verify_name, Repository};
+use crate::snapshot::walk_tree_once;
 
 /// Most blob entries per index file written by prune.
 const INDEX_ENTRIES_PER_FILE: usize = 500_000;
@@ -92,51 +93,35 @@ impl Repository {
     /// Subtrees shared between snapshots are walked once.
     pub(crate) fn used_blobs(&self, index: &Index) -> Result<(usize, HashSet<BlobId>)> {
         let mut used = HashSet::new();
+        let mut trees = HashSet::new();
         let snapshots = self.snapshots()?;
-        for (id, m) in &snapshots {
-            self.mark_tree(index, &m.tree.id, m.tree.level, &mut used, id)?;
+        for (snapshot, m) in &snapshots {
+            let missing = |blob: &BlobId| {
+                Error::damaged(
+                    format!("snapshot {}", snapshot.short()),
+                    format!("its blob {} is missing from the index; run `litevault check` (prune refuses to run on a damaged repository)", blob.short()),
+                )
+            };
+            walk_tree_once(
+                &m.tree,
+                &mut trees,
+                &mut |id| {
+                    if index.get(id).is_none() {
+                        return Err(missing(id));
+                    }
+                    self.read_tree(index, id)
+                },
+                &mut |e| {
+                    if index.get(&e.id).is_none() {
+                        return Err(missing(&e.id));
+                    }
+                    used.insert(e.id);
+                    Ok(())
+                },
+            )?;
         }
+        used.extend(trees);
         Ok((snapshots.len(), used))
-    }
-
-    fn mark_tree(
-        &self,
-        index: &Index,
-        id: &BlobId,
-        level: u8,
-        used: &mut HashSet<BlobId>,
-        snapshot: &crate::SnapshotId,
-    ) -> Result<()> {
-        if !used.insert(*id) {
-            return Ok(());
-        }
-        let missing = |blob: &BlobId| {
-            Error::damaged(
-                format!("snapshot {}", snapshot.short()),
-                format!("its blob {} is missing from the index; run `litevault check` (prune refuses to run on a damaged repository)", blob.short()),
-            )
-        };
-        if index.get(id).is_none() {
-            return Err(missing(id));
-        }
-        let node = self.read_tree(index, id)?;
-        if node.level != level {
-            return Err(Error::damaged(
-                format!("tree blob {}", id.short()),
-                format!("level {} where {level} was expected", node.level),
-            ));
-        }
-        for e in &node.entries {
-            if level == 0 {
-                if index.get(&e.id).is_none() {
-                    return Err(missing(&e.id));
-                }
-                used.insert(e.id);
-            } else {
-                self.mark_tree(index, &e.id, level - 1, used, snapshot)?;
-            }
-        }
-        Ok(())
     }
 
     /// Plans a prune; reads the repository, changes nothing.
@@ -153,12 +138,7 @@ impl Repository {
             index.add_file(*id, f);
         }
         let (snapshots, used) = self.used_blobs(&index)?;
-        let stored: HashMap<String, u64> = self
-            .backend()
-            .list(FileType::Pack)?
-            .into_iter()
-            .map(|f| (f.name, f.size))
-            .collect();
+        let stored = self.pack_sizes()?;
         let mut plan = PrunePlan {
             snapshots,
             used_blobs: used.len(),

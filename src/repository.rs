@@ -389,6 +389,16 @@ impl Repository {
         IndexFile::decode(&payload, &FileType::Index.describe(&name))
     }
 
+    /// The stored packs: name to size.
+    pub(crate) fn pack_sizes(&self) -> Result<std::collections::HashMap<String, u64>> {
+        Ok(self
+            .backend()
+            .list(FileType::Pack)?
+            .into_iter()
+            .map(|f| (f.name, f.size))
+            .collect())
+    }
+
     /// Every index file, split into the live ones and those another index
     /// file supersedes (left by an interrupted prune, ignored by readers).
     pub fn index_files(&self) -> Result<IndexFiles> {

@@ -494,12 +494,7 @@ impl Repository {
     /// chunks out of order), and neighbours less than [`MAX_GAP`] apart
     /// share one read of at most [`MAX_RUN`] bytes.
     fn plan_runs(&self, index: &Index, chunks: &[(u64, BlobId)]) -> Result<Vec<Run>> {
-        let packs: std::collections::HashSet<String> = self
-            .backend()
-            .list(FileType::Pack)?
-            .into_iter()
-            .map(|f| f.name)
-            .collect();
+        let packs = self.pack_sizes()?;
         let mut located = Vec::with_capacity(chunks.len());
         for (offset, id) in chunks {
             let loc = index.get(id).ok_or_else(|| {
@@ -530,7 +525,7 @@ impl Repository {
                 }
                 _ => {
                     let name = pack.to_hex();
-                    if !packs.contains(&name) {
+                    if !packs.contains_key(&name) {
                         return Err(Error::damaged(
                             FileType::Pack.describe(&name),
                             "the pack is missing",

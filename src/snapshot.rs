@@ -181,29 +181,48 @@ pub fn walk_tree(
     load: &mut impl FnMut(&BlobId) -> Result<TreeNode>,
     leaf: &mut impl FnMut(&TreeEntry) -> Result<()>,
 ) -> Result<()> {
-    fn visit(
-        id: &BlobId,
-        level: u8,
-        load: &mut impl FnMut(&BlobId) -> Result<TreeNode>,
-        leaf: &mut impl FnMut(&TreeEntry) -> Result<()>,
-    ) -> Result<()> {
-        let node = load(id)?;
-        if node.level != level {
-            return Err(Error::damaged(
-                format!("tree blob {}", id.short()),
-                format!("level {} where {level} was expected", node.level),
-            ));
+    visit_tree(&root.id, root.level, None, load, leaf)
+}
+
+/// [`walk_tree`] for many trees sharing subtrees: a tree blob already in
+/// `seen` is not loaded again (nor its entries visited); every tree blob
+/// visited is added to it.
+pub(crate) fn walk_tree_once(
+    root: &TreeRoot,
+    seen: &mut std::collections::HashSet<BlobId>,
+    load: &mut impl FnMut(&BlobId) -> Result<TreeNode>,
+    leaf: &mut impl FnMut(&TreeEntry) -> Result<()>,
+) -> Result<()> {
+    visit_tree(&root.id, root.level, Some(seen), load, leaf)
+}
+
+fn visit_tree(
+    id: &BlobId,
+    level: u8,
+    mut seen: Option<&mut std::collections::HashSet<BlobId>>,
+    load: &mut impl FnMut(&BlobId) -> Result<TreeNode>,
+    leaf: &mut impl FnMut(&TreeEntry) -> Result<()>,
+) -> Result<()> {
+    if let Some(seen) = seen.as_deref_mut() {
+        if !seen.insert(*id) {
+            return Ok(());
         }
-        for e in &node.entries {
-            if level == 0 {
-                leaf(e)?;
-            } else {
-                visit(&e.id, level - 1, load, leaf)?;
-            }
-        }
-        Ok(())
     }
-    visit(&root.id, root.level, load, leaf)
+    let node = load(id)?;
+    if node.level != level {
+        return Err(Error::damaged(
+            format!("tree blob {}", id.short()),
+            format!("level {} where {level} was expected", node.level),
+        ));
+    }
+    for e in &node.entries {
+        if level == 0 {
+            leaf(e)?;
+        } else {
+            visit_tree(&e.id, level - 1, seen.as_deref_mut(), load, leaf)?;
+        }
+    }
+    Ok(())
 }
 
 /// Which snapshots a command applies to, with restic's semantics: a
