@@ -227,15 +227,7 @@ fn full_repository_fails_cleanly() {
     };
     let repo = mnt.join("repo");
     let db = make_db(&env, "app.db", 8, 17);
-    let run = |args: &[&str]| {
-        let mut c = env.bare();
-        c.arg("--repo")
-            .arg(&repo)
-            .arg("--password-file")
-            .arg(&env.password_file)
-            .args(args);
-        crate::util::run(c)
-    };
+    let run = |args: &[&str]| crate::util::run(env.command_for(&repo, args));
     run(&["init"]).ok();
     let line =
         run(&["backup", db.to_str().unwrap()]).fails(1, &["No space left on device", "free space"]);
@@ -256,15 +248,7 @@ fn read_only_repository_fails_cleanly_and_works_once_writable() {
     };
     let repo = mnt.join("repo");
     let db = make_db(&env, "app.db", 1, 19);
-    let run = |args: &[&str]| {
-        let mut c = env.bare();
-        c.arg("--repo")
-            .arg(&repo)
-            .arg("--password-file")
-            .arg(&env.password_file)
-            .args(args);
-        crate::util::run(c)
-    };
+    let run = |args: &[&str]| crate::util::run(env.command_for(&repo, args));
     run(&["init"]).ok();
     let remount = |mode: &str| {
         assert!(std::process::Command::new("mount")

@@ -8,12 +8,7 @@ use crate::backup::{backup_json, images, make_db, open};
 use crate::util::Env;
 
 fn spawn(env: &Env, args: &[&str]) -> Child {
-    let mut c: Command = env.bare();
-    c.arg("--repo")
-        .arg(&env.repo)
-        .arg("--password-file")
-        .arg(&env.password_file)
-        .args(args);
+    let mut c: Command = env.command(args);
     c.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     c.spawn().unwrap()

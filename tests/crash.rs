@@ -128,12 +128,7 @@ fn sigkill_rounds_across_commands() {
             .entry(kind)
             .or_insert_with(|| measure(&env, kind, &args));
         let delay = Duration::from_micros(rng.next() % (span * 3 / 2));
-        let mut c = env.bare();
-        c.arg("--repo")
-            .arg(&env.repo)
-            .arg("--password-file")
-            .arg(&env.password_file)
-            .args(&args);
+        let mut c = env.command(&args);
         c.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         let mut child = c.spawn().unwrap();
@@ -150,12 +145,7 @@ fn sigkill_rounds_across_commands() {
             check_target(&env, &target, target_before.as_ref());
         }
         // The same command, uninterrupted, succeeds.
-        let mut c = env.bare();
-        c.arg("--repo")
-            .arg(&env.repo)
-            .arg("--password-file")
-            .arg(&env.password_file)
-            .args(&args);
+        let mut c = env.command(&args);
         if kind == "backup" {
             c.arg("--force");
         }
@@ -216,7 +206,6 @@ fn measure(env: &Env, kind: &str, args: &[String]) -> u64 {
     let _ = std::fs::remove_dir_all(&scratch);
     crate::util::copy_dir(&env.repo, &scratch);
     let t = std::time::Instant::now();
-    let mut c = env.bare();
     let mut a = args.to_vec();
     if kind == "restore" {
         a[3] = env
@@ -227,12 +216,7 @@ fn measure(env: &Env, kind: &str, args: &[String]) -> u64 {
             .unwrap()
             .into();
     }
-    c.arg("--repo")
-        .arg(&scratch)
-        .arg("--password-file")
-        .arg(&env.password_file)
-        .args(&a);
-    let r = run(c);
+    let r = run(env.command_for(&scratch, &a));
     assert!(r.code == 0, "{kind}: {r:?}");
     t.elapsed().as_micros() as u64 + 1
 }

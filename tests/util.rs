@@ -86,15 +86,26 @@ impl Env {
         c
     }
 
-    /// Runs `litevault --repo REPO --password-file PW ARGS...`.
-    pub fn run(&self, args: &[&str]) -> Run {
+    /// `litevault --repo REPO --password-file PW ARGS...` for another
+    /// repository than the environment's, prepared but not run.
+    pub fn command_for<S: AsRef<std::ffi::OsStr>>(&self, repo: &Path, args: &[S]) -> Command {
         let mut c = self.bare();
         c.arg("--repo")
-            .arg(&self.repo)
+            .arg(repo)
             .arg("--password-file")
-            .arg(&self.password_file);
-        c.args(args);
-        run(c)
+            .arg(&self.password_file)
+            .args(args);
+        c
+    }
+
+    /// `litevault --repo REPO --password-file PW ARGS...`, prepared.
+    pub fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
+        self.command_for(&self.repo, args)
+    }
+
+    /// Runs `litevault --repo REPO --password-file PW ARGS...`.
+    pub fn run(&self, args: &[&str]) -> Run {
+        run(self.command(args))
     }
 
     /// Initialises the repository.
