@@ -62,9 +62,8 @@ fn with_compressor<T>(
     f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> std::io::Result<T>,
 ) -> std::io::Result<T> {
     COMPRESSOR.with_borrow_mut(|slot| {
-        match slot {
-            Some((l, z)) if *l == level => {}
-            _ => *slot = Some((level, zstd::bulk::Compressor::new(level)?)),
+        if !matches!(slot, Some((l, _)) if *l == level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
         }
         let (_, z) = slot.as_mut().expect("set above");
         f(z)

@@ -356,17 +356,11 @@ fn checkpoint(conn: &Connection) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Flushes the reassembled file to stable storage.
-fn sync_file(path: &Path) -> Result<()> {
+/// Flushes a file or directory to stable storage.
+fn fsync(path: &Path) -> Result<()> {
     File::open(path)
         .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(format!("flushing {}", path.display()), e))
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(format!("fsyncing directory {}", dir.display()), e))
+        .map_err(|e| Error::io(format!("fsyncing {}", path.display()), e))
 }
 
 /// Replaces `target` by `tmp` (see step 5 in the module docs).
@@ -396,17 +390,15 @@ fn swap(tmp: &Path, target: &Path, dir: &Path) -> Result<()> {
     }
     // The copy may have changed since it was checked (--post-sql, whose SQL
     // may even turn SQLite's own syncing off): make it durable first.
-    File::open(tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(format!("fsyncing {}", tmp.display()), e))?;
-    sync_dir(dir)?;
+    fsync(tmp)?;
+    fsync(dir)?;
     std::fs::rename(tmp, target).map_err(|e| {
         Error::io(
             format!("renaming the restored copy to {}", target.display()),
             e,
         )
     })?;
-    sync_dir(dir)
+    fsync(dir)
 }
 
 /// Writes the copy into the open target with the online backup API.
@@ -683,7 +675,7 @@ impl Repository {
         // The fsync and the hash read-back run beside SQLite's check: all
         // three must pass before anything replaces the target.
         std::thread::scope(|s| {
-            let synced = s.spawn(|| sync_file(&tmp.0));
+            let synced = s.spawn(|| fsync(&tmp.0));
             let image = s.spawn(|| self.check_image(&manifest, &tmp.0));
             let db = verify_database(&tmp.0, &manifest, opts.quick);
             let image = image.join().expect("image check thread panicked");
