@@ -1,14 +1,13 @@
 //! The backup path per stage and whole: chunk boundary search, chunk +
-//! keyed hash + zstd + seal in memory, and `Repository::backup` of a real
+//! keyed hash + zstd + seal in memory, and `litevault::backup` of a real
 //! 16 MiB database (first and unchanged). Run with `cargo bench --bench pipeline`.
 
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use litevault::chunker::{chunk_image, PageChunker};
-use litevault::{
-    compression, BackupOptions, ChunkerParams, InitOptions, KdfParams, MasterKey, Repository,
-};
+use litevault::format::chunker::{chunk_image, PageChunker};
+use litevault::format::compression;
+use litevault::{BackupOptions, ChunkerParams, InitOptions, KdfParams, MasterKey, Repository};
 
 /// A 16 MiB SQLite database shaped like an application's: text rows and
 /// incompressible attachments.
@@ -77,14 +76,14 @@ fn stages(c: &mut Criterion) {
                 let repo = Repository::init_local(r.path().join("repo"), b"pw", &opts).unwrap();
                 (r, repo)
             },
-            |(_r, repo)| repo.backup(&BackupOptions::new(&db)).unwrap(),
+            |(_r, repo)| litevault::backup(&repo, &BackupOptions::new(&db)).unwrap(),
         );
     });
     let r = tempfile::tempdir().unwrap();
     let repo = Repository::init_local(r.path().join("repo"), b"pw", &opts).unwrap();
-    repo.backup(&BackupOptions::new(&db)).unwrap();
+    litevault::backup(&repo, &BackupOptions::new(&db)).unwrap();
     g.bench_function("backup_unchanged", |b| {
-        b.iter(|| repo.backup(&BackupOptions::new(&db)).unwrap());
+        b.iter(|| litevault::backup(&repo, &BackupOptions::new(&db)).unwrap());
     });
     g.finish();
 }

@@ -2,7 +2,7 @@
 //! Run with `cargo bench --bench stages`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use litevault::compression;
+use litevault::format::compression;
 use litevault::MasterKey;
 
 /// A page shaped like an SQLite table leaf: repeated rows with varying ids.

@@ -14,8 +14,8 @@
 
 use std::collections::HashSet;
 
-use litevault::chunker::chunk_image;
-use litevault::snapshot::{TreeBuilder, TreeEntry, TreeNode};
+use litevault::format::chunker::chunk_image;
+use litevault::format::tree::{TreeBuilder, TreeEntry, TreeNode};
 use litevault::{BlobId, ChunkerParams, MasterKey};
 
 const PER_BLOB: u64 = 40 + 44 + 48;
@@ -42,7 +42,7 @@ fn backup(
     for c in &chunks {
         let id = key.blob_id(c);
         if !known.contains(&id) && ids.insert(id) {
-            let (_, z) = litevault::compression::compress(c, Some(3));
+            let (_, z) = litevault::format::compression::compress(c, Some(3));
             added += z.len() as u64 + PER_BLOB;
             new_raw += c.len() as u64;
         }

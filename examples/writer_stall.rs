@@ -69,7 +69,7 @@ fn main() {
         let t = Instant::now();
         let mut o = BackupOptions::new(&db);
         o.force = true;
-        repo.backup(&o).unwrap();
+        litevault::backup(&repo, &o).unwrap();
         backup_time += t.elapsed();
         in_backup.store(false, Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(500));

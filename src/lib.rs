@@ -1,22 +1,36 @@
-//! litevault: a content-addressed, deduplicating, encrypted backup repository
-//! specialised for SQLite databases.
+//! litevault: a content-addressed, deduplicating, encrypted backup
+//! repository specialised for SQLite databases.
 //!
-//! A repository (see `SPEC.md` for the byte-level format) holds:
+//! # The data path
 //!
-//! * `config`: format version, repository id, chunker and compression
-//!   parameters, sealed with the master key;
-//! * `keys/`: key files, each wrapping the master key under a password with
-//!   Argon2id ([`key`]);
-//! * `data/`: pack files of sealed, compressed blobs ([`pack`]);
-//! * `index/`: which blob is in which pack ([`index`]);
-//! * `snapshots/`: snapshot manifests ([`snapshot`]);
-//! * `locks/`: shared and exclusive locks ([`lock`]).
+//! The folders follow the data, layer over layer; each layer uses only
+//! those below it (a test, `tests/layers.rs`, holds the rule):
 //!
-//! The modules follow the data: a backup goes source → chunker → keyed hash
-//! ([`crypto`]) → dedup against the [`index`] → [`compression`] → seal
-//! ([`crypto`]) → [`pack`] → [`backend`]; a restore walks the same path
-//! backwards. [`format`] holds the envelope every stored object shares, and
-//! [`repository`] ties it together behind [`Repository`].
+//! ```text
+//! cli/ (the binary)    parses arguments, calls the library, prints; owns advice and exit codes
+//! commands/            backup restore dump snapshots tag forget prune check stats key
+//! sqlite/              source (page image | VACUUM INTO)  target (holders, swap, live)  verify  sqltext  tempdb
+//! repo/                Repository: objects keys lock index snapshots select packer reader walker password
+//! backend/             Backend trait; local memory; faulty (wrapper); choose (location -> backend)
+//! format/              bytes only: envelope crypto key config compression chunker pack index tree manifest lock
+//! error id progress sys   the ground floor: errors with kinds, ids, progress and cancellation, process facts
+//! ```
+//!
+//! A backup goes `sqlite::source` (a consistent page image) → chunker
+//! ([`format::chunker`]) → keyed hash ([`format::crypto`]) → dedup against
+//! the index ([`repo::Index`]) → compression ([`format::compression`]) →
+//! seal → the one packer ([`repo::packer`]) → [`backend`]; then index
+//! files and the snapshot manifest ([`format::manifest`]). A restore walks
+//! the same path backwards through the one reader ([`repo::reader`]) and
+//! the one tree walker ([`repo::walker`]) into `sqlite::target`.
+//!
+//! A repository (see `SPEC.md` for the byte-level format) holds `config`,
+//! `keys/`, `data/` (packs), `index/`, `snapshots/` and `locks/`.
+//!
+//! Deviations from a layer-per-folder split, and why: `error.rs` also
+//! defines the backend's error type ([`BackendError`]), so that every layer
+//! can carry it without importing upward; `sys.rs` holds the one duration
+//! and time parser, shared by the command line, config files and options.
 //!
 //! # Example
 //!
@@ -37,15 +51,13 @@
 //! // Back it up while the application's connection stays open.
 //! let mut backup = BackupOptions::new(&db);
 //! backup.tags = vec!["env_production".into()];
-//! let summary = repo.backup(&backup)?;
+//! let summary = litevault::backup(&repo, &backup)?;
 //! let snapshot = summary.snapshot.expect("a new snapshot");
 //!
-//! // Reopen with the password and reassemble the image, verified.
+//! // Reopen with the password and restore it, verified, into a new file.
 //! let repo = Repository::open_local(&path, b"correct horse")?;
-//! let mut image = Vec::new();
-//! repo.dump_image(&snapshot, &mut image)?;
 //! let restored = dir.path().join("restored.db");
-//! std::fs::write(&restored, &image)?;
+//! litevault::restore(&repo, &snapshot, &litevault::RestoreOptions::new(&restored))?;
 //! let x: String = rusqlite::Connection::open(&restored)?.query_row("SELECT x FROM t", [], |r| r.get(0))?;
 //! assert_eq!(x, "hello");
 //! assert!(Repository::open_local(&path, b"wrong").is_err());
@@ -53,41 +65,33 @@
 //! ```
 
 pub mod backend;
-pub mod backup;
-pub mod check;
-pub mod chunker;
-pub mod compression;
-pub mod config;
-pub mod crypto;
-pub mod dump;
+pub mod commands;
 pub mod error;
-pub mod forget;
 pub mod format;
 pub mod id;
-pub mod index;
-pub mod key;
-pub mod lock;
-pub mod pack;
-mod packer;
-pub mod prune;
-pub mod repository;
-pub mod restore;
-pub mod snapshot;
-pub mod source;
-pub mod stats;
-pub mod tag;
-mod util;
+pub mod progress;
+pub mod repo;
+pub mod sqlite;
+pub mod sys;
 
-#[cfg(test)]
-mod golden;
-
-pub use backend::{Backend, FileType, LocalBackend};
-pub use backup::{BackupOptions, Progress, SnapshotSummary};
-pub use config::{ChunkerParams, CompressionParams, Config};
-pub use crypto::{KdfParams, MasterKey};
-pub use error::{Error, Result};
+pub use backend::choose::Location;
+pub use backend::{Backend, FileType};
+pub use commands::backup::{backup, backup_connection, BackupOptions, BackupSummary};
+pub use commands::check::{check, CheckReport, ReadData};
+pub use commands::dump::{dump_image, dump_sql};
+pub use commands::forget::{forget, plan_forget, ForgetPlan, ForgetPolicy};
+pub use commands::prune::{plan_prune, prune, PruneOptions, PrunePlan, PruneStats, PruneSummary};
+pub use commands::restore::{restore, RestoreOptions, RestoreSummary};
+pub use commands::stats::{stats, Stats};
+pub use commands::tag::{retag, TagChange, TagSummary};
+pub use error::{BackendError, BackendErrorKind, Error, ErrorKind, Result};
+pub use format::config::{ChunkerParams, CompressionParams, Config};
+pub use format::crypto::{KdfParams, MasterKey};
+pub use format::lock::{LockKind, LockRecord};
+pub use format::manifest::{Manifest, Strategy};
 pub use id::{BlobId, IndexId, KeyId, LockId, PackId, RepositoryId, SnapshotId};
-pub use lock::{LockKind, LockRecord};
-pub use repository::{InitOptions, KeyInfo, Repository};
-pub use restore::{RestoreOptions, RestoreSummary};
-pub use snapshot::{Manifest, SnapshotFilter, Strategy};
+pub use progress::{Cancel, Progress};
+pub use repo::password::{Password, PasswordSource};
+#[cfg(any(test, feature = "test-support"))]
+pub use repo::testing;
+pub use repo::{GroupBy, InitOptions, KeyInfo, Repository, SnapshotFilter};

@@ -16,8 +16,7 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             let code = cli::exit_code_of(&err);
-            let msg = format!("{err:#}").replace('\n', " ");
-            eprintln!("litevault: error: {msg}");
+            eprintln!("litevault: error: {}", cli::message_of(&err));
             ExitCode::from(code)
         }
     }

@@ -1,26 +1,28 @@
-//! `litevault backup`: real databases from the shared workload generator,
-//! the real binary, real repositories.
+//! `litevault backup`: real databases from the workload generator
+//! (`tests/util/workload.rs`), the real binary, real repositories.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use litevault::Repository;
 
 use crate::util::{run, Env, PASSWORD};
 
-/// Runs ../shared/bench/workload.py.
+/// Runs the workload generator with `workload.py`'s arguments:
+/// `create DB --size-mb N --seed S` or `mutate DB --step K --seed S`.
 pub fn workload(args: &[&str]) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/workload.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .args(args)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "workload.py {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let flag = |name: &str| -> u64 {
+        let i = args
+            .iter()
+            .position(|a| *a == name)
+            .unwrap_or_else(|| panic!("{name} in {args:?}"));
+        args[i + 1].parse().unwrap()
+    };
+    let db = Path::new(args[1]);
+    match args[0] {
+        "create" => crate::util::workload::create(db, flag("--size-mb"), flag("--seed")),
+        "mutate" => crate::util::workload::mutate(db, flag("--step"), flag("--seed")),
+        other => panic!("unknown workload command {other}"),
+    }
 }
 
 /// A workload database of about `mb` MiB.
@@ -57,7 +59,7 @@ pub fn images(env: &Env) -> Vec<(litevault::Manifest, Vec<u8>)> {
         .into_iter()
         .map(|(id, m)| {
             let mut img = Vec::new();
-            repo.dump_image(&id, &mut img).unwrap();
+            litevault::dump_image(&repo, &id, &mut img).unwrap();
             (m, img)
         })
         .collect()

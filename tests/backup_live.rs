@@ -5,8 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use litevault::backend::{Fault, FaultPlan};
-use litevault::{BackupOptions, InitOptions, KdfParams, LocalBackend, Repository};
+use litevault::backend::faulty::{Fault, FaultPlan, FaultyBackend};
+use litevault::backend::local::LocalBackend;
+use litevault::{BackupOptions, InitOptions, KdfParams, Repository};
 
 use crate::backup::{backup_json, images, make_db, open};
 use crate::util::{Env, PASSWORD};
@@ -92,7 +93,7 @@ fn backup_while_writing(wal: bool) {
         let mut opts = BackupOptions::new(&db);
         opts.force = true;
         opts.lock_timeout = Duration::from_secs(60);
-        repo.backup(&opts).unwrap();
+        litevault::backup(&repo, &opts).unwrap();
         snaps += 1;
     }
     let during = commits.load(Ordering::Relaxed) - before;
@@ -136,16 +137,15 @@ fn failed_write_leaves_no_snapshot_and_the_next_backup_reuses_indexed_packs() {
         (14, Fault::FailBeforeRename),
         (4, Fault::Torn { keep: 1000 }),
     ] {
-        let backend = Arc::new(
-            LocalBackend::open(&env.repo)
-                .unwrap()
-                .with_faults(FaultPlan {
-                    nth_write: nth,
-                    fault,
-                }),
-        );
+        let backend = Arc::new(FaultyBackend::new(
+            Arc::new(LocalBackend::open(&env.repo).unwrap()),
+            FaultPlan {
+                nth_write: nth,
+                fault,
+            },
+        ));
         let repo = Repository::open(backend, PASSWORD.as_bytes()).unwrap();
-        let err = repo.backup(&BackupOptions::new(&db)).unwrap_err();
+        let err = litevault::backup(&repo, &BackupOptions::new(&db)).unwrap_err();
         assert!(err.to_string().contains("simulated crash"), "{err}");
         assert!(
             open(&env).snapshots().unwrap().is_empty(),
@@ -154,10 +154,10 @@ fn failed_write_leaves_no_snapshot_and_the_next_backup_reuses_indexed_packs() {
     }
     let repo = open(&env);
     assert!(
-        !repo.load_blob_ids().unwrap().is_empty(),
+        !repo.index().unwrap().is_empty(),
         "index files were written before the failure"
     );
-    let s = repo.backup(&BackupOptions::new(&db)).unwrap();
+    let s = litevault::backup(&repo, &BackupOptions::new(&db)).unwrap();
     assert!(s.reused_chunks > 0, "nothing reused");
     assert!(s.manifest.stats.new_chunks < s.manifest.stats.chunks);
     let (_, img) = images(&env).pop().unwrap();
@@ -234,7 +234,7 @@ fn full_repository_fails_cleanly() {
     assert!(line.contains("data/") || line.contains("index/"), "{line}");
     let r = Repository::open_local(&repo, PASSWORD.as_bytes()).unwrap();
     assert!(r.snapshots().unwrap().is_empty());
-    r.load_index()
+    r.index()
         .expect("the index is consistent after the failure");
 }
 

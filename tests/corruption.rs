@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use litevault::index::IndexFile;
-use litevault::pack::{BlobType, PackWriter};
-use litevault::snapshot::{
-    BackupStats, DatabaseInfo, ImageInfo, Manifest, Strategy, TreeEntry, TreeNode, TreeRoot,
-};
+use litevault::format::index::IndexFile;
+use litevault::format::manifest::{BackupStats, DatabaseInfo, ImageInfo, Manifest, Strategy};
+use litevault::format::pack::{BlobType, PackWriter};
+use litevault::format::tree::{TreeEntry, TreeNode, TreeRoot};
+use litevault::testing;
 use litevault::{InitOptions, KdfParams, LockKind, PackId, Repository, SnapshotId};
 
 pub const PW: &[u8] = b"flip test password";
@@ -45,14 +45,17 @@ pub fn build(dir: &Path) -> Built {
     let tree = TreeNode { level: 0, entries }.encode();
     let tree_id = key.blob_id(&tree);
     w.add(key, BlobType::Tree, tree_id, &tree, Some(3)).unwrap();
-    let ip = repo.save_pack(w).unwrap();
+    let ip = testing::save_pack(&repo, w).unwrap();
     let pack = ip.id;
-    repo.save_index(&IndexFile {
-        supersedes: vec![],
-        packs: vec![ip],
-    })
+    testing::save_index(
+        &repo,
+        &IndexFile {
+            supersedes: vec![],
+            packs: vec![ip],
+        },
+    )
     .unwrap();
-    let snapshot = repo.save_manifest(&manifest(&repo, tree_id)).unwrap();
+    let snapshot = testing::save_manifest(&repo, &manifest(&repo, tree_id)).unwrap();
     Built {
         path,
         pack,
@@ -147,19 +150,21 @@ fn flipped_key_file_byte_is_detected() {
 fn flipped_index_byte_is_detected() {
     let dir = tempfile::tempdir().unwrap();
     let b = build(dir.path());
-    let repo = Repository::open_local(&b.path, PW).unwrap();
     let (file, name) = only_file(&b.path.join("index"));
-    flip_every_byte(&file, &format!("index/{name}"), || repo.load_index());
+    // A fresh process each time: one command reads an index file once.
+    flip_every_byte(&file, &format!("index/{name}"), || {
+        Repository::open_local(&b.path, PW).and_then(|r| r.index())
+    });
 }
 
 #[test]
 fn flipped_snapshot_byte_is_detected() {
     let dir = tempfile::tempdir().unwrap();
     let b = build(dir.path());
-    let repo = Repository::open_local(&b.path, PW).unwrap();
     let (file, name) = only_file(&b.path.join("snapshots"));
+    // A fresh process each time: one command reads a manifest once.
     flip_every_byte(&file, &format!("snapshots/{name}"), || {
-        repo.load_manifest(&b.snapshot)
+        Repository::open_local(&b.path, PW).and_then(|r| r.load_manifest(&b.snapshot))
     });
 }
 
@@ -180,12 +185,11 @@ fn flipped_pack_header_or_blob_byte_is_detected_by_range_reads() {
     let dir = tempfile::tempdir().unwrap();
     let b = build(dir.path());
     let repo = Repository::open_local(&b.path, PW).unwrap();
-    let index = repo.load_index().unwrap();
     let name = b.pack.to_hex();
     let object = format!("data/{}/{name}", &name[..2]);
     let file = b.path.join("data").join(&name[..2]).join(&name);
     let good = std::fs::read(&file).unwrap();
-    let blobs = litevault::pack::read_header(repo.backend().as_ref(), repo.key(), &b.pack).unwrap();
+    let blobs = repo.read_pack_header(&b.pack).unwrap();
     let header_start = blobs
         .iter()
         .map(|b| b.offset + b.entry.stored_len)
@@ -196,9 +200,7 @@ fn flipped_pack_header_or_blob_byte_is_detected_by_range_reads() {
         bad[i] ^= 0x80;
         std::fs::write(&file, &bad).unwrap();
         let err = if i < 6 || i >= header_start {
-            litevault::pack::read_header(repo.backend().as_ref(), repo.key(), &b.pack)
-                .map(|_| ())
-                .unwrap_err()
+            repo.read_pack_header(&b.pack).map(|_| ()).unwrap_err()
         } else {
             let blob = blobs
                 .iter()
@@ -206,9 +208,7 @@ fn flipped_pack_header_or_blob_byte_is_detected_by_range_reads() {
                     (b.offset as usize..(b.offset + b.entry.stored_len) as usize).contains(&i)
                 })
                 .unwrap();
-            repo.read_blob(&index, &blob.entry.id)
-                .map(|_| ())
-                .unwrap_err()
+            repo.read_blob(&blob.entry.id).map(|_| ()).unwrap_err()
         };
         assert!(err.to_string().contains(&object), "byte {i}: {err}");
     }

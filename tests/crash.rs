@@ -30,7 +30,6 @@ impl Rng {
 /// already in `known` are reassembled again only when `full`.
 fn expected(env: &Env, known: &HashMap<String, [u8; 32]>, full: bool) -> HashMap<String, [u8; 32]> {
     let repo = open(env);
-    let index = repo.load_index().unwrap();
     repo.snapshots()
         .unwrap()
         .into_iter()
@@ -39,7 +38,7 @@ fn expected(env: &Env, known: &HashMap<String, [u8; 32]>, full: bool) -> HashMap
                 Some(h) if !full => *h,
                 _ => {
                     let mut img = Vec::new();
-                    repo.write_image(&index, &m, &mut img).unwrap();
+                    repo.write_image(&m, &mut img).unwrap();
                     *blake3::hash(&img).as_bytes()
                 }
             };
@@ -55,11 +54,11 @@ fn verify(env: &Env, before: &HashMap<String, [u8; 32]>, what: &str, full: bool)
     let repo = open(env);
     repo.unlock(false).unwrap();
     let read = if full {
-        litevault::check::ReadData::All
+        litevault::ReadData::All
     } else {
-        litevault::check::ReadData::None
+        litevault::ReadData::None
     };
-    let report = repo.check(read).unwrap();
+    let report = litevault::check(&repo, read).unwrap();
     assert_eq!(
         report.errors(),
         0,
@@ -233,8 +232,7 @@ fn check_target(env: &Env, target: &std::path::Path, before: Option<&Vec<String>
         .unwrap()
         .1;
     let mut img = Vec::new();
-    repo.write_image(&repo.load_index().unwrap(), &latest, &mut img)
-        .unwrap();
+    repo.write_image(&latest, &mut img).unwrap();
     let new_path = env.dir.path().join("expected-new.db");
     std::fs::write(&new_path, &img).unwrap();
     assert!(

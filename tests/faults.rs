@@ -5,21 +5,23 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use litevault::backend::{Fault, FaultPlan};
-use litevault::index::IndexFile;
-use litevault::pack::{BlobType, PackWriter};
-use litevault::{InitOptions, KdfParams, LocalBackend, LockKind, Repository};
+use litevault::backend::faulty::{Fault, FaultPlan, FaultyBackend};
+use litevault::backend::local::LocalBackend;
+use litevault::format::index::IndexFile;
+use litevault::format::pack::{BlobType, PackWriter};
+use litevault::testing;
+use litevault::{Backend, InitOptions, KdfParams, LockKind, Repository};
 
 const PW: &[u8] = b"fault test password";
 
 /// init, add a key, take a lock, write two packs, an index, a snapshot.
-fn workload(backend: Arc<LocalBackend>) -> litevault::Result<()> {
+fn workload(backend: Arc<dyn Backend>) -> litevault::Result<()> {
     let opts = InitOptions {
         kdf: KdfParams::TEST_ONLY_INSECURE,
         ..InitOptions::default()
     };
     let repo = Repository::init(backend, PW, &opts)?;
-    repo.add_key(b"second", KdfParams::TEST_ONLY_INSECURE)?;
+    litevault::commands::key::add_key(&repo, b"second", KdfParams::TEST_ONLY_INSECURE)?;
     write_data(&repo, 0)
 }
 
@@ -35,13 +37,16 @@ fn write_data(repo: &Repository, seed: u8) -> litevault::Result<()> {
             last = Some(key.blob_id(&data));
             w.add(key, BlobType::Data, key.blob_id(&data), &data, Some(3))?;
         }
-        packs.push(repo.save_pack(w)?);
+        packs.push(testing::save_pack(repo, w)?);
     }
-    repo.save_index(&IndexFile {
-        supersedes: vec![],
-        packs,
-    })?;
-    repo.save_manifest(&crate::corruption::manifest(repo, last.unwrap()))?;
+    testing::save_index(
+        repo,
+        &IndexFile {
+            supersedes: vec![],
+            packs,
+        },
+    )?;
+    testing::save_manifest(repo, &crate::corruption::manifest(repo, last.unwrap()))?;
     Ok(())
 }
 
@@ -70,7 +75,7 @@ fn verify(path: &Path) -> Option<Repository> {
         return None;
     }
     let repo = Repository::open_local(path, PW).expect("a repository with a config opens");
-    let index = repo.load_index().expect("index loads");
+    let index = repo.index().expect("index loads");
     for id in index.files() {
         for p in repo.load_index_file(id).unwrap().packs {
             repo.read_pack(&p.id).expect("indexed pack reads");
@@ -91,10 +96,13 @@ fn every_fault_at_every_write_leaves_a_consistent_repository() {
         for nth in 1..=12 {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("repo");
-            let backend = Arc::new(LocalBackend::new(&path).with_faults(FaultPlan {
-                nth_write: nth,
-                fault,
-            }));
+            let backend = Arc::new(FaultyBackend::new(
+                Arc::new(LocalBackend::new(&path)),
+                FaultPlan {
+                    nth_write: nth,
+                    fault,
+                },
+            ));
             let result = workload(backend);
             if result.is_err() {
                 faulted += 1;

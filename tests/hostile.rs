@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use litevault::testing;
+
 use crate::backup::{backup_json, make_db};
 use crate::util::{Env, Run};
 
@@ -227,7 +229,7 @@ fn index_from_a_newer_format() {
 
 #[test]
 fn index_pointing_blobs_at_the_wrong_pack() {
-    use litevault::index::IndexFile;
+    use litevault::format::index::IndexFile;
     let (env, _) = setup();
     let repo = crate::backup::open(&env);
     let packs: Vec<litevault::PackId> = files(&env.repo.join("data"))
@@ -244,13 +246,13 @@ fn index_pointing_blobs_at_the_wrong_pack() {
         moved.packs.extend(file.packs);
         std::fs::remove_file(&f).unwrap();
     }
-    repo.save_index(&moved).unwrap();
+    testing::save_index(&repo, &moved).unwrap();
     damaged(&env);
 }
 
 #[test]
 fn index_pointing_blobs_at_the_wrong_offset() {
-    use litevault::index::IndexFile;
+    use litevault::format::index::IndexFile;
     let (env, _) = setup();
     let repo = crate::backup::open(&env);
     let mut shifted = IndexFile::default();
@@ -265,7 +267,7 @@ fn index_pointing_blobs_at_the_wrong_offset() {
         shifted.packs.extend(file.packs);
         std::fs::remove_file(&f).unwrap();
     }
-    repo.save_index(&shifted).unwrap();
+    testing::save_index(&repo, &shifted).unwrap();
     damaged(&env);
 }
 
@@ -297,7 +299,7 @@ fn snapshot_listing_a_missing_blob() {
     let (_, mut m) = repo.snapshots().unwrap().pop().unwrap();
     m.tree.id = repo.key().blob_id(b"a tree that was never stored");
     m.time = "2030-01-01T00:00:00Z".into();
-    repo.save_manifest(&m).unwrap();
+    testing::save_manifest(&repo, &m).unwrap();
     let (restore, check) = survey(&env);
     restore.fails(13, &["no index lists it"]);
     assert_eq!(check.code, 1);
@@ -311,7 +313,7 @@ fn manifest_with_absurd_sizes() {
     m.image.page_count = 1 << 40;
     m.image.bytes = u64::from(m.image.page_size) << 40;
     m.time = "2030-01-01T00:00:00Z".into();
-    repo.save_manifest(&m).unwrap();
+    testing::save_manifest(&repo, &m).unwrap();
     let (restore, _) = survey(&env);
     restore.fails(1, &["not enough free space"]);
     env.run(&["dump", "latest", "-o", "/dev/null"])
@@ -324,7 +326,7 @@ fn manifest_with_inconsistent_sizes() {
     let repo = crate::backup::open(&env);
     let (_, mut m) = repo.snapshots().unwrap().pop().unwrap();
     m.image.bytes += 1;
-    let id = repo.save_manifest(&m).unwrap();
+    let id = testing::save_manifest(&repo, &m).unwrap();
     sane(&env.run(&["snapshots"]));
     env.run(&["dump", &id.to_hex(), "-o", "/dev/null"])
         .fails(13, &["page size times page count"]);
@@ -470,14 +472,14 @@ fn tree_blob_swapped_for_a_data_blob() {
     let repo = crate::backup::open(&env);
     let (_, mut m) = repo.snapshots().unwrap().pop().unwrap();
     // Point the root at a data chunk: its id is indexed, its type is not a tree.
-    let index = repo.load_index().unwrap();
+    let index = repo.index().unwrap();
     let (data_id, _) = index
-        .blobs_of(litevault::pack::BlobType::Data)
+        .blobs_of(litevault::format::pack::BlobType::Data)
         .next()
         .unwrap();
-    m.tree.id = *data_id;
+    m.tree.id = data_id;
     m.time = "2030-01-01T00:00:00Z".into();
-    repo.save_manifest(&m).unwrap();
+    testing::save_manifest(&repo, &m).unwrap();
     let (restore, check) = survey(&env);
     assert_eq!(restore.code, 13, "{restore:?}");
     assert_eq!(check.code, 1);

@@ -4,11 +4,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use litevault::backend::{Fault, FaultPlan};
-use litevault::check::ReadData;
-use litevault::forget::{ForgetPolicy, GroupBy};
-use litevault::prune::PruneOptions;
-use litevault::{LocalBackend, Repository, SnapshotFilter};
+use litevault::backend::faulty::{Fault, FaultPlan, FaultyBackend};
+use litevault::backend::local::LocalBackend;
+use litevault::testing;
+use litevault::PruneOptions;
+use litevault::ReadData;
+use litevault::{ForgetPolicy, GroupBy};
+use litevault::{Repository, SnapshotFilter};
 
 use crate::backup::{backup_json, images, make_db, open, workload};
 use crate::util::{Env, PASSWORD};
@@ -250,17 +252,17 @@ fn check_reports_missing_data_orphans_and_could_not_run() {
 
     // An orphan pack: a warning, exit 0.
     let repo = open(&env);
-    let mut w = litevault::pack::PackWriter::new();
+    let mut w = litevault::format::pack::PackWriter::new();
     let data = b"orphaned";
     w.add(
         repo.key(),
-        litevault::pack::BlobType::Data,
+        litevault::format::pack::BlobType::Data,
         repo.key().blob_id(data),
         data,
         None,
     )
     .unwrap();
-    repo.save_pack(w).unwrap();
+    testing::save_pack(&repo, w).unwrap();
     let out = env.run(&["check"]);
     assert!(
         out.ok().contains("warning") && out.stdout.contains("litevault prune"),
@@ -332,17 +334,17 @@ fn prune_interrupted_at_every_step_loses_nothing() {
         copies.push(std::fs::read(&db).unwrap());
     }
     let repo = open(&env);
-    let plan = repo
-        .plan_forget(
-            &ForgetPolicy {
-                keep_last: 4,
-                ..ForgetPolicy::default()
-            },
-            GroupBy::default(),
-            &SnapshotFilter::default(),
-        )
-        .unwrap();
-    repo.forget(&plan, false).unwrap();
+    let plan = litevault::plan_forget(
+        &repo,
+        &ForgetPolicy {
+            keep_last: 4,
+            ..ForgetPolicy::default()
+        },
+        GroupBy::default(),
+        &SnapshotFilter::default(),
+    )
+    .unwrap();
+    litevault::forget(&repo, &plan, false).unwrap();
     let pristine = env.dir.path().join("pristine");
     crate::util::copy_dir(&env.repo, &pristine);
     let mut crashes = 0;
@@ -355,20 +357,21 @@ fn prune_interrupted_at_every_step_loses_nothing() {
             std::fs::remove_dir_all(&env.repo).unwrap();
             crate::util::copy_dir(&pristine, &env.repo);
             let backend = Arc::new(
-                LocalBackend::open(&env.repo)
-                    .unwrap()
-                    .with_faults(FaultPlan {
+                FaultyBackend::new(
+                    Arc::new(LocalBackend::open(&env.repo).unwrap()),
+                    FaultPlan {
                         nth_write: nth,
                         fault,
-                    })
-                    .counting_removes(),
+                    },
+                )
+                .counting_removes(),
             );
             let faulty = Repository::open(backend, PASSWORD.as_bytes()).unwrap();
             let opts = PruneOptions {
                 max_unused: 0.0,
                 dry_run: false,
             };
-            if faulty.prune(&opts).is_ok() {
+            if litevault::prune(&faulty, &opts).is_ok() {
                 break;
             }
             crashes += 1;
@@ -376,7 +379,7 @@ fn prune_interrupted_at_every_step_loses_nothing() {
             // The crashed process's lock stays behind, as a dead process's
             // would; `unlock` removes it.
             repo.unlock(true).unwrap();
-            let report = repo.check(ReadData::All).unwrap();
+            let report = litevault::check(&repo, ReadData::All).unwrap();
             assert_eq!(
                 report.errors(),
                 0,
@@ -392,8 +395,8 @@ fn prune_interrupted_at_every_step_loses_nothing() {
                 );
             }
             // The next prune finishes the interrupted one.
-            repo.prune(&opts).unwrap();
-            let report = repo.check(ReadData::All).unwrap();
+            litevault::prune(&repo, &opts).unwrap();
+            let report = litevault::check(&repo, ReadData::All).unwrap();
             assert!(
                 report.findings.is_empty(),
                 "{fault:?} at mutation {nth}: {:?}",

@@ -394,8 +394,9 @@ fn sigkill_at_many_points_leaves_the_target_old_or_new_and_openable() {
 
 #[test]
 fn a_failing_pre_restore_backup_leaves_the_target_untouched() {
-    use litevault::backend::{Fault, FaultPlan};
-    use litevault::{LocalBackend, Repository, RestoreOptions};
+    use litevault::backend::faulty::{Fault, FaultPlan, FaultyBackend};
+    use litevault::backend::local::LocalBackend;
+    use litevault::{Repository, RestoreOptions};
     use std::sync::Arc;
 
     let env = Env::new();
@@ -406,18 +407,15 @@ fn a_failing_pre_restore_backup_leaves_the_target_untouched() {
     let before = std::fs::read(&target).unwrap();
     let (id, _) = open(&env).snapshots().unwrap().pop().unwrap();
     for nth in 1..=4 {
-        let backend = Arc::new(
-            LocalBackend::open(&env.repo)
-                .unwrap()
-                .with_faults(FaultPlan {
-                    nth_write: nth,
-                    fault: Fault::FailBeforeRename,
-                }),
-        );
+        let backend = Arc::new(FaultyBackend::new(
+            Arc::new(LocalBackend::open(&env.repo).unwrap()),
+            FaultPlan {
+                nth_write: nth,
+                fault: Fault::FailBeforeRename,
+            },
+        ));
         let repo = Repository::open(backend, PASSWORD.as_bytes()).unwrap();
-        let err = repo
-            .restore(&id, &RestoreOptions::new(&target))
-            .unwrap_err();
+        let err = litevault::restore(&repo, &id, &RestoreOptions::new(&target)).unwrap_err();
         assert!(err.to_string().contains("simulated crash"), "{err}");
         assert_eq!(
             std::fs::read(&target).unwrap(),

@@ -1,7 +1,7 @@
 //! The page chunker: concatenated chunks equal the input, cuts fall only on
 //! page boundaries, chunk sizes stay within the parameters.
 #![no_main]
-use litevault::chunker::chunk_image;
+use litevault::format::chunker::chunk_image;
 use litevault::ChunkerParams;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

@@ -2,5 +2,5 @@
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let key = litevault::MasterKey::from_secret(&[1u8; 32]);
-    let _ = litevault::pack::parse_header(&key, data, "pack");
+    let _ = litevault::format::pack::parse_header(&key, data, "pack");
 });

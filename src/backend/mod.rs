@@ -1,25 +1,38 @@
-//! Storage backends: where a repository's files live.
+//! Storage backends: where a repository's objects live.
 //!
 //! The [`Backend`] trait is shaped for object stores as much as for
-//! directories: whole-object writes, whole and ranged reads, listing by type,
-//! deletion. litevault's correctness never relies on rename: every object but
-//! `config` is named by the BLAKE3 hash of its bytes and written once, never
-//! modified; "replacing" one (a refreshed lock, a rewritten snapshot) writes
-//! the new object before deleting the old. A backend must only guarantee that
-//! a `write` that returns `Ok` has stored the whole object durably, and that
-//! a failed or interrupted write never leaves a partial object under the
-//! final name (a directory does this with temp file + fsync + rename; an
-//! object store's PUT does it by itself).
+//! directories: whole-object writes, whole and ranged reads, listing by
+//! type, deletion. litevault's correctness never relies on rename or on a
+//! listing being immediately complete: every object but `config` is named
+//! by the BLAKE3 hash of its bytes and written once, never modified;
+//! "replacing" one (a refreshed lock, a rewritten snapshot) writes the new
+//! object before deleting the old. A backend must guarantee only that
+//!
+//! * a `write` that returns `Ok` has stored the whole object durably;
+//! * a failed or interrupted write never leaves a partial object under the
+//!   final name (a directory does this with temp file + fsync + rename; an
+//!   object store's PUT does it by itself);
+//! * a read returns exactly what was written, or an error;
+//! * every failure is a [`BackendError`] whose kind says what it means
+//!   (not found, transient, permanent, no space, ...), naming the object
+//!   and never a secret.
+//!
+//! Backends are composed by wrapping: [`faulty::FaultyBackend`] fails or
+//! tears the Nth write of any backend for crash tests; [`choose`] turns a
+//! location string into a backend. The contract every backend must meet is
+//! checked by one test suite instantiated per backend (`tests/contract.rs`).
 
-mod local;
-
-pub use local::{Fault, FaultPlan, LocalBackend};
+pub mod choose;
+pub mod faulty;
+pub mod local;
+pub mod memory;
 
 use std::fmt;
 
 use crate::error::Result;
+pub use crate::error::{BackendError, BackendErrorKind, BackendOp};
 
-/// The kinds of file in a repository, each in its own directory.
+/// The kinds of object in a repository, each in its own directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FileType {
     /// `config`: the single repository config object.
@@ -59,14 +72,42 @@ impl FileType {
         }
     }
 
-    /// The name used for an object in messages: `index/3fa2…`.
-    pub fn describe(self, name: &str) -> String {
+    /// The object's path inside the repository: `config`, `keys/<name>`,
+    /// `data/<first two digits>/<name>`.
+    pub fn path(self, name: &str) -> String {
         match self {
             FileType::Config => "config".to_string(),
-            FileType::Pack => format!("pack data/{}/{name}", name.get(..2).unwrap_or("")),
+            FileType::Pack => format!("data/{}/{name}", name.get(..2).unwrap_or("")),
             _ => format!("{}/{name}", self.dir()),
         }
     }
+
+    /// The name used for an object in messages: `index/3fa2…`, `pack data/3f/3fa2…`.
+    pub fn describe(self, name: &str) -> String {
+        match self {
+            FileType::Pack => format!("pack {}", self.path(name)),
+            _ => self.path(name),
+        }
+    }
+}
+
+/// True for names of content-addressed objects: 64 lower-case hex digits.
+pub fn is_object_name(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Checks an object name before it becomes part of a path or a key.
+pub(crate) fn check_name(ty: FileType, name: &str, op: BackendOp) -> Result<()> {
+    if ty == FileType::Config || is_object_name(name) {
+        return Ok(());
+    }
+    Err(BackendError::new(
+        BackendErrorKind::Permanent,
+        op,
+        format!("{}/{name:?}", ty.dir()),
+        "not a valid object name: expected 64 lower-case hex digits",
+    )
+    .into())
 }
 
 /// One listed object: its name and size in bytes.
@@ -78,12 +119,23 @@ pub struct FileInfo {
     pub size: u64,
 }
 
+/// How far an interrupted write got (see [`Backend::leave_interrupted_write`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interrupted {
+    /// Only some bytes were sent.
+    Partial,
+    /// Every byte was sent and flushed, but the object was never published
+    /// under its name.
+    Unpublished,
+}
+
 /// Storage of a repository's objects. See the module docs for the contract.
 pub trait Backend: Send + Sync + fmt::Debug {
-    /// A human-readable location, for messages.
+    /// A human-readable location, for messages; never holds secrets.
     fn location(&self) -> String;
 
-    /// Creates the empty repository layout. Fails if a config already exists.
+    /// Creates the empty repository layout. Fails if a repository (or
+    /// anything else) is already there.
     fn create(&self) -> Result<()>;
 
     /// Stores a whole object durably and atomically under `name`.
@@ -92,7 +144,8 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Reads a whole object.
     fn read(&self, ty: FileType, name: &str) -> Result<Vec<u8>>;
 
-    /// Reads `len` bytes at `offset`; a short read is an error.
+    /// Reads `len` bytes at `offset`; a range past the end is an
+    /// [`BackendErrorKind::OutOfRange`] error, never a short read.
     fn read_range(&self, ty: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
 
     /// The size of an object.
@@ -103,4 +156,12 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
     /// Deletes an object. Deleting a missing object is not an error.
     fn remove(&self, ty: FileType, name: &str) -> Result<()>;
+
+    /// Leaves behind what a process killed in the middle of writing `data`
+    /// under `name` would leave, without publishing the object: for crash
+    /// tests ([`faulty::FaultyBackend`]). A directory leaves a hidden
+    /// temporary file; an object store's interrupted upload leaves nothing
+    /// visible, which is the default.
+    fn leave_interrupted_write(&self, _ty: FileType, _name: &str, _data: &[u8], _how: Interrupted) {
+    }
 }

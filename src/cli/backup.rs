@@ -1,15 +1,14 @@
 //! `litevault backup DB_PATH`.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
 use litevault::{BackupOptions, Progress, Strategy};
 
-use super::{out, Bar, Ctx};
+use super::{cancel_on_signals, human, out, Bar, Ctx};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum StrategyArg {
@@ -55,82 +54,30 @@ pub struct BackupArgs {
     json: bool,
 }
 
-pub fn parse_duration(s: &str) -> Result<Duration> {
-    if let Ok(secs) = s.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
-        }
-    }
-    let d: jiff::SignedDuration = s
-        .parse()
-        .with_context(|| format!("invalid duration {s:?}: write e.g. 5s, 500ms or 2m"))?;
-    Duration::try_from(d)
-        .with_context(|| format!("invalid duration {s:?}: it must not be negative"))
-}
-
-pub fn parse_time(s: &str) -> Result<jiff::Timestamp> {
-    if let Ok(t) = s.parse::<jiff::Timestamp>() {
-        return Ok(t);
-    }
-    if let Ok(dt) = s.parse::<jiff::civil::DateTime>() {
-        return Ok(dt.to_zoned(jiff::tz::TimeZone::UTC)?.timestamp());
-    }
-    if let Ok(d) = s.parse::<jiff::civil::Date>() {
-        return Ok(d.to_zoned(jiff::tz::TimeZone::UTC)?.timestamp());
-    }
-    bail!("invalid time {s:?}: write RFC 3339 (2026-11-21T09:30:00Z) or \"2026-11-21 09:30:00\" (UTC)")
-}
-
-/// Sets a flag on SIGINT/SIGTERM, which stops long operations cleanly.
-pub fn cancel_flag() -> Result<Arc<AtomicBool>> {
-    let flag = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&flag))
-            .context("installing the signal handler")?;
-    }
-    Ok(flag)
-}
-
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+/// A duration option: the library's parser, the flag named in the error.
+pub fn duration_arg(s: &str, flag: &str) -> Result<Duration> {
+    litevault::sys::parse_duration(s).map_err(|m| anyhow::anyhow!("{m} (check {flag})"))
 }
 
 pub fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     let mut opts = BackupOptions::new(&args.db);
-    opts.tags = args
-        .tags
-        .iter()
-        .flat_map(|t| t.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(String::from)
-        .collect();
-    for t in &opts.tags {
-        litevault::backup::validate_tag(t)?;
-    }
+    opts.tags = litevault::repo::split_tags(&args.tags)?;
     opts.strategy = match args.strategy {
         StrategyArg::Pages => Strategy::Pages,
         StrategyArg::Vacuum => Strategy::Vacuum,
     };
-    opts.time = args.time.as_deref().map(parse_time).transpose()?;
+    opts.time = args
+        .time
+        .as_deref()
+        .map(|t| litevault::sys::parse_time(t).map_err(|m| anyhow::anyhow!("{m} (check --time)")))
+        .transpose()?;
     opts.name.clone_from(&args.name);
     opts.host.clone_from(&args.host);
     opts.force = args.force;
     opts.verify_source = args.verify_source;
-    opts.lock_timeout = parse_duration(&args.lock_timeout)?;
+    opts.lock_timeout = duration_arg(&args.lock_timeout, "--lock-timeout")?;
     opts.temp_dir.clone_from(&args.temp_dir);
-    opts.cancel = Some(cancel_flag()?);
+    opts.cancel = cancel_on_signals()?;
     let repo = ctx.open()?;
 
     let bar = Bar::for_terminal(
@@ -139,15 +86,13 @@ pub fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
         "{spinner} {bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta}",
     );
     opts.progress = bar.clone().map(|b| b as Arc<dyn Progress>);
-    let result = repo.backup(&opts);
+    let result = litevault::backup(&repo, &opts);
     if let Some(b) = &bar {
         b.finish();
     }
     let s = result?;
     if args.json {
-        let mut v = serde_json::to_value(&s)?;
-        v["skipped"] = serde_json::Value::Bool(s.snapshot.is_none());
-        return out(serde_json::to_string(&v)?);
+        return out(serde_json::to_string(&s)?);
     }
     let m = &s.manifest;
     if let (None, Some(prev)) = (s.snapshot, s.unchanged_since) {

@@ -48,9 +48,9 @@ pub fn run(ctx: &Ctx, args: &DumpArgs) -> Result<()> {
     };
     match args.format {
         Format::Sqlite => {
-            repo.dump_image(&id, &mut out)?;
+            litevault::dump_image(&repo, &id, &mut out)?;
         }
-        Format::Sql => repo.dump_sql(&id, &mut out)?,
+        Format::Sql => litevault::dump_sql(&repo, &id, &std::env::temp_dir(), &mut out)?,
     }
     out.flush().context("writing the dump")?;
     Ok(())

@@ -61,18 +61,22 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> Result<()> {
         }
         KeyCommand::Add(a) => {
             let pw = password::new_password(a.new_password_file.as_deref())?;
-            let id = repo.add_key(&pw, super::kdf_for_new_keys())?;
+            let id = litevault::commands::key::add_key(&repo, &pw, super::kdf_for_new_keys())?;
             out(format_args!("added key {}", id.short()))
         }
         KeyCommand::Remove { id } => {
             let id = repo.find_key(&id)?;
-            repo.remove_key(&id)?;
+            litevault::commands::key::remove_key(&repo, &id)?;
             out(format_args!("removed key {}", id.short()))
         }
         KeyCommand::Passwd(a) => {
             let pw = password::new_password(a.new_password_file.as_deref())?;
             let old = repo.key_id();
-            let id = repo.change_password(&pw, super::kdf_for_new_keys())?;
+            let id = litevault::commands::key::change_password(
+                &mut repo,
+                &pw,
+                super::kdf_for_new_keys(),
+            )?;
             out(format_args!(
                 "changed password: key {} replaced by {}",
                 old.short(),

@@ -1,16 +1,12 @@
 //! `snapshots`, `tag`, `forget`, `prune`, `check`, `stats`.
 
-use std::collections::BTreeMap;
-
 use anyhow::{bail, Result};
 use clap::Args;
-use litevault::check::{ReadData, Severity};
-use litevault::forget::{describe_group, ForgetPolicy, GroupBy};
-use litevault::prune::{PruneOptions, PrunePlan};
-use litevault::tag::TagChange;
+use litevault::commands::check::Severity;
+use litevault::commands::snapshots::SnapshotsOptions;
+use litevault::{ForgetPolicy, GroupBy, PruneOptions, PruneSummary, ReadData, TagChange};
 
-use super::backup::human;
-use super::{out, snapshot_filter, Ctx, ExitWith, FilterArgs};
+use super::{human, out, snapshot_filter, Ctx, ExitWith, FilterArgs};
 
 #[derive(Debug, Args)]
 pub struct SnapshotsArgs {
@@ -25,45 +21,21 @@ pub struct SnapshotsArgs {
 }
 
 pub fn snapshots(ctx: &Ctx, args: &SnapshotsArgs) -> Result<()> {
+    let opts = SnapshotsOptions {
+        filter: snapshot_filter(&args.filter)?,
+        latest: args.latest,
+    };
     let repo = ctx.open()?;
-    let filter = snapshot_filter(&args.filter)?;
-    let mut snaps: Vec<_> = repo
-        .snapshots()?
-        .into_iter()
-        .filter(|(_, m)| filter.matches(m))
-        .collect();
-    if let Some(n) = args.latest {
-        let mut per: BTreeMap<(String, String, Vec<String>), usize> = BTreeMap::new();
-        let mut keep = vec![false; snaps.len()];
-        for (i, (_, m)) in snaps.iter().enumerate().rev() {
-            let c = per
-                .entry((m.host.clone(), m.database.path.clone(), m.tags.clone()))
-                .or_default();
-            if *c < n {
-                *c += 1;
-                keep[i] = true;
-            }
-        }
-        let mut k = keep.into_iter();
-        snaps.retain(|_| k.next().unwrap_or(false));
-    }
+    let snaps = litevault::commands::snapshots::list(&repo, &opts)?;
     if args.json {
-        let v: Vec<serde_json::Value> = snaps
-            .iter()
-            .map(|(id, m)| {
-                let mut v = serde_json::to_value(m).expect("manifest serialises");
-                v["id"] = serde_json::Value::String(id.to_hex());
-                v["short_id"] = serde_json::Value::String(id.short());
-                v
-            })
-            .collect();
-        return out(serde_json::to_string_pretty(&v)?);
+        return out(serde_json::to_string_pretty(&snaps)?);
     }
     out(format_args!(
         "{:<8}  {:<20}  {:<12}  {:<14}  {:<28}  {:>10}  {:>10}",
         "ID", "TIME", "HOST", "DATABASE", "TAGS", "SIZE", "ADDED"
     ))?;
-    for (id, m) in &snaps {
+    for e in &snaps {
+        let (id, m) = (&e.id, &e.manifest);
         let t = m
             .timestamp()
             .round(jiff::Unit::Second)
@@ -101,67 +73,42 @@ pub fn tag(ctx: &Ctx, args: &TagArgs) -> Result<()> {
     if args.add.is_empty() && args.remove.is_empty() && args.set.is_none() {
         bail!("nothing to do: give --add, --remove or --set");
     }
+    let split = litevault::repo::split_tags::<String>;
+    let change = TagChange {
+        add: split(&args.add)?,
+        remove: split(&args.remove)?,
+        set: args
+            .set
+            .as_ref()
+            .map(|s| split(std::slice::from_ref(s)))
+            .transpose()?,
+    };
     let repo = ctx.open()?;
     let (id, _) = repo.find_snapshot(&args.snapshot, &litevault::SnapshotFilter::default())?;
-    let split = |v: &[String]| -> Vec<String> {
-        v.iter()
-            .flat_map(|t| t.split(','))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(String::from)
-            .collect()
-    };
-    let change = TagChange {
-        add: split(&args.add),
-        remove: split(&args.remove),
-        set: args.set.as_ref().map(|s| split(std::slice::from_ref(s))),
-    };
-    let new = repo.retag(&id, &change)?;
-    let m = repo.load_manifest(&new)?;
-    if new == id {
-        out(format_args!(
-            "snapshot {} unchanged: tags {}",
-            id.short(),
-            m.tags.join(",")
-        ))
-    } else {
+    let s = litevault::retag(&repo, &id, &change)?;
+    if s.changed {
         out(format_args!(
             "snapshot {} is now {}: tags {}",
             id.short(),
-            new.short(),
-            m.tags.join(",")
+            s.new_snapshot.short(),
+            s.tags.join(",")
+        ))
+    } else {
+        out(format_args!(
+            "snapshot {} unchanged: tags {}",
+            id.short(),
+            s.tags.join(",")
         ))
     }
 }
 
-/// "7d", "12h", "2w3d", "1y", "90m" (minutes), "30s".
+/// "7d", "12h", "2w3d", "1y", "90m" (minutes), "30s": more than zero.
 pub fn parse_within(s: &str) -> Result<jiff::SignedDuration> {
-    let mut total: i64 = 0;
-    let mut num = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: i64 = num
-            .parse()
-            .map_err(|_| anyhow::anyhow!("invalid duration {s:?}: write e.g. 7d, 12h, 2w3d, 1y"))?;
-        num.clear();
-        let unit = match c {
-            'y' => 365 * 86_400,
-            'w' => 7 * 86_400,
-            'd' => 86_400,
-            'h' => 3_600,
-            'm' => 60,
-            's' => 1,
-            _ => bail!("invalid duration {s:?}: units are y, w, d, h, m (minutes), s"),
-        };
-        total = total.saturating_add(n.saturating_mul(unit));
+    let d = super::backup::duration_arg(s, "--keep-within")?;
+    if d.is_zero() {
+        bail!("invalid duration {s:?}: it must be more than zero (check --keep-within)");
     }
-    if !num.is_empty() || total <= 0 {
-        bail!("invalid duration {s:?}: write e.g. 7d, 12h, 2w3d, 1y");
-    }
-    Ok(jiff::SignedDuration::from_secs(total))
+    Ok(jiff::SignedDuration::try_from(d)?)
 }
 
 /// "5%" or "0.05".
@@ -239,12 +186,12 @@ pub fn forget(ctx: &Ctx, args: &ForgetArgs) -> Result<()> {
     let max_unused = parse_share(&args.max_unused)?;
     let filter = snapshot_filter(&args.filter)?;
     let repo = ctx.open()?;
-    let plan = repo.plan_forget(&policy, group_by, &filter)?;
+    let plan = litevault::plan_forget(&repo, &policy, group_by, &filter)?;
     if args.json {
         out(serde_json::to_string_pretty(&plan)?)?;
     } else {
         for g in &plan.groups {
-            out(format_args!("group {}:", describe_group(&g.key)))?;
+            out(format_args!("group {}:", g.key))?;
             for d in &g.keep {
                 out(format_args!(
                     "  keep    {}  {}  ({})",
@@ -265,14 +212,17 @@ pub fn forget(ctx: &Ctx, args: &ForgetArgs) -> Result<()> {
         ));
         return Ok(());
     }
-    let n = repo.forget(&plan, args.allow_remove_all)?;
+    let n = litevault::forget(&repo, &plan, args.allow_remove_all)?;
     ctx.status(format_args!("removed {n} snapshot(s)"));
     if args.prune {
-        let p = repo.prune(&PruneOptions {
-            max_unused,
-            dry_run: false,
-        })?;
-        print_prune(ctx, &p, false, false)?;
+        let p = litevault::prune(
+            &repo,
+            &PruneOptions {
+                max_unused,
+                dry_run: false,
+            },
+        )?;
+        print_prune(ctx, &p, false)?;
     }
     Ok(())
 }
@@ -290,11 +240,12 @@ pub struct PruneArgs {
     json: bool,
 }
 
-fn print_prune(ctx: &Ctx, p: &PrunePlan, dry: bool, json: bool) -> Result<()> {
+fn print_prune(ctx: &Ctx, s: &PruneSummary, json: bool) -> Result<()> {
     if json {
-        return out(serde_json::to_string_pretty(p)?);
+        return out(serde_json::to_string_pretty(s)?);
     }
-    let verb = if dry { "would" } else { "did" };
+    let p = &s.plan;
+    let verb = if s.stats.is_some() { "did" } else { "would" };
     out(format_args!(
         "{} snapshots use {} blobs; {} packs hold {} ({} unused)",
         p.snapshots,
@@ -321,11 +272,14 @@ fn print_prune(ctx: &Ctx, p: &PrunePlan, dry: bool, json: bool) -> Result<()> {
 pub fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<()> {
     let max_unused = parse_share(&args.max_unused)?;
     let repo = ctx.open()?;
-    let p = repo.prune(&PruneOptions {
-        max_unused,
-        dry_run: args.dry_run,
-    })?;
-    print_prune(ctx, &p, args.dry_run, args.json)
+    let p = litevault::prune(
+        &repo,
+        &PruneOptions {
+            max_unused,
+            dry_run: args.dry_run,
+        },
+    )?;
+    print_prune(ctx, &p, args.json)
 }
 
 #[derive(Debug, Args)]
@@ -363,8 +317,8 @@ pub fn check(ctx: &Ctx, args: &CheckArgs) -> Result<()> {
     };
     let report = ctx
         .open()
-        .and_then(|repo| Ok(repo.check(read)?))
-        .map_err(|e| ExitWith(2, format!("check could not run: {e:#}")))?;
+        .and_then(|repo| Ok(litevault::check(&repo, read)?))
+        .map_err(|e| ExitWith(2, format!("check could not run: {}", super::message_of(&e))))?;
     if args.json {
         out(serde_json::to_string_pretty(&report)?)?;
     } else {
@@ -405,7 +359,7 @@ pub struct StatsArgs {
 
 pub fn stats(ctx: &Ctx, args: &StatsArgs) -> Result<()> {
     let repo = ctx.open()?;
-    let s = repo.stats()?;
+    let s = litevault::stats(&repo)?;
     if args.json {
         return out(serde_json::to_string_pretty(&s)?);
     }

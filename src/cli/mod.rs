@@ -1,8 +1,10 @@
 //! Command-line parsing and dispatch. Each command is a thin wrapper over
-//! the library's public API: parse, call, print.
+//! the library's public API: parse, call, print. Errors become one line
+//! with advice and an exit code in [`errors`].
 
 mod backup;
 mod dump;
+pub mod errors;
 mod key;
 mod manage;
 mod password;
@@ -11,6 +13,7 @@ mod restore;
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -19,15 +22,15 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "litevault", version, about, long_about = None)]
 pub struct Cli {
-    /// Repository location (a directory).
+    /// Repository location (a directory, or file:PATH).
     #[arg(
         short = 'r',
         long,
         env = "LITEVAULT_REPOSITORY",
         global = true,
-        value_name = "PATH"
+        value_name = "LOCATION"
     )]
-    repo: Option<PathBuf>,
+    repo: Option<String>,
 
     /// File holding the repository password (else LITEVAULT_PASSWORD, else a prompt).
     #[arg(
@@ -93,52 +96,35 @@ pub struct FilterArgs {
 
 /// The library filter for `FilterArgs`.
 fn snapshot_filter(f: &FilterArgs) -> Result<litevault::SnapshotFilter> {
-    let mut tags = Vec::new();
-    for t in &f.tags {
-        let set: Vec<String> = t
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect();
-        for tag in &set {
-            litevault::backup::validate_tag(tag)?;
-        }
-        if !set.is_empty() {
-            tags.push(set);
-        }
-    }
     Ok(litevault::SnapshotFilter {
-        tags,
         hosts: f.hosts.clone(),
         databases: f.databases.clone(),
-    })
+        ..litevault::SnapshotFilter::default()
+    }
+    .with_tag_sets(&f.tags)?)
 }
 
 /// Shared context for commands.
 pub struct Ctx {
-    repo: Option<PathBuf>,
+    repo: Option<String>,
     password_file: Option<PathBuf>,
     quiet: bool,
 }
 
 impl Ctx {
-    fn repo_path(&self) -> Result<&std::path::Path> {
-        self.repo.as_deref().ok_or_else(|| {
-            anyhow::anyhow!("no repository given: use --repo PATH or set LITEVAULT_REPOSITORY")
-        })
+    fn location(&self) -> Result<litevault::Location> {
+        let repo = self.repo.as_deref().ok_or_else(|| {
+            anyhow::anyhow!("no repository given: use --repo LOCATION or set LITEVAULT_REPOSITORY")
+        })?;
+        Ok(litevault::Location::parse(repo)?)
     }
 
     /// Opens the repository, asking for its password.
     fn open(&self) -> Result<litevault::Repository> {
-        let path = self.repo_path()?;
-        // Fail on a missing or non-directory path before asking for a password.
-        let backend = litevault::LocalBackend::open(path)?;
+        // Fail on a missing location before asking for a password.
+        let backend = self.location()?.open()?;
         let password = password::repository(self.password_file.as_deref(), false)?;
-        Ok(litevault::Repository::open(
-            std::sync::Arc::new(backend),
-            &password,
-        )?)
+        Ok(litevault::Repository::open(backend, &password)?)
     }
 
     /// Writes a status line to stderr unless `--quiet`.
@@ -164,20 +150,47 @@ impl litevault::Progress for Bar {
 impl Bar {
     /// A bar when stderr is a terminal and output is for people (not
     /// `--quiet`, not `--json`); `None` otherwise.
-    fn for_terminal(ctx: &Ctx, json: bool, template: &str) -> Option<std::sync::Arc<Bar>> {
+    fn for_terminal(ctx: &Ctx, json: bool, template: &str) -> Option<Arc<Bar>> {
         use std::io::IsTerminal;
         (!ctx.quiet && !json && std::io::stderr().is_terminal()).then(|| {
             let pb = indicatif::ProgressBar::new(0);
             pb.set_style(
                 indicatif::ProgressStyle::with_template(template).expect("valid template"),
             );
-            std::sync::Arc::new(Bar(pb))
+            Arc::new(Bar(pb))
         })
     }
 
     /// Removes the bar from the terminal.
     fn finish(&self) {
         self.0.finish_and_clear();
+    }
+}
+
+/// A cancellation token set by SIGINT and SIGTERM, which stop long
+/// operations cleanly.
+fn cancel_on_signals() -> Result<litevault::Cancel> {
+    let cancel = litevault::Cancel::new();
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(cancel.flag()))
+            .map_err(|e| anyhow::anyhow!("installing the signal handler: {e}"))?;
+    }
+    Ok(cancel)
+}
+
+/// "12.3 MiB".
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
     }
 }
 
@@ -266,16 +279,31 @@ impl std::error::Error for UsageError {}
 pub fn exit_code_of(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<litevault::Error>() {
-            return e.exit_code();
+            return errors::exit_code(e);
         }
         if let Some(ExitWith(code, _)) = cause.downcast_ref::<ExitWith>() {
             return *code;
         }
         if cause.downcast_ref::<UsageError>().is_some() {
-            return litevault::error::exit_code::USAGE;
+            return errors::code::USAGE;
         }
     }
-    litevault::error::exit_code::FAILURE
+    errors::code::FAILURE
+}
+
+/// The one-line message for an error: the contexts around it, then the
+/// library error with this tool's advice (its own sources are already in
+/// its message and are not repeated).
+pub fn message_of(err: &anyhow::Error) -> String {
+    let mut parts = Vec::new();
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<litevault::Error>() {
+            parts.push(errors::render(e));
+            break;
+        }
+        parts.push(cause.to_string());
+    }
+    parts.join(": ").replace('\n', " ")
 }
 
 /// True if the error is a write to a closed stdout.

@@ -1,48 +1,31 @@
-//! Where passwords come from: a file, the environment, or a no-echo prompt.
-//!
-//! Order for the repository password: `--password-file` (or
-//! `LITEVAULT_PASSWORD_FILE`), then `LITEVAULT_PASSWORD`, then a prompt when
-//! standard input is a terminal. New passwords (`key add`, `key passwd`) use
-//! `--new-password-file`, `LITEVAULT_NEW_PASSWORD_FILE`,
-//! `LITEVAULT_NEW_PASSWORD`, then a prompt asked twice. A password file's
-//! single trailing newline is not part of the password.
+//! The command line's order of password sources, over the library's
+//! [`litevault::PasswordSource`]: `--password-file` (or
+//! `LITEVAULT_PASSWORD_FILE`), then `LITEVAULT_PASSWORD`, then a no-echo
+//! prompt when standard input is a terminal. New passwords (`key add`,
+//! `key passwd`) use `--new-password-file`, `LITEVAULT_NEW_PASSWORD_FILE`,
+//! `LITEVAULT_NEW_PASSWORD`, then a prompt asked twice.
 
 use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use litevault::{Password, PasswordSource};
 use zeroize::Zeroizing;
 
-pub type Password = Zeroizing<Vec<u8>>;
-
 fn from_file(path: &Path, flag: &str) -> Result<Password> {
-    let mut bytes = Zeroizing::new(std::fs::read(path).with_context(|| {
-        format!(
-            "cannot read password file {} given by {flag} (check the path)",
-            path.display()
-        )
-    })?);
-    if bytes.last() == Some(&b'\n') {
-        bytes.pop();
-        if bytes.last() == Some(&b'\r') {
-            bytes.pop();
-        }
-    }
-    if bytes.is_empty() {
-        bail!(
-            "password file {} is empty: write the password into it",
-            path.display()
-        );
-    }
-    Ok(bytes)
+    PasswordSource::File(path.to_path_buf())
+        .read()
+        .map(|p| p.expect("a file always gives a password"))
+        .map_err(|e| match e {
+            litevault::Error::Password(m) if m.starts_with("cannot read") => {
+                anyhow::anyhow!("{m} (given by {flag}; check the path)")
+            }
+            e => e.into(),
+        })
 }
 
 fn from_env(var: &str) -> Result<Option<Password>> {
-    match std::env::var_os(var) {
-        None => Ok(None),
-        Some(v) if v.is_empty() => bail!("{var} is set but empty: unset it or give a password"),
-        Some(v) => Ok(Some(Zeroizing::new(v.into_encoded_bytes()))),
-    }
+    Ok(PasswordSource::Env(var.into()).read()?)
 }
 
 fn prompt(text: &str) -> Result<Password> {

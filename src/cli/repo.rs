@@ -1,10 +1,8 @@
 //! `litevault init` and `litevault unlock`.
 
-use std::sync::Arc;
-
 use anyhow::Result;
 use clap::Args;
-use litevault::{CompressionParams, Config, InitOptions, LocalBackend, Repository};
+use litevault::{CompressionParams, Config, InitOptions, Repository};
 
 use super::{out, password, Ctx};
 
@@ -19,7 +17,7 @@ pub struct InitArgs {
 }
 
 pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<()> {
-    let path = ctx.repo_path()?;
+    let location = ctx.location()?;
     let password = password::repository(ctx.password_file.as_deref(), true)?;
     let opts = InitOptions {
         kdf: super::kdf_for_new_keys(),
@@ -29,11 +27,10 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<()> {
         pack_size: args.pack_size.saturating_mul(1 << 20),
         ..InitOptions::default()
     };
-    let repo = Repository::init(Arc::new(LocalBackend::new(path)), &password, &opts)?;
+    let repo = Repository::init(location.for_init()?, &password, &opts)?;
     out(format_args!(
-        "created litevault repository {} at {}",
+        "created litevault repository {} at {location}",
         repo.config().id.short(),
-        path.display()
     ))?;
     ctx.status("Keep the password safe: without it the repository cannot be read, by anyone.");
     Ok(())

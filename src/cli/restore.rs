@@ -7,8 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use litevault::{Progress, RestoreOptions};
 
-use super::backup::{cancel_flag, human};
-use super::{out, snapshot_filter, Bar, Ctx, FilterArgs};
+use super::{cancel_on_signals, human, out, snapshot_filter, Bar, Ctx, FilterArgs};
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -53,14 +52,14 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     opts.post_sql = post_sql;
     opts.pre_restore = !args.no_pre_restore;
     opts.live = args.live;
-    opts.cancel = Some(cancel_flag()?);
+    opts.cancel = cancel_on_signals()?;
     let bar = Bar::for_terminal(
         ctx,
         args.json,
         "{spinner} restoring {bytes}/{total_bytes} {wide_bar} {bytes_per_sec}",
     );
     opts.progress = bar.clone().map(|b| b as Arc<dyn Progress>);
-    let result = repo.restore(&id, &opts);
+    let result = litevault::restore(&repo, &id, &opts);
     if let Some(b) = &bar {
         b.finish();
     }

@@ -1,0 +1,143 @@
+//! Errors as the command line shows them: one line, the library's message
+//! plus advice that names this tool's flags and commands, and a stable exit
+//! code (README.md, "Exit codes"). The library's messages never name flags;
+//! this file alone turns an error's kind into what to type next.
+
+use litevault::error::{BackendErrorKind, SourceProblem};
+use litevault::Error;
+
+/// Exit codes, stable and documented in README.md ("Exit codes").
+pub mod code {
+    /// Any error not listed below.
+    pub const FAILURE: u8 = 1;
+    /// Command-line usage error (unknown flag, missing argument).
+    pub const USAGE: u8 = 2;
+    /// The database to back up could not be read (missing, not SQLite,
+    /// corrupt, locked beyond the timeout).
+    pub const SOURCE: u8 = 3;
+    /// The repository does not exist or is not a litevault repository.
+    pub const NO_REPOSITORY: u8 = 10;
+    /// The repository is locked by another process.
+    pub const LOCKED: u8 = 11;
+    /// No key file opens with the given password.
+    pub const WRONG_PASSWORD: u8 = 12;
+    /// A stored object is damaged (failed authentication or decoding).
+    pub const DAMAGED: u8 = 13;
+    /// The repository was written by a newer litevault.
+    pub const NEWER_FORMAT: u8 = 14;
+    /// Interrupted by a signal (SIGINT/SIGTERM).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// The exit code of a library error.
+pub fn exit_code(e: &Error) -> u8 {
+    match e {
+        Error::RepositoryNotFound { .. } | Error::NotARepository { .. } => code::NO_REPOSITORY,
+        Error::Locked { .. } | Error::LockLost { .. } => code::LOCKED,
+        Error::WrongPassword { .. } => code::WRONG_PASSWORD,
+        Error::Damaged { .. } => code::DAMAGED,
+        Error::NewerFormat { .. } => code::NEWER_FORMAT,
+        Error::Source { .. } => code::SOURCE,
+        Error::Interrupted(_) => code::INTERRUPTED,
+        _ => code::FAILURE,
+    }
+}
+
+/// The command-line flag of a library option.
+fn flag(option: &str) -> String {
+    match option {
+        "tags" => "--tag".into(),
+        "kdf" | "config" => "the repository settings".into(),
+        other => format!("--{}", other.replace('_', "-")),
+    }
+}
+
+/// What to do about `e`, in this tool's terms.
+fn advice(e: &Error) -> Option<String> {
+    Some(match e {
+        Error::RepositoryNotFound { .. } => "create one with `litevault init`".into(),
+        Error::NotARepository { .. } => {
+            "check --repo, or create a repository with `litevault init`".into()
+        }
+        Error::AlreadyExists { .. } => "choose an empty or new location".into(),
+        Error::NewerFormat { .. } => "upgrade litevault".into(),
+        Error::Damaged { .. } => "run `litevault check` to see the extent".into(),
+        Error::Locked { .. } => "use `litevault unlock` if that process is gone".into(),
+        Error::LockLost { .. } => {
+            "check that the repository is writable, then run the command again".into()
+        }
+        Error::NotFound { what: "key", .. } => "see `litevault key list`".into(),
+        Error::NotFound { .. } => "see `litevault snapshots`".into(),
+        Error::Ambiguous { .. } => "give more digits".into(),
+        Error::NoSnapshot { filtered: false } => "make one with `litevault backup`".into(),
+        Error::NoSnapshot { filtered: true } => {
+            "see `litevault snapshots`; the filters are --tag, --host and --db".into()
+        }
+        Error::InvalidOption {
+            option: "policy", ..
+        } => "give --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly, --keep-within or --keep-tag".into(),
+        Error::InvalidOption { option, .. } => format!("check {}", flag(option)),
+        Error::LastKey => "add another key first with `litevault key add`".into(),
+        Error::KeyInUse { .. } => {
+            "open with another key's password, or change this key's password with `litevault key passwd`".into()
+        }
+        Error::WouldRemoveAll { .. } => "keep something, or pass --allow-remove-all".into(),
+        Error::Source { path, problem, .. } => match problem {
+            SourceProblem::Missing => "check the path".into(),
+            SourceProblem::Corrupt => format!(
+                "inspect it with `sqlite3 {} 'PRAGMA integrity_check'`",
+                path.display()
+            ),
+            SourceProblem::CheckFailed => {
+                "repair it first, or back up without --verify-source to keep the damaged state"
+                    .into()
+            }
+            SourceProblem::Busy => "retry when its writer is done, or raise --lock-timeout".into(),
+            SourceProblem::Unreadable => "check the path and permissions".into(),
+            SourceProblem::NoPageReader => "use --strategy vacuum".into(),
+            SourceProblem::ExportFailed => {
+                "choose a writable temporary directory with enough space (--temp-dir)".into()
+            }
+            _ => return None,
+        },
+        Error::TargetBusy { .. } => {
+            "stop it first, or restore into the open database with --live".into()
+        }
+        Error::LivePageSize { .. } => "stop the application and restore without --live".into(),
+        Error::Backend(b) => match b.kind {
+            BackendErrorKind::NoSpace => {
+                "free space on the repository's filesystem, or run `litevault prune`".into()
+            }
+            BackendErrorKind::ReadOnly => "the repository's filesystem is mounted read-only".into(),
+            BackendErrorKind::PermissionDenied => {
+                "check the ownership and permissions of the repository".into()
+            }
+            BackendErrorKind::Transient => "a temporary failure: try again".into(),
+            _ => return None,
+        },
+        Error::Io { path, source, .. } => match source.raw_os_error() {
+            Some(28) => format!("free space on the filesystem of {}", path.display()),
+            Some(30) => format!("{} is on a read-only filesystem", path.display()),
+            Some(1 | 13) => format!("check the permissions of {}", path.display()),
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
+/// One line for `e`: its message (in this tool's words where the library's
+/// would name an option) and the advice, if any.
+pub fn render(e: &Error) -> String {
+    let message = match e {
+        Error::Sql {
+            option,
+            message,
+            outcome,
+        } => format!("{} failed: {message}; {outcome}", flag(option)),
+        e => e.to_string(),
+    };
+    match advice(e) {
+        Some(a) => format!("{message} ({a})"),
+        None => message,
+    }
+}

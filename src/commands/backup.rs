@@ -1,0 +1,517 @@
+//! Backup: a consistent image of a database into the repository.
+//!
+//! ```text
+//! ImageSource (pages | vacuum) ──pages──▶ chunker ──chunks──▶ keyed hash ──▶ indexed? ──yes──▶ (reused)
+//!                                                                            │no
+//!                                 workers (zstd + seal, one per core) ◀──────┘
+//!                                              │
+//!                                     packer ──▶ packs ──▶ index files ──▶ manifest
+//! ```
+//!
+//! The calling thread reads pages from the [`ImageSource`] and finds chunk
+//! boundaries; an indexer thread hashes chunks, dedups them against the
+//! index and builds the chunk-list tree; worker threads compress and seal
+//! new blobs; the packer thread stores packs and index files. Channels
+//! between them are bounded, so memory stays bounded whatever the
+//! database's size: a few chunks in flight, one open pack, the index.
+//!
+//! Crash consistency (SPEC.md, "Writing objects safely"): packs are stored
+//! before the index files naming them, and the manifest after all of them,
+//! so an interrupted backup leaves no snapshot pointing at missing data;
+//! the packs it indexed are reused by the next backup. An image equal to
+//! the latest snapshot of its group (same database path, host and tags) is
+//! not stored again unless forced.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::format::chunker::PageChunker;
+use crate::format::crypto::MasterKey;
+use crate::format::lock::LockKind;
+use crate::format::manifest::{BackupStats, DatabaseInfo, ImageInfo, Manifest, Strategy};
+use crate::format::pack::BlobType;
+use crate::format::tree::{TreeBuilder, TreeEntry, TreeNode, TreeRoot};
+use crate::id::{BlobId, SnapshotId};
+use crate::progress::{Cancel, Progress};
+use crate::repo::packer::{seal_blob, IndexMode, Packer, PackerStats, SealedBlob};
+use crate::repo::{validate_tag, GroupBy, Index, LockGuard, Repository};
+use crate::sqlite::source::{open_source, ImageMeta, ImageSource, SourceOptions};
+
+const STOPPED: &str = "backup stopped; no snapshot was written";
+
+/// Options of [`backup`]: one struct for the library, the command line, a
+/// config file and the HTTP API.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupOptions {
+    /// The database file.
+    pub path: PathBuf,
+    /// Name recorded in the snapshot (default: the file name).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Tags (sorted and deduplicated in the manifest).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// How to take the image.
+    #[serde(default = "default_strategy")]
+    pub strategy: Strategy,
+    /// Snapshot time (default: now).
+    #[serde(default, with = "crate::sys::serde_time")]
+    pub time: Option<jiff::Timestamp>,
+    /// Host name recorded (default: this host).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Store a snapshot even if the image equals the latest one.
+    #[serde(default)]
+    pub force: bool,
+    /// Run `PRAGMA quick_check` on the source and record the result.
+    #[serde(default)]
+    pub verify_source: bool,
+    /// How long to wait for a database locked by a writer.
+    #[serde(default = "default_lock_timeout", with = "crate::sys::serde_duration")]
+    pub lock_timeout: Duration,
+    /// Directory for the `vacuum` strategy's temporary export (default:
+    /// the system's temporary directory).
+    #[serde(default)]
+    pub temp_dir: Option<PathBuf>,
+    /// Stops the backup early; nothing half-done is kept.
+    #[serde(skip)]
+    pub cancel: Cancel,
+    /// Progress reports.
+    #[serde(skip)]
+    pub progress: Option<Arc<dyn Progress>>,
+}
+
+fn default_strategy() -> Strategy {
+    Strategy::Pages
+}
+
+fn default_lock_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl std::fmt::Debug for BackupOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupOptions")
+            .field("path", &self.path)
+            .field("tags", &self.tags)
+            .field("strategy", &self.strategy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BackupOptions {
+    /// Defaults for backing up `path`: pages strategy, no tags, 5 s lock timeout.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            name: None,
+            tags: Vec::new(),
+            strategy: default_strategy(),
+            time: None,
+            host: None,
+            force: false,
+            verify_source: false,
+            lock_timeout: default_lock_timeout(),
+            temp_dir: None,
+            cancel: Cancel::new(),
+            progress: None,
+        }
+    }
+
+    fn source_options(&self) -> SourceOptions {
+        SourceOptions {
+            strategy: self.strategy,
+            verify: self.verify_source,
+            lock_timeout: self.lock_timeout,
+            temp_dir: self.temp_dir.clone().unwrap_or_else(std::env::temp_dir),
+            cancel: self.cancel.clone(),
+        }
+    }
+}
+
+/// What a backup did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BackupSummary {
+    /// The new snapshot, or `None` if the image was unchanged and skipped.
+    pub snapshot: Option<SnapshotId>,
+    /// True if the image equalled the latest snapshot's and nothing was
+    /// stored.
+    pub skipped: bool,
+    /// The unchanged snapshot this backup matched, when skipped.
+    pub unchanged_since: Option<SnapshotId>,
+    /// The manifest (written unless skipped).
+    pub manifest: Manifest,
+    /// Chunks already in the repository.
+    pub reused_chunks: u64,
+    /// Pack files written.
+    pub packs: u64,
+    /// Bytes added to the repository: packs, index files and the manifest,
+    /// after compression and encryption (0 when skipped).
+    pub added_bytes: u64,
+    /// Image bytes per second read.
+    pub throughput: f64,
+}
+
+/// A chunk or tree blob to compress and seal.
+struct Job {
+    ty: BlobType,
+    id: BlobId,
+    data: Vec<u8>,
+}
+
+/// Chunk-side state, on its own thread: the image hash, chunk ids, dedup
+/// against the index, the chunk-list tree. It receives whole chunks in
+/// order from the reader, which meanwhile fetches pages and finds cuts.
+struct Indexer<'a> {
+    repo: &'a Repository,
+    known: Known,
+    jobs: Sender<Job>,
+    tree: TreeBuilder,
+    image: blake3::Hasher,
+    counts: ReaderCounts,
+}
+
+impl Indexer<'_> {
+    /// Queues a blob for sealing unless the repository (or this backup)
+    /// already has it; true if queued.
+    fn queue(
+        jobs: &Sender<Job>,
+        known: &mut Known,
+        ty: BlobType,
+        id: BlobId,
+        data: Vec<u8>,
+    ) -> Result<bool> {
+        if !known.insert(id) {
+            return Ok(false);
+        }
+        jobs.send(Job { ty, id, data }).map_err(|_| stopped())?;
+        Ok(true)
+    }
+
+    fn store_tree_node(
+        jobs: &Sender<Job>,
+        known: &mut Known,
+        key: &MasterKey,
+        node: &TreeNode,
+    ) -> Result<BlobId> {
+        let bytes = node.encode();
+        let id = key.blob_id(&bytes);
+        Self::queue(jobs, known, BlobType::Tree, id, bytes)?;
+        Ok(id)
+    }
+
+    fn chunk(&mut self, chunk: Vec<u8>) -> Result<()> {
+        self.image.update(&chunk);
+        let id = self.repo.key().blob_id(&chunk);
+        let len = chunk.len() as u64;
+        self.counts.chunks += 1;
+        self.counts.read += len;
+        if Self::queue(&self.jobs, &mut self.known, BlobType::Data, id, chunk)? {
+            self.counts.new_chunks += 1;
+            self.counts.new_bytes += len;
+        }
+        let (jobs, known, key) = (&self.jobs, &mut self.known, self.repo.key());
+        self.tree
+            .push(TreeEntry { id, len }, &mut |node: TreeNode| {
+                Self::store_tree_node(jobs, known, key, &node)
+            })
+    }
+
+    fn finish(mut self) -> Result<(TreeRoot, BlobId, ReaderCounts)> {
+        let (jobs, known, key) = (&self.jobs, &mut self.known, self.repo.key());
+        let root = self
+            .tree
+            .finish(&mut |node: TreeNode| Self::store_tree_node(jobs, known, key, &node))?;
+        Ok((
+            root,
+            BlobId::from_bytes(*self.image.finalize().as_bytes()),
+            self.counts,
+        ))
+    }
+}
+
+/// The pipeline stopped because a later stage failed; that stage's error is
+/// reported instead.
+fn stopped() -> Error {
+    Error::Interrupted("the backup pipeline stopped early".into())
+}
+
+/// The blobs a backup need not store: those the index lists, and those
+/// this backup already queued.
+struct Known {
+    index: Arc<Index>,
+    new: HashSet<BlobId>,
+}
+
+impl Known {
+    /// True if `id` is new (and now known).
+    fn insert(&mut self, id: BlobId) -> bool {
+        !self.index.contains(&id) && self.new.insert(id)
+    }
+}
+
+#[derive(Default)]
+struct ReaderCounts {
+    chunks: u64,
+    new_chunks: u64,
+    new_bytes: u64,
+    read: u64,
+}
+
+type PipelineOutput = (TreeRoot, BlobId, ReaderCounts, PackerStats);
+
+/// Runs the reader on this thread, and the indexer, the workers and the
+/// packer beside it.
+fn pipeline(
+    repo: &Repository,
+    lock: &LockGuard,
+    known: Known,
+    source: &mut dyn ImageSource,
+    opts: &BackupOptions,
+) -> Result<PipelineOutput> {
+    let meta = source.meta().clone();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
+    let level = repo.config().compression.level();
+    let (chunk_tx, chunk_rx) = bounded::<Vec<u8>>(16);
+    let (job_tx, job_rx) = bounded::<Job>(workers * 4);
+    let (sealed_tx, sealed_rx) = bounded::<SealedBlob>(workers * 4);
+    std::thread::scope(|s| {
+        let worker_handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let rx: Receiver<Job> = job_rx.clone();
+                let tx = sealed_tx.clone();
+                s.spawn(move || -> Result<()> {
+                    for job in rx {
+                        let b = seal_blob(repo.key(), job.ty, job.id, &job.data, level)?;
+                        if tx.send(b).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        drop(job_rx);
+        drop(sealed_tx);
+        let packer = s.spawn(move || -> Result<PackerStats> {
+            let mut p = Packer::new(repo, lock, IndexMode::Every);
+            for b in sealed_rx {
+                p.add(&b)?;
+            }
+            p.finish()
+        });
+        let indexer = s.spawn(move || {
+            let mut ix = Indexer {
+                repo,
+                known,
+                jobs: job_tx,
+                tree: TreeBuilder::new(),
+                image: repo.key().blob_hasher(),
+                counts: ReaderCounts::default(),
+            };
+            for chunk in chunk_rx {
+                ix.chunk(chunk)?;
+            }
+            ix.finish()
+            // `ix` and its job sender are gone: the workers drain and stop.
+        });
+
+        if let Some(p) = &opts.progress {
+            p.start(u64::from(meta.page_size) * meta.page_count);
+        }
+        let mut chunker = PageChunker::new(
+            repo.key().chunker_key(),
+            repo.config().chunker,
+            meta.page_size as usize,
+        );
+        let mut send = |chunk: &[u8]| -> Result<()> {
+            opts.cancel.check(STOPPED)?;
+            if let Some(p) = &opts.progress {
+                p.advance(chunk.len() as u64);
+            }
+            chunk_tx.send(chunk.to_vec()).map_err(|_| stopped())
+        };
+        let read_result = source
+            .for_each_page(&mut |page| match chunker.push(page) {
+                Some(chunk) => send(chunk),
+                None => Ok(()),
+            })
+            .and_then(|()| chunker.finish().map_or(Ok(()), &mut send));
+        drop(chunk_tx);
+
+        // The first failure downstream is the root cause of any upstream
+        // "pipeline stopped".
+        let index_result = indexer.join().expect("indexer thread panicked");
+        let mut worker_err = None;
+        for h in worker_handles {
+            if let Err(e) = h.join().expect("worker thread panicked") {
+                worker_err.get_or_insert(e);
+            }
+        }
+        let stats = packer.join().expect("packer thread panicked")?;
+        if let Some(e) = worker_err {
+            return Err(e);
+        }
+        let (root, hash, counts) = index_result?;
+        read_result?;
+        Ok((root, hash, counts, stats))
+    })
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The manifest of a finished backup (duration filled in by the caller).
+fn new_manifest(
+    opts: &BackupOptions,
+    meta: ImageMeta,
+    root: TreeRoot,
+    hash: BlobId,
+    counts: &ReaderCounts,
+    stats: &PackerStats,
+) -> Manifest {
+    let path = absolute(&opts.path);
+    let name = opts.name.clone().unwrap_or_else(|| {
+        path.file_name()
+            .map_or_else(|| "database".into(), |n| n.to_string_lossy().into_owned())
+    });
+    let mut tags = opts.tags.clone();
+    tags.sort();
+    tags.dedup();
+    let host = opts.host.clone().unwrap_or_else(crate::sys::hostname);
+    let time = opts.time.unwrap_or_else(jiff::Timestamp::now);
+    Manifest {
+        time: time
+            .round(jiff::Unit::Microsecond)
+            .unwrap_or(time)
+            .to_string(),
+        host,
+        username: crate::sys::username(),
+        database: DatabaseInfo {
+            name,
+            path: path.to_string_lossy().into_owned(),
+        },
+        tags,
+        image: ImageInfo {
+            strategy: opts.strategy,
+            page_size: meta.page_size,
+            page_count: meta.page_count,
+            bytes: u64::from(meta.page_size) * meta.page_count,
+            hash,
+            schema_hash: meta.schema_hash,
+            journal_mode: meta.journal_mode,
+            sqlite_version: meta.sqlite_version,
+            quick_check: meta.quick_check,
+            change_counter: meta.change_counter,
+        },
+        stats: BackupStats {
+            chunks: counts.chunks,
+            new_chunks: counts.new_chunks,
+            new_bytes: counts.new_bytes,
+            added_bytes: stats.bytes,
+            duration_ms: 0,
+        },
+        tree: root,
+    }
+}
+
+/// Backs up the database at `opts.path`.
+pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<BackupSummary> {
+    let conn = crate::sqlite::open_database(&opts.path, opts.lock_timeout)?;
+    backup_connection(repo, &conn, opts)
+}
+
+/// Backs up the database behind an open connection (an application's own).
+/// `opts.path` names it in the snapshot.
+pub fn backup_connection(
+    repo: &Repository,
+    conn: &Connection,
+    opts: &BackupOptions,
+) -> Result<BackupSummary> {
+    opts.tags.iter().try_for_each(|t| validate_tag(t))?;
+    let started = Instant::now();
+    let lock = repo.lock(LockKind::Shared, "backup")?;
+    opts.cancel.check(STOPPED)?;
+    // Loaded before the read transaction starts, to keep it short.
+    let index = repo.index()?;
+    let source = open_source(conn, &opts.path, repo.key(), &opts.source_options())?;
+    run(repo, &lock, index, source, opts, started)
+}
+
+/// Backs up an image from any source (`opts.strategy` is recorded as its
+/// strategy).
+pub fn backup_source(
+    repo: &Repository,
+    source: Box<dyn ImageSource + '_>,
+    opts: &BackupOptions,
+) -> Result<BackupSummary> {
+    opts.tags.iter().try_for_each(|t| validate_tag(t))?;
+    let started = Instant::now();
+    let lock = repo.lock(LockKind::Shared, "backup")?;
+    opts.cancel.check(STOPPED)?;
+    let index = repo.index()?;
+    run(repo, &lock, index, source, opts, started)
+}
+
+fn run(
+    repo: &Repository,
+    lock: &LockGuard,
+    index: Arc<Index>,
+    mut source: Box<dyn ImageSource + '_>,
+    opts: &BackupOptions,
+    started: Instant,
+) -> Result<BackupSummary> {
+    let known = Known {
+        index,
+        new: HashSet::new(),
+    };
+    let (root, hash, counts, stats) = pipeline(repo, lock, known, source.as_mut(), opts)?;
+    let meta = source.finish()?;
+    opts.cancel.check(STOPPED)?;
+    let mut manifest = new_manifest(opts, meta, root, hash, &counts, &stats);
+    let elapsed = started.elapsed();
+    let throughput = counts.read as f64 / elapsed.as_secs_f64().max(1e-9);
+    manifest.stats.duration_ms = elapsed.as_millis() as u64;
+    let summary =
+        |snapshot: Option<SnapshotId>, unchanged_since, manifest, added_bytes| BackupSummary {
+            skipped: snapshot.is_none(),
+            snapshot,
+            unchanged_since,
+            manifest,
+            reused_chunks: counts.chunks - counts.new_chunks,
+            packs: stats.packs,
+            added_bytes,
+            throughput,
+        };
+    if !opts.force {
+        if let Some(id) = latest_matching(repo, &manifest)? {
+            return Ok(summary(None, Some(id), manifest, stats.bytes));
+        }
+    }
+    lock.ensure_held()?;
+    let (id, len) = repo.save_manifest(&manifest)?;
+    Ok(summary(Some(id), None, manifest, stats.bytes + len))
+}
+
+/// The latest snapshot of the same group (database, host and tags), if its
+/// image equals `m`'s.
+fn latest_matching(repo: &Repository, m: &Manifest) -> Result<Option<SnapshotId>> {
+    let group = GroupBy::default().key(m);
+    let latest = repo
+        .snapshots()?
+        .into_iter()
+        .filter(|(_, s)| GroupBy::default().key(s) == group)
+        .max_by_key(|(_, s)| s.timestamp());
+    Ok(latest
+        .filter(|(_, s)| s.image.hash == m.image.hash && s.image.bytes == m.image.bytes)
+        .map(|(id, _)| id))
+}

@@ -1,0 +1,25 @@
+//! The commands: each a function over a [`crate::Repository`] taking its
+//! options and returning its summary, both library types that serialize,
+//! so the command line, a config file and an HTTP API share one struct per
+//! command. (rustic_core's `commands/` is the model.)
+//!
+//! * [`backup`]: a database's page image into a new snapshot;
+//! * [`restore`]: a snapshot into a database file, verified, swapped in;
+//! * [`dump`]: a snapshot as a database file or SQL text;
+//! * [`snapshots`]: listing; [`tag`]: retagging;
+//! * [`forget`]: retention as a pure plan, then forgetting;
+//! * [`prune`]: plan, then remove unused data;
+//! * [`check`]: consistency and data integrity;
+//! * [`stats`]: sizes and ratios;
+//! * [`key`]: key management.
+
+pub mod backup;
+pub mod check;
+pub mod dump;
+pub mod forget;
+pub mod key;
+pub mod prune;
+pub mod restore;
+pub mod snapshots;
+pub mod stats;
+pub mod tag;

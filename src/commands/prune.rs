@@ -1,0 +1,368 @@
+//! Prune: remove data no snapshot references (SPEC.md, "Writing objects
+//! safely", step 3).
+//!
+//! Under the exclusive lock: walk every snapshot's chunk-list tree once to
+//! find the blobs in use; plan ([`PrunePlan`], what would be done): packs
+//! that hold none of them are deleted, packs whose unused share exceeds the
+//! threshold are repacked, packs no index names are orphans. Then execute
+//! ([`PruneStats`], what was done): copy the used blobs of repacked packs,
+//! still sealed, into new packs through the one packer; write a new index
+//! that supersedes every current one; then delete the old index files; then
+//! the old packs. A crash at any point loses no referenced blob: until the
+//! new index is stored the old one describes packs that all still exist;
+//! after it, the old packs are orphans. The next prune finishes an
+//! interrupted one: index files named in another index's `supersedes` are
+//! ignored and deleted, unindexed packs deleted. Packs are read one at a
+//! time, so memory stays bounded by one pack plus the index.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::FileType;
+use crate::error::{Error, Result};
+use crate::format::index::{IndexFile, IndexPack};
+use crate::format::lock::LockKind;
+use crate::format::pack;
+use crate::id::{BlobId, IndexId, PackId};
+use crate::repo::packer::{IndexMode, Packer};
+use crate::repo::{Index, Repository};
+
+/// Most blob entries per index file written by prune.
+const INDEX_ENTRIES_PER_FILE: usize = 500_000;
+
+/// Options of [`prune`].
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PruneOptions {
+    /// Repack a pack once more than this share of it is unused (0.0..=1.0).
+    pub max_unused: f64,
+    /// Only plan.
+    pub dry_run: bool,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        Self {
+            max_unused: 0.05,
+            dry_run: false,
+        }
+    }
+}
+
+/// What prune would do.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PrunePlan {
+    /// Snapshots whose data is kept.
+    pub snapshots: usize,
+    /// Blobs they reference.
+    pub used_blobs: usize,
+    /// Packs in the repository.
+    pub packs: usize,
+    /// Bytes of all packs.
+    pub pack_bytes: u64,
+    /// Bytes of unused blobs in indexed packs.
+    pub unused_bytes: u64,
+    /// Packs deleted whole (no used blob).
+    pub delete: Vec<PackId>,
+    /// Packs whose used blobs are copied into new packs.
+    pub repack: Vec<PackId>,
+    /// Packs no index names (left by interrupted backups or prunes).
+    pub orphans: Vec<PackId>,
+    /// Bytes of used blobs copied by repacking.
+    pub repack_bytes: u64,
+    /// Bytes that would be freed.
+    pub freed_bytes: u64,
+    /// Index files replaced.
+    pub index_files: Vec<IndexId>,
+    /// Superseded index files left by an interrupted prune.
+    pub leftover_index_files: Vec<IndexId>,
+    /// The blobs in use (tree blobs included).
+    #[serde(skip)]
+    used: HashSet<BlobId>,
+}
+
+impl PrunePlan {
+    /// True if executing would change nothing.
+    pub fn is_noop(&self) -> bool {
+        self.delete.is_empty()
+            && self.repack.is_empty()
+            && self.orphans.is_empty()
+            && self.leftover_index_files.is_empty()
+    }
+}
+
+/// What prune did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PruneStats {
+    /// Packs deleted (unused, repacked and orphaned).
+    pub packs_deleted: usize,
+    /// Packs written by repacking.
+    pub new_packs: usize,
+    /// Blobs copied into them.
+    pub blobs_copied: u64,
+    /// Index files written.
+    pub index_files_written: usize,
+    /// Index files deleted.
+    pub index_files_deleted: usize,
+    /// Bytes of packs deleted minus bytes of packs written.
+    pub freed_bytes: u64,
+}
+
+/// A prune's plan and, unless it was a dry run or there was nothing to do,
+/// what was done.
+#[derive(Clone, Debug, Serialize)]
+pub struct PruneSummary {
+    /// What prune planned.
+    #[serde(flatten)]
+    pub plan: PrunePlan,
+    /// What it did.
+    pub stats: Option<PruneStats>,
+}
+
+/// Every blob some snapshot's tree reaches (tree blobs included); subtrees
+/// shared between snapshots are walked once.
+fn used_blobs(repo: &Repository, index: &Index) -> Result<(usize, HashSet<BlobId>)> {
+    let mut used = HashSet::new();
+    let mut trees = HashSet::new();
+    let snapshots = repo.snapshots()?;
+    for (snapshot, m) in &snapshots {
+        let missing = |blob: &BlobId| {
+            Error::damaged(
+                format!("snapshot {}", snapshot.short()),
+                format!(
+                    "its blob {} is missing from the index; prune refuses to run on a damaged repository",
+                    blob.short()
+                ),
+            )
+        };
+        crate::repo::walker::walk(
+            &m.tree,
+            Some(&mut trees),
+            &mut |id, _| {
+                if !index.contains(id) {
+                    return Err(missing(id));
+                }
+                repo.read_tree_with(index, id).map(Some)
+            },
+            &mut |e| {
+                if !index.contains(&e.id) {
+                    return Err(missing(&e.id));
+                }
+                used.insert(e.id);
+                Ok(())
+            },
+        )?;
+    }
+    used.extend(trees);
+    Ok((snapshots.len(), used))
+}
+
+/// Plans a prune; reads the repository, changes nothing.
+pub fn plan_prune(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
+    if !(0.0..=1.0).contains(&opts.max_unused) {
+        return Err(Error::option(
+            "max_unused",
+            format!("max_unused {} is outside 0..=1", opts.max_unused),
+        ));
+    }
+    let index = repo.index()?;
+    let (snapshots, used) = used_blobs(repo, &index)?;
+    let stored = repo.pack_sizes()?;
+    let mut plan = PrunePlan {
+        snapshots,
+        used_blobs: used.len(),
+        index_files: index.files().to_vec(),
+        leftover_index_files: index.superseded().to_vec(),
+        ..PrunePlan::default()
+    };
+    for p in index.packs() {
+        let name = p.id.to_hex();
+        let size = *stored.get(&name).ok_or_else(|| {
+            Error::damaged(
+                FileType::Pack.describe(&name),
+                "an index lists it but it is missing",
+            )
+        })?;
+        // The copy of each used blob that is kept: its first indexed place.
+        let kept: Vec<_> = p
+            .blobs
+            .iter()
+            .filter(|b| used.contains(&b.entry.id) && index.is_primary(&p.id, &b.entry.id))
+            .collect();
+        // A pack's own framing counts as used: repacking cannot save it.
+        let used_bytes: u64 = if kept.is_empty() {
+            0
+        } else {
+            pack::framing_len(kept.len())
+                + kept
+                    .iter()
+                    .map(|b| u64::from(b.entry.stored_len))
+                    .sum::<u64>()
+        };
+        plan.packs += 1;
+        plan.pack_bytes += size;
+        plan.unused_bytes += size.saturating_sub(used_bytes);
+        if used_bytes == 0 {
+            plan.delete.push(p.id);
+            plan.freed_bytes += size;
+        } else if (size - used_bytes.min(size)) as f64 > opts.max_unused * size as f64 {
+            plan.repack.push(p.id);
+            plan.repack_bytes += used_bytes;
+            plan.freed_bytes += size - used_bytes.min(size);
+        }
+    }
+    for (name, size) in &stored {
+        let id: PackId = name.parse()?;
+        if index.pack(&id).is_none() {
+            plan.orphans.push(id);
+            plan.packs += 1;
+            plan.pack_bytes += size;
+            plan.freed_bytes += size;
+        }
+    }
+    plan.delete.sort();
+    plan.repack.sort();
+    plan.orphans.sort();
+    plan.used = used;
+    Ok(plan)
+}
+
+/// Prunes under the exclusive lock (see the module docs); with `dry_run`,
+/// only plans.
+pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneSummary> {
+    let lock = repo.lock(LockKind::Exclusive, "prune")?;
+    // Under the lock: the listings must be the ones the lock protects.
+    repo.refresh();
+    let plan = plan_prune(repo, opts)?;
+    if opts.dry_run || plan.is_noop() {
+        return Ok(PruneSummary { plan, stats: None });
+    }
+    let index = repo.index()?;
+    let repack: HashSet<PackId> = plan.repack.iter().copied().collect();
+    let drop: HashSet<PackId> = plan.delete.iter().copied().collect();
+    let stored = repo.pack_sizes()?;
+    let mut stats = PruneStats::default();
+
+    // 1. Copy the used blobs of packs being repacked into new packs.
+    let mut packer = Packer::new(repo, &lock, IndexMode::Caller);
+    let mut written: HashSet<BlobId> = HashSet::new();
+    for id in &plan.repack {
+        let pack = repo.read_pack_bytes(id)?;
+        for b in &pack.blobs {
+            let keep = plan.used.contains(&b.entry.id) && index.is_primary(id, &b.entry.id);
+            if !keep || !written.insert(b.entry.id) {
+                continue;
+            }
+            // Copied sealed, after checking it opens: a damaged blob is
+            // never carried into a new pack.
+            pack.open(repo.key(), b)?;
+            packer.add_sealed(
+                b.entry.ty,
+                b.entry.id,
+                b.entry.compression,
+                b.entry.raw_len as usize,
+                pack.sealed(b),
+            )?;
+        }
+    }
+    let repacked = packer.finish()?;
+    // Every used blob of a repacked pack must now be in a new pack,
+    // whatever the pack headers said: else nothing is deleted.
+    for id in &plan.repack {
+        let listed = index.pack(id).map_or(&[][..], |p| &p.blobs[..]);
+        for b in listed {
+            let kept_here = plan.used.contains(&b.entry.id) && index.is_primary(id, &b.entry.id);
+            if kept_here && !written.contains(&b.entry.id) {
+                return Err(Error::damaged(
+                    FileType::Pack.describe(&id.to_hex()),
+                    format!(
+                        "its header lacks blob {} that the index lists; nothing was deleted",
+                        b.entry.id.short()
+                    ),
+                ));
+            }
+        }
+    }
+    stats.new_packs = repacked.packs as usize;
+    stats.blobs_copied = repacked.blobs;
+
+    // 2. The new index: every pack that stays, plus the new ones; it
+    //    supersedes every index file read above.
+    let mut packs: Vec<IndexPack> = index
+        .packs()
+        .iter()
+        .filter(|p| !repack.contains(&p.id) && !drop.contains(&p.id))
+        .map(|p| IndexPack {
+            id: p.id,
+            blobs: p.blobs.clone(),
+        })
+        .collect();
+    packs.extend(repacked.unindexed);
+    let supersedes: Vec<IndexId> = index
+        .files()
+        .iter()
+        .chain(index.superseded())
+        .copied()
+        .collect();
+    lock.ensure_held()?;
+    let (files, written_bytes) = write_index_split(repo, &supersedes, packs)?;
+    stats.index_files_written = files;
+    lock.ensure_held()?;
+
+    // 3. The old index files, then 4. the old packs.
+    for id in &supersedes {
+        repo.remove_index_file(id)?;
+        stats.index_files_deleted += 1;
+    }
+    let mut deleted_bytes = 0u64;
+    for id in plan.delete.iter().chain(&plan.repack).chain(&plan.orphans) {
+        let name = id.to_hex();
+        repo.backend().remove(FileType::Pack, &name)?;
+        deleted_bytes += stored.get(&name).copied().unwrap_or(0);
+        stats.packs_deleted += 1;
+    }
+    stats.freed_bytes = deleted_bytes.saturating_sub(repacked.bytes + written_bytes);
+    Ok(PruneSummary {
+        plan,
+        stats: Some(stats),
+    })
+}
+
+/// Writes `packs` as index files of bounded size. Only the last one lists
+/// `supersedes`: until it is stored the old index files stay in force, so a
+/// crash between two of these writes loses no entry. Returns the number of
+/// files and their bytes.
+fn write_index_split(
+    repo: &Repository,
+    supersedes: &[IndexId],
+    packs: Vec<IndexPack>,
+) -> Result<(usize, u64)> {
+    let mut batches: Vec<Vec<IndexPack>> = vec![Vec::new()];
+    let mut entries = 0;
+    for p in packs {
+        if entries + p.blobs.len() > INDEX_ENTRIES_PER_FILE
+            && !batches.last().is_some_and(Vec::is_empty)
+        {
+            batches.push(Vec::new());
+            entries = 0;
+        }
+        entries += p.blobs.len();
+        batches.last_mut().expect("one batch").push(p);
+    }
+    let last = batches.len() - 1;
+    let mut bytes = 0;
+    let n = batches.len();
+    for (i, batch) in batches.into_iter().enumerate() {
+        let (_, len) = repo.save_index(IndexFile {
+            supersedes: if i == last {
+                supersedes.to_vec()
+            } else {
+                Vec::new()
+            },
+            packs: batch,
+        })?;
+        bytes += len;
+    }
+    Ok((n, bytes))
+}

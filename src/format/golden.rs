@@ -1,0 +1,270 @@
+//! Golden vectors: `repo-format/vectors/` holds a key file, a config, a pack,
+//! an index and a snapshot made from documented inputs with seeded
+//! randomness. These tests decode them with the documented password and
+//! re-encode them byte for byte, so an accidental format change fails here.
+//!
+//! Regenerate (only for a deliberate, versioned format change):
+//! `LITEVAULT_REGEN_VECTORS=1 cargo test --lib golden`.
+
+use std::path::PathBuf;
+
+use crate::format::config::{ChunkerParams, CompressionParams, Config};
+use crate::format::crypto::{deterministic, KdfParams, MasterKey};
+use crate::format::index::{IndexFile, IndexPack};
+use crate::format::key::{self, KeyMeta};
+use crate::format::manifest::{BackupStats, DatabaseInfo, ImageInfo, Manifest, Strategy};
+use crate::format::pack::{self, BlobType, PackWriter};
+use crate::format::tree::{TreeEntry, TreeNode, TreeRoot};
+use crate::format::{self, ObjectType};
+use crate::id::{storage_hash, BlobId, IndexId, RepositoryId};
+
+const SEED: &str = "litevault golden vectors, format 1";
+const PASSWORD: &[u8] = b"litevault golden vector password";
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("repo-format/vectors")
+}
+
+/// A 4096-byte page as SQLite might store it: a header and repeated rows.
+fn page(n: u8) -> Vec<u8> {
+    let mut p = vec![0u8; 4096];
+    p[0] = 0x0d;
+    for (i, b) in p.iter_mut().enumerate().skip(8) {
+        const ROW: &[u8] = b"row payload: the quick brown fox jumps";
+        *b = if i % 64 < ROW.len() { ROW[i % 64] } else { n };
+    }
+    p
+}
+
+struct Vectors {
+    secret: [u8; 32],
+    key: Vec<u8>,
+    config: Vec<u8>,
+    pack: Vec<u8>,
+    index: Vec<u8>,
+    snapshot: Vec<u8>,
+    blobs: Vec<(BlobType, Vec<u8>)>,
+    index_payload: Vec<u8>,
+    manifest: Manifest,
+    config_value: Config,
+}
+
+fn blobs() -> Vec<(BlobType, Vec<u8>)> {
+    vec![
+        (BlobType::Data, page(1)),
+        (BlobType::Data, page(2)),
+        (BlobType::Data, b"litevault\n".to_vec()),
+    ]
+}
+
+#[allow(clippy::too_many_lines)]
+fn make() -> Vectors {
+    deterministic::with_seed(SEED, || {
+        let master = MasterKey::generate().unwrap();
+        let secret = *master.secret();
+        let meta = KeyMeta {
+            created: "2026-11-21T00:00:00Z".into(),
+            host: "golden".into(),
+            username: "vector".into(),
+        };
+        let key = key::encode(&master, PASSWORD, KdfParams::TEST_ONLY_INSECURE, &meta).unwrap();
+
+        let mut repo_id = [0u8; 32];
+        crate::format::crypto::random_bytes(&mut repo_id).unwrap();
+        let config_value = Config {
+            chunker: ChunkerParams::DEFAULT,
+            compression: CompressionParams::DEFAULT,
+            ..Config::new(RepositoryId::from_bytes(repo_id))
+        };
+        let config =
+            format::seal_object(&master, ObjectType::Config, &config_value.to_json(), None)
+                .unwrap();
+
+        let mut blobs = blobs();
+        let mut w = PackWriter::new();
+        let mut leaf = Vec::new();
+        for (ty, data) in &blobs {
+            let id = master.blob_id(data);
+            w.add(&master, *ty, id, data, Some(3)).unwrap();
+            leaf.push(TreeEntry {
+                id,
+                len: data.len() as u64,
+            });
+        }
+        let tree = TreeNode {
+            level: 0,
+            entries: leaf,
+        }
+        .encode();
+        let tree_id = master.blob_id(&tree);
+        w.add(&master, BlobType::Tree, tree_id, &tree, Some(3))
+            .unwrap();
+        blobs.push((BlobType::Tree, tree));
+        let (pack_id, pack, packed) = w.finish(&master).unwrap();
+
+        let index_value = IndexFile {
+            supersedes: vec![IndexId::from_bytes([0x11; 32])],
+            packs: vec![IndexPack {
+                id: pack_id,
+                blobs: packed,
+            }],
+        };
+        let index_payload = index_value.encode();
+        let index =
+            format::seal_object(&master, ObjectType::Index, &index_payload, Some(3)).unwrap();
+
+        let image_hash = {
+            let mut h = master.blob_hasher();
+            for (ty, d) in &blobs {
+                if *ty == BlobType::Data {
+                    h.update(d);
+                }
+            }
+            BlobId::from_bytes(*h.finalize().as_bytes())
+        };
+        let manifest = Manifest {
+            time: "2026-11-21T09:30:00Z".into(),
+            host: "golden".into(),
+            username: "vector".into(),
+            database: DatabaseInfo {
+                name: "app.db".into(),
+                path: "/srv/app/app.db".into(),
+            },
+            tags: vec!["db_app".into(), "env_production".into()],
+            image: ImageInfo {
+                strategy: Strategy::Pages,
+                page_size: 4096,
+                page_count: 2,
+                bytes: 8192,
+                hash: image_hash,
+                schema_hash: master.blob_id(b"CREATE TABLE t(x)"),
+                journal_mode: "wal".into(),
+                sqlite_version: "3.50.4".into(),
+                quick_check: Some("ok".into()),
+                change_counter: 7,
+            },
+            stats: BackupStats {
+                chunks: 3,
+                new_chunks: 3,
+                new_bytes: 8202,
+                added_bytes: 1234,
+                duration_ms: 5,
+            },
+            tree: TreeRoot {
+                id: tree_id,
+                level: 0,
+            },
+        };
+        let snapshot =
+            format::seal_object(&master, ObjectType::Snapshot, &manifest.encode(), Some(3))
+                .unwrap();
+        Vectors {
+            secret,
+            key,
+            config,
+            pack,
+            index,
+            snapshot,
+            blobs,
+            index_payload,
+            manifest,
+            config_value,
+        }
+    })
+}
+
+fn files(v: &Vectors) -> [(&'static str, &[u8]); 5] {
+    [
+        ("key", &v.key),
+        ("config", &v.config),
+        ("pack", &v.pack),
+        ("index", &v.index),
+        ("snapshot", &v.snapshot),
+    ]
+}
+
+#[test]
+fn golden_vectors_are_reproduced_byte_for_byte() {
+    let v = make();
+    if std::env::var_os("LITEVAULT_REGEN_VECTORS").is_some() {
+        std::fs::create_dir_all(dir()).unwrap();
+        for (name, bytes) in files(&v) {
+            std::fs::write(dir().join(name), bytes).unwrap();
+        }
+        std::fs::write(
+            dir().join("master-secret.hex"),
+            format!("{}\n", hex::encode(v.secret)),
+        )
+        .unwrap();
+    }
+    for (name, bytes) in files(&v) {
+        let stored = std::fs::read(dir().join(name))
+            .unwrap_or_else(|e| panic!("repo-format/vectors/{name}: {e}"));
+        assert!(
+            stored == bytes,
+            "repo-format/vectors/{name} differs from what this build writes: the on-disk format changed. If deliberate, bump the format version and regenerate (see src/golden.rs)"
+        );
+    }
+    let secret = std::fs::read_to_string(dir().join("master-secret.hex")).unwrap();
+    assert_eq!(secret.trim(), hex::encode(v.secret));
+}
+
+#[test]
+fn golden_vectors_decode_with_the_documented_password() {
+    let read = |n: &str| std::fs::read(dir().join(n)).unwrap();
+    let expected = make();
+
+    let key_bytes = read("key");
+    let kf = key::parse(&key_bytes, "key").unwrap();
+    assert_eq!(kf.kdf, KdfParams::TEST_ONLY_INSECURE);
+    let master = kf
+        .open(PASSWORD)
+        .unwrap()
+        .expect("documented password opens the key");
+    assert_eq!(master.secret(), &expected.secret);
+    assert!(kf.open(b"not the password").unwrap().is_none());
+    assert_eq!(kf.meta(&master, "key").unwrap().host, "golden");
+
+    let config = Config::from_json(
+        &format::open_object(&master, ObjectType::Config, &read("config"), "config").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config, expected.config_value);
+    assert_eq!(config.to_json(), expected.config_value.to_json());
+
+    let pack_bytes = read("pack");
+    let packed = pack::parse_header(&master, &pack_bytes, "pack").unwrap();
+    assert_eq!(packed.len(), expected.blobs.len());
+    for (p, (ty, data)) in packed.iter().zip(&expected.blobs) {
+        assert_eq!(p.entry.ty, *ty);
+        let sealed = &pack_bytes[p.offset as usize..(p.offset + p.entry.stored_len) as usize];
+        assert_eq!(
+            &pack::open_blob(&master, &p.entry, sealed, "blob").unwrap(),
+            data
+        );
+    }
+
+    let index_payload =
+        format::open_object(&master, ObjectType::Index, &read("index"), "index").unwrap();
+    assert_eq!(index_payload, expected.index_payload);
+    let index = IndexFile::decode(&index_payload, "index").unwrap();
+    assert_eq!(
+        index.encode(),
+        index_payload,
+        "index re-encodes to the same bytes"
+    );
+    assert_eq!(index.packs[0].id.as_bytes(), &storage_hash(&pack_bytes));
+    assert_eq!(index.packs[0].blobs, packed);
+
+    let snap_payload =
+        format::open_object(&master, ObjectType::Snapshot, &read("snapshot"), "snapshot").unwrap();
+    let manifest = Manifest::decode(&snap_payload, "snapshot").unwrap();
+    assert_eq!(manifest, expected.manifest);
+    assert_eq!(
+        manifest.encode(),
+        snap_payload,
+        "manifest re-encodes to the same bytes"
+    );
+    let (_, tree) = &expected.blobs[3];
+    assert_eq!(master.blob_id(tree), manifest.tree.id);
+}

@@ -1,0 +1,379 @@
+//! The repository format in bytes: no I/O here, only encoding, decoding and
+//! the cryptography that binds them (SPEC.md is the contract, byte by byte;
+//! `repo-format/vectors/` holds the golden vectors [`golden`] re-encodes).
+//!
+//! * this file: the envelope shared by every stored object ("Objects") and
+//!   a bounds-checked [`Reader`] for untrusted bytes;
+//! * [`crypto`]: master key, sub-keys, Argon2id, XChaCha20-Poly1305;
+//! * [`key`]: key files; [`config`]: the repository config;
+//! * [`compression`]: zstd, or stored;
+//! * [`chunker`]: page-aligned content-defined chunking;
+//! * [`pack`]: the pack codec; [`index`]: index files;
+//! * [`tree`]: the chunk-list tree; [`manifest`]: snapshot manifests;
+//! * [`lock`]: lock records and when they are stale.
+//!
+//! Nothing in this folder reads a file or talks to a backend, so every
+//! decoder can be fuzzed on bytes alone (`fuzz/`).
+//!
+//! # The envelope
+//!
+//! Every file in a repository starts with a 6-byte header: the magic `LVLT`,
+//! the format version, and the object type. The header is in the clear so a
+//! reader can tell "written by a newer litevault" from "damaged" before it
+//! decrypts anything, and it is the associated data of the object's
+//! encryption, so it cannot be changed undetected.
+//!
+//! A whole object (config, index, snapshot, lock, key metadata) is
+//! `header || seal(header, plaintext)` where
+//! `plaintext = compression(1) || raw_len(u32 LE) || payload`.
+
+pub mod chunker;
+pub mod compression;
+pub mod config;
+pub mod crypto;
+pub mod index;
+pub mod key;
+pub mod lock;
+pub mod manifest;
+pub mod pack;
+pub mod tree;
+
+#[cfg(test)]
+mod golden;
+
+use crate::error::{Error, Result};
+use crate::id::storage_hash;
+use compression::Compression;
+use crypto::MasterKey;
+
+/// Magic bytes opening every repository file.
+pub const MAGIC: [u8; 4] = *b"LVLT";
+/// The on-disk format version this build writes and reads.
+pub const FORMAT_VERSION: u8 = 1;
+/// Length of the object header.
+pub const HEADER_LEN: usize = 6;
+/// Largest whole object (config, index, snapshot, lock) litevault reads:
+/// 256 MiB. Index files are written well below it.
+pub const MAX_OBJECT_LEN: usize = 256 << 20;
+
+/// Object types; the byte value is on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ObjectType {
+    /// The repository config (`config`).
+    Config = 1,
+    /// A key file (`keys/`).
+    Key = 2,
+    /// An index file (`index/`).
+    Index = 3,
+    /// A snapshot manifest (`snapshots/`).
+    Snapshot = 4,
+    /// A lock file (`locks/`).
+    Lock = 5,
+    /// A pack file (`data/`).
+    Pack = 6,
+    /// The header sealed at the end of a pack (associated data only).
+    PackHeader = 7,
+    /// A data blob: a chunk of a database image (associated data only).
+    DataBlob = 8,
+    /// A tree blob: a piece of a snapshot's chunk list (associated data only).
+    TreeBlob = 9,
+}
+
+impl ObjectType {
+    fn from_byte(b: u8) -> Option<Self> {
+        Some(match b {
+            1 => Self::Config,
+            2 => Self::Key,
+            3 => Self::Index,
+            4 => Self::Snapshot,
+            5 => Self::Lock,
+            6 => Self::Pack,
+            7 => Self::PackHeader,
+            8 => Self::DataBlob,
+            9 => Self::TreeBlob,
+            _ => return None,
+        })
+    }
+
+    /// Lower-case name used in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Config => "config",
+            Self::Key => "key file",
+            Self::Index => "index",
+            Self::Snapshot => "snapshot",
+            Self::Lock => "lock",
+            Self::Pack => "pack",
+            Self::PackHeader => "pack header",
+            Self::DataBlob => "data blob",
+            Self::TreeBlob => "tree blob",
+        }
+    }
+}
+
+/// The 6-byte header of an object of type `ty`.
+pub fn header(ty: ObjectType) -> [u8; HEADER_LEN] {
+    [
+        MAGIC[0],
+        MAGIC[1],
+        MAGIC[2],
+        MAGIC[3],
+        FORMAT_VERSION,
+        ty as u8,
+    ]
+}
+
+/// Checks that `bytes` opens with the header of a `ty` object of a version
+/// this build reads. `object` names the object in errors.
+pub fn check_header(bytes: &[u8], ty: ObjectType, object: &str) -> Result<()> {
+    if bytes.is_empty() {
+        return Err(Error::damaged(object, "the file is empty"));
+    }
+    if bytes.len() < HEADER_LEN || bytes[..4] != MAGIC {
+        return Err(Error::damaged(
+            object,
+            "it does not start with litevault's magic bytes \"LVLT\"",
+        ));
+    }
+    let version = bytes[4];
+    if version > FORMAT_VERSION {
+        return Err(Error::NewerFormat {
+            object: object.to_string(),
+            version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if version != FORMAT_VERSION {
+        return Err(Error::damaged(
+            object,
+            format!("unknown format version {version}"),
+        ));
+    }
+    match ObjectType::from_byte(bytes[5]) {
+        Some(t) if t == ty => Ok(()),
+        Some(t) => Err(Error::damaged(
+            object,
+            format!("it holds a {} where a {} belongs", t.name(), ty.name()),
+        )),
+        None => Err(Error::damaged(
+            object,
+            format!("unknown object type {}", bytes[5]),
+        )),
+    }
+}
+
+/// Checks that `bytes` hash to `name`: every object but `config` is named
+/// by the BLAKE3 hash of its bytes, so a changed or truncated object is
+/// detected before anything else reads it.
+pub fn verify_name(bytes: &[u8], name: &str, object: &str) -> Result<()> {
+    if hex::encode(storage_hash(bytes)) != name {
+        return Err(Error::damaged(
+            object,
+            "its content does not match its name (the stored bytes were changed or truncated)",
+        ));
+    }
+    Ok(())
+}
+
+/// Encodes the plaintext of a whole object: `compression || raw_len || payload`.
+pub fn encode_plaintext(payload: &[u8], zstd_level: Option<i32>) -> Result<Vec<u8>> {
+    if payload.len() > MAX_OBJECT_LEN {
+        return Err(Error::InvalidInput(format!(
+            "object of {} bytes exceeds the {MAX_OBJECT_LEN}-byte limit",
+            payload.len()
+        )));
+    }
+    let (c, data) = compression::compress(payload, zstd_level);
+    let mut out = Vec::with_capacity(5 + data.len());
+    out.push(c as u8);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&data);
+    Ok(out)
+}
+
+/// Decodes what [`encode_plaintext`] made.
+pub fn decode_plaintext(plain: &[u8], object: &str) -> Result<Vec<u8>> {
+    if plain.len() < 5 {
+        return Err(Error::damaged(
+            object,
+            "plaintext shorter than its 5-byte prefix",
+        ));
+    }
+    let c = Compression::from_tag(plain[0])
+        .ok_or_else(|| Error::damaged(object, format!("unknown compression {}", plain[0])))?;
+    let raw_len = u32::from_le_bytes(plain[1..5].try_into().expect("4 bytes")) as usize;
+    if raw_len > MAX_OBJECT_LEN {
+        return Err(Error::damaged(
+            object,
+            format!("recorded size {raw_len} exceeds the {MAX_OBJECT_LEN}-byte limit"),
+        ));
+    }
+    compression::decompress(c, &plain[5..], raw_len).map_err(|e| Error::damaged(object, e))
+}
+
+/// Seals a whole object of type `ty`: `header || seal(header, plaintext)`.
+pub fn seal_object(
+    key: &MasterKey,
+    ty: ObjectType,
+    payload: &[u8],
+    zstd_level: Option<i32>,
+) -> Result<Vec<u8>> {
+    let hdr = header(ty);
+    let plain = encode_plaintext(payload, zstd_level)?;
+    let sealed = key.seal(&hdr, &plain)?;
+    let mut out = Vec::with_capacity(HEADER_LEN + sealed.len());
+    out.extend_from_slice(&hdr);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// Opens a whole object of type `ty` sealed by [`seal_object`].
+pub fn open_object(key: &MasterKey, ty: ObjectType, bytes: &[u8], object: &str) -> Result<Vec<u8>> {
+    check_header(bytes, ty, object)?;
+    if bytes.len() > MAX_OBJECT_LEN + 1024 {
+        return Err(Error::damaged(
+            object,
+            format!("{} bytes is larger than any valid object", bytes.len()),
+        ));
+    }
+    let plain = key
+        .open(&bytes[..HEADER_LEN], &bytes[HEADER_LEN..])
+        .ok_or_else(|| Error::damaged(object, "it failed authentication (modified, truncated, or sealed with another repository's key)"))?;
+    decode_plaintext(&plain, object)
+}
+
+/// A little-endian reader over untrusted bytes: every read is bounds-checked
+/// and reports truncation instead of panicking.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// Reads from the start of `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// The next `n` bytes.
+    pub fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
+        if n > self.remaining() {
+            return Err(format!(
+                "truncated: needed {n} bytes at offset {}, {} left",
+                self.pos,
+                self.remaining()
+            ));
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    /// One byte.
+    pub fn u8(&mut self) -> std::result::Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+
+    /// A little-endian u16.
+    pub fn u16(&mut self) -> std::result::Result<u16, String> {
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
+    }
+
+    /// A little-endian u32.
+    pub fn u32(&mut self) -> std::result::Result<u32, String> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+
+    /// A little-endian u64.
+    pub fn u64(&mut self) -> std::result::Result<u64, String> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+
+    /// A count of records of `record_len` bytes each, checked against the
+    /// bytes that remain before anything is allocated for them.
+    pub fn count(&mut self, record_len: usize) -> std::result::Result<usize, String> {
+        let n = self.u32()? as usize;
+        if n.saturating_mul(record_len) > self.remaining() {
+            return Err(format!(
+                "count {n} of {record_len}-byte records exceeds the {} bytes left",
+                self.remaining()
+            ));
+        }
+        Ok(n)
+    }
+
+    /// Fails unless every byte was read.
+    pub fn finish(&self) -> std::result::Result<(), String> {
+        if self.remaining() == 0 {
+            Ok(())
+        } else {
+            Err(format!("{} unexpected trailing bytes", self.remaining()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_checks() {
+        let h = header(ObjectType::Index);
+        assert!(check_header(&h, ObjectType::Index, "index/x").is_ok());
+        let e = check_header(&h, ObjectType::Snapshot, "s")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("holds a index where a snapshot belongs"), "{e}");
+        let mut newer = h;
+        newer[4] = 7;
+        let e = check_header(&newer, ObjectType::Index, "index/x").unwrap_err();
+        assert!(matches!(e, Error::NewerFormat { version: 7, .. }));
+        assert!(e
+            .to_string()
+            .contains("written by a newer litevault (format 7)"));
+        assert!(check_header(b"", ObjectType::Index, "x")
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
+        assert!(check_header(b"LVL", ObjectType::Index, "x").is_err());
+    }
+
+    #[test]
+    fn object_round_trip() {
+        let key = MasterKey::from_secret(&[9u8; 32]);
+        let payload = b"{\"a\":1}".repeat(100);
+        let obj = seal_object(&key, ObjectType::Snapshot, &payload, Some(3)).unwrap();
+        assert_eq!(
+            open_object(&key, ObjectType::Snapshot, &obj, "s").unwrap(),
+            payload
+        );
+        for i in 0..obj.len() {
+            let mut bad = obj.clone();
+            bad[i] ^= 0x01;
+            assert!(
+                open_object(&key, ObjectType::Snapshot, &bad, "s").is_err(),
+                "flip at {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn reader_bounds_counts() {
+        let mut r = Reader::new(&[0xff, 0xff, 0xff, 0xff, 1, 2]);
+        assert!(r.count(44).unwrap_err().contains("exceeds"));
+        let mut r = Reader::new(&[1, 2]);
+        assert!(r.u32().unwrap_err().contains("truncated"));
+    }
+}

@@ -1,0 +1,219 @@
+//! The in-memory index: the union of the live index files, telling where
+//! every blob is.
+//!
+//! Index files superseded by another live file (left by an interrupted
+//! prune) are set aside, not merged. A pack listed by more than one live
+//! file is kept once, with the union of the entries; a blob stored twice is
+//! found at its first listed place. Memory: one entry per stored blob (its
+//! pack-header entry) plus a hash map from blob id to it.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::format::index::IndexFile;
+use crate::format::pack::{BlobType, PackedBlob};
+use crate::id::{BlobId, IndexId, PackId};
+
+/// Where one blob is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobLocation {
+    /// The pack holding it.
+    pub pack: PackId,
+    /// Offset and description within the pack.
+    pub blob: PackedBlob,
+}
+
+/// One pack as the index lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexedPack {
+    /// The pack.
+    pub id: PackId,
+    /// Its blobs, as listed (in listing order).
+    pub blobs: Vec<PackedBlob>,
+}
+
+/// The union of the live index files.
+#[derive(Clone, Debug, Default)]
+pub struct Index {
+    packs: Vec<IndexedPack>,
+    pack_pos: HashMap<PackId, u32>,
+    blobs: HashMap<BlobId, (u32, u32)>,
+    live: Vec<IndexId>,
+    superseded: Vec<IndexId>,
+}
+
+impl Index {
+    /// Builds the index from every index file of a repository: files named
+    /// in another file's `supersedes` are set aside.
+    pub fn from_files(files: Vec<(IndexId, IndexFile)>) -> Self {
+        let gone: HashSet<IndexId> = files
+            .iter()
+            .flat_map(|(_, f)| f.supersedes.iter().copied())
+            .collect();
+        let mut index = Index::default();
+        for (id, f) in files {
+            if gone.contains(&id) {
+                index.superseded.push(id);
+            } else {
+                index.add_file(id, &f);
+            }
+        }
+        index
+    }
+
+    /// Adds a live index file (one just written, or one read).
+    pub fn add_file(&mut self, id: IndexId, file: &IndexFile) {
+        for p in &file.packs {
+            let pi = if let Some(&pi) = self.pack_pos.get(&p.id) {
+                pi
+            } else {
+                let pi = self.packs.len() as u32;
+                self.packs.push(IndexedPack {
+                    id: p.id,
+                    blobs: Vec::with_capacity(p.blobs.len()),
+                });
+                self.pack_pos.insert(p.id, pi);
+                pi
+            };
+            let pack = &mut self.packs[pi as usize];
+            let merging = !pack.blobs.is_empty();
+            for b in &p.blobs {
+                if merging && pack.blobs.contains(b) {
+                    continue;
+                }
+                let bi = pack.blobs.len() as u32;
+                pack.blobs.push(*b);
+                self.blobs.entry(b.entry.id).or_insert((pi, bi));
+            }
+        }
+        self.live.push(id);
+    }
+
+    /// Where a blob is, if indexed.
+    pub fn get(&self, id: &BlobId) -> Option<BlobLocation> {
+        self.blobs.get(id).map(|&(pi, bi)| {
+            let p = &self.packs[pi as usize];
+            BlobLocation {
+                pack: p.id,
+                blob: p.blobs[bi as usize],
+            }
+        })
+    }
+
+    /// True if the blob is indexed.
+    pub fn contains(&self, id: &BlobId) -> bool {
+        self.blobs.contains_key(id)
+    }
+
+    /// Number of distinct blobs.
+    pub fn len(&self) -> usize {
+        self.blobs.len()
+    }
+
+    /// True if no blob is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
+    /// The live index files.
+    pub fn files(&self) -> &[IndexId] {
+        &self.live
+    }
+
+    /// Index files another live file supersedes (left by an interrupted
+    /// prune; readers ignore them).
+    pub fn superseded(&self) -> &[IndexId] {
+        &self.superseded
+    }
+
+    /// Every indexed pack, once, in listing order.
+    pub fn packs(&self) -> &[IndexedPack] {
+        &self.packs
+    }
+
+    /// One indexed pack.
+    pub fn pack(&self, id: &PackId) -> Option<&IndexedPack> {
+        self.pack_pos.get(id).map(|&pi| &self.packs[pi as usize])
+    }
+
+    /// True if `blob` of pack `pack` is the copy the index resolves the
+    /// blob to (the others are redundant).
+    pub fn is_primary(&self, pack: &PackId, blob: &BlobId) -> bool {
+        self.get(blob).is_some_and(|l| l.pack == *pack)
+    }
+
+    /// Every distinct blob of a type with its location.
+    pub fn blobs_of(&self, ty: BlobType) -> impl Iterator<Item = (BlobId, BlobLocation)> + '_ {
+        self.blobs.keys().filter_map(move |id| {
+            let loc = self.get(id)?;
+            (loc.blob.entry.ty == ty).then_some((*id, loc))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::compression::Compression;
+    use crate::format::index::IndexPack;
+    use crate::format::pack::BlobEntry;
+
+    fn blob(i: u8, offset: u32) -> PackedBlob {
+        PackedBlob {
+            offset,
+            entry: BlobEntry {
+                ty: BlobType::Data,
+                compression: Compression::None,
+                stored_len: 100,
+                raw_len: 60,
+                id: BlobId::from_bytes([i; 32]),
+            },
+        }
+    }
+
+    fn file(supersedes: Vec<IndexId>, packs: Vec<(u8, Vec<PackedBlob>)>) -> IndexFile {
+        IndexFile {
+            supersedes,
+            packs: packs
+                .into_iter()
+                .map(|(p, blobs)| IndexPack {
+                    id: PackId::from_bytes([p; 32]),
+                    blobs,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn superseded_files_are_set_aside_and_duplicates_resolve_to_the_first() {
+        let a = IndexId::from_bytes([1; 32]);
+        let b = IndexId::from_bytes([2; 32]);
+        let c = IndexId::from_bytes([3; 32]);
+        let index = Index::from_files(vec![
+            (a, file(vec![], vec![(10, vec![blob(1, 6), blob(2, 106)])])),
+            (b, file(vec![a], vec![(11, vec![blob(1, 6)])])),
+            (c, file(vec![], vec![(12, vec![blob(1, 6), blob(3, 106)])])),
+        ]);
+        assert_eq!(index.superseded(), &[a]);
+        assert_eq!(index.files(), &[b, c]);
+        assert_eq!(index.len(), 2);
+        assert_eq!(
+            index.get(&BlobId::from_bytes([1; 32])).unwrap().pack,
+            PackId::from_bytes([11; 32])
+        );
+        assert!(!index.is_primary(&PackId::from_bytes([12; 32]), &BlobId::from_bytes([1; 32])));
+        assert_eq!(index.packs().len(), 2);
+    }
+
+    #[test]
+    fn a_pack_listed_twice_is_merged() {
+        let a = IndexId::from_bytes([1; 32]);
+        let b = IndexId::from_bytes([2; 32]);
+        let index = Index::from_files(vec![
+            (a, file(vec![], vec![(10, vec![blob(1, 6)])])),
+            (b, file(vec![], vec![(10, vec![blob(1, 6), blob(2, 106)])])),
+        ]);
+        assert_eq!(index.packs().len(), 1);
+        assert_eq!(index.packs()[0].blobs.len(), 2);
+        assert_eq!(index.len(), 2);
+    }
+}

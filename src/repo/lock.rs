@@ -1,0 +1,286 @@
+//! Taking, refreshing and releasing repository locks (SPEC.md, "Locks");
+//! the lock record and its staleness rules are `format::lock`.
+//!
+//! Backup, restore and listing take shared locks; prune, forget and key
+//! removal take an exclusive one. Shared locks coexist; an exclusive lock
+//! excludes every other lock.
+//!
+//! Taking a lock (restic's protocol, which needs neither rename nor a
+//! consistent listing): list the locks; if a live conflicting one exists,
+//! fail naming its holder; otherwise write ours, list again, and if a
+//! conflicting lock appeared meanwhile, delete ours and fail. Two racing
+//! processes can both fail, never both succeed.
+//!
+//! A held lock is refreshed every [`REFRESH_EVERY`] by writing a new lock
+//! object and then deleting the old one. Stale locks are ignored when
+//! locking and removed by [`Repository::unlock`].
+
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use super::repository::Repository;
+use crate::backend::{Backend, FileType};
+use crate::error::{Error, Result};
+use crate::format::crypto::MasterKey;
+use crate::format::lock::{LockKind, LockRecord, REFRESH_EVERY, STALE_AFTER};
+use crate::id::LockId;
+
+impl Repository {
+    /// Takes a lock; it is held until the guard is dropped.
+    pub fn lock(&self, kind: LockKind, command: &str) -> Result<LockGuard> {
+        acquire(self.backend(), self.key_arc(), kind, command)
+    }
+
+    /// Every lock in the repository, with staleness.
+    pub fn locks(&self) -> Result<Vec<LockInfo>> {
+        list(self.backend().as_ref(), self.key())
+    }
+
+    /// Removes stale and unreadable locks (all locks with `all`); returns
+    /// what was removed.
+    pub fn unlock(&self, all: bool) -> Result<Vec<LockInfo>> {
+        let mut removed = Vec::new();
+        for l in self.locks()? {
+            if all || l.stale.is_some() {
+                self.backend().remove(FileType::Lock, &l.id.to_hex())?;
+                removed.push(l);
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// One lock found in the repository.
+#[derive(Clone, Debug)]
+pub struct LockInfo {
+    /// Its id (file name).
+    pub id: LockId,
+    /// Its content, or `None` if it could not be read.
+    pub record: Option<LockRecord>,
+    /// Why it is stale (or unreadable), or `None` if it may be held.
+    pub stale: Option<String>,
+}
+
+impl LockInfo {
+    fn describe(&self) -> String {
+        match &self.record {
+            Some(r) => r.holder(),
+            None => format!("an unreadable lock file locks/{}", self.id),
+        }
+    }
+}
+
+/// Reads every lock and judges its staleness.
+fn list(backend: &dyn Backend, key: &MasterKey) -> Result<Vec<LockInfo>> {
+    let now = jiff::Timestamp::now();
+    let host = crate::sys::hostname();
+    let mut out = Vec::new();
+    for f in backend.list(FileType::Lock)? {
+        let id: LockId = f.name.parse()?;
+        let object = FileType::Lock.describe(&f.name);
+        let record = match backend.read(FileType::Lock, &f.name) {
+            Ok(bytes) => LockRecord::decode(key, &bytes, &f.name, &object),
+            // Deleted between list and read: its holder just released it.
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => Err(e),
+        };
+        out.push(match record {
+            Ok(r) => LockInfo {
+                id,
+                stale: r.staleness(now, &host, crate::sys::process_alive),
+                record: Some(r),
+            },
+            Err(e) => LockInfo {
+                id,
+                record: None,
+                stale: Some(format!("unreadable: {e}")),
+            },
+        });
+    }
+    Ok(out)
+}
+
+fn conflict(kind: LockKind, others: &[LockInfo], mine: Option<&LockId>) -> Option<Error> {
+    others
+        .iter()
+        .filter(|l| Some(&l.id) != mine)
+        .filter(|l| l.stale.is_none() || l.record.is_none())
+        .find(|l| kind == LockKind::Exclusive || l.record.as_ref().is_none_or(|r| r.exclusive))
+        .map(|l| Error::Locked {
+            mode: if l.record.as_ref().is_some_and(|r| !r.exclusive) {
+                "(shared)"
+            } else {
+                "exclusively"
+            },
+            holder: l.describe(),
+        })
+}
+
+/// A held lock. Dropping it stops the refresh and deletes the lock file.
+pub struct LockGuard {
+    backend: Arc<dyn Backend>,
+    current: Arc<Mutex<LockId>>,
+    refreshed: Arc<Mutex<std::time::Instant>>,
+    stop: Option<mpsc::Sender<()>>,
+    refresher: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LockGuard({:?})", self.id())
+    }
+}
+
+impl LockGuard {
+    /// The current lock file's id.
+    pub fn id(&self) -> LockId {
+        *self.current.lock().expect("lock id mutex")
+    }
+
+    /// Fails if the lock could not be refreshed for so long that another
+    /// process may already consider it stale: a holder checks this before
+    /// each step that others' safety relies on (writing an index or a
+    /// snapshot, deleting).
+    pub fn ensure_held(&self) -> Result<()> {
+        let age = self.refreshed.lock().expect("refresh mutex").elapsed();
+        if age + REFRESH_EVERY >= STALE_AFTER {
+            return Err(Error::LockLost {
+                minutes: age.as_secs() / 60,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.refresher.take() {
+            let _ = t.join();
+        }
+        let _ = self.backend.remove(FileType::Lock, &self.id().to_hex());
+    }
+}
+
+/// Takes a lock of `kind` for `command`.
+fn acquire(
+    backend: &Arc<dyn Backend>,
+    key: &Arc<MasterKey>,
+    kind: LockKind,
+    command: &str,
+) -> Result<LockGuard> {
+    if let Some(e) = conflict(kind, &list(backend.as_ref(), key)?, None) {
+        return Err(e);
+    }
+    let record = LockRecord::new(kind, command);
+    let (id, bytes) = record.encode(key)?;
+    backend.write(FileType::Lock, &id.to_hex(), &bytes)?;
+    let after = list(backend.as_ref(), key);
+    let clash = match after {
+        Ok(locks) => conflict(kind, &locks, Some(&id)),
+        Err(e) => Some(e),
+    };
+    if let Some(e) = clash {
+        let _ = backend.remove(FileType::Lock, &id.to_hex());
+        return Err(e);
+    }
+    let current = Arc::new(Mutex::new(id));
+    let last_refresh = Arc::new(Mutex::new(std::time::Instant::now()));
+    let (stop, stopped) = mpsc::channel::<()>();
+    let refresher = {
+        let backend = Arc::clone(backend);
+        let key = Arc::clone(key);
+        let current = Arc::clone(&current);
+        let last_refresh = Arc::clone(&last_refresh);
+        std::thread::Builder::new()
+            .name("litevault-lock-refresh".into())
+            .spawn(move || refresh_loop(&*backend, &key, &current, &last_refresh, record, &stopped))
+            .map_err(|e| Error::Internal(format!("starting the lock refresh thread: {e}")))?
+    };
+    Ok(LockGuard {
+        backend: Arc::clone(backend),
+        current,
+        refreshed: last_refresh,
+        stop: Some(stop),
+        refresher: Some(refresher),
+    })
+}
+
+fn refresh_loop(
+    backend: &dyn Backend,
+    key: &MasterKey,
+    current: &Mutex<LockId>,
+    refreshed: &Mutex<std::time::Instant>,
+    mut record: LockRecord,
+    stopped: &mpsc::Receiver<()>,
+) {
+    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH_EVERY) {
+        record.refreshed = crate::sys::now_rfc3339();
+        let Ok((id, bytes)) = record.encode(key) else {
+            continue;
+        };
+        // New lock first, then delete the old one: the lock is never absent.
+        if backend.write(FileType::Lock, &id.to_hex(), &bytes).is_ok() {
+            let old = std::mem::replace(&mut *current.lock().expect("lock id mutex"), id);
+            *refreshed.lock().expect("refresh mutex") = std::time::Instant::now();
+            let _ = backend.remove(FileType::Lock, &old.to_hex());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+
+    #[test]
+    fn dead_holder_is_stale_and_ignored() {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let key = Arc::new(MasterKey::generate().unwrap());
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = child.id();
+        child.wait().unwrap();
+        let mut r = LockRecord::new(LockKind::Exclusive, "prune");
+        r.pid = dead_pid;
+        let (id, bytes) = r.encode(&key).unwrap();
+        backend.write(FileType::Lock, &id.to_hex(), &bytes).unwrap();
+        let locks = list(backend.as_ref(), &key).unwrap();
+        assert!(locks[0].stale.as_deref().unwrap().contains("gone"));
+        // The dead exclusive lock does not block a new exclusive lock.
+        let g = acquire(&backend, &key, LockKind::Exclusive, "test").unwrap();
+        drop(g);
+    }
+
+    #[test]
+    fn shared_coexist_exclusive_excludes() {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let key = Arc::new(MasterKey::generate().unwrap());
+        let a = acquire(&backend, &key, LockKind::Shared, "backup").unwrap();
+        let b = acquire(&backend, &key, LockKind::Shared, "restore").unwrap();
+        let e = acquire(&backend, &key, LockKind::Exclusive, "prune").unwrap_err();
+        assert!(matches!(e, Error::Locked { .. }));
+        assert!(
+            e.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{e}"
+        );
+        drop(a);
+        drop(b);
+        assert!(
+            backend.list(FileType::Lock).unwrap().is_empty(),
+            "dropping releases"
+        );
+        let x = acquire(&backend, &key, LockKind::Exclusive, "prune").unwrap();
+        let e = acquire(&backend, &key, LockKind::Shared, "backup").unwrap_err();
+        assert!(e.is_retryable(), "a lock held by someone else may go away");
+        let e = e.to_string();
+        // The advice (`litevault unlock`) is the command line's to give:
+        // tests/cli_locks.rs checks it there.
+        assert!(
+            e.contains("locked exclusively") && e.contains("`prune`") && !e.contains("litevault"),
+            "{e}"
+        );
+        drop(x);
+    }
+}

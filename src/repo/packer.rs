@@ -1,0 +1,177 @@
+//! The one packer: compressing and sealing new blobs, collecting them into
+//! packs, storing each pack, and indexing the packs (backup, prune's
+//! repack, copy).
+//!
+//! [`seal_blob`] runs on worker threads (compression and encryption in
+//! parallel); a single [`Packer`] appends sealed blobs to the open pack and
+//! stores it once it reaches the repository's pack size. In
+//! [`IndexMode::Every`] it writes an index file for the stored packs every
+//! few packs and at the end; in [`IndexMode::Caller`] it hands the packs to
+//! its caller (prune writes one index superseding the old ones). Packs are
+//! always stored before the index naming them, so an index never points at
+//! a missing pack, and an interrupted backup's indexed packs are reused by
+//! the next one. Memory: one open pack, at most the pack size.
+
+use super::lock::LockGuard;
+use super::repository::Repository;
+use crate::backend::FileType;
+use crate::error::Result;
+use crate::format::compression::{self, Compression};
+use crate::format::crypto::MasterKey;
+use crate::format::index::{IndexFile, IndexPack};
+use crate::format::pack::{BlobType, PackWriter};
+use crate::id::{BlobId, IndexId};
+
+/// An index file is written after this many new packs in
+/// [`IndexMode::Every`].
+pub const INDEX_EVERY_PACKS: usize = 4;
+
+/// A blob ready for a pack: compressed (if that helped) and sealed.
+pub struct SealedBlob {
+    /// Data or tree.
+    pub ty: BlobType,
+    /// Its id.
+    pub id: BlobId,
+    /// Compression inside the envelope.
+    pub compression: Compression,
+    /// Plaintext length.
+    pub raw_len: usize,
+    /// The envelope.
+    pub sealed: Vec<u8>,
+}
+
+/// Compresses (if it helps) and seals one blob.
+pub fn seal_blob(
+    key: &MasterKey,
+    ty: BlobType,
+    id: BlobId,
+    raw: &[u8],
+    zstd_level: Option<i32>,
+) -> Result<SealedBlob> {
+    let (compression, data) = compression::compress(raw, zstd_level);
+    let sealed = key.seal(&ty.aad(), &data)?;
+    Ok(SealedBlob {
+        ty,
+        id,
+        compression,
+        raw_len: raw.len(),
+        sealed,
+    })
+}
+
+/// Who writes the index of the packs a [`Packer`] stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IndexMode {
+    /// The packer: an index file every [`INDEX_EVERY_PACKS`] packs and at
+    /// the end.
+    Every,
+    /// The caller, from [`PackerStats::unindexed`].
+    Caller,
+}
+
+/// What the packer stored.
+#[derive(Clone, Debug, Default)]
+pub struct PackerStats {
+    /// Packs stored.
+    pub packs: u64,
+    /// Blobs stored.
+    pub blobs: u64,
+    /// Bytes of packs and index files written.
+    pub bytes: u64,
+    /// Index files written.
+    pub index_files: Vec<IndexId>,
+    /// Packs stored but not indexed ([`IndexMode::Caller`]).
+    pub unindexed: Vec<IndexPack>,
+}
+
+/// Collects sealed blobs into packs and packs into index files.
+pub struct Packer<'r> {
+    repo: &'r Repository,
+    lock: &'r LockGuard,
+    mode: IndexMode,
+    pack: PackWriter,
+    unindexed: Vec<IndexPack>,
+    stats: PackerStats,
+}
+
+impl<'r> Packer<'r> {
+    /// A packer writing into `repo` while `lock` is held.
+    pub fn new(repo: &'r Repository, lock: &'r LockGuard, mode: IndexMode) -> Self {
+        Self {
+            repo,
+            lock,
+            mode,
+            pack: PackWriter::new(),
+            unindexed: Vec::new(),
+            stats: PackerStats::default(),
+        }
+    }
+
+    /// Adds a sealed blob; stores the pack if it reached the target size.
+    pub fn add(&mut self, b: &SealedBlob) -> Result<()> {
+        self.add_sealed(b.ty, b.id, b.compression, b.raw_len, &b.sealed)
+    }
+
+    /// Adds an envelope sealed elsewhere (a worker's, or one copied from
+    /// another pack unchanged).
+    pub fn add_sealed(
+        &mut self,
+        ty: BlobType,
+        id: BlobId,
+        compression: Compression,
+        raw_len: usize,
+        sealed: &[u8],
+    ) -> Result<()> {
+        self.pack.add_sealed(ty, id, compression, raw_len, sealed)?;
+        self.stats.blobs += 1;
+        if self.pack.len() >= self.repo.config().pack_size as usize {
+            self.flush_pack()?;
+        }
+        Ok(())
+    }
+
+    fn flush_pack(&mut self) -> Result<()> {
+        if self.pack.is_empty() {
+            return Ok(());
+        }
+        let pack = std::mem::take(&mut self.pack);
+        let (id, bytes, blobs) = pack.finish(self.repo.key())?;
+        self.repo
+            .backend()
+            .write(FileType::Pack, &id.to_hex(), &bytes)?;
+        self.stats.packs += 1;
+        self.stats.bytes += bytes.len() as u64;
+        self.unindexed.push(IndexPack { id, blobs });
+        if self.mode == IndexMode::Every && self.unindexed.len() >= INDEX_EVERY_PACKS {
+            self.flush_index()?;
+        }
+        Ok(())
+    }
+
+    fn flush_index(&mut self) -> Result<()> {
+        if self.unindexed.is_empty() {
+            return Ok(());
+        }
+        // An index may only name packs a prune cannot have taken for orphans.
+        self.lock.ensure_held()?;
+        let file = IndexFile {
+            supersedes: Vec::new(),
+            packs: std::mem::take(&mut self.unindexed),
+        };
+        let (id, len) = self.repo.save_index(file)?;
+        self.stats.bytes += len;
+        self.stats.index_files.push(id);
+        Ok(())
+    }
+
+    /// Stores the last pack and, in [`IndexMode::Every`], the index of
+    /// every pack not yet indexed.
+    pub fn finish(mut self) -> Result<PackerStats> {
+        self.flush_pack()?;
+        match self.mode {
+            IndexMode::Every => self.flush_index()?,
+            IndexMode::Caller => self.stats.unindexed = std::mem::take(&mut self.unindexed),
+        }
+        Ok(self.stats)
+    }
+}

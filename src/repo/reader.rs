@@ -1,0 +1,389 @@
+//! The one reader: every way blobs come back out of packs.
+//!
+//! * [`Repository::read_blob`]: one blob, one range read, through the index;
+//! * [`Repository::read_pack_header`]: a pack's header from its tail, with
+//!   at most three small range reads;
+//! * [`Repository::read_pack_bytes`]: a whole pack, its name and header
+//!   verified, its blobs still sealed (prune's repack, copy), and
+//!   [`Repository::read_pack`]: the same with every blob opened and
+//!   verified (check `--read-data`);
+//! * [`Repository::reassemble`]: a snapshot's image in parallel: the
+//!   blobs sorted by pack and offset (parallel compression stores adjacent
+//!   chunks out of order), neighbours less than [`MAX_GAP`] apart joined
+//!   into range reads of at most [`MAX_RUN`] bytes, several in flight, each
+//!   blob authenticated and id-checked, written at its image offsets;
+//! * [`Repository::write_image`]: the image in order to a stream.
+//!
+//! Every blob read is authenticated, decompressed within its recorded
+//! size, and checked against its id before it is used.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::index::Index;
+use super::repository::Repository;
+use crate::backend::FileType;
+use crate::error::{BackendErrorKind, Error, Result};
+use crate::format::manifest::Manifest;
+use crate::format::pack::{self, BlobType, PackedBlob, TailHeader};
+use crate::format::tree::TreeNode;
+use crate::format::{self, ObjectType, HEADER_LEN};
+use crate::id::{BlobId, PackId};
+use crate::progress::{Cancel, Progress};
+
+/// Largest single range read when fetching runs of adjacent blobs.
+pub const MAX_RUN: u64 = 8 << 20;
+/// Unneeded bytes a range read may span to join two needed blobs.
+pub const MAX_GAP: u64 = 64 << 10;
+
+/// A pack read whole: its name and header verified, its blobs sealed.
+pub struct PackBytes {
+    /// The pack.
+    pub id: PackId,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// The blobs its header lists.
+    pub blobs: Vec<PackedBlob>,
+}
+
+impl PackBytes {
+    /// The sealed envelope of one of its blobs.
+    pub fn sealed(&self, b: &PackedBlob) -> &[u8] {
+        &self.bytes[b.offset as usize..(b.offset + b.entry.stored_len) as usize]
+    }
+
+    /// Opens one of its blobs: authenticated, decompressed, id-checked.
+    pub fn open(&self, key: &crate::format::crypto::MasterKey, b: &PackedBlob) -> Result<Vec<u8>> {
+        pack::open_blob(
+            key,
+            &b.entry,
+            self.sealed(b),
+            &blob_object(&b.entry.id, &self.id.to_hex()),
+        )
+    }
+}
+
+/// A run of blobs close together in one pack, fetched with one range read.
+struct Run {
+    pack: PackId,
+    start: u64,
+    len: u64,
+    /// (image offset, blob) in pack order.
+    items: Vec<(u64, PackedBlob)>,
+}
+
+/// Turns a range read past the end of a pack into damage to that pack.
+fn truncated(e: Error, object: &str) -> Error {
+    match e {
+        Error::Backend(b) if b.kind == BackendErrorKind::OutOfRange => {
+            Error::damaged(object, b.detail)
+        }
+        Error::Backend(b) if b.kind == BackendErrorKind::NotFound => {
+            Error::damaged(object, "the pack is missing")
+        }
+        e => e,
+    }
+}
+
+fn blob_object(id: &BlobId, pack: &str) -> String {
+    format!("blob {} in {}", id.short(), FileType::Pack.describe(pack))
+}
+
+impl Repository {
+    /// Reads one blob with a single range read, through the index.
+    pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
+        let index = self.index()?;
+        self.read_blob_with(&index, id)
+    }
+
+    /// [`Repository::read_blob`] through a given index.
+    pub fn read_blob_with(&self, index: &Index, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = index.get(id).ok_or_else(|| {
+            Error::damaged(
+                format!("blob {id}"),
+                "no index lists it (the data is missing)",
+            )
+        })?;
+        let name = loc.pack.to_hex();
+        let object = blob_object(id, &name);
+        let sealed = self
+            .backend()
+            .read_range(
+                FileType::Pack,
+                &name,
+                u64::from(loc.blob.offset),
+                u64::from(loc.blob.entry.stored_len),
+            )
+            .map_err(|e| truncated(e, &object))?;
+        pack::open_blob(self.key(), &loc.blob.entry, &sealed, &object)
+    }
+
+    /// Reads and decodes one tree blob of a snapshot's chunk list; the index
+    /// must list it as a tree blob.
+    pub fn read_tree(&self, id: &BlobId) -> Result<TreeNode> {
+        let index = self.index()?;
+        self.read_tree_with(&index, id)
+    }
+
+    /// [`Repository::read_tree`] through a given index.
+    pub fn read_tree_with(&self, index: &Index, id: &BlobId) -> Result<TreeNode> {
+        let object = format!("tree blob {}", id.short());
+        if index
+            .get(id)
+            .is_some_and(|l| l.blob.entry.ty != BlobType::Tree)
+        {
+            return Err(Error::damaged(object, "the index lists it as a data blob"));
+        }
+        TreeNode::decode(&self.read_blob_with(index, id)?, &object)
+    }
+
+    /// Reads and authenticates the header of pack `id` from its tail, with
+    /// at most three small range reads (start, tail, and the header if the
+    /// tail was too short).
+    pub fn read_pack_header(&self, id: &PackId) -> Result<Vec<PackedBlob>> {
+        let name = id.to_hex();
+        let object = FileType::Pack.describe(&name);
+        let backend = self.backend();
+        let size = backend.size(FileType::Pack, &name)?;
+        let (tail_at, tail_len) = pack::tail_range(size, &object)?;
+        let head = backend
+            .read_range(FileType::Pack, &name, 0, HEADER_LEN as u64)
+            .map_err(|e| truncated(e, &object))?;
+        format::check_header(&head, ObjectType::Pack, &object)?;
+        let tail = backend
+            .read_range(FileType::Pack, &name, tail_at, tail_len)
+            .map_err(|e| truncated(e, &object))?;
+        match pack::header_from_tail(self.key(), size, &tail, &object)? {
+            TailHeader::Decoded(blobs) => Ok(blobs),
+            TailHeader::At { start, len } => {
+                let sealed = backend
+                    .read_range(FileType::Pack, &name, start, len)
+                    .map_err(|e| truncated(e, &object))?;
+                pack::open_header_at(self.key(), &sealed, start, &object)
+            }
+        }
+    }
+
+    /// Reads a whole pack, verifying its name and its header; the blobs
+    /// stay sealed (see [`PackBytes::open`]).
+    pub fn read_pack_bytes(&self, id: &PackId) -> Result<PackBytes> {
+        let name = id.to_hex();
+        let object = FileType::Pack.describe(&name);
+        let bytes = self.backend().read(FileType::Pack, &name)?;
+        format::verify_name(&bytes, &name, &object)?;
+        let blobs = pack::parse_header(self.key(), &bytes, &object)?;
+        Ok(PackBytes {
+            id: *id,
+            bytes,
+            blobs,
+        })
+    }
+
+    /// Reads a whole pack, verified, and returns every blob's plaintext.
+    pub fn read_pack(&self, id: &PackId) -> Result<Vec<(PackedBlob, Vec<u8>)>> {
+        let pack = self.read_pack_bytes(id)?;
+        pack.blobs
+            .iter()
+            .map(|b| Ok((*b, pack.open(self.key(), b)?)))
+            .collect()
+    }
+
+    /// The image's chunk list in order, with the image offset of each;
+    /// checks the chunks add up to the manifest's size.
+    pub fn chunk_list(&self, m: &Manifest) -> Result<Vec<(u64, BlobId)>> {
+        let mut out = Vec::new();
+        let mut offset = 0u64;
+        self.walk_chunks(m, None, &mut |e| {
+            out.push((offset, e.id));
+            offset += e.len;
+            Ok(())
+        })?;
+        if offset != m.image.bytes {
+            return Err(Error::damaged(
+                format!("snapshot of {} taken at {}", m.database.name, m.time),
+                format!("its chunks add up to {offset} bytes, not {}", m.image.bytes),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Groups the chunks into range reads, checking every blob is indexed
+    /// and every pack present before anything is read.
+    fn plan_runs(&self, chunks: &[(u64, BlobId)]) -> Result<Vec<Run>> {
+        let index = self.index()?;
+        let packs = self.pack_sizes()?;
+        let mut located = Vec::with_capacity(chunks.len());
+        for (offset, id) in chunks {
+            let loc = index.get(id).ok_or_else(|| {
+                Error::damaged(
+                    format!("blob {id}"),
+                    "no index lists it: the snapshot's data is missing",
+                )
+            })?;
+            located.push((loc.pack, *offset, loc.blob));
+        }
+        located.sort_unstable_by_key(|(pack, offset, b)| (*pack, b.offset, *offset));
+        let mut runs: Vec<Run> = Vec::new();
+        for (pack, offset, b) in located {
+            let (start, len) = (u64::from(b.offset), u64::from(b.entry.stored_len));
+            match runs.last_mut() {
+                Some(r)
+                    if r.pack == pack
+                        && start >= r.start + r.len
+                        && start - (r.start + r.len) <= MAX_GAP
+                        && start + len - r.start <= MAX_RUN =>
+                {
+                    r.len = start + len - r.start;
+                    r.items.push((offset, b));
+                }
+                // The same blob at another offset of the image: one read.
+                Some(r) if r.pack == pack && start + len <= r.start + r.len => {
+                    r.items.push((offset, b));
+                }
+                _ => {
+                    let name = pack.to_hex();
+                    if !packs.contains_key(&name) {
+                        return Err(Error::damaged(
+                            FileType::Pack.describe(&name),
+                            "the pack is missing",
+                        ));
+                    }
+                    runs.push(Run {
+                        pack,
+                        start,
+                        len,
+                        items: vec![(offset, b)],
+                    });
+                }
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Reassembles the image of `m` by calling `write_at(offset, bytes)`
+    /// for every chunk, from several threads (see the module docs). Every
+    /// blob is indexed and every pack present, or nothing is written.
+    pub fn reassemble(
+        &self,
+        m: &Manifest,
+        write_at: &(dyn Fn(u64, &[u8]) -> Result<()> + Sync),
+        progress: Option<&dyn Progress>,
+        cancel: &Cancel,
+    ) -> Result<()> {
+        let chunks = self.chunk_list(m)?;
+        let runs = self.plan_runs(&chunks)?;
+        if let Some(p) = progress {
+            p.start(m.image.bytes);
+        }
+        let next = AtomicUsize::new(0);
+        let threads = std::thread::available_parallelism()
+            .map_or(2, std::num::NonZero::get)
+            .clamp(2, 8);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| -> Result<()> {
+                        let result = self.fetch_runs(&runs, &next, write_at, progress, cancel);
+                        if result.is_err() {
+                            // Stop the other threads: the reassembly has failed.
+                            next.store(usize::MAX / 2, Ordering::Relaxed);
+                        }
+                        result
+                    })
+                })
+                .collect();
+            let mut first = None;
+            for h in handles {
+                if let Err(e) = h.join().expect("reader thread panicked") {
+                    first.get_or_insert(e);
+                }
+            }
+            first.map_or(Ok(()), Err)
+        })
+    }
+
+    /// One reader thread: takes runs until none is left.
+    fn fetch_runs(
+        &self,
+        runs: &[Run],
+        next: &AtomicUsize,
+        write_at: &(dyn Fn(u64, &[u8]) -> Result<()> + Sync),
+        progress: Option<&dyn Progress>,
+        cancel: &Cancel,
+    ) -> Result<()> {
+        let mut raw = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(run) = runs.get(i) else {
+                return Ok(());
+            };
+            cancel.check("reading stopped")?;
+            let name = run.pack.to_hex();
+            let mut bytes = self
+                .backend()
+                .read_range(FileType::Pack, &name, run.start, run.len)
+                .map_err(|e| truncated(e, &FileType::Pack.describe(&name)))?;
+            let mut done: Option<(u32, BlobId)> = None;
+            for (offset, b) in &run.items {
+                let at = (u64::from(b.offset) - run.start) as usize;
+                // A repeat of the blob just decoded (decrypting in place
+                // consumed it) is written again from `raw`.
+                if done != Some((b.offset, b.entry.id)) {
+                    let sealed = &mut bytes[at..at + b.entry.stored_len as usize];
+                    pack::open_blob_into(
+                        self.key(),
+                        &b.entry,
+                        sealed,
+                        &blob_object(&b.entry.id, &name),
+                        &mut raw,
+                    )?;
+                    done = Some((b.offset, b.entry.id));
+                }
+                write_at(*offset, &raw)?;
+                if let Some(p) = progress {
+                    p.advance(raw.len() as u64);
+                }
+            }
+        }
+    }
+
+    /// Writes the image of `manifest` to `out` in order, verified against
+    /// the manifest's hash and size; returns its length. Reads one blob at
+    /// a time (for streaming).
+    pub fn write_image(&self, manifest: &Manifest, out: &mut dyn Write) -> Result<u64> {
+        let index = self.index()?;
+        let mut hasher = self.key().blob_hasher();
+        let mut written = 0u64;
+        self.walk_chunks(manifest, None, &mut |entry| {
+            let data = self.read_blob_with(&index, &entry.id)?;
+            if data.len() as u64 != entry.len {
+                return Err(Error::damaged(
+                    format!("tree entry for blob {}", entry.id.short()),
+                    format!("it says {} bytes, the blob has {}", entry.len, data.len()),
+                ));
+            }
+            hasher.update(&data);
+            written += data.len() as u64;
+            out.write_all(&data).map_err(|e| Error::Io {
+                op: "writing",
+                path: "the output".into(),
+                source: e,
+            })
+        })?;
+        if written != manifest.image.bytes
+            || BlobId::from_bytes(*hasher.finalize().as_bytes()) != manifest.image.hash
+        {
+            return Err(Error::damaged(
+                format!(
+                    "image of the snapshot of {} taken at {}",
+                    manifest.database.name, manifest.time
+                ),
+                format!(
+                    "the reassembled image ({written} bytes) does not match the manifest's hash and size ({} bytes)",
+                    manifest.image.bytes
+                ),
+            ));
+        }
+        Ok(written)
+    }
+}

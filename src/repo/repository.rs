@@ -1,0 +1,275 @@
+//! An open repository: creating and opening it, its config and master key,
+//! and the cache of what this process listed and read.
+//!
+//! A [`Repository`] is opened once per command (a CLI run, a scheduled job,
+//! an HTTP request). Snapshot manifests and index files are immutable and
+//! named by their hash, so what it lists and reads once is kept for its
+//! life, and what it writes or deletes through this layer updates the cache
+//! too: a command reads each manifest and each index file at most once.
+//! [`Repository::refresh`] forgets the listings (a long-running daemon calls
+//! it before each job). A persistent cache across processes is a backend
+//! wrapper around the storage, below this layer.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::index::Index;
+use crate::backend::local::LocalBackend;
+use crate::backend::{Backend, FileType};
+use crate::error::{Error, Result};
+use crate::format::config::{ChunkerParams, CompressionParams, Config};
+use crate::format::crypto::{self, KdfParams, MasterKey};
+use crate::format::index::IndexFile;
+use crate::format::key::{self, KeyMeta};
+use crate::format::manifest::Manifest;
+use crate::format::{self, ObjectType};
+use crate::id::{storage_hash, IndexId, KeyId, RepositoryId, SnapshotId};
+
+/// Options of [`Repository::init`].
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    /// Argon2id parameters of the first key.
+    pub kdf: KdfParams,
+    /// Chunker parameters (fixed for the repository's life).
+    pub chunker: ChunkerParams,
+    /// Compression of blobs.
+    pub compression: CompressionParams,
+    /// Target pack size in bytes.
+    pub pack_size: u32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        Self {
+            kdf: KdfParams::DEFAULT,
+            chunker: ChunkerParams::DEFAULT,
+            compression: CompressionParams::DEFAULT,
+            pack_size: Config::DEFAULT_PACK_SIZE,
+        }
+    }
+}
+
+/// What this process listed and read (see the module docs).
+#[derive(Default)]
+pub(crate) struct Cache {
+    /// The snapshot ids last listed, kept up to date with our own writes.
+    pub snapshot_ids: Option<Vec<SnapshotId>>,
+    /// Manifests read or written, by id.
+    pub manifests: HashMap<SnapshotId, Manifest>,
+    /// The index, once loaded.
+    pub index: Option<Arc<Index>>,
+    /// Index files written since the index was loaded, merged into it on
+    /// the next [`Repository::index`] (not while a backup still holds it).
+    pub pending_index: Vec<(IndexId, IndexFile)>,
+}
+
+/// An open repository.
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    key: Arc<MasterKey>,
+    key_id: KeyId,
+    config: Config,
+    cache: Mutex<Cache>,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("location", &self.backend.location())
+            .field("id", &self.config.id)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn check_password(password: &[u8]) -> Result<()> {
+    if password.is_empty() {
+        return Err(Error::Password(
+            "the password is empty: choose a non-empty password".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl Repository {
+    fn new(backend: Arc<dyn Backend>, key: MasterKey, key_id: KeyId, config: Config) -> Self {
+        Self {
+            backend,
+            key: Arc::new(key),
+            key_id,
+            config,
+            cache: Mutex::new(Cache::default()),
+        }
+    }
+
+    /// Creates a new repository in `backend` with one key for `password`.
+    ///
+    /// Writes the layout, then the key file, then the config: a repository
+    /// exists once its config does.
+    pub fn init(backend: Arc<dyn Backend>, password: &[u8], opts: &InitOptions) -> Result<Self> {
+        check_password(password)?;
+        opts.kdf.validate().map_err(|m| Error::option("kdf", m))?;
+        let mut repo_id = [0u8; 32];
+        crypto::random_bytes(&mut repo_id)?;
+        let config = Config {
+            chunker: opts.chunker,
+            compression: opts.compression,
+            pack_size: opts.pack_size,
+            ..Config::new(RepositoryId::from_bytes(repo_id))
+        };
+        config.validate().map_err(|m| Error::option("config", m))?;
+        backend.create()?;
+        let key = MasterKey::generate()?;
+        let key_bytes = key::encode(&key, password, opts.kdf, &KeyMeta::now())?;
+        let key_id = KeyId::from_bytes(storage_hash(&key_bytes));
+        backend.write(FileType::Key, &key_id.to_hex(), &key_bytes)?;
+        let config_bytes = format::seal_object(&key, ObjectType::Config, &config.to_json(), None)?;
+        backend.write(FileType::Config, "config", &config_bytes)?;
+        Ok(Self::new(backend, key, key_id, config))
+    }
+
+    /// Creates a repository in a local directory.
+    pub fn init_local(path: impl AsRef<Path>, password: &[u8], opts: &InitOptions) -> Result<Self> {
+        Self::init(Arc::new(LocalBackend::new(path.as_ref())), password, opts)
+    }
+
+    /// Opens the repository in `backend` with `password`. Writes nothing.
+    pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Self> {
+        let config_bytes = match backend.read(FileType::Config, "config") {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => {
+                return Err(Error::NotARepository {
+                    location: backend.location(),
+                    reason: "it has no `config` file".into(),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        format::check_header(&config_bytes, ObjectType::Config, "config")?;
+        let (key, key_id) = Self::unlock_key(backend.as_ref(), password)?;
+        let json = format::open_object(&key, ObjectType::Config, &config_bytes, "config")?;
+        let config = Config::from_json(&json)?;
+        Ok(Self::new(backend, key, key_id, config))
+    }
+
+    /// Opens a repository in a local directory.
+    pub fn open_local(path: impl AsRef<Path>, password: &[u8]) -> Result<Self> {
+        Self::open(Arc::new(LocalBackend::open(path.as_ref())?), password)
+    }
+
+    /// Tries every key file with the password.
+    fn unlock_key(backend: &dyn Backend, password: &[u8]) -> Result<(MasterKey, KeyId)> {
+        let keys = backend.list(FileType::Key)?;
+        if keys.is_empty() {
+            return Err(Error::damaged(
+                "keys/",
+                "the repository has no key files, so nothing can open it",
+            ));
+        }
+        let mut damage: Option<Error> = None;
+        for f in &keys {
+            let object = FileType::Key.describe(&f.name);
+            let attempt = backend.read(FileType::Key, &f.name).and_then(|bytes| {
+                format::verify_name(&bytes, &f.name, &object)?;
+                key::parse(&bytes, &object)?.open(password)
+            });
+            match attempt {
+                Ok(Some(k)) => return Ok((k, f.name.parse()?)),
+                Ok(None) => {}
+                Err(e @ Error::NewerFormat { .. }) => return Err(e),
+                Err(e) => damage = damage.or(Some(e)),
+            }
+        }
+        match damage {
+            Some(Error::Damaged { object, reason }) => Err(Error::Damaged {
+                object,
+                reason: format!("{reason}; no other key file opens with this password"),
+            }),
+            Some(e) => Err(e),
+            None => Err(Error::WrongPassword { keys: keys.len() }),
+        }
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The master key.
+    pub fn key(&self) -> &MasterKey {
+        &self.key
+    }
+
+    /// The master key, shared (for threads that outlive a borrow).
+    pub(crate) fn key_arc(&self) -> &Arc<MasterKey> {
+        &self.key
+    }
+
+    /// The key file this repository was opened with.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    pub(crate) fn set_key_id(&mut self, id: KeyId) {
+        self.key_id = id;
+    }
+
+    /// The storage backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The location, for messages (never holds secrets).
+    pub fn location(&self) -> String {
+        self.backend.location()
+    }
+
+    /// Forgets what was listed, so the next listing sees other processes'
+    /// changes. Decoded objects are kept: they are immutable.
+    pub fn refresh(&self) {
+        let mut c = self.cache();
+        c.snapshot_ids = None;
+        c.index = None;
+        c.pending_index.clear();
+    }
+
+    pub(crate) fn cache(&self) -> MutexGuard<'_, Cache> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_master_key_is_never_written_unwrapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = InitOptions {
+            kdf: KdfParams::TEST_ONLY_INSECURE,
+            ..InitOptions::default()
+        };
+        let repo = Repository::init_local(dir.path().join("r"), b"pw", &opts).unwrap();
+        repo.write_key(b"pw2", KdfParams::TEST_ONLY_INSECURE)
+            .unwrap();
+        let secret = *repo.key().secret();
+        let enc = blake3::derive_key("litevault 2026-11 v1 object encryption key", &secret);
+        for e in walkdir::WalkDir::new(dir.path())
+            .into_iter()
+            .map(std::result::Result::unwrap)
+        {
+            if e.file_type().is_file() {
+                let bytes = std::fs::read(e.path()).unwrap();
+                for needle in [&secret[..], &enc[..]] {
+                    assert!(
+                        !bytes.windows(32).any(|w| w == needle),
+                        "key material in {}",
+                        e.path().display()
+                    );
+                }
+            }
+        }
+    }
+}

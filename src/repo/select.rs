@@ -1,0 +1,227 @@
+//! How commands pick snapshots: filters with restic's semantics, groups
+//! (host, database, tags), and the rules for tags. One place for each, used
+//! by backup (is this image unchanged since the last of its group?),
+//! `snapshots`, `forget` and restore's `latest`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::format::manifest::Manifest;
+use crate::id::SnapshotId;
+
+/// The tag of the snapshot a restore takes of the target it replaces.
+pub const PRE_RESTORE_TAG: &str = "pre-restore";
+
+/// Checks a tag: non-empty, no commas, no white space or control characters.
+pub fn validate_tag(tag: &str) -> Result<()> {
+    if tag.is_empty()
+        || tag.contains(',')
+        || tag.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(Error::option(
+            "tags",
+            format!(
+                "invalid tag {tag:?}: tags are non-empty and have no commas, spaces or control characters"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Splits tag arguments at commas (`["a,b", "c"]` is `a`, `b`, `c`),
+/// dropping empty pieces, and validates each tag.
+pub fn split_tags<S: AsRef<str>>(args: &[S]) -> Result<Vec<String>> {
+    let tags: Vec<String> = args
+        .iter()
+        .flat_map(|t| t.as_ref().split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+        .collect();
+    for t in &tags {
+        validate_tag(t)?;
+    }
+    Ok(tags)
+}
+
+/// Which snapshots a command applies to, with restic's semantics: a
+/// snapshot matches if it has all the tags of at least one tag set (no
+/// sets: any tags), and its host and database are among those given (none
+/// given: any).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnapshotFilter {
+    /// Alternatives, each a set of tags that must all be present.
+    pub tags: Vec<Vec<String>>,
+    /// Hosts.
+    pub hosts: Vec<String>,
+    /// Database names or absolute paths.
+    pub databases: Vec<String>,
+}
+
+impl SnapshotFilter {
+    /// A filter from tag arguments as users write them: each argument is
+    /// one alternative, its comma-separated tags all required.
+    pub fn with_tag_sets<S: AsRef<str>>(mut self, args: &[S]) -> Result<Self> {
+        for a in args {
+            let set = split_tags(std::slice::from_ref(a))?;
+            if !set.is_empty() {
+                self.tags.push(set);
+            }
+        }
+        Ok(self)
+    }
+
+    /// True if `m` passes the filter.
+    pub fn matches(&self, m: &Manifest) -> bool {
+        (self.tags.is_empty()
+            || self
+                .tags
+                .iter()
+                .any(|set| set.iter().all(|t| m.tags.contains(t))))
+            && (self.hosts.is_empty() || self.hosts.contains(&m.host))
+            && (self.databases.is_empty()
+                || self
+                    .databases
+                    .iter()
+                    .any(|d| *d == m.database.name || *d == m.database.path))
+    }
+
+    /// True if the filter lets everything through.
+    pub fn is_empty(&self) -> bool {
+        self.tags.is_empty() && self.hosts.is_empty() && self.databases.is_empty()
+    }
+
+    /// True if the filter names the tag explicitly (so `latest` may pick
+    /// the `pre-restore` snapshots it otherwise skips).
+    pub fn asks_for_tag(&self, tag: &str) -> bool {
+        self.tags.iter().flatten().any(|t| t == tag)
+    }
+}
+
+/// What snapshots are grouped by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(clippy::struct_excessive_bools)]
+pub struct GroupBy {
+    /// By host.
+    pub host: bool,
+    /// By database path.
+    pub database: bool,
+    /// By tag set.
+    pub tags: bool,
+}
+
+impl Default for GroupBy {
+    fn default() -> Self {
+        Self {
+            host: true,
+            database: true,
+            tags: true,
+        }
+    }
+}
+
+impl GroupBy {
+    /// Parses `host,db,tags` (any subset; empty: one group).
+    pub fn parse(s: &str) -> Result<Self> {
+        let mut g = Self {
+            host: false,
+            database: false,
+            tags: false,
+        };
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "host" => g.host = true,
+                "db" | "database" => g.database = true,
+                "tags" => g.tags = true,
+                other => {
+                    return Err(Error::option(
+                        "group_by",
+                        format!("unknown group-by field {other:?}: use host, db and tags, separated by commas"),
+                    ))
+                }
+            }
+        }
+        Ok(g)
+    }
+
+    /// The group `m` belongs to.
+    pub fn key(self, m: &Manifest) -> GroupKey {
+        GroupKey {
+            host: self.host.then(|| m.host.clone()),
+            database: self.database.then(|| m.database.path.clone()),
+            tags: self.tags.then(|| m.tags.clone()),
+        }
+    }
+
+    /// Splits snapshots into groups; within a group they keep their order.
+    pub fn group<'a, I>(self, snapshots: I) -> BTreeMap<GroupKey, Vec<&'a (SnapshotId, Manifest)>>
+    where
+        I: IntoIterator<Item = &'a (SnapshotId, Manifest)>,
+    {
+        let mut groups: BTreeMap<GroupKey, Vec<&'a (SnapshotId, Manifest)>> = BTreeMap::new();
+        for s in snapshots {
+            groups.entry(self.key(&s.1)).or_default().push(s);
+        }
+        groups
+    }
+}
+
+/// The group a snapshot belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct GroupKey {
+    /// Host, if grouped by host.
+    pub host: Option<String>,
+    /// Database path, if grouped by database.
+    pub database: Option<String>,
+    /// Tags, if grouped by tags.
+    pub tags: Option<Vec<String>>,
+}
+
+impl std::fmt::Display for GroupKey {
+    /// "host db1, database /srv/app.db, tags [a, b]".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(h) = &self.host {
+            parts.push(format!("host {h}"));
+        }
+        if let Some(d) = &self.database {
+            parts.push(format!("database {d}"));
+        }
+        if let Some(t) = &self.tags {
+            parts.push(format!("tags [{}]", t.join(", ")));
+        }
+        if parts.is_empty() {
+            f.write_str("(all snapshots)")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_split_and_validate() {
+        assert_eq!(split_tags(&["a,b", " c ", ""]).unwrap(), ["a", "b", "c"]);
+        for bad in ["has space", "tab\tinside", "bell\u{7}"] {
+            assert!(split_tags(&[bad]).is_err(), "{bad:?}");
+        }
+        let f = SnapshotFilter::default()
+            .with_tag_sets(&["a,b", "c"])
+            .unwrap();
+        assert_eq!(f.tags, vec![vec!["a", "b"], vec!["c"]]);
+        assert!(f.asks_for_tag("c") && !f.asks_for_tag("d"));
+    }
+
+    #[test]
+    fn group_by_parses_fields() {
+        assert_eq!(GroupBy::parse("host,db,tags").unwrap(), GroupBy::default());
+        assert!(!GroupBy::parse("").unwrap().host);
+        assert!(GroupBy::parse("hostname").is_err());
+    }
+}

@@ -1,0 +1,154 @@
+//! Snapshot manifests through the repository's cache: listed once and each
+//! read once per command; writes and deletes through this layer keep the
+//! cache true. Finding a snapshot by id prefix or as `latest` of a filter.
+
+use super::repository::Repository;
+use super::select::{SnapshotFilter, PRE_RESTORE_TAG};
+use crate::backend::FileType;
+use crate::error::{Error, Result};
+use crate::format::manifest::Manifest;
+use crate::format::ObjectType;
+use crate::id::SnapshotId;
+
+impl Repository {
+    /// The ids of every snapshot, as listed once per command.
+    fn snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
+        if let Some(ids) = &self.cache().snapshot_ids {
+            return Ok(ids.clone());
+        }
+        let ids = self
+            .backend()
+            .list(FileType::Snapshot)?
+            .into_iter()
+            .map(|f| f.name.parse())
+            .collect::<Result<Vec<SnapshotId>>>()?;
+        self.cache().snapshot_ids = Some(ids.clone());
+        Ok(ids)
+    }
+
+    /// Every snapshot with its manifest, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Manifest)>> {
+        let mut out = Vec::new();
+        let mut vanished = Vec::new();
+        for id in self.snapshot_ids()? {
+            match self.load_manifest(&id) {
+                Ok(m) => out.push((id, m)),
+                // Deleted between list and read (forget running): skip it.
+                Err(Error::NotFound { .. }) => vanished.push(id),
+                Err(e) => return Err(e),
+            }
+        }
+        if !vanished.is_empty() {
+            if let Some(ids) = &mut self.cache().snapshot_ids {
+                ids.retain(|i| !vanished.contains(i));
+            }
+        }
+        out.sort_by(|a, b| a.1.timestamp().cmp(&b.1.timestamp()).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// Reads one snapshot manifest (once per command).
+    pub fn load_manifest(&self, id: &SnapshotId) -> Result<Manifest> {
+        if let Some(m) = self.cache().manifests.get(id) {
+            return Ok(m.clone());
+        }
+        let name = id.to_hex();
+        let payload = self
+            .load_object(FileType::Snapshot, ObjectType::Snapshot, &name)
+            .map_err(|e| {
+                if e.is_not_found() {
+                    Error::NotFound {
+                        what: "snapshot",
+                        id: name.clone(),
+                    }
+                } else {
+                    e
+                }
+            })?;
+        let m = Manifest::decode(&payload, &FileType::Snapshot.describe(&name))?;
+        self.cache().manifests.insert(*id, m.clone());
+        Ok(m)
+    }
+
+    /// Stores a snapshot manifest (after its data and index); returns its
+    /// id and stored size.
+    pub(crate) fn save_manifest(&self, manifest: &Manifest) -> Result<(SnapshotId, u64)> {
+        let (id, len) =
+            self.save_object(FileType::Snapshot, ObjectType::Snapshot, &manifest.encode())?;
+        let id = SnapshotId::from_bytes(id);
+        let mut cache = self.cache();
+        cache.manifests.insert(id, manifest.clone());
+        if let Some(ids) = &mut cache.snapshot_ids {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        Ok((id, len))
+    }
+
+    /// Deletes a snapshot manifest (its data stays until a prune).
+    pub(crate) fn remove_snapshot(&self, id: &SnapshotId) -> Result<()> {
+        self.backend().remove(FileType::Snapshot, &id.to_hex())?;
+        if let Some(ids) = &mut self.cache().snapshot_ids {
+            ids.retain(|i| i != id);
+        }
+        Ok(())
+    }
+
+    /// Resolves a snapshot argument: a full id, a unique id prefix, or
+    /// `latest`: the newest snapshot passing `filter`, leaving out the
+    /// `pre-restore` snapshots a restore makes unless the filter asks for
+    /// that tag (so `restore latest` twice does not undo itself).
+    pub fn find_snapshot(
+        &self,
+        spec: &str,
+        filter: &SnapshotFilter,
+    ) -> Result<(SnapshotId, Manifest)> {
+        if spec == "latest" {
+            return self
+                .snapshots()?
+                .into_iter()
+                .rev()
+                .find(|(_, m)| {
+                    filter.matches(m)
+                        && (!m.tags.iter().any(|t| t == PRE_RESTORE_TAG)
+                            || filter.asks_for_tag(PRE_RESTORE_TAG))
+                })
+                .ok_or(Error::NoSnapshot {
+                    filtered: !filter.is_empty(),
+                });
+        }
+        let names: Vec<String> = self
+            .snapshot_ids()?
+            .iter()
+            .map(SnapshotId::to_hex)
+            .collect();
+        let name = unique_prefix(&names, spec, "snapshot")?;
+        let id: SnapshotId = name.parse()?;
+        Ok((id, self.load_manifest(&id)?))
+    }
+}
+
+/// The one name in `names` starting with `prefix`.
+pub(crate) fn unique_prefix<'a>(
+    names: &'a [String],
+    prefix: &str,
+    what: &'static str,
+) -> Result<&'a str> {
+    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::InvalidInput(format!(
+            "{prefix:?} is not a {what} id: expected hex digits"
+        )));
+    }
+    let prefix = prefix.to_ascii_lowercase();
+    let matches: Vec<&String> = names.iter().filter(|n| n.starts_with(&prefix)).collect();
+    match matches.as_slice() {
+        [one] => Ok(one.as_str()),
+        [] => Err(Error::NotFound { what, id: prefix }),
+        many => Err(Error::Ambiguous {
+            what,
+            prefix,
+            matches: many.len(),
+        }),
+    }
+}

@@ -1,0 +1,141 @@
+//! The database side, both ways (../shared/SQLITE-NOTES.md has the facts
+//! this relies on, with sources):
+//!
+//! * [`source`]: a consistent page image of a live database, as an
+//!   [`source::ImageSource`] (pages inside one read transaction, or a
+//!   `VACUUM INTO` export);
+//! * [`target`]: who holds a restore target, the atomic swap that clears
+//!   stale `-wal`/`-shm`/`-journal`, and the live copy through SQLite;
+//! * [`verify`]: `integrity_check`/`quick_check`, and running a scrub
+//!   script on a restored copy;
+//! * [`sqltext`]: a database as SQL text, like `sqlite3 .dump`;
+//! * [`tempdb`]: temporary database files that are removed on every path.
+//!
+//! This file opens databases and turns SQLite's errors into the library's.
+
+pub mod source;
+pub mod sqltext;
+pub mod target;
+pub mod tempdb;
+pub mod verify;
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use crate::error::{Error, Result, SourceProblem};
+
+/// The header every non-empty SQLite database starts with.
+pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// Turns an SQLite error about the database at `path` into a one-line error.
+pub(crate) fn sql_error(path: &Path, lock_timeout: Duration, e: &rusqlite::Error) -> Error {
+    let p = path.display();
+    let (problem, message) = match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => (
+            SourceProblem::Busy,
+            format!(
+                "database {p} stayed locked by another connection for more than the lock timeout ({:.1} s)",
+                lock_timeout.as_secs_f64()
+            ),
+        ),
+        Some(ErrorCode::NotADatabase) => (
+            SourceProblem::NotSqlite,
+            format!("{p} is not an SQLite database (SQLite: {e})"),
+        ),
+        Some(ErrorCode::DatabaseCorrupt) => (
+            SourceProblem::Corrupt,
+            format!("database {p} is corrupt (SQLite: {e})"),
+        ),
+        Some(ErrorCode::CannotOpen) => (
+            SourceProblem::Unreadable,
+            format!("cannot open database {p} (SQLite: {e})"),
+        ),
+        Some(ErrorCode::OperationInterrupted) => {
+            return Error::Interrupted(format!("reading {p}"))
+        }
+        _ => (SourceProblem::Unreadable, format!("reading database {p}: {e}")),
+    };
+    Error::source(path, problem, message)
+}
+
+/// Reads up to `buf.len()` bytes from the start of `f`.
+pub(crate) fn read_up_to(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Checks that `path` names an SQLite database file, then opens it with a
+/// busy timeout of `lock_timeout`. Opening never modifies the database.
+pub fn open_database(path: &Path, lock_timeout: Duration) -> Result<Connection> {
+    let p = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::source(
+                path,
+                SourceProblem::Missing,
+                format!("database {p} does not exist"),
+            )
+        } else {
+            Error::source(
+                path,
+                SourceProblem::Unreadable,
+                format!("cannot read database {p}: {e}"),
+            )
+        }
+    })?;
+    if meta.is_dir() {
+        return Err(Error::source(
+            path,
+            SourceProblem::NotAFile,
+            format!("{p} is a directory, not an SQLite database file"),
+        ));
+    }
+    let mut head = [0u8; 16];
+    let n = File::open(path)
+        .and_then(|mut f| read_up_to(&mut f, &mut head))
+        .map_err(|e| {
+            Error::source(
+                path,
+                SourceProblem::Unreadable,
+                format!("cannot read database {p}: {e}"),
+            )
+        })?;
+    if n > 0 && (n < 16 || &head != SQLITE_MAGIC) {
+        return Err(Error::source(
+            path,
+            SourceProblem::NotSqlite,
+            format!("{p} is not an SQLite database: it does not start with \"SQLite format 3\""),
+        ));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(|e| sql_error(path, lock_timeout, &e))?;
+    conn.busy_timeout(lock_timeout)
+        .map_err(|e| sql_error(path, lock_timeout, &e))?;
+    Ok(conn)
+}
+
+/// Opens a database file litevault itself made (a restored copy, an
+/// export), read-write, without URI parsing.
+pub(crate) fn open_own(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
+    let mode = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+    };
+    Connection::open_with_flags(path, mode | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+}

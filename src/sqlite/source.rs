@@ -1,0 +1,496 @@
+//! Reading a consistent image of a live SQLite database (SPEC.md,
+//! "Snapshots"; ../shared/SQLITE-NOTES.md). A backup reads any
+//! [`ImageSource`]; [`open_source`] picks one by strategy:
+//!
+//! * [`PageReader`] (strategy `pages`): inside **one read transaction**,
+//!   reads every page through the `sqlite_dbpage` virtual table (compiled
+//!   into the bundled SQLite, see `.cargo/config.toml`), in page order, with
+//!   no temporary copy. The image is the database as of that transaction,
+//!   committed WAL content included; WAL-mode writers keep committing while
+//!   it runs, and it never restarts. The lock-byte page of databases over
+//!   1 GiB, which SQLite never uses and `sqlite_dbpage` refuses to read, is
+//!   imaged as zeros.
+//! * [`VacuumExport`] (strategy `vacuum`): `VACUUM INTO` a temporary file,
+//!   fsynced (SQLite does not), read page by page, and deleted when dropped,
+//!   on success, error or interrupt alike.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode};
+
+use super::tempdb::TempDb;
+use super::{open_own, sql_error};
+use crate::error::{Error, Result, SourceProblem};
+use crate::format::crypto::MasterKey;
+use crate::format::manifest::Strategy;
+use crate::id::BlobId;
+use crate::progress::Cancel;
+
+/// What a backup records about the image besides its pages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageMeta {
+    /// Page size in bytes.
+    pub page_size: u32,
+    /// Pages in the image.
+    pub page_count: u64,
+    /// Journal mode of the source.
+    pub journal_mode: String,
+    /// Version of the SQLite library reading it.
+    pub sqlite_version: String,
+    /// Keyed hash of the schema rows.
+    pub schema_hash: BlobId,
+    /// `PRAGMA quick_check` of the source, when asked for.
+    pub quick_check: Option<String>,
+    /// File change counter (header offset 24) of page 1.
+    pub change_counter: u32,
+}
+
+/// A consistent image of a database, page by page.
+pub trait ImageSource {
+    /// What is known of the image before its pages are read.
+    fn meta(&self) -> &ImageMeta;
+    /// Calls `f` with every page, in order.
+    fn for_each_page(&mut self, f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>;
+    /// Ends the read (the read transaction, the temporary export) and
+    /// returns the image's metadata, change counter included.
+    fn finish(self: Box<Self>) -> Result<ImageMeta>;
+}
+
+/// How to take the image (the source half of a backup's options).
+#[derive(Clone, Debug)]
+pub struct SourceOptions {
+    /// Pages in one read transaction, or a `VACUUM INTO` export.
+    pub strategy: Strategy,
+    /// Run `PRAGMA quick_check` on the source and record the result.
+    pub verify: bool,
+    /// How long to wait for a database locked by a writer.
+    pub lock_timeout: Duration,
+    /// Directory of the export (strategy `vacuum`).
+    pub temp_dir: PathBuf,
+    /// Stops the read.
+    pub cancel: Cancel,
+}
+
+/// Opens the image source `opts` asks for on the database behind `conn`
+/// (`path` names it in errors and is the export's stem).
+pub fn open_source<'c>(
+    conn: &'c Connection,
+    path: &Path,
+    key: &MasterKey,
+    opts: &SourceOptions,
+) -> Result<Box<dyn ImageSource + 'c>> {
+    Ok(match opts.strategy {
+        Strategy::Pages => Box::new(PageReader::begin(
+            conn,
+            path,
+            key,
+            opts.verify,
+            opts.lock_timeout,
+        )?),
+        Strategy::Vacuum => Box::new(VacuumExport::create(conn, path, key, opts)?),
+    })
+}
+
+/// Byte offset of the lock-byte page.
+const PENDING_BYTE: u64 = 0x4000_0000;
+
+/// Keyed hash of the schema: every `sqlite_schema` row in rowid order.
+fn schema_hash(conn: &Connection, key: &MasterKey) -> rusqlite::Result<BlobId> {
+    let mut h = key.blob_hasher();
+    let mut stmt = conn.prepare(
+        "SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_schema ORDER BY rowid",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        for i in 0..4 {
+            let s = row.get_ref(i)?.as_str().unwrap_or("");
+            h.update(&(s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        }
+    }
+    Ok(BlobId::from_bytes(*h.finalize().as_bytes()))
+}
+
+/// Runs `PRAGMA quick_check` on the source; anything but "ok" is an error
+/// naming the first problems.
+fn quick_check(conn: &Connection, path: &Path, lock_timeout: Duration) -> Result<String> {
+    match super::verify::check(conn, true) {
+        Ok(()) => Ok("ok".into()),
+        Err(super::verify::CheckFailure::Sql(e)) => Err(sql_error(path, lock_timeout, &e)),
+        Err(super::verify::CheckFailure::Problems(shown)) => Err(Error::source(
+            path,
+            SourceProblem::CheckFailed,
+            format!(
+                "database {} failed PRAGMA quick_check: {shown}",
+                path.display()
+            ),
+        )),
+    }
+}
+
+/// True if this SQLite has the `sqlite_dbpage` virtual table.
+pub fn has_dbpage(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) FROM pragma_module_list WHERE name = 'sqlite_dbpage'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
+/// The 1-based number of the lock-byte page, if the image has one.
+fn lock_byte_page(page_size: u32, page_count: u64) -> Option<u64> {
+    let pg = PENDING_BYTE / u64::from(page_size) + 1;
+    (pg <= page_count).then_some(pg)
+}
+
+/// Starts the read transaction (BEGIN, then a first read, which takes the
+/// lock) and returns the page size and count it sees; everything read
+/// after it sees the same state. The first read is retried every half
+/// millisecond until `lock_timeout`: SQLite's own busy handler backs off to
+/// 100 ms sleeps, and in rollback-journal mode a reader that sleeps that
+/// long can keep missing the short gaps between a busy writer's commits.
+/// The connection's busy timeout is `lock_timeout` afterwards.
+fn begin_read(conn: &Connection, lock_timeout: Duration) -> rusqlite::Result<(i64, i64)> {
+    conn.busy_timeout(Duration::from_millis(1))?;
+    let deadline = std::time::Instant::now() + lock_timeout;
+    let first = loop {
+        conn.execute_batch("BEGIN DEFERRED")?;
+        match conn.query_row(
+            "SELECT page_size, page_count FROM pragma_page_size, pragma_page_count",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        ) {
+            Ok(v) => break Ok(v),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                let busy = matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                );
+                if !busy || std::time::Instant::now() >= deadline {
+                    break Err(e);
+                }
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        }
+    };
+    conn.busy_timeout(lock_timeout)?;
+    first
+}
+
+/// Reads a consistent page image inside one read transaction.
+pub struct PageReader<'c> {
+    conn: &'c Connection,
+    path: PathBuf,
+    lock_timeout: Duration,
+    meta: ImageMeta,
+    open: bool,
+}
+
+impl<'c> PageReader<'c> {
+    /// Begins the read transaction and reads the image's metadata in it.
+    pub fn begin(
+        conn: &'c Connection,
+        path: &Path,
+        key: &MasterKey,
+        verify: bool,
+        lock_timeout: Duration,
+    ) -> Result<Self> {
+        let err = |e: rusqlite::Error| sql_error(path, lock_timeout, &e);
+        let (page_size, page_count) = begin_read(conn, lock_timeout).map_err(err)?;
+        let mut reader = Self {
+            conn,
+            path: path.to_path_buf(),
+            lock_timeout,
+            meta: ImageMeta {
+                page_size: 0,
+                page_count: 0,
+                journal_mode: String::new(),
+                sqlite_version: rusqlite::version().to_string(),
+                schema_hash: BlobId::default(),
+                quick_check: None,
+                change_counter: 0,
+            },
+            open: true,
+        };
+        reader.meta.page_size = u32::try_from(page_size).map_err(|_| {
+            Error::source(
+                path,
+                SourceProblem::Corrupt,
+                format!(
+                    "database {} has an invalid page size {page_size}",
+                    path.display()
+                ),
+            )
+        })?;
+        reader.meta.page_count = u64::try_from(page_count).unwrap_or(0);
+        if !has_dbpage(conn).map_err(err)? {
+            return Err(Error::source(
+                path,
+                SourceProblem::NoPageReader,
+                "this SQLite library lacks the sqlite_dbpage virtual table, which the pages strategy reads",
+            ));
+        }
+        reader.meta.journal_mode = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .map_err(err)?;
+        reader.meta.schema_hash = schema_hash(conn, key).map_err(err)?;
+        if verify {
+            reader.meta.quick_check = Some(quick_check(conn, path, lock_timeout)?);
+        }
+        Ok(reader)
+    }
+}
+
+impl ImageSource for PageReader<'_> {
+    fn meta(&self) -> &ImageMeta {
+        &self.meta
+    }
+
+    fn for_each_page(&mut self, f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        let err = |e: rusqlite::Error| sql_error(&self.path, self.lock_timeout, &e);
+        let ps = self.meta.page_size as usize;
+        let lock_page = lock_byte_page(self.meta.page_size, self.meta.page_count);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT pgno, data FROM sqlite_dbpage('main') WHERE pgno <> ?1")
+            .map_err(err)?;
+        let mut rows = stmt.query([lock_page.unwrap_or(0)]).map_err(err)?;
+        let mut expected = 1u64;
+        let zeros = vec![0u8; ps];
+        while let Some(row) = rows.next().map_err(err)? {
+            let pgno = u64::try_from(row.get::<_, i64>(0).map_err(err)?).unwrap_or(0);
+            if Some(expected) == lock_page && pgno == expected + 1 {
+                f(&zeros)?;
+                expected += 1;
+            }
+            if pgno != expected {
+                return Err(Error::source(
+                    &self.path,
+                    SourceProblem::Corrupt,
+                    format!(
+                        "database {} returned page {pgno} where page {expected} was expected",
+                        self.path.display()
+                    ),
+                ));
+            }
+            let data = row
+                .get_ref(1)
+                .map_err(err)?
+                .as_blob()
+                .map_err(|e| err(e.into()))?;
+            if data.len() != ps {
+                return Err(Error::source(
+                    &self.path,
+                    SourceProblem::Corrupt,
+                    format!(
+                        "database {} page {pgno} has {} bytes, not the page size {ps}",
+                        self.path.display(),
+                        data.len()
+                    ),
+                ));
+            }
+            if pgno == 1 {
+                self.meta.change_counter =
+                    u32::from_be_bytes(data[24..28].try_into().expect("4 bytes"));
+            }
+            f(data)?;
+            expected += 1;
+        }
+        if expected != self.meta.page_count + 1 {
+            return Err(Error::source(
+                &self.path,
+                SourceProblem::Corrupt,
+                format!(
+                    "database {} has {} pages but sqlite_dbpage returned {}",
+                    self.path.display(),
+                    self.meta.page_count,
+                    expected - 1
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<ImageMeta> {
+        self.open = false;
+        self.conn
+            .execute_batch("COMMIT")
+            .map_err(|e| sql_error(&self.path, self.lock_timeout, &e))?;
+        Ok(self.meta.clone())
+    }
+}
+
+impl Drop for PageReader<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+/// A `VACUUM INTO` export in a temporary file, deleted when dropped.
+pub struct VacuumExport {
+    file: TempDb,
+    meta: ImageMeta,
+}
+
+impl VacuumExport {
+    /// Exports the database behind `conn` into a new file in
+    /// `opts.temp_dir`; `opts.cancel` interrupts the export.
+    pub fn create(
+        conn: &Connection,
+        source: &Path,
+        key: &MasterKey,
+        opts: &SourceOptions,
+    ) -> Result<Self> {
+        let err = |e: rusqlite::Error| sql_error(source, opts.lock_timeout, &e);
+        let stem = source
+            .file_name()
+            .map_or_else(|| "database".into(), |n| n.to_string_lossy().into_owned());
+        // From here on, dropping `export` deletes the file (VACUUM INTO
+        // creates it: it must not exist yet).
+        let mut export = Self {
+            file: TempDb::at(crate::sys::temp_path(&opts.temp_dir, &stem, "vacuum")),
+            meta: ImageMeta {
+                page_size: 0,
+                page_count: 0,
+                journal_mode: conn
+                    .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                    .map_err(err)?,
+                sqlite_version: rusqlite::version().to_string(),
+                schema_hash: BlobId::default(),
+                quick_check: None,
+                change_counter: 0,
+            },
+        };
+        if opts.verify {
+            export.meta.quick_check = Some(quick_check(conn, source, opts.lock_timeout)?);
+        }
+        let path = export.file.path().to_path_buf();
+        let target = path.to_str().ok_or_else(|| {
+            Error::option(
+                "temp_dir",
+                format!(
+                    "temporary directory {} is not valid UTF-8",
+                    opts.temp_dir.display()
+                ),
+            )
+        })?;
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let handle = conn.get_interrupt_handle();
+            let done = &done;
+            let cancel = &opts.cancel;
+            s.spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    if cancel.is_cancelled() {
+                        handle.interrupt();
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
+            let r = conn.execute("VACUUM INTO ?1", [target]);
+            done.store(true, Ordering::Relaxed);
+            r
+        })
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::DiskFull) => {
+                Error::source(
+                    source,
+                    SourceProblem::ExportFailed,
+                    format!(
+                        "VACUUM INTO {} failed (SQLite: {e})",
+                        opts.temp_dir.display()
+                    ),
+                )
+            }
+            _ => err(e),
+        })?;
+        let file = File::open(&path).map_err(|e| Error::io("opening export", &path, e))?;
+        file.sync_all()
+            .map_err(|e| Error::io("fsyncing export", &path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("reading the size of export", &path, e))?
+            .len();
+        let ro = open_own(&path, true).map_err(err)?;
+        let page_size: i64 = ro
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .map_err(err)?;
+        export.meta.page_size = u32::try_from(page_size).map_err(|_| {
+            Error::source(
+                source,
+                SourceProblem::Corrupt,
+                format!("the export has an invalid page size {page_size}"),
+            )
+        })?;
+        export.meta.schema_hash = schema_hash(&ro, key).map_err(err)?;
+        drop(ro);
+        if len % u64::from(export.meta.page_size) != 0 {
+            return Err(Error::source(
+                source,
+                SourceProblem::ExportFailed,
+                format!(
+                    "the VACUUM INTO export is {len} bytes, not a whole number of {}-byte pages",
+                    export.meta.page_size
+                ),
+            ));
+        }
+        export.meta.page_count = len / u64::from(export.meta.page_size);
+        Ok(export)
+    }
+}
+
+impl ImageSource for VacuumExport {
+    fn meta(&self) -> &ImageMeta {
+        &self.meta
+    }
+
+    fn for_each_page(&mut self, f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        let path = self.file.path();
+        let ctx = |e| Error::io("reading export", path, e);
+        let mut file = std::io::BufReader::with_capacity(1 << 20, File::open(path).map_err(ctx)?);
+        let mut page = vec![0u8; self.meta.page_size as usize];
+        for pgno in 1..=self.meta.page_count {
+            file.read_exact(&mut page).map_err(ctx)?;
+            if pgno == 1 {
+                self.meta.change_counter =
+                    u32::from_be_bytes(page[24..28].try_into().expect("4 bytes"));
+            }
+            f(&page)?;
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<ImageMeta> {
+        Ok(self.meta.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_sqlite_has_dbpage() {
+        let conn = Connection::open_in_memory().unwrap();
+        assert!(
+            has_dbpage(&conn).unwrap(),
+            "build lacks SQLITE_ENABLE_DBPAGE_VTAB (see .cargo/config.toml)"
+        );
+    }
+
+    #[test]
+    fn lock_byte_page_position() {
+        assert_eq!(lock_byte_page(4096, 100), None);
+        assert_eq!(lock_byte_page(4096, 262_145), Some(262_145));
+        assert_eq!(lock_byte_page(65536, 20_000), Some(16_385));
+    }
+}

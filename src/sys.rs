@@ -1,0 +1,244 @@
+//! Facts about the running process and small file helpers every layer
+//! shares: the time, host and user names, process liveness, random
+//! temporary names, `-wal`/`-shm` side-file names, fsync, and the one
+//! parser of durations ("5s", "500ms", "12h", "2w3d") and times.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The current time as RFC 3339 UTC with second precision.
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or_else(|_| jiff::Timestamp::now())
+        .to_string()
+}
+
+/// This machine's host name ("unknown" if it cannot be read).
+pub fn hostname() -> String {
+    gethostname::gethostname()
+        .into_string()
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+/// The user running this process, from `USER` or `LOGNAME`, else its uid.
+pub fn username() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid {}", rustix::process::getuid().as_raw()))
+}
+
+/// True if a process with this pid exists on this host.
+pub fn process_alive(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => true,
+        Err(e) => e != rustix::io::Errno::SRCH,
+    }
+}
+
+/// `n` random bytes as hex, for names that must not collide (temporary
+/// files); not for secrets.
+pub fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    if getrandom::fill(&mut buf).is_err() {
+        // Unreachable on Linux; a clock-based name still avoids collisions
+        // between processes, which is all a temporary name needs.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        return format!(
+            "{:0width$x}",
+            t ^ u128::from(std::process::id()),
+            width = n * 2
+        );
+    }
+    hex::encode(buf)
+}
+
+/// `dir/.{stem}.litevault-{what}-{random}`: the name of a temporary file
+/// litevault makes beside (or instead of) a user's file. Hidden, marked as
+/// litevault's, and unique.
+pub fn temp_path(dir: &Path, stem: &str, what: &str) -> PathBuf {
+    dir.join(format!(".{stem}.litevault-{what}-{}", random_hex(8)))
+}
+
+/// `path` with `suffix` appended to its file name (`app.db` + `-wal`).
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Flushes a file or directory to stable storage.
+pub fn fsync(path: &Path) -> std::io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+/// Parses a duration: a sequence of numbers with units `ms`, `s`, `m`
+/// (minutes), `h`, `d`, `w`, `y` (365 days), as in `500ms`, `5s`, `12h`,
+/// `2w3d`, `1.5h`; a bare number is seconds. Returns the message for an
+/// error (the caller names the option).
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?}: write e.g. 500ms, 5s, 2m, 12h, 7d or 2w3d");
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = t.parse::<f64>() {
+        return seconds(secs).ok_or_else(bad);
+    }
+    let mut total = 0f64;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let num: f64 = rest[..num_len].parse().map_err(|_| bad())?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.' || c.is_whitespace())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86_400.0,
+            "w" => 7.0 * 86_400.0,
+            "y" => 365.0 * 86_400.0,
+            _ => return Err(bad()),
+        };
+        rest = rest[unit_len..].trim_start();
+        total += num * unit;
+    }
+    seconds(total).ok_or_else(bad)
+}
+
+fn seconds(secs: f64) -> Option<Duration> {
+    // Up to 1000 years: anything longer is a typo.
+    (secs.is_finite() && (0.0..=1000.0 * 365.0 * 86_400.0).contains(&secs))
+        .then(|| Duration::from_secs_f64(secs))
+}
+
+/// Parses a time: RFC 3339 (`2026-11-21T09:30:00Z`), or a date and time in
+/// UTC (`2026-11-21 09:30:00`, `2026-11-21`). Returns the message for an
+/// error.
+pub fn parse_time(s: &str) -> std::result::Result<jiff::Timestamp, String> {
+    let bad = || {
+        format!("invalid time {s:?}: write RFC 3339 (2026-11-21T09:30:00Z) or \"2026-11-21 09:30:00\" (UTC)")
+    };
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    let utc = |dt: jiff::civil::DateTime| {
+        dt.to_zoned(jiff::tz::TimeZone::UTC)
+            .map(|z| z.timestamp())
+            .map_err(|_| bad())
+    };
+    if let Ok(dt) = s.parse::<jiff::civil::DateTime>() {
+        return utc(dt);
+    }
+    if let Ok(d) = s.parse::<jiff::civil::Date>() {
+        return utc(d.to_datetime(jiff::civil::Time::midnight()));
+    }
+    Err(bad())
+}
+
+/// Serde for a [`Duration`] written as a duration string (`"5s"`,
+/// `"12h"`), as config files and JSON bodies give it.
+pub mod serde_duration {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    /// Writes `d` as seconds with an `s` (`"5s"`, `"0.5s"`).
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}s", d.as_secs_f64()))
+    }
+
+    /// Reads what [`super::parse_duration`] accepts.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde for an optional time written as RFC 3339 (or what
+/// [`parse_time`] accepts).
+pub mod serde_time {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes the time as RFC 3339, or null.
+    #[allow(clippy::ref_option)] // serde's `with` passes `&Option<T>`
+    pub fn serialize<S: Serializer>(t: &Option<jiff::Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&t.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Reads what [`super::parse_time`] accepts, or null.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<jiff::Timestamp>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| super::parse_time(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        for (s, secs) in [
+            ("5", 5.0),
+            ("1.5", 1.5),
+            ("500ms", 0.5),
+            ("5s", 5.0),
+            ("2m", 120.0),
+            ("12h", 43_200.0),
+            ("7d", 604_800.0),
+            ("2w3d", 1_468_800.0),
+            ("1y", 31_536_000.0),
+            ("1h 30m", 5400.0),
+        ] {
+            let got = parse_duration(s).unwrap().as_secs_f64();
+            assert!((got - secs).abs() < 1e-9, "{s}: {got}");
+        }
+        for s in ["", "soon", "-5s", "5x", "NaN", "1e400", "s", "5 s s"] {
+            assert!(parse_duration(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(
+            parse_time("2026-01-02 03:04:05").unwrap().to_string(),
+            "2026-01-02T03:04:05Z"
+        );
+        assert_eq!(
+            parse_time("2026-01-02").unwrap().to_string(),
+            "2026-01-02T00:00:00Z"
+        );
+        assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn liveness_of_real_processes() {
+        assert!(process_alive(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!process_alive(pid));
+    }
+}

@@ -1,0 +1,182 @@
+//! Helpers shared by the integration tests: a temp directory with a
+//! repository path and password files, a runner for the real binary, and
+//! the database generator ([`workload`]).
+
+pub mod workload;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A scratch directory for one test.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub repo: PathBuf,
+    pub password_file: PathBuf,
+}
+
+/// What a run of the binary produced.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts success and returns stdout.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.code, 0, "command failed: {self:?}");
+        &self.stdout
+    }
+
+    /// Asserts the run failed with `code` and exactly one error line that
+    /// contains every one of `needles`; returns that line.
+    #[track_caller]
+    pub fn fails(&self, code: i32, needles: &[&str]) -> String {
+        assert_eq!(self.code, code, "wrong exit code: {self:?}");
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| !l.starts_with("litevault: warning:"))
+            .collect();
+        assert_eq!(lines.len(), 1, "expected a one-line error: {self:?}");
+        let line = lines[0];
+        assert!(line.starts_with("litevault: error: "), "{line}");
+        for n in needles {
+            assert!(line.contains(n), "error {line:?} lacks {n:?}");
+        }
+        assert!(!line.contains("panicked"), "{line}");
+        line.to_string()
+    }
+}
+
+impl Env {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().join("repo");
+        let password_file = dir.path().join("password");
+        std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+        Self {
+            dir,
+            repo,
+            password_file,
+        }
+    }
+
+    /// Writes a password file and returns its path.
+    pub fn password(&self, name: &str, password: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, password).unwrap();
+        p
+    }
+
+    /// The binary with a clean environment: no LITEVAULT_* from the caller,
+    /// the test-only KDF, and stdin closed (so no prompt can block).
+    pub fn bare(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_litevault"));
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("LITEVAULT_") {
+                c.env_remove(k);
+            }
+        }
+        c.env("LITEVAULT_TEST_ONLY_INSECURE_KDF", "1")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// `litevault --repo REPO --password-file PW ARGS...` for another
+    /// repository than the environment's, prepared but not run.
+    pub fn command_for<S: AsRef<std::ffi::OsStr>>(&self, repo: &Path, args: &[S]) -> Command {
+        let mut c = self.bare();
+        c.arg("--repo")
+            .arg(repo)
+            .arg("--password-file")
+            .arg(&self.password_file)
+            .args(args);
+        c
+    }
+
+    /// `litevault --repo REPO --password-file PW ARGS...`, prepared.
+    pub fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
+        self.command_for(&self.repo, args)
+    }
+
+    /// Runs `litevault --repo REPO --password-file PW ARGS...`.
+    pub fn run(&self, args: &[&str]) -> Run {
+        run(self.command(args))
+    }
+
+    /// Initialises the repository.
+    pub fn init(&self) {
+        self.run(&["init"]).ok();
+    }
+}
+
+/// Runs a prepared command.
+pub fn run(mut c: Command) -> Run {
+    let out = c.output().expect("run litevault");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Every file under `dir` with its bytes, to show a command changed nothing.
+pub fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| (e.path().to_path_buf(), std::fs::read(e.path()).unwrap()))
+        .collect()
+}
+
+/// The names of the files in one repository directory.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Copies a directory tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    for e in walkdir::WalkDir::new(from).into_iter().map(Result::unwrap) {
+        let dest = to.join(e.path().strip_prefix(from).unwrap());
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+        } else if e.file_type().is_file() {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// A small tmpfs mounted at a directory for the life of the value, to test
+/// full filesystems; `None` where mounting is not allowed.
+pub struct SmallFs(PathBuf);
+
+impl SmallFs {
+    pub fn mount(dir: &Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Self(dir.to_path_buf()))
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
