@@ -328,7 +328,11 @@ pub fn check(ctx: &Ctx, args: &CheckArgs) -> Result<()> {
             } else {
                 "warning"
             };
-            out(format_args!("{sev}: {}: {}", f.object, f.message))?;
+            let remedy = match f.remedy {
+                Some(litevault::commands::check::Remedy::Prune) => "; `litevault prune` removes it",
+                None => "",
+            };
+            out(format_args!("{sev}: {}: {}{remedy}", f.object, f.message))?;
         }
         out(format_args!(
             "checked {} snapshot(s), {} pack(s), {} blob(s); read {} pack(s) whole; {} error(s), {} warning(s)",

@@ -35,6 +35,14 @@ pub enum Severity {
     Warning,
 }
 
+/// What tidies up a finding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Remedy {
+    /// A prune removes it.
+    Prune,
+}
+
 /// One problem found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Finding {
@@ -42,8 +50,11 @@ pub struct Finding {
     pub severity: Severity,
     /// The object concerned.
     pub object: String,
-    /// What is wrong (and, for warnings, what to do).
+    /// What is wrong.
     pub message: String,
+    /// What tidies it up, for harmless leftovers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<Remedy>,
 }
 
 /// Which packs `read_data` reads.
@@ -87,14 +98,16 @@ impl CheckReport {
             severity: Severity::Error,
             object: object.into(),
             message: message.into(),
+            remedy: None,
         });
     }
 
-    fn warn(&mut self, object: impl Into<String>, message: impl Into<String>) {
+    fn leftover(&mut self, object: impl Into<String>, message: impl Into<String>) {
         self.findings.push(Finding {
             severity: Severity::Warning,
             object: object.into(),
             message: message.into(),
+            remedy: Some(Remedy::Prune),
         });
     }
 }
@@ -139,9 +152,9 @@ fn check_index_files(repo: &Repository, report: &mut CheckReport) -> Result<Inde
         report.error(FileType::Index.describe(&id.to_hex()), e.to_string());
     }))?;
     for id in index.superseded() {
-        report.warn(
+        report.leftover(
             FileType::Index.describe(&id.to_hex()),
-            "superseded by a newer index (an interrupted prune); `litevault prune` removes it",
+            "superseded by a newer index (an interrupted prune)",
         );
     }
     report.packs = index.packs().len();
@@ -192,9 +205,9 @@ fn check_packs(
     for name in stored.keys() {
         let id: PackId = name.parse()?;
         if index.pack(&id).is_none() {
-            report.warn(
+            report.leftover(
                 FileType::Pack.describe(name),
-                "no index lists it (left by an interrupted backup or prune); `litevault prune` removes it",
+                "no index lists it (left by an interrupted backup or prune)",
             );
         }
     }
