@@ -29,15 +29,11 @@ echo "== init"
 [ -f "$LITEVAULT_REPOSITORY/config" ] || "$lv" init
 "$lv" key list
 
-if "$lv" help backup >/dev/null 2>&1; then
-  echo "== backup"
-  "$lv" backup "$work/app.db" --tag env_production --tag db_app
-  echo "== restore"
-  rm -f "$work/restored.db"
-  "$lv" restore latest --tag env_production --target "$work/restored.db"
-  diff <(sqlite3 "$work/app.db" .dump) <(sqlite3 "$work/restored.db" .dump)
-  echo "restored database equals the source"
-else
-  echo "(backup and restore arrive with the backup and restore issues)"
-fi
+echo "== backup"
+"$lv" backup "$work/app.db" --tag env_production --tag db_app
+echo "== restore"
+rm -f "$work/restored.db"
+"$lv" restore latest --tag env_production --target "$work/restored.db"
+diff <(sqlite3 "$work/app.db" .dump) <(sqlite3 "$work/restored.db" .dump)
+echo "restored database equals the source"
 echo "demo finished in $work"
