@@ -7,9 +7,24 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// True for a Rust source file's relative path.
-fn is_rust(rel: &str) -> bool {
-    Path::new(rel).extension().is_some_and(|e| e == "rs")
+/// Every library source file (the binary's `cli/` and `main.rs` left
+/// out): its path relative to `src/` and its text.
+fn library_sources() -> Vec<(String, String)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(&src).into_iter().map(Result::unwrap) {
+        let rel = e
+            .path()
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let rust = e.path().extension().is_some_and(|x| x == "rs");
+        if rust && !rel.starts_with("cli/") && rel != "main.rs" {
+            out.push((rel, std::fs::read_to_string(e.path()).unwrap()));
+        }
+    }
+    out
 }
 
 /// Layers from the bottom up; a file may use its own layer and lower ones.
@@ -95,20 +110,11 @@ fn paths(code: &str, prefix: &str) -> Vec<Vec<String>> {
 
 #[test]
 fn layers_point_down_and_files_import_no_circle() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files: BTreeMap<Vec<String>, (String, String)> = BTreeMap::new();
-    for e in walkdir::WalkDir::new(&src).into_iter().map(Result::unwrap) {
-        let rel = e
-            .path()
-            .strip_prefix(&src)
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        if !is_rust(&rel) || rel.starts_with("cli/") || rel == "main.rs" || rel == "lib.rs" {
-            continue;
+    for (rel, text) in library_sources() {
+        if rel != "lib.rs" {
+            files.insert(module_of(&rel), (rel, text));
         }
-        let text = std::fs::read_to_string(e.path()).unwrap();
-        files.insert(module_of(&rel), (rel, text));
     }
     // The longest module prefix of a path that is a file.
     let resolve = |path: &[String]| -> Option<Vec<String>> {
@@ -181,20 +187,10 @@ fn layers_point_down_and_files_import_no_circle() {
 
 #[test]
 fn impl_repository_lives_in_repo_and_the_library_names_no_flag() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut misplaced = Vec::new();
     let mut flags = Vec::new();
-    for e in walkdir::WalkDir::new(&src).into_iter().map(Result::unwrap) {
-        let rel = e
-            .path()
-            .strip_prefix(&src)
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        if !is_rust(&rel) || rel.starts_with("cli/") || rel == "main.rs" {
-            continue;
-        }
-        let code = code(&std::fs::read_to_string(e.path()).unwrap());
+    for (rel, text) in library_sources() {
+        let code = code(&text);
         if code.lines().any(|l| l.starts_with("impl Repository")) && !rel.starts_with("repo/") {
             misplaced.push(rel.clone());
         }

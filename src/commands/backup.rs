@@ -437,14 +437,9 @@ pub fn backup_connection(
     conn: &Connection,
     opts: &BackupOptions,
 ) -> Result<BackupSummary> {
-    opts.tags.iter().try_for_each(|t| validate_tag(t))?;
-    let started = Instant::now();
-    let lock = repo.lock(LockKind::Shared, "backup")?;
-    opts.cancel.check(STOPPED)?;
-    // Loaded before the read transaction starts, to keep it short.
-    let index = repo.index()?;
-    let source = open_source(conn, &opts.path, repo.key(), &opts.source_options())?;
-    run(repo, &lock, index, source, opts, started)
+    run(repo, opts, || {
+        open_source(conn, &opts.path, repo.key(), &opts.source_options())
+    })
 }
 
 /// Backs up an image from any source (`opts.strategy` is recorded as its
@@ -454,27 +449,26 @@ pub fn backup_source(
     source: Box<dyn ImageSource + '_>,
     opts: &BackupOptions,
 ) -> Result<BackupSummary> {
+    run(repo, opts, || Ok(source))
+}
+
+/// Takes the lock, loads the index, then opens the source (so its read
+/// transaction starts late and stays short) and backs it up.
+fn run<'s>(
+    repo: &Repository,
+    opts: &BackupOptions,
+    open: impl FnOnce() -> Result<Box<dyn ImageSource + 's>>,
+) -> Result<BackupSummary> {
     opts.tags.iter().try_for_each(|t| validate_tag(t))?;
     let started = Instant::now();
     let lock = repo.lock(LockKind::Shared, "backup")?;
     opts.cancel.check(STOPPED)?;
-    let index = repo.index()?;
-    run(repo, &lock, index, source, opts, started)
-}
-
-fn run(
-    repo: &Repository,
-    lock: &LockGuard,
-    index: Arc<Index>,
-    mut source: Box<dyn ImageSource + '_>,
-    opts: &BackupOptions,
-    started: Instant,
-) -> Result<BackupSummary> {
     let known = Known {
-        index,
+        index: repo.index()?,
         new: HashSet::new(),
     };
-    let (root, hash, counts, stats) = pipeline(repo, lock, known, source.as_mut(), opts)?;
+    let mut source = open()?;
+    let (root, hash, counts, stats) = pipeline(repo, &lock, known, source.as_mut(), opts)?;
     let meta = source.finish()?;
     opts.cancel.check(STOPPED)?;
     let mut manifest = new_manifest(opts, meta, root, hash, &counts, &stats);

@@ -119,6 +119,39 @@ pub struct PackedBlob {
     pub entry: BlobEntry,
 }
 
+/// A blob ready for a pack: compressed (if that helped) and sealed.
+pub struct SealedBlob {
+    /// Data or tree.
+    pub ty: BlobType,
+    /// Its id.
+    pub id: BlobId,
+    /// Compression inside the envelope.
+    pub compression: Compression,
+    /// Plaintext length.
+    pub raw_len: usize,
+    /// The envelope.
+    pub sealed: Vec<u8>,
+}
+
+/// Compresses (if it helps) and seals one blob.
+pub fn seal_blob(
+    key: &MasterKey,
+    ty: BlobType,
+    id: BlobId,
+    raw: &[u8],
+    zstd_level: Option<i32>,
+) -> Result<SealedBlob> {
+    let (compression, data) = compression::compress(raw, zstd_level);
+    let sealed = key.seal(&ty.aad(), &data)?;
+    Ok(SealedBlob {
+        ty,
+        id,
+        compression,
+        raw_len: raw.len(),
+        sealed,
+    })
+}
+
 /// Builds one pack in memory.
 pub struct PackWriter {
     buf: Vec<u8>,
@@ -159,9 +192,8 @@ impl PackWriter {
         raw: &[u8],
         zstd_level: Option<i32>,
     ) -> Result<PackedBlob> {
-        let (c, data) = compression::compress(raw, zstd_level);
-        let sealed = key.seal(&ty.aad(), &data)?;
-        self.add_sealed(ty, id, c, raw.len(), &sealed)
+        let b = seal_blob(key, ty, id, raw, zstd_level)?;
+        self.add_sealed(ty, id, b.compression, b.raw_len, &b.sealed)
     }
 
     /// Adds an envelope sealed elsewhere (by a parallel worker).

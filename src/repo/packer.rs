@@ -2,8 +2,8 @@
 //! packs, storing each pack, and indexing the packs (backup, prune's
 //! repack, copy).
 //!
-//! [`seal_blob`] runs on worker threads (compression and encryption in
-//! parallel); a single [`Packer`] appends sealed blobs to the open pack and
+//! [`seal_blob`] (`format::pack`) runs on worker threads (compression and
+//! encryption in parallel); a single [`Packer`] appends sealed blobs to the open pack and
 //! stores it once it reaches the repository's pack size. In
 //! [`IndexMode::Every`] it writes an index file for the stored packs every
 //! few packs and at the end; in [`IndexMode::Caller`] it hands the packs to
@@ -16,48 +16,15 @@ use super::lock::LockGuard;
 use super::repository::Repository;
 use crate::backend::FileType;
 use crate::error::Result;
-use crate::format::compression::{self, Compression};
-use crate::format::crypto::MasterKey;
+use crate::format::compression::Compression;
 use crate::format::index::{IndexFile, IndexPack};
+pub use crate::format::pack::{seal_blob, SealedBlob};
 use crate::format::pack::{BlobType, PackWriter};
 use crate::id::{BlobId, IndexId};
 
 /// An index file is written after this many new packs in
 /// [`IndexMode::Every`].
 pub const INDEX_EVERY_PACKS: usize = 4;
-
-/// A blob ready for a pack: compressed (if that helped) and sealed.
-pub struct SealedBlob {
-    /// Data or tree.
-    pub ty: BlobType,
-    /// Its id.
-    pub id: BlobId,
-    /// Compression inside the envelope.
-    pub compression: Compression,
-    /// Plaintext length.
-    pub raw_len: usize,
-    /// The envelope.
-    pub sealed: Vec<u8>,
-}
-
-/// Compresses (if it helps) and seals one blob.
-pub fn seal_blob(
-    key: &MasterKey,
-    ty: BlobType,
-    id: BlobId,
-    raw: &[u8],
-    zstd_level: Option<i32>,
-) -> Result<SealedBlob> {
-    let (compression, data) = compression::compress(raw, zstd_level);
-    let sealed = key.seal(&ty.aad(), &data)?;
-    Ok(SealedBlob {
-        ty,
-        id,
-        compression,
-        raw_len: raw.len(),
-        sealed,
-    })
-}
 
 /// Who writes the index of the packs a [`Packer`] stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

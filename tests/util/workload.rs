@@ -308,11 +308,39 @@ fn payload(rng: &mut Rng, n_users: i64) -> String {
     s
 }
 
-fn user_row(rng: &mut Rng, uid: i64) -> (String, String, i64) {
+fn insert_user(con: &Connection, rng: &mut Rng, uid: i64, ts: i64) {
     let (a, b) = (rng.choose(VOCAB), rng.choose(VOCAB));
     let email = format!("{a}.{b}{uid}@{}", rng.choose(DOMAINS));
     let name = format!("{} {}", capital(a), capital(b));
-    (email, name, rng.range(0, 10_000_000))
+    let balance = rng.range(0, 10_000_000);
+    con.execute(
+        "INSERT INTO users VALUES(?,?,?,?,?)",
+        params![uid, email, name, balance, ts],
+    )
+    .unwrap();
+}
+
+fn insert_event(con: &Connection, rng: &mut Rng, id: i64, ts: i64, n_users: i64) {
+    let kind = rng.choose(KINDS);
+    let p = payload(rng, n_users);
+    con.execute(
+        "INSERT INTO events VALUES(?,?,?,?)",
+        params![id, ts, kind, p],
+    )
+    .unwrap();
+}
+
+/// Inserts an incompressible attachment of 4-64 KiB; returns its size.
+fn insert_attachment(con: &Connection, rng: &mut Rng, id: i64) -> u64 {
+    let n = rng.range(4 * 1024, 64 * 1024) as usize;
+    let name = format!("{}_{id}.bin", rng.choose(VOCAB));
+    let data = rng.bytes(n);
+    con.execute(
+        "INSERT INTO attachments VALUES(?,?,?)",
+        params![id, name, data],
+    )
+    .unwrap();
+    n as u64
 }
 
 fn capital(w: &str) -> String {
@@ -368,47 +396,23 @@ pub fn create(path: &Path, size_mb: u64, seed: u64) {
         let want_users = (users_target as f64 * progress) as i64 + 10;
         while user_id < want_users {
             user_id += 1;
-            let (email, name, balance) = user_row(&mut rng, user_id);
-            tx.execute(
-                "INSERT INTO users VALUES(?,?,?,?,?)",
-                params![user_id, email, name, balance, ts],
-            )
-            .unwrap();
+            insert_user(&tx, &mut rng, user_id, ts);
         }
         for _ in 0..batch {
             ev_id += 1;
             ts += rng.range(1, 40);
-            let kind = rng.choose(KINDS);
-            let p = payload(&mut rng, user_id);
-            tx.execute(
-                "INSERT INTO events VALUES(?,?,?,?)",
-                params![ev_id, ts, kind, p],
-            )
-            .unwrap();
+            insert_event(&tx, &mut rng, ev_id, ts, user_id);
         }
         while (att_bytes as f64) < 0.20 * (cur as f64 + f64::from(batch) * 330.0) {
             att_id += 1;
-            let n = rng.range(4 * 1024, 64 * 1024) as usize;
-            att_bytes += n as u64;
-            let name = format!("{}_{att_id}.bin", rng.choose(VOCAB));
-            let data = rng.bytes(n);
-            tx.execute(
-                "INSERT INTO attachments VALUES(?,?,?)",
-                params![att_id, name, data],
-            )
-            .unwrap();
+            att_bytes += insert_attachment(&tx, &mut rng, att_id);
         }
         tx.commit().unwrap();
     }
     let tx = con.unchecked_transaction().unwrap();
     while user_id < users_target {
         user_id += 1;
-        let (email, name, balance) = user_row(&mut rng, user_id);
-        tx.execute(
-            "INSERT INTO users VALUES(?,?,?,?,?)",
-            params![user_id, email, name, balance, ts],
-        )
-        .unwrap();
+        insert_user(&tx, &mut rng, user_id, ts);
     }
     tx.commit().unwrap();
     con.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
@@ -445,13 +449,7 @@ pub fn mutate(path: &Path, step: u64, seed: u64) {
         for _ in 0..left.min(500) {
             ev += 1;
             ts += rng.range(1, 2 * gap);
-            let kind = rng.choose(KINDS);
-            let p = payload(&mut rng, n_users);
-            tx.execute(
-                "INSERT INTO events VALUES(?,?,?,?)",
-                params![ev, ts, kind, p],
-            )
-            .unwrap();
+            insert_event(&tx, &mut rng, ev, ts, n_users);
         }
         tx.commit().unwrap();
         left -= 500;
@@ -494,7 +492,7 @@ pub fn mutate(path: &Path, step: u64, seed: u64) {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
-    let want = ((0.002 * att_total as f64) as i64).max(4096);
+    let want = ((0.002 * att_total as f64) as u64).max(4096);
     let att_ids: Vec<i64> = con
         .prepare("SELECT id FROM attachments ORDER BY id")
         .unwrap()
@@ -503,18 +501,10 @@ pub fn mutate(path: &Path, step: u64, seed: u64) {
         .map(Result::unwrap)
         .collect();
     let tx = con.unchecked_transaction().unwrap();
-    let (mut added, mut aid) = (0i64, att_max);
+    let (mut added, mut aid) = (0u64, att_max);
     while added < want {
         aid += 1;
-        let n = rng.range(4 * 1024, 64 * 1024);
-        added += n;
-        let name = format!("{}_{aid}.bin", rng.choose(VOCAB));
-        let data = rng.bytes(n as usize);
-        tx.execute(
-            "INSERT INTO attachments VALUES(?,?,?)",
-            params![aid, name, data],
-        )
-        .unwrap();
+        added += insert_attachment(&tx, &mut rng, aid);
     }
     if !att_ids.is_empty() {
         for i in rng.sample(att_ids.len() as i64, 2) {
