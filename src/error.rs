@@ -269,6 +269,13 @@ pub enum Error {
         matches: usize,
     },
 
+    /// `latest` matched snapshots of more than one database.
+    #[error("`latest` matches snapshots of {} databases ({}): it could restore the wrong one", databases.len(), databases.join("; "))]
+    AmbiguousLatest {
+        /// Each database: name, host and path.
+        databases: Vec<String>,
+    },
+
     /// `latest` (or a time) matched no snapshot.
     #[error("{}", if *filtered { "no snapshot matches the given filters" } else { "the repository has no snapshots yet" })]
     NoSnapshot {
@@ -329,6 +336,39 @@ pub enum Error {
         path: PathBuf,
         /// Who has it ("open by pid 42 (app)", "locked by another connection").
         holder: String,
+    },
+
+    /// Whether another process has a restore target open cannot be ruled
+    /// out.
+    #[error("cannot tell whether another process has target {} open: {why}", path.display())]
+    TargetMaybeBusy {
+        /// The target.
+        path: PathBuf,
+        /// Why it cannot be ruled out.
+        why: String,
+    },
+
+    /// The restored file cannot be given the target's owner.
+    #[error("cannot keep the owner of target {} (uid {uid}, gid {gid}): only root can give the restored file another owner", path.display())]
+    TargetOwner {
+        /// The target.
+        path: PathBuf,
+        /// Its owner.
+        uid: u32,
+        /// Its group.
+        gid: u32,
+    },
+
+    /// The snapshot's image is intact but the database in it fails its
+    /// integrity check: it was already corrupt when it was backed up.
+    #[error("the snapshot of {database} taken at {time} holds a database that was already corrupt when it was backed up (its image matches its recorded hash): {problem}")]
+    CorruptSnapshot {
+        /// The database's name.
+        database: String,
+        /// The snapshot's time.
+        time: String,
+        /// What the check said.
+        problem: String,
     },
 
     /// A live restore into a WAL database whose page size differs from the
@@ -430,8 +470,10 @@ pub enum ErrorKind {
     Refused,
     /// The database to back up could not be read.
     Source,
-    /// A restore target is in use.
+    /// A restore target is in use (or may be).
     TargetBusy,
+    /// A snapshot holds a database that was corrupt when it was backed up.
+    CorruptSnapshot,
     /// Not enough space for a local file.
     NoSpace,
     /// User-supplied SQL failed.
@@ -461,7 +503,7 @@ impl Error {
             Error::Locked { .. } => ErrorKind::Locked,
             Error::LockLost { .. } => ErrorKind::LockLost,
             Error::NotFound { .. } | Error::NoSnapshot { .. } => ErrorKind::NotFound,
-            Error::Ambiguous { .. } => ErrorKind::Ambiguous,
+            Error::Ambiguous { .. } | Error::AmbiguousLatest { .. } => ErrorKind::Ambiguous,
             Error::InvalidOption { .. } | Error::InvalidInput(_) | Error::LivePageSize { .. } => {
                 ErrorKind::InvalidInput
             }
@@ -469,12 +511,13 @@ impl Error {
                 ErrorKind::Refused
             }
             Error::Source { .. } => ErrorKind::Source,
-            Error::TargetBusy { .. } => ErrorKind::TargetBusy,
+            Error::TargetBusy { .. } | Error::TargetMaybeBusy { .. } => ErrorKind::TargetBusy,
+            Error::CorruptSnapshot { .. } => ErrorKind::CorruptSnapshot,
             Error::NoSpace { .. } => ErrorKind::NoSpace,
             Error::Sql { .. } => ErrorKind::Sql,
             Error::Password(_) => ErrorKind::Password,
             Error::Backend(e) => ErrorKind::Backend(e.kind),
-            Error::Io { .. } => ErrorKind::Io,
+            Error::Io { .. } | Error::TargetOwner { .. } => ErrorKind::Io,
             Error::Interrupted(_) => ErrorKind::Interrupted,
             Error::Internal(_) => ErrorKind::Internal,
         }
@@ -486,7 +529,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Backend(e) => e.kind == BackendErrorKind::Transient,
-            Error::Locked { .. } | Error::TargetBusy { .. } => true,
+            Error::Locked { .. } | Error::TargetBusy { .. } | Error::TargetMaybeBusy { .. } => true,
             Error::Source { problem, .. } => *problem == SourceProblem::Busy,
             _ => false,
         }

@@ -78,7 +78,7 @@ pub use backend::choose::Location;
 pub use backend::{Backend, FileType};
 pub use commands::backup::{backup, backup_connection, BackupOptions, BackupSummary};
 pub use commands::check::{check, CheckReport, ReadData};
-pub use commands::dump::{dump_image, dump_sql};
+pub use commands::dump::{dump, dump_image, dump_to_file, DumpFormat, DumpSummary};
 pub use commands::forget::{forget, plan_forget, ForgetPlan, ForgetPolicy};
 pub use commands::prune::{plan_prune, prune, PruneOptions, PrunePlan, PruneStats, PruneSummary};
 pub use commands::restore::{restore, RestoreOptions, RestoreSummary};

@@ -1,7 +1,7 @@
 //! Facts about the running process and small file helpers every layer
-//! shares: the time, host and user names, process liveness, random
-//! temporary names, `-wal`/`-shm` side-file names, fsync, and the one
-//! parser of durations ("5s", "500ms", "12h", "2w3d") and times.
+//! shares: the time, host and user names, process liveness, random names,
+//! `-wal`/`-shm` side-file names, fsync, and the one parser of durations
+//! ("5s", "500ms", "12h", "2w3d") and times.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -61,13 +61,6 @@ pub fn random_hex(n: usize) -> String {
         );
     }
     hex::encode(buf)
-}
-
-/// `dir/.{stem}.litevault-{what}-{random}`: the name of a temporary file
-/// litevault makes beside (or instead of) a user's file. Hidden, marked as
-/// litevault's, and unique.
-pub fn temp_path(dir: &Path, stem: &str, what: &str) -> PathBuf {
-    dir.join(format!(".{stem}.litevault-{what}-{}", random_hex(8)))
 }
 
 /// `path` with `suffix` appended to its file name (`app.db` + `-wal`).

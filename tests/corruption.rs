@@ -71,6 +71,7 @@ pub fn manifest(repo: &Repository, tree: litevault::BlobId) -> Manifest {
         database: DatabaseInfo {
             name: "app.db".into(),
             path: "/srv/app.db".into(),
+            mode: None,
         },
         tags: vec!["env_production".into()],
         image: ImageInfo {
@@ -84,6 +85,7 @@ pub fn manifest(repo: &Repository, tree: litevault::BlobId) -> Manifest {
             sqlite_version: "3".into(),
             quick_check: None,
             change_counter: 1,
+            zeroed_free_pages: 0,
         },
         stats: BackupStats::default(),
         tree: TreeRoot { id: tree, level: 0 },

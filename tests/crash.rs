@@ -38,7 +38,8 @@ fn expected(env: &Env, known: &HashMap<String, [u8; 32]>, full: bool) -> HashMap
                 Some(h) if !full => *h,
                 _ => {
                     let mut img = Vec::new();
-                    repo.write_image(&m, &mut img).unwrap();
+                    repo.write_image(&m, &mut img, &litevault::Cancel::new())
+                        .unwrap();
                     *blake3::hash(&img).as_bytes()
                 }
             };
@@ -232,7 +233,8 @@ fn check_target(env: &Env, target: &std::path::Path, before: Option<&Vec<String>
         .unwrap()
         .1;
     let mut img = Vec::new();
-    repo.write_image(&latest, &mut img).unwrap();
+    repo.write_image(&latest, &mut img, &litevault::Cancel::new())
+        .unwrap();
     let new_path = env.dir.path().join("expected-new.db");
     std::fs::write(&new_path, &img).unwrap();
     assert!(

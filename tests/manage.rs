@@ -194,7 +194,13 @@ fn forget_prune_frees_space_and_keeps_every_kept_snapshot_whole() {
         workload(&["mutate", s(&db), "--step", &day.to_string(), "--seed", "5"]);
         backup_json(
             &env,
-            &[s(&db), "--time", &format!("2026-03-{day:02} 12:00:00")],
+            // Byte-for-byte images: free pages kept as they are.
+            &[
+                s(&db),
+                "--keep-free-pages",
+                "--time",
+                &format!("2026-03-{day:02} 12:00:00"),
+            ],
         );
         std::fs::copy(&db, copies.join(format!("{day}.db"))).unwrap();
     }
@@ -329,7 +335,12 @@ fn prune_interrupted_at_every_step_loses_nothing() {
         workload(&["mutate", s(&db), "--step", &day.to_string(), "--seed", "8"]);
         backup_json(
             &env,
-            &[s(&db), "--time", &format!("2026-04-{day:02} 12:00:00")],
+            &[
+                s(&db),
+                "--keep-free-pages",
+                "--time",
+                &format!("2026-04-{day:02} 12:00:00"),
+            ],
         );
         copies.push(std::fs::read(&db).unwrap());
     }

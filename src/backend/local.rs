@@ -8,6 +8,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{check_name, is_object_name, Backend, FileInfo, FileType, Interrupted};
@@ -17,13 +18,50 @@ use crate::error::{BackendError, BackendErrorKind, BackendOp, Error, Result};
 #[derive(Debug)]
 pub struct LocalBackend {
     root: PathBuf,
+    file_mode: u32,
+    dir_mode: u32,
+}
+
+/// File and directory modes for a repository whose directory has `root`
+/// (private unless the directory grants its group access).
+fn modes(root: Option<u32>) -> (u32, u32) {
+    let (mut file, mut dir) = (0o600, 0o700);
+    if let Some(m) = root {
+        if m & 0o040 != 0 {
+            file |= 0o040;
+            dir |= 0o050;
+        }
+        if m & 0o020 != 0 {
+            file |= 0o020;
+            dir |= 0o020;
+        }
+    }
+    (file, dir)
 }
 
 impl LocalBackend {
     /// A backend for a repository that is to be created at `root` by
     /// [`Backend::create`].
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        let root = root.into();
+        let (file_mode, dir_mode) = modes(fs::metadata(&root).ok().map(|m| m.permissions().mode()));
+        Self {
+            root,
+            file_mode,
+            dir_mode,
+        }
+    }
+
+    /// The permission bits of the files it writes.
+    pub fn file_mode(&self) -> u32 {
+        self.file_mode
+    }
+
+    fn mkdir(&self, dir: &Path) -> io::Result<()> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(self.dir_mode)
+            .create(dir)
     }
 
     /// A backend for an existing repository at `root`; fails with a clear
@@ -69,11 +107,23 @@ impl LocalBackend {
         dir.join(format!(".tmp-{name}-{}", crate::sys::random_hex(8)))
     }
 
-    fn write_inner(dir: &Path, final_path: &Path, name: &str, data: &[u8]) -> io::Result<()> {
-        fs::create_dir_all(dir)?;
+    fn write_inner(
+        &self,
+        dir: &Path,
+        final_path: &Path,
+        name: &str,
+        data: &[u8],
+    ) -> io::Result<()> {
+        self.mkdir(dir)?;
         let tmp = Self::temp_path(dir, name);
         let result = (|| {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(self.file_mode)
+                .open(&tmp)?;
+            // The umask may have taken bits the repository grants.
+            f.set_permissions(fs::Permissions::from_mode(self.file_mode))?;
             f.write_all(data)?;
             f.sync_all()?;
             drop(f);
@@ -133,7 +183,15 @@ impl Backend for LocalBackend {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(fail(&e)),
         }
-        let mk = |p: &Path| fs::create_dir_all(p).map_err(|e| fail(&e));
+        let mk = |p: &Path| {
+            if p.is_dir() {
+                return Ok(());
+            }
+            self.mkdir(p)
+                .and_then(|()| fs::set_permissions(p, fs::Permissions::from_mode(self.dir_mode)))
+                .map_err(|e| fail(&e))
+        };
+        // An existing (empty) directory keeps its permissions.
         mk(&self.root)?;
         for ty in FileType::ALL {
             if ty != FileType::Config {
@@ -153,7 +211,7 @@ impl Backend for LocalBackend {
     fn write(&self, ty: FileType, name: &str, data: &[u8]) -> Result<()> {
         let path = self.path_of(ty, name, BackendOp::Write)?;
         let dir = self.dir_of(ty, name);
-        Self::write_inner(&dir, &path, name, data)
+        self.write_inner(&dir, &path, name, data)
             .map_err(|e| Self::err(ty, name, BackendOp::Write, &e))
     }
 
@@ -254,10 +312,11 @@ impl Backend for LocalBackend {
     fn leave_interrupted_write(&self, ty: FileType, name: &str, data: &[u8], how: Interrupted) {
         // What a killed writer leaves: its temporary file, never the object.
         let dir = self.dir_of(ty, name);
-        let _ = fs::create_dir_all(&dir);
+        let _ = self.mkdir(&dir);
         if let Ok(mut f) = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(self.file_mode)
             .open(Self::temp_path(&dir, name))
         {
             let _ = f.write_all(data);
@@ -292,6 +351,34 @@ mod tests {
             LocalBackend::open(dir.path().join("missing")),
             Err(Error::RepositoryNotFound { .. })
         ));
+    }
+
+    #[test]
+    fn files_are_private_unless_the_repository_directory_is_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let b = LocalBackend::new(dir.path().join("private"));
+        b.create().unwrap();
+        b.write(FileType::Key, &"1".repeat(64), b"k").unwrap();
+        assert_eq!(mode(&dir.path().join("private")), 0o700);
+        assert_eq!(mode(&dir.path().join("private/keys")), 0o700);
+        assert_eq!(
+            mode(&dir.path().join("private/keys").join("1".repeat(64))),
+            0o600
+        );
+        let shared = dir.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o2770)).unwrap();
+        let b = LocalBackend::new(&shared);
+        b.create().unwrap();
+        b.write(FileType::Key, &"2".repeat(64), b"k").unwrap();
+        assert_eq!(
+            mode(&shared) & 0o777,
+            0o770,
+            "init keeps an existing directory's mode"
+        );
+        assert_eq!(mode(&shared.join("keys")), 0o770);
+        assert_eq!(mode(&shared.join("keys").join("2".repeat(64))), 0o660);
     }
 
     #[test]

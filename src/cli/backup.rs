@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::{Args, ValueEnum};
 use litevault::{BackupOptions, Progress, Strategy};
 
-use super::{cancel_on_signals, human, out, Bar, Ctx};
+use super::{cancel_on_signals, human, out, printable, Bar, Ctx};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum StrategyArg {
@@ -49,6 +49,10 @@ pub struct BackupArgs {
     /// Directory for the vacuum strategy's temporary export (default: the system's).
     #[arg(long, value_name = "DIR")]
     temp_dir: Option<PathBuf>,
+    /// Store freelist pages as they are, with what deleted rows left in
+    /// them (by default they are stored as zeros).
+    #[arg(long)]
+    keep_free_pages: bool,
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
@@ -77,6 +81,7 @@ pub fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     opts.verify_source = args.verify_source;
     opts.lock_timeout = duration_arg(&args.lock_timeout, "--lock-timeout")?;
     opts.temp_dir.clone_from(&args.temp_dir);
+    opts.keep_free_pages = args.keep_free_pages;
     opts.cancel = cancel_on_signals()?;
     let repo = ctx.open()?;
 
@@ -91,14 +96,17 @@ pub fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
         b.finish();
     }
     let s = result?;
+    for w in &s.warnings {
+        super::warn(w);
+    }
     if args.json {
         return out(serde_json::to_string(&s)?);
     }
     let m = &s.manifest;
+    let name = printable(&m.database.name);
     if let (None, Some(prev)) = (s.snapshot, s.unchanged_since) {
-        return out(format_args!(
-            "database {} unchanged since snapshot {}: nothing added (use --force to store a snapshot anyway)",
-            m.database.name,
+        return ctx.summary(format_args!(
+            "database {name} unchanged since snapshot {}: nothing added (use --force to store a snapshot anyway)",
             prev.short()
         ));
     }
@@ -108,11 +116,14 @@ pub fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     } else {
         format!(", tags {}", m.tags.join(","))
     };
-    out(format_args!(
-        "snapshot {id} saved: {} ({:?} strategy{tags})",
-        m.database.name, m.image.strategy
+    let strategy = match m.image.strategy {
+        Strategy::Pages => "pages",
+        Strategy::Vacuum => "vacuum",
+    };
+    ctx.summary(format_args!(
+        "snapshot {id} saved: {name} ({strategy} strategy{tags})"
     ))?;
-    out(format_args!(
+    ctx.summary(format_args!(
         "  image   {} in {} chunks: {} new ({}), {} reused",
         human(m.image.bytes),
         m.stats.chunks,
@@ -120,12 +131,12 @@ pub fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
         human(m.stats.new_bytes),
         s.reused_chunks
     ))?;
-    out(format_args!(
+    ctx.summary(format_args!(
         "  added   {} to the repository (compressed and encrypted), {} pack(s)",
         human(s.added_bytes),
         s.packs
     ))?;
-    out(format_args!(
+    ctx.summary(format_args!(
         "  time    {:.2} s, {}/s",
         m.stats.duration_ms as f64 / 1000.0,
         human(s.throughput as u64)

@@ -1,12 +1,13 @@
 //! `litevault dump SNAPSHOT [--format sqlite|sql] [-o FILE|-]`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use litevault::commands::dump::{dump, dump_to_file, DumpFormat};
 
-use super::{snapshot_filter, Ctx, FilterArgs};
+use super::{cancel_on_signals, snapshot_filter, Ctx, FilterArgs};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Format {
@@ -25,33 +26,40 @@ pub struct DumpArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "sqlite")]
     format: Format,
-    /// Output file, or - for standard output.
+    /// Output file (written beside it and renamed into place at the end),
+    /// or - for standard output.
     #[arg(short, long, default_value = "-", value_name = "FILE")]
     output: PathBuf,
+    /// Directory for the temporary copy an SQL dump reads (default: the
+    /// system's temporary directory).
+    #[arg(long, value_name = "DIR")]
+    temp_dir: Option<PathBuf>,
 }
 
 pub fn run(ctx: &Ctx, args: &DumpArgs) -> Result<()> {
-    let repo = ctx.open()?;
-    let (id, _) = repo.find_snapshot(&args.snapshot, &snapshot_filter(&args.filter)?)?;
-    let to_stdout = args.output.as_os_str() == "-";
-    let mut out: Box<dyn Write> = if to_stdout {
-        Box::new(std::io::BufWriter::with_capacity(
-            1 << 20,
-            std::io::stdout().lock(),
-        ))
-    } else {
-        Box::new(std::io::BufWriter::with_capacity(
-            1 << 20,
-            std::fs::File::create(&args.output)
-                .with_context(|| format!("cannot create {}", args.output.display()))?,
-        ))
+    let format = match args.format {
+        Format::Sqlite => DumpFormat::Sqlite,
+        Format::Sql => DumpFormat::Sql,
     };
-    match args.format {
-        Format::Sqlite => {
-            litevault::dump_image(&repo, &id, &mut out)?;
-        }
-        Format::Sql => litevault::dump_sql(&repo, &id, &std::env::temp_dir(), &mut out)?,
+    let to_stdout = args.output.as_os_str() == "-";
+    if to_stdout && format == DumpFormat::Sqlite && std::io::stdout().is_terminal() {
+        bail!("refusing to write a database image to a terminal: give -o FILE, or redirect the output to a file");
     }
-    out.flush().context("writing the dump")?;
-    Ok(())
+    let filter = snapshot_filter(&args.filter)?;
+    let cancel = cancel_on_signals()?;
+    let temp_dir = args.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let repo = ctx.open_reading()?;
+    let (id, _) = repo.find_snapshot(&args.snapshot, &filter)?;
+    let result = if to_stdout {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+        dump(&repo, &id, format, &temp_dir, &mut out, &cancel)
+            .map_err(anyhow::Error::from)
+            .and_then(|_| out.flush().context("writing the dump to standard output"))
+    } else {
+        dump_to_file(&repo, &id, format, &args.output, &temp_dir, &cancel)
+            .map(|_| ())
+            .map_err(anyhow::Error::from)
+    };
+    super::warn_notes(&repo);
+    result
 }

@@ -25,6 +25,9 @@ pub mod code {
     pub const DAMAGED: u8 = 13;
     /// The repository was written by a newer litevault.
     pub const NEWER_FORMAT: u8 = 14;
+    /// The snapshot holds a database that was already corrupt when it was
+    /// backed up (its image is intact).
+    pub const CORRUPT_SNAPSHOT: u8 = 15;
     /// Interrupted by a signal (SIGINT/SIGTERM).
     pub const INTERRUPTED: u8 = 130;
 }
@@ -37,6 +40,7 @@ pub fn exit_code(e: &Error) -> u8 {
         Error::WrongPassword { .. } => code::WRONG_PASSWORD,
         Error::Damaged { .. } => code::DAMAGED,
         Error::NewerFormat { .. } => code::NEWER_FORMAT,
+        Error::CorruptSnapshot { .. } => code::CORRUPT_SNAPSHOT,
         Error::Source { .. } => code::SOURCE,
         Error::Interrupted(_) => code::INTERRUPTED,
         _ => code::FAILURE,
@@ -69,10 +73,17 @@ fn advice(e: &Error) -> Option<String> {
         Error::NotFound { what: "key", .. } => "see `litevault key list`".into(),
         Error::NotFound { .. } => "see `litevault snapshots`".into(),
         Error::Ambiguous { .. } => "give more digits".into(),
+        Error::AmbiguousLatest { .. } => {
+            "choose one with --db PATH or --host, or give a snapshot id".into()
+        }
         Error::NoSnapshot { filtered: false } => "make one with `litevault backup`".into(),
         Error::NoSnapshot { filtered: true } => {
             "see `litevault snapshots`; the filters are --tag, --host and --db".into()
         }
+        Error::InvalidOption {
+            option: "pre_restore",
+            ..
+        } => "pass --no-pre-restore to replace it without a backup".into(),
         Error::InvalidOption {
             option: "policy", ..
         } => "give --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly, --keep-within or --keep-tag".into(),
@@ -101,7 +112,16 @@ fn advice(e: &Error) -> Option<String> {
             _ => return None,
         },
         Error::TargetBusy { .. } => {
-            "stop it first, or restore into the open database with --live".into()
+            "stop it first, or restore into the open database with --live (--force replaces it anyway, and what that process writes later is lost)".into()
+        }
+        Error::TargetMaybeBusy { .. } => {
+            "run as root to see every process, restore into the open database with --live, or pass --force if you are sure nothing has it open".into()
+        }
+        Error::TargetOwner { .. } => {
+            "run the restore as root, or restore to a path this user owns".into()
+        }
+        Error::CorruptSnapshot { .. } => {
+            "salvage what it holds with `litevault dump`, or restore an earlier snapshot".into()
         }
         Error::LivePageSize { .. } => "stop the application and restore without --live".into(),
         Error::Backend(b) => match b.kind {

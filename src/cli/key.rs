@@ -50,8 +50,8 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> Result<()> {
                     "{}{:<8}  {:<10}  {:<16}  {:<20}  argon2id {} MiB x{}",
                     if k.current { "*" } else { " " },
                     k.id.short(),
-                    k.meta.username,
-                    k.meta.host,
+                    super::printable(&k.meta.username),
+                    super::printable(&k.meta.host),
                     k.meta.created,
                     k.kdf.memory_kib / 1024,
                     k.kdf.iterations
@@ -62,12 +62,12 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> Result<()> {
         KeyCommand::Add(a) => {
             let pw = password::new_password(a.new_password_file.as_deref())?;
             let id = litevault::commands::key::add_key(&repo, &pw, super::kdf_for_new_keys())?;
-            out(format_args!("added key {}", id.short()))
+            ctx.summary(format_args!("added key {}", id.short()))
         }
         KeyCommand::Remove { id } => {
             let id = repo.find_key(&id)?;
             litevault::commands::key::remove_key(&repo, &id)?;
-            out(format_args!("removed key {}", id.short()))
+            ctx.summary(format_args!("removed key {}", id.short()))
         }
         KeyCommand::Passwd(a) => {
             let pw = password::new_password(a.new_password_file.as_deref())?;
@@ -77,7 +77,7 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> Result<()> {
                 &pw,
                 super::kdf_for_new_keys(),
             )?;
-            out(format_args!(
+            ctx.summary(format_args!(
                 "changed password: key {} replaced by {}",
                 old.short(),
                 id.short()

@@ -6,7 +6,7 @@ use litevault::commands::check::Severity;
 use litevault::commands::snapshots::SnapshotsOptions;
 use litevault::{ForgetPolicy, GroupBy, PruneOptions, PruneSummary, ReadData, TagChange};
 
-use super::{human, out, snapshot_filter, Ctx, ExitWith, FilterArgs};
+use super::{human, out, printable, snapshot_filter, Ctx, ExitWith, FilterArgs};
 
 #[derive(Debug, Args)]
 pub struct SnapshotsArgs {
@@ -25,7 +25,7 @@ pub fn snapshots(ctx: &Ctx, args: &SnapshotsArgs) -> Result<()> {
         filter: snapshot_filter(&args.filter)?,
         latest: args.latest,
     };
-    let repo = ctx.open()?;
+    let repo = ctx.open_reading()?;
     let snaps = litevault::commands::snapshots::list(&repo, &opts)?;
     if args.json {
         return out(serde_json::to_string_pretty(&snaps)?);
@@ -44,9 +44,9 @@ pub fn snapshots(ctx: &Ctx, args: &SnapshotsArgs) -> Result<()> {
             "{:<8}  {:<20}  {:<12}  {:<14}  {:<28}  {:>10}  {:>10}",
             id.short(),
             t.strftime("%Y-%m-%d %H:%M:%S").to_string(),
-            m.host,
-            m.database.name,
-            m.tags.join(","),
+            printable(&m.host),
+            printable(&m.database.name),
+            printable(&m.tags.join(",")),
             human(m.image.bytes),
             human(m.stats.added_bytes)
         ))?;
@@ -87,14 +87,14 @@ pub fn tag(ctx: &Ctx, args: &TagArgs) -> Result<()> {
     let (id, _) = repo.find_snapshot(&args.snapshot, &litevault::SnapshotFilter::default())?;
     let s = litevault::retag(&repo, &id, &change)?;
     if s.changed {
-        out(format_args!(
+        ctx.summary(format_args!(
             "snapshot {} is now {}: tags {}",
             id.short(),
             s.new_snapshot.short(),
             s.tags.join(",")
         ))
     } else {
-        out(format_args!(
+        ctx.summary(format_args!(
             "snapshot {} unchanged: tags {}",
             id.short(),
             s.tags.join(",")
@@ -191,7 +191,7 @@ pub fn forget(ctx: &Ctx, args: &ForgetArgs) -> Result<()> {
         out(serde_json::to_string_pretty(&plan)?)?;
     } else {
         for g in &plan.groups {
-            out(format_args!("group {}:", g.key))?;
+            out(format_args!("group {}:", printable(&g.key.to_string())))?;
             for d in &g.keep {
                 out(format_args!(
                     "  keep    {}  {}  ({})",
@@ -246,7 +246,7 @@ fn print_prune(ctx: &Ctx, s: &PruneSummary, json: bool) -> Result<()> {
     }
     let p = &s.plan;
     let verb = if s.stats.is_some() { "did" } else { "would" };
-    out(format_args!(
+    ctx.summary(format_args!(
         "{} snapshots use {} blobs; {} packs hold {} ({} unused)",
         p.snapshots,
         p.used_blobs,
@@ -254,7 +254,7 @@ fn print_prune(ctx: &Ctx, s: &PruneSummary, json: bool) -> Result<()> {
         human(p.pack_bytes),
         human(p.unused_bytes)
     ))?;
-    out(format_args!(
+    ctx.summary(format_args!(
         "prune {verb} delete {} unused and {} orphan pack(s), repack {} pack(s) ({} copied), replace {} index file(s): {} freed",
         p.delete.len(),
         p.orphans.len(),
@@ -316,8 +316,12 @@ pub fn check(ctx: &Ctx, args: &CheckArgs) -> Result<()> {
         ReadData::None
     };
     let report = ctx
-        .open()
-        .and_then(|repo| Ok(litevault::check(&repo, read)?))
+        .open_reading()
+        .and_then(|repo| {
+            let report = litevault::check(&repo, read);
+            super::warn_notes(&repo);
+            Ok(report?)
+        })
         .map_err(|e| ExitWith(2, format!("check could not run: {}", super::message_of(&e))))?;
     if args.json {
         out(serde_json::to_string_pretty(&report)?)?;
@@ -332,7 +336,11 @@ pub fn check(ctx: &Ctx, args: &CheckArgs) -> Result<()> {
                 Some(litevault::commands::check::Remedy::Prune) => "; `litevault prune` removes it",
                 None => "",
             };
-            out(format_args!("{sev}: {}: {}{remedy}", f.object, f.message))?;
+            out(format_args!(
+                "{sev}: {}: {}{remedy}",
+                printable(&f.object),
+                printable(&f.message)
+            ))?;
         }
         out(format_args!(
             "checked {} snapshot(s), {} pack(s), {} blob(s); read {} pack(s) whole; {} error(s), {} warning(s)",
@@ -362,7 +370,7 @@ pub struct StatsArgs {
 }
 
 pub fn stats(ctx: &Ctx, args: &StatsArgs) -> Result<()> {
-    let repo = ctx.open()?;
+    let repo = ctx.open_reading()?;
     let s = litevault::stats(&repo)?;
     if args.json {
         return out(serde_json::to_string_pretty(&s)?);
@@ -388,12 +396,12 @@ pub fn stats(ctx: &Ctx, args: &StatsArgs) -> Result<()> {
     for d in &s.databases {
         out(format_args!(
             "  {:<16} {} snapshot(s), latest {}, {} in total, {} distinct ({})",
-            d.name,
+            printable(&d.name),
             d.snapshots,
             human(d.latest_bytes),
             human(d.total_image_bytes),
             human(d.unique_bytes),
-            d.path
+            printable(&d.path)
         ))?;
     }
     Ok(())

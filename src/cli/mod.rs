@@ -42,9 +42,14 @@ pub struct Cli {
     )]
     password_file: Option<PathBuf>,
 
-    /// Print only errors and requested data.
+    /// Print only errors and requested data (no summaries, no progress).
     #[arg(short, long, global = true)]
     quiet: bool,
+
+    /// Read the repository without taking a lock (commands that only read;
+    /// a read-only repository is read without one anyway, with a warning).
+    #[arg(long, global = true)]
+    no_lock: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -109,6 +114,7 @@ pub struct Ctx {
     repo: Option<String>,
     password_file: Option<PathBuf>,
     quiet: bool,
+    no_lock: bool,
 }
 
 impl Ctx {
@@ -127,12 +133,64 @@ impl Ctx {
         Ok(litevault::Repository::open(backend, &password)?)
     }
 
+    /// Opens the repository for a command that only reads: no lock with
+    /// `--no-lock`, and none on a repository that cannot be written.
+    fn open_reading(&self) -> Result<litevault::Repository> {
+        let repo = self.open()?;
+        repo.set_lock_policy(if self.no_lock {
+            litevault::repo::LockPolicy::Never
+        } else {
+            litevault::repo::LockPolicy::IfWritable
+        });
+        Ok(repo)
+    }
+
     /// Writes a status line to stderr unless `--quiet`.
     fn status(&self, msg: impl std::fmt::Display) {
         if !self.quiet {
             eprintln!("{msg}");
         }
     }
+
+    /// Writes a summary line to stdout unless `--quiet`.
+    fn summary(&self, msg: impl std::fmt::Display) -> Result<()> {
+        if self.quiet {
+            return Ok(());
+        }
+        out(msg)
+    }
+}
+
+/// Prints what the repository noted (warnings that did not stop the
+/// command), even with `--quiet`.
+fn warn_notes(repo: &litevault::Repository) {
+    for n in repo.take_notes() {
+        warn(&n);
+    }
+}
+
+/// A warning on stderr (even with `--quiet`: it is not a success to stay
+/// silent about).
+fn warn(msg: &str) {
+    eprintln!("litevault: warning: {}", printable(msg));
+}
+
+/// A name or text from a repository or a file system as it can safely be
+/// shown on one line: control characters (a newline, an escape sequence)
+/// are escaped, so a crafted name cannot forge rows or move the cursor.
+pub fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 /// A progress bar on stderr, fed by the library's progress reports.
@@ -233,6 +291,7 @@ pub fn run() -> Result<()> {
         repo: cli.repo,
         password_file: cli.password_file,
         quiet: cli.quiet,
+        no_lock: cli.no_lock,
     };
     match cli.command {
         Command::Init(a) => repo::init(&ctx, &a),

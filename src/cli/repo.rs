@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Args;
 use litevault::{CompressionParams, Config, InitOptions, Repository};
 
-use super::{out, password, Ctx};
+use super::{password, Ctx};
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -18,20 +18,41 @@ pub struct InitArgs {
 
 pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<()> {
     let location = ctx.location()?;
+    let max = Config::PACK_SIZE_RANGE.end() >> 20;
+    if !(1..=max).contains(&args.pack_size) {
+        anyhow::bail!(
+            "invalid --pack-size {}: give 1 to {max} (MiB)",
+            args.pack_size
+        );
+    }
+    let existing = match &location {
+        litevault::Location::Local(p) => {
+            std::fs::metadata(p).ok().filter(std::fs::Metadata::is_dir)
+        }
+        #[allow(unreachable_patterns)]
+        _ => None,
+    };
     let password = password::repository(ctx.password_file.as_deref(), true)?;
     let opts = InitOptions {
         kdf: super::kdf_for_new_keys(),
         compression: CompressionParams {
             zstd_level: args.compression_level,
         },
-        pack_size: args.pack_size.saturating_mul(1 << 20),
+        pack_size: args.pack_size << 20,
         ..InitOptions::default()
     };
     let repo = Repository::init(location.for_init()?, &password, &opts)?;
-    out(format_args!(
+    ctx.summary(format_args!(
         "created litevault repository {} at {location}",
         repo.config().id.short(),
     ))?;
+    if let Some(m) = existing {
+        use std::os::unix::fs::PermissionsExt;
+        ctx.status(format_args!(
+            "the existing directory {location} keeps its permissions (mode {:o}); new files are private unless it grants its group access",
+            m.permissions().mode() & 0o7777
+        ));
+    }
     ctx.status("Keep the password safe: without it the repository cannot be read, by anyone.");
     Ok(())
 }
@@ -52,14 +73,19 @@ pub fn unlock(ctx: &Ctx, args: &UnlockArgs) -> Result<()> {
             litevault::LockRecord::holder,
         );
         let why = l.stale.as_deref().unwrap_or("--remove-all");
-        out(format_args!("removed lock {} ({who}): {why}", l.id.short()))?;
+        ctx.summary(format_args!(
+            "removed lock {} ({}): {}",
+            l.id.short(),
+            super::printable(&who),
+            super::printable(why)
+        ))?;
     }
     for l in repo.locks()? {
         if let Some(r) = &l.record {
             ctx.status(format_args!(
                 "lock {} is still held by {} (use --remove-all only if that process is gone)",
                 l.id.short(),
-                r.holder()
+                super::printable(&r.holder())
             ));
         }
     }

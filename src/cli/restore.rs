@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use litevault::{Progress, RestoreOptions};
 
-use super::{cancel_on_signals, human, out, snapshot_filter, Bar, Ctx, FilterArgs};
+use super::{cancel_on_signals, human, out, printable, snapshot_filter, Bar, Ctx, FilterArgs};
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -30,6 +30,10 @@ pub struct RestoreArgs {
     /// Write into the target through SQLite while applications keep it open.
     #[arg(long)]
     live: bool,
+    /// Replace the target even if another process has it open, or may have
+    /// (what that process writes afterwards is lost).
+    #[arg(long, conflicts_with = "live")]
+    force: bool,
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
@@ -45,13 +49,14 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         })
         .transpose()?;
     let filter = snapshot_filter(&args.filter)?;
-    let repo = ctx.open()?;
+    let repo = ctx.open_reading()?;
     let (id, manifest) = repo.find_snapshot(&args.snapshot, &filter)?;
     let mut opts = RestoreOptions::new(&args.target);
     opts.quick = args.quick;
     opts.post_sql = post_sql;
     opts.pre_restore = !args.no_pre_restore;
     opts.live = args.live;
+    opts.force = args.force;
     opts.cancel = cancel_on_signals()?;
     let bar = Bar::for_terminal(
         ctx,
@@ -63,26 +68,34 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     if let Some(b) = &bar {
         b.finish();
     }
+    super::warn_notes(&repo);
     let s = result?;
     if args.json {
         return out(serde_json::to_string(&s)?);
     }
-    out(format_args!(
+    if let Some(kept) = &s.kept_damaged {
+        super::warn(&format!(
+            "SQLite could not read the database that was at {}; its bytes are kept in {}",
+            s.target.display(),
+            kept.display()
+        ));
+    }
+    ctx.summary(format_args!(
         "restored snapshot {} ({} from {}, {}) to {}{}",
         id.short(),
-        manifest.database.name,
-        manifest.host,
+        printable(&manifest.database.name),
+        printable(&manifest.host),
         manifest.time,
         s.target.display(),
         if s.live { " through SQLite (live)" } else { "" }
     ))?;
-    out(format_args!(
+    ctx.summary(format_args!(
         "  {} verified in {:.2} s",
         human(s.bytes),
         s.duration_ms as f64 / 1000.0
     ))?;
     if let Some(pre) = s.pre_restore {
-        out(format_args!(
+        ctx.summary(format_args!(
             "  the previous content is snapshot {} (tag pre-restore): `litevault restore {} --target {}` undoes this",
             pre.short(),
             pre.short(),

@@ -45,6 +45,12 @@ use crate::repo::{validate_tag, GroupBy, Index, LockGuard, Repository};
 use crate::sqlite::source::{open_source, ImageMeta, ImageSource, SourceOptions};
 
 const STOPPED: &str = "backup stopped; no snapshot was written";
+/// The longest wait for a database locked by a writer.
+pub const MAX_LOCK_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// The longest host or database name.
+pub const MAX_LABEL: usize = 255;
+/// The most tags a snapshot may have.
+pub const MAX_TAGS: usize = 64;
 
 /// Options of [`backup`]: one struct for the library, the command line, a
 /// config file and the HTTP API.
@@ -81,6 +87,10 @@ pub struct BackupOptions {
     /// the system's temporary directory).
     #[serde(default)]
     pub temp_dir: Option<PathBuf>,
+    /// Store freelist pages as they are (by default they are stored as
+    /// zeros: they hold only what deleted rows left behind).
+    #[serde(default)]
+    pub keep_free_pages: bool,
     /// Stops the backup early; nothing half-done is kept.
     #[serde(skip)]
     pub cancel: Cancel,
@@ -121,6 +131,7 @@ impl BackupOptions {
             verify_source: false,
             lock_timeout: default_lock_timeout(),
             temp_dir: None,
+            keep_free_pages: false,
             cancel: Cancel::new(),
             progress: None,
         }
@@ -132,8 +143,48 @@ impl BackupOptions {
             verify: self.verify_source,
             lock_timeout: self.lock_timeout,
             temp_dir: self.temp_dir.clone().unwrap_or_else(std::env::temp_dir),
+            keep_free_pages: self.keep_free_pages,
             cancel: self.cancel.clone(),
         }
+    }
+
+    /// Checks every value is within range.
+    pub fn validate(&self) -> Result<()> {
+        if self.path.as_os_str().is_empty() {
+            return Err(Error::option("path", "the database path is empty"));
+        }
+        if self.lock_timeout > MAX_LOCK_TIMEOUT {
+            return Err(Error::option(
+                "lock_timeout",
+                format!(
+                    "lock timeout {:.0} s is longer than the {} h litevault waits at most",
+                    self.lock_timeout.as_secs_f64(),
+                    MAX_LOCK_TIMEOUT.as_secs() / 3600
+                ),
+            ));
+        }
+        for (option, value) in [("host", &self.host), ("name", &self.name)] {
+            if let Some(v) = value {
+                if v.is_empty() || v.len() > MAX_LABEL || v.chars().any(char::is_control) {
+                    return Err(Error::option(
+                        option,
+                        format!(
+                            "{option} {v:?} must have 1 to {MAX_LABEL} bytes and no control characters"
+                        ),
+                    ));
+                }
+            }
+        }
+        if self.tags.len() > MAX_TAGS {
+            return Err(Error::option(
+                "tags",
+                format!(
+                    "{} tags is more than the {MAX_TAGS} a snapshot may have",
+                    self.tags.len()
+                ),
+            ));
+        }
+        self.tags.iter().try_for_each(|t| validate_tag(t))
     }
 }
 
@@ -158,6 +209,9 @@ pub struct BackupSummary {
     pub added_bytes: u64,
     /// Image bytes per second read.
     pub throughput: f64,
+    /// What did not stop the backup but should be said (a corrupt schema).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A chunk or tree blob to compress and seal.
@@ -398,6 +452,10 @@ fn new_manifest(
         username: crate::sys::username(),
         database: DatabaseInfo {
             name,
+            mode: std::fs::metadata(&path).ok().map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                m.mode() & 0o7777
+            }),
             path: path.to_string_lossy().into_owned(),
         },
         tags,
@@ -412,6 +470,7 @@ fn new_manifest(
             sqlite_version: meta.sqlite_version,
             quick_check: meta.quick_check,
             change_counter: meta.change_counter,
+            zeroed_free_pages: meta.zeroed_free_pages,
         },
         stats: BackupStats {
             chunks: counts.chunks,
@@ -459,7 +518,7 @@ fn run<'s>(
     opts: &BackupOptions,
     open: impl FnOnce() -> Result<Box<dyn ImageSource + 's>>,
 ) -> Result<BackupSummary> {
-    opts.tags.iter().try_for_each(|t| validate_tag(t))?;
+    opts.validate()?;
     let started = Instant::now();
     let lock = repo.lock(LockKind::Shared, "backup")?;
     opts.cancel.check(STOPPED)?;
@@ -467,9 +526,13 @@ fn run<'s>(
         index: repo.index()?,
         new: HashSet::new(),
     };
+    if opts.strategy == Strategy::Vacuum {
+        crate::sqlite::tempdb::remove_stale(&opts.source_options().temp_dir);
+    }
     let mut source = open()?;
     let (root, hash, counts, stats) = pipeline(repo, &lock, known, source.as_mut(), opts)?;
-    let meta = source.finish()?;
+    let mut meta = source.finish()?;
+    let warnings = std::mem::take(&mut meta.warnings);
     opts.cancel.check(STOPPED)?;
     let mut manifest = new_manifest(opts, meta, root, hash, &counts, &stats);
     let elapsed = started.elapsed();
@@ -485,6 +548,7 @@ fn run<'s>(
             packs: stats.packs,
             added_bytes,
             throughput,
+            warnings: warnings.clone(),
         };
     if !opts.force {
         if let Some(id) = latest_matching(repo, &manifest)? {

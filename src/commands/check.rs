@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::FileType;
 use crate::error::Result;
-use crate::format::lock::LockKind;
 use crate::id::{BlobId, PackId};
 use crate::repo::walker::walk;
 use crate::repo::{Index, Repository};
@@ -114,7 +113,7 @@ impl CheckReport {
 
 /// Checks the repository (see the module docs).
 pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
-    let _lock = repo.lock(LockKind::Shared, "check")?;
+    let _lock = repo.lock_reading("check")?;
     let mut report = CheckReport::default();
     let index = check_index_files(repo, &mut report)?;
     let bad_packs = check_packs(repo, &index, &mut report)?;

@@ -2,46 +2,212 @@
 //! database: the image itself, streamed and verified, or SQL text.
 //!
 //! SQL text needs SQLite to read the image, so the image is reassembled
-//! (verified) into a temporary file first, opened read-only, and written
-//! out by `sqlite::sqltext`; the temporary file is removed on every path.
+//! (verified) into a private temporary file first (mode 0600), opened
+//! read-only, and written out by `sqlite::sqltext`; the temporary file is
+//! removed on every path.
+//!
+//! [`dump_to_file`] never leaves a half-written output: it writes a
+//! temporary file beside the output and renames it into place at the end,
+//! refuses to replace an SQLite database that is in use, and writes
+//! straight into what is not a regular file (a FIFO, `/dev/null`).
 
+use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, SourceProblem};
 use crate::format::manifest::Manifest;
 use crate::id::SnapshotId;
+use crate::progress::Cancel;
 use crate::repo::Repository;
-use crate::sqlite::tempdb::TempDb;
-use crate::sqlite::{open_own, sqltext};
+use crate::sqlite::holders::{self, Holders};
+use crate::sqlite::tempdb::{remove_stale, TempDb};
+use crate::sqlite::{open_own, sqltext, SQLITE_MAGIC};
+use crate::sys::{fsync, with_suffix};
+
+/// What a dump writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DumpFormat {
+    /// The database file itself.
+    #[default]
+    Sqlite,
+    /// SQL text that replays into an equal database.
+    Sql,
+}
+
+/// What a dump to a file did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DumpSummary {
+    /// The snapshot dumped.
+    pub snapshot: SnapshotId,
+    /// The output file.
+    pub output: PathBuf,
+    /// Its format.
+    pub format: DumpFormat,
+    /// Bytes written.
+    pub bytes: u64,
+}
 
 /// Writes the image of snapshot `id` to `out`, verified; returns its length.
 pub fn dump_image(repo: &Repository, id: &SnapshotId, out: &mut dyn Write) -> Result<u64> {
     let manifest = repo.load_manifest(id)?;
-    repo.write_image(&manifest, out)
+    repo.write_image(&manifest, out, &Cancel::new())
 }
 
-/// Writes snapshot `id` as SQL text; the temporary copy SQLite reads goes
-/// to `temp_dir`.
-pub fn dump_sql(
+/// Writes snapshot `id` in `format` to `out`; the temporary copy SQLite
+/// reads for SQL text goes to `temp_dir`. Returns the bytes written.
+pub fn dump(
     repo: &Repository,
     id: &SnapshotId,
+    format: DumpFormat,
     temp_dir: &Path,
     out: &mut dyn Write,
-) -> Result<()> {
+    cancel: &Cancel,
+) -> Result<u64> {
+    let _lock = repo.lock_reading("dump")?;
     let manifest: Manifest = repo.load_manifest(id)?;
-    let (tmp, file) = TempDb::create(temp_dir, "dump", "sql")?;
-    {
-        let mut f = BufWriter::new(file);
-        repo.write_image(&manifest, &mut f)?;
-        f.flush().map_err(|e| Error::io("writing", tmp.path(), e))?;
+    match format {
+        DumpFormat::Sqlite => repo.write_image(&manifest, out, cancel),
+        DumpFormat::Sql => {
+            remove_stale(temp_dir);
+            let (tmp, file) = TempDb::create(temp_dir, "dump", "sql")?;
+            {
+                let mut f = BufWriter::new(file);
+                repo.write_image(&manifest, &mut f, cancel)?;
+                f.flush().map_err(|e| Error::io("writing", tmp.path(), e))?;
+            }
+            let conn = open_own(tmp.path(), true).map_err(|e| {
+                Error::source(
+                    tmp.path(),
+                    SourceProblem::Unreadable,
+                    format!("opening the snapshot's database: {e}"),
+                )
+            })?;
+            let mut counting = Counting {
+                inner: out,
+                bytes: 0,
+            };
+            sqltext::write_sql(&conn, &mut counting, cancel)?;
+            Ok(counting.bytes)
+        }
     }
-    let conn = open_own(tmp.path(), true).map_err(|e| {
-        Error::source(
-            tmp.path(),
-            SourceProblem::Unreadable,
-            format!("opening the snapshot's database: {e}"),
-        )
-    })?;
-    sqltext::write_sql(&conn, out)
+}
+
+/// Counts what passes through.
+struct Counting<'a> {
+    inner: &'a mut dyn Write,
+    bytes: u64,
+}
+
+impl Write for Counting<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes snapshot `id` to the file `output` (see the module docs).
+pub fn dump_to_file(
+    repo: &Repository,
+    id: &SnapshotId,
+    format: DumpFormat,
+    output: &Path,
+    temp_dir: &Path,
+    cancel: &Cancel,
+) -> Result<DumpSummary> {
+    let summary = |bytes| DumpSummary {
+        snapshot: *id,
+        output: output.to_path_buf(),
+        format,
+        bytes,
+    };
+    let existing = std::fs::metadata(output).ok();
+    if let Some(m) = &existing {
+        if m.is_dir() {
+            return Err(Error::option(
+                "output",
+                format!(
+                    "output {} is a directory: give a file name",
+                    output.display()
+                ),
+            ));
+        }
+        if !m.is_file() {
+            // A FIFO or a device: written straight, as asked.
+            let mut f = OpenOptions::new()
+                .write(true)
+                .open(output)
+                .map_err(|e| Error::io("opening", output, e))?;
+            let bytes = dump(repo, id, format, temp_dir, &mut f, cancel)?;
+            return Ok(summary(bytes));
+        }
+        refuse_database_in_use(output)?;
+    }
+    let dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    remove_stale(&dir);
+    let stem = output
+        .file_name()
+        .map_or_else(|| "dump".into(), |n| n.to_string_lossy().into_owned());
+    let (tmp, file) = TempDb::create(&dir, &stem, "dump")?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    let bytes = dump(repo, id, format, temp_dir, &mut w, cancel)?;
+    let file = w
+        .into_inner()
+        .map_err(|e| Error::io("writing", tmp.path(), e.into_error()))?;
+    file.sync_all()
+        .map_err(|e| Error::io("fsyncing", tmp.path(), e))?;
+    if let Some(m) = &existing {
+        // The file it replaces keeps its owner and mode.
+        let _ = std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()));
+        file.set_permissions(std::fs::Permissions::from_mode(m.mode() & 0o7777))
+            .map_err(|e| Error::io("setting the permissions of", tmp.path(), e))?;
+    }
+    drop(file);
+    cancel.check("dump stopped; the output was not touched")?;
+    // Side files of a database that was there would be replayed into the
+    // new one.
+    if existing.is_some() {
+        for suffix in ["-wal", "-journal"] {
+            let _ = std::fs::remove_file(with_suffix(output, suffix));
+        }
+    }
+    std::fs::rename(tmp.path(), output)
+        .map_err(|e| Error::io("renaming the dump to", output, e))?;
+    tmp.keep();
+    fsync(&dir).map_err(|e| Error::io("fsyncing", &dir, e))?;
+    Ok(summary(bytes))
+}
+
+/// Refuses to replace an SQLite database another process has open.
+fn refuse_database_in_use(path: &Path) -> Result<()> {
+    let mut head = [0u8; 16];
+    let is_db = std::fs::File::open(path)
+        .and_then(|mut f| crate::sqlite::read_up_to(&mut f, &mut head))
+        .is_ok_and(|n| n == 16 && &head == SQLITE_MAGIC);
+    if !is_db {
+        return Ok(());
+    }
+    match holders::find(path) {
+        Holders::None => Ok(()),
+        Holders::Found(holder) => Err(Error::TargetBusy {
+            path: path.to_path_buf(),
+            holder: format!("an SQLite database open by {holder}"),
+        }),
+        Holders::Unknown(why) => Err(Error::TargetMaybeBusy {
+            path: path.to_path_buf(),
+            why,
+        }),
+    }
 }

@@ -303,6 +303,7 @@ mod tests {
                 database: DatabaseInfo {
                     name: "app.db".into(),
                     path: "/app.db".into(),
+                    mode: None,
                 },
                 tags: tags.iter().map(|t| (*t).to_string()).collect(),
                 image: ImageInfo {
@@ -316,6 +317,7 @@ mod tests {
                     sqlite_version: "3".into(),
                     quick_check: None,
                     change_counter: 0,
+                    zeroed_free_pages: 0,
                 },
                 stats: BackupStats::default(),
                 tree: TreeRoot {

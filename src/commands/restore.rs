@@ -11,12 +11,16 @@
 //! 3. **Scrub** (optional): run SQL on the copy, checkpoint it,
 //!    `quick_check` it again.
 //! 4. **Protect** what is there: refuse if another process has the target
-//!    open (unless live); back the target up as a `pre-restore` snapshot.
-//! 5. **Swap** (`sqlite::target::swap`) or, live, copy into the open
-//!    database through SQLite's online backup API.
+//!    open or may have it open (unless live or forced); back the target up
+//!    as a `pre-restore` snapshot, or, if SQLite cannot read it (a
+//!    destroyed header), keep its bytes aside under a new name.
+//! 5. **Swap** (`sqlite::target::swap`), the copy first given the target's
+//!    owner, group and mode and the snapshot's journal mode; or, live,
+//!    copy into the open database through SQLite's online backup API.
 //!
-//! A failure or crash before step 5 leaves the target untouched (the
-//! temporary file is removed, or ignored: it has its own name).
+//! A failure, signal or crash before step 5 leaves the target untouched:
+//! the temporary file (mode 0600) is removed, or, after a kill, has its own
+//! name and is removed by the next run.
 
 use std::fs::File;
 use std::io::Read;
@@ -28,17 +32,17 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::backup::{backup, BackupOptions};
-use crate::error::{Error, Result};
-use crate::format::lock::LockKind;
+use crate::error::{BackendErrorKind, Error, Result, SourceProblem};
 use crate::format::manifest::{Manifest, Strategy};
 use crate::id::{BlobId, SnapshotId};
 use crate::progress::{Cancel, Progress};
 use crate::repo::{Repository, PRE_RESTORE_TAG};
 use crate::sqlite::target::{
-    check_space, check_target, live_copy, refuse_if_open, resolve_target, swap,
+    check_space, check_target, inspect, live_copy, prepare_copy, refuse_if_open, resolve_target,
+    swap, Ownership, TargetState,
 };
-use crate::sqlite::tempdb::TempDb;
-use crate::sqlite::verify::{run_scrub, verify_database};
+use crate::sqlite::tempdb::{remove_stale, TempDb};
+use crate::sqlite::verify::{run_scrub, verify_database, CopyCheck};
 use crate::sys::fsync;
 
 const STOPPED: &str = "restore stopped; the target was not touched";
@@ -61,6 +65,10 @@ pub struct RestoreOptions {
     /// Write into the target through SQLite while it stays open.
     #[serde(default)]
     pub live: bool,
+    /// Replace the target even if another process has it open, or may
+    /// have (data written through such a process is lost).
+    #[serde(default)]
+    pub force: bool,
     /// Stops the restore early; the target is left untouched.
     #[serde(skip)]
     pub cancel: Cancel,
@@ -91,6 +99,7 @@ impl RestoreOptions {
             post_sql: None,
             pre_restore: true,
             live: false,
+            force: false,
             cancel: Cancel::new(),
             progress: None,
         }
@@ -110,6 +119,8 @@ pub struct RestoreSummary {
     pub pre_restore: Option<SnapshotId>,
     /// True if written through SQLite into an open database.
     pub live: bool,
+    /// Where a target SQLite could not read was kept, renamed.
+    pub kept_damaged: Option<PathBuf>,
     /// Wall-clock duration in milliseconds.
     pub duration_ms: u64,
 }
@@ -146,16 +157,24 @@ pub fn restore(
     opts: &RestoreOptions,
 ) -> Result<RestoreSummary> {
     let started = Instant::now();
-    let lock = repo.lock(LockKind::Shared, "restore")?;
+    if opts.target.as_os_str().is_empty() {
+        return Err(Error::option("target", "the target path is empty"));
+    }
+    let lock = repo.lock_reading("restore")?;
     let manifest = repo.load_manifest(id)?;
     let target = resolve_target(&opts.target)?;
     let dir = check_target(&target)?;
+    remove_stale(&dir);
     check_space(&dir, manifest.image.bytes, "restore")?;
-    let exists = std::fs::symlink_metadata(&target).is_ok();
-    if exists && !opts.live {
-        // Before the long part: fail early if the swap would be refused.
-        refuse_if_open(&target)?;
-    }
+    let before = inspect(&target);
+    let guard = |state: &TargetState| -> Result<()> {
+        if opts.live || opts.force || *state == TargetState::Missing {
+            return Ok(());
+        }
+        refuse_if_open(&target, state)
+    };
+    // Before the long part: fail early if the swap would be refused.
+    guard(&before)?;
     let stem = target
         .file_name()
         .map_or_else(|| "db".into(), |n| n.to_string_lossy().into_owned());
@@ -172,43 +191,62 @@ pub fn restore(
         &opts.cancel,
     )?;
     drop(file);
+    opts.cancel.check(STOPPED)?;
+    if let Some(p) = &opts.progress {
+        p.phase("verifying");
+    }
     // The fsync and the hash read-back run beside SQLite's check: all
     // three must pass before anything replaces the target.
     std::thread::scope(|s| {
         let synced =
             s.spawn(|| fsync(tmp.path()).map_err(|e| Error::io("fsyncing", tmp.path(), e)));
         let image = s.spawn(|| check_image(repo, &manifest, tmp.path()));
-        let db = verify_database(tmp.path(), &manifest, opts.quick);
+        let db = verify_database(tmp.path(), &manifest, opts.quick, &opts.cancel);
         let image = image.join().expect("image check thread panicked");
         let synced = synced.join().expect("fsync thread panicked");
-        image.and(db).and(synced)
+        image?;
+        synced?;
+        db.map_err(|e| copy_error(&manifest, e))
     })?;
     if let Some(sql) = &opts.post_sql {
-        run_scrub(tmp.path(), sql, "post_sql")?;
+        run_scrub(tmp.path(), sql, "post_sql", &opts.cancel)?;
     }
     opts.cancel.check(STOPPED)?;
-    // The target may have appeared while the copy was being made.
-    let exists = std::fs::symlink_metadata(&target).is_ok();
-    if exists && !opts.live {
-        refuse_if_open(&target)?;
+    // The target may have appeared, or changed, while the copy was made.
+    let state = inspect(&target);
+    guard(&state)?;
+    let own = match std::fs::metadata(&target) {
+        Ok(m) => Ownership::of(&m),
+        Err(_) => Ownership::new_file(manifest.database.mode),
+    };
+    let live = opts.live && matches!(state, TargetState::Database { .. });
+    if !live {
+        prepare_copy(tmp.path(), &target, own, &manifest.image.journal_mode)?;
     }
-    let pre_restore = if exists && opts.pre_restore {
-        Some(pre_restore_snapshot(repo, &target)?)
+    let pre_restore = match (&state, opts.pre_restore) {
+        (TargetState::Database { .. }, true) => pre_restore_snapshot(repo, &target)?,
+        _ => None,
+    };
+    let state = if pre_restore.is_none() && opts.pre_restore {
+        // The backup could not read it: keep its bytes instead.
+        match state {
+            TargetState::Database { .. } => TargetState::Damaged("SQLite could not read it".into()),
+            s => s,
+        }
     } else {
-        None
+        state
     };
     opts.cancel.check(STOPPED)?;
     lock.ensure_held()?;
-    let live = opts.live && exists;
+    let mut kept_damaged = None;
     if live {
-        live_copy(tmp.path(), &target)?;
+        live_copy(tmp.path(), &target, &opts.cancel)?;
     } else {
         // The pre-restore backup took a while: check nobody opened the
         // target meanwhile.
-        if exists {
-            refuse_if_open(&target)?;
-        }
-        swap(tmp.path(), &target, &dir)?;
+        guard(&state)?;
+        kept_damaged = swap(tmp.path(), &target, &dir, &state)?;
+        tmp.keep();
     }
     Ok(RestoreSummary {
         snapshot: *id,
@@ -216,13 +254,36 @@ pub fn restore(
         bytes: manifest.image.bytes,
         pre_restore,
         live,
+        kept_damaged,
         duration_ms: started.elapsed().as_millis() as u64,
     })
 }
 
+/// The error for a restored copy that did not verify although its image
+/// matched the manifest's hash: the database was already so when it was
+/// backed up.
+fn copy_error(m: &Manifest, e: CopyCheck) -> Error {
+    match e {
+        CopyCheck::Failed(problem) | CopyCheck::Broken(problem) => Error::CorruptSnapshot {
+            database: m.database.name.clone(),
+            time: m.time.clone(),
+            problem,
+        },
+        CopyCheck::Shape(p) => Error::damaged(
+            format!(
+                "the restored copy of {} taken at {}",
+                m.database.name, m.time
+            ),
+            p,
+        ),
+        CopyCheck::Stopped(e) => e,
+    }
+}
+
 /// Backs the target up, tagged `pre-restore` plus the tags its own latest
-/// snapshot had.
-fn pre_restore_snapshot(repo: &Repository, target: &Path) -> Result<SnapshotId> {
+/// snapshot had. `None` when SQLite cannot read the target (then its bytes
+/// are kept aside instead).
+fn pre_restore_snapshot(repo: &Repository, target: &Path) -> Result<Option<SnapshotId>> {
     let path = target.to_string_lossy();
     let own = repo
         .snapshots()?
@@ -237,18 +298,35 @@ fn pre_restore_snapshot(repo: &Repository, target: &Path) -> Result<SnapshotId> 
         opts.tags.extend(m.tags);
         opts.name = Some(m.database.name);
     }
-    let s = backup(repo, &opts).map_err(|e| match e {
-        Error::Source {
+    match backup(repo, &opts) {
+        Ok(s) => s
+            .snapshot
+            .map(Some)
+            .ok_or_else(|| Error::Internal("the pre-restore backup stored no snapshot".into())),
+        Err(Error::Source {
+            problem: SourceProblem::Corrupt | SourceProblem::NotSqlite,
+            ..
+        }) => Ok(None),
+        Err(Error::Backend(e))
+            if matches!(e.kind, BackendErrorKind::ReadOnly | BackendErrorKind::PermissionDenied) =>
+        {
+            Err(Error::option(
+                "pre_restore",
+                format!(
+                    "the current target cannot be backed up before it is replaced: the repository cannot be written ({})",
+                    e.detail
+                ),
+            ))
+        }
+        Err(Error::Source {
             path,
             problem,
             message,
-        } => Error::Source {
+        }) => Err(Error::Source {
             path,
             problem,
             message: format!("backing up the current target before replacing it: {message}"),
-        },
-        e => e,
-    })?;
-    s.snapshot
-        .ok_or_else(|| Error::Internal("the pre-restore backup stored no snapshot".into()))
+        }),
+        Err(e) => Err(e),
+    }
 }

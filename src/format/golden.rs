@@ -129,6 +129,7 @@ fn make() -> Vectors {
             database: DatabaseInfo {
                 name: "app.db".into(),
                 path: "/srv/app/app.db".into(),
+                mode: None,
             },
             tags: vec!["db_app".into(), "env_production".into()],
             image: ImageInfo {
@@ -142,6 +143,7 @@ fn make() -> Vectors {
                 sqlite_version: "3.50.4".into(),
                 quick_check: Some("ok".into()),
                 change_counter: 7,
+                zeroed_free_pages: 0,
             },
             stats: BackupStats {
                 chunks: 3,

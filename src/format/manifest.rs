@@ -30,6 +30,11 @@ pub struct DatabaseInfo {
     pub name: String,
     /// Absolute path at backup time.
     pub path: String,
+    /// The file's permission bits at backup time (a restore to a new path
+    /// gives the file these); absent in snapshots of litevault before it
+    /// recorded them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
 }
 
 /// Facts about the image, recorded so that a restore can verify it.
@@ -56,6 +61,14 @@ pub struct ImageInfo {
     pub quick_check: Option<String>,
     /// The header's file change counter (offset 24), used to skip unchanged backups.
     pub change_counter: u32,
+    /// Freelist leaf pages stored as zeros (they held only deleted data).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub zeroed_free_pages: u64,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Sizes and timings of the backup that made the snapshot.

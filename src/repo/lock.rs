@@ -19,9 +19,9 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use super::repository::Repository;
+use super::repository::{LockPolicy, Repository};
 use crate::backend::{Backend, FileType};
-use crate::error::{Error, Result};
+use crate::error::{BackendErrorKind, Error, Result};
 use crate::format::crypto::MasterKey;
 use crate::format::lock::{LockKind, LockRecord, REFRESH_EVERY, STALE_AFTER};
 use crate::id::LockId;
@@ -30,6 +30,34 @@ impl Repository {
     /// Takes a lock; it is held until the guard is dropped.
     pub fn lock(&self, kind: LockKind, command: &str) -> Result<LockGuard> {
         acquire(self.backend(), self.key_arc(), kind, command)
+    }
+
+    /// The shared lock of a command that only reads, as the lock policy
+    /// says (see [`LockPolicy`]).
+    pub fn lock_reading(&self, command: &str) -> Result<LockGuard> {
+        match self.lock_policy() {
+            LockPolicy::Always => self.lock(LockKind::Shared, command),
+            LockPolicy::Never => Ok(LockGuard::not_held()),
+            LockPolicy::IfWritable => match self.lock(LockKind::Shared, command) {
+                Err(Error::Backend(e))
+                    if matches!(
+                        e.kind,
+                        BackendErrorKind::ReadOnly | BackendErrorKind::PermissionDenied
+                    ) =>
+                {
+                    // Nothing may be pruning: an exclusive lock still stops us.
+                    if let Some(e) = conflict(LockKind::Shared, &self.locks()?, None) {
+                        return Err(e);
+                    }
+                    self.note(format!(
+                        "the repository cannot be written ({}): reading it without a lock",
+                        e.detail
+                    ));
+                    Ok(LockGuard::not_held())
+                }
+                other => other,
+            },
+        }
     }
 
     /// Every lock in the repository, with staleness.
@@ -119,6 +147,10 @@ fn conflict(kind: LockKind, others: &[LockInfo], mine: Option<&LockId>) -> Optio
 
 /// A held lock. Dropping it stops the refresh and deletes the lock file.
 pub struct LockGuard {
+    held: Option<Held>,
+}
+
+struct Held {
     backend: Arc<dyn Backend>,
     current: Arc<Mutex<LockId>>,
     refreshed: Arc<Mutex<std::time::Instant>>,
@@ -133,9 +165,21 @@ impl std::fmt::Debug for LockGuard {
 }
 
 impl LockGuard {
-    /// The current lock file's id.
-    pub fn id(&self) -> LockId {
-        *self.current.lock().expect("lock id mutex")
+    /// A guard holding no lock (see [`LockPolicy`]).
+    pub fn not_held() -> Self {
+        Self { held: None }
+    }
+
+    /// True if a lock file is held.
+    pub fn is_held(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// The current lock file's id, if a lock is held.
+    pub fn id(&self) -> Option<LockId> {
+        self.held
+            .as_ref()
+            .map(|h| *h.current.lock().expect("lock id mutex"))
     }
 
     /// Fails if the lock could not be refreshed for so long that another
@@ -143,7 +187,10 @@ impl LockGuard {
     /// each step that others' safety relies on (writing an index or a
     /// snapshot, deleting).
     pub fn ensure_held(&self) -> Result<()> {
-        let age = self.refreshed.lock().expect("refresh mutex").elapsed();
+        let Some(h) = &self.held else {
+            return Ok(());
+        };
+        let age = h.refreshed.lock().expect("refresh mutex").elapsed();
         if age + REFRESH_EVERY >= STALE_AFTER {
             return Err(Error::LockLost {
                 minutes: age.as_secs() / 60,
@@ -153,13 +200,14 @@ impl LockGuard {
     }
 }
 
-impl Drop for LockGuard {
+impl Drop for Held {
     fn drop(&mut self) {
         drop(self.stop.take());
         if let Some(t) = self.refresher.take() {
             let _ = t.join();
         }
-        let _ = self.backend.remove(FileType::Lock, &self.id().to_hex());
+        let id = *self.current.lock().expect("lock id mutex");
+        let _ = self.backend.remove(FileType::Lock, &id.to_hex());
     }
 }
 
@@ -199,11 +247,13 @@ fn acquire(
             .map_err(|e| Error::Internal(format!("starting the lock refresh thread: {e}")))?
     };
     Ok(LockGuard {
-        backend: Arc::clone(backend),
-        current,
-        refreshed: last_refresh,
-        stop: Some(stop),
-        refresher: Some(refresher),
+        held: Some(Held {
+            backend: Arc::clone(backend),
+            current,
+            refreshed: last_refresh,
+            stop: Some(stop),
+            refresher: Some(refresher),
+        }),
     })
 }
 

@@ -349,12 +349,18 @@ impl Repository {
 
     /// Writes the image of `manifest` to `out` in order, verified against
     /// the manifest's hash and size; returns its length. Reads one blob at
-    /// a time (for streaming).
-    pub fn write_image(&self, manifest: &Manifest, out: &mut dyn Write) -> Result<u64> {
+    /// a time (for streaming); `cancel` stops it.
+    pub fn write_image(
+        &self,
+        manifest: &Manifest,
+        out: &mut dyn Write,
+        cancel: &Cancel,
+    ) -> Result<u64> {
         let index = self.index()?;
         let mut hasher = self.key().blob_hasher();
         let mut written = 0u64;
         self.walk_chunks(manifest, None, &mut |entry| {
+            cancel.check("stopped while writing the image")?;
             let data = self.read_blob_with(&index, &entry.id)?;
             if data.len() as u64 != entry.len {
                 return Err(Error::damaged(

@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use serde::{Deserialize, Serialize};
+
 use super::index::Index;
 use crate::backend::local::LocalBackend;
 use crate::backend::{Backend, FileType};
@@ -50,6 +52,21 @@ impl Default for InitOptions {
     }
 }
 
+/// Whether commands that only read take a lock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockPolicy {
+    /// Always: a repository that cannot be written cannot be read.
+    #[default]
+    Always,
+    /// When the repository can be written; a read-only one is read without
+    /// a lock (after checking that no exclusive lock is held), and a note
+    /// says so.
+    IfWritable,
+    /// Never (the caller knows nothing prunes meanwhile).
+    Never,
+}
+
 /// What this process listed and read (see the module docs).
 #[derive(Default)]
 pub(crate) struct Cache {
@@ -71,6 +88,8 @@ pub struct Repository {
     key_id: KeyId,
     config: Config,
     cache: Mutex<Cache>,
+    lock_policy: Mutex<LockPolicy>,
+    notes: Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -99,6 +118,8 @@ impl Repository {
             key_id,
             config,
             cache: Mutex::new(Cache::default()),
+            lock_policy: Mutex::new(LockPolicy::default()),
+            notes: Mutex::new(Vec::new()),
         }
     }
 
@@ -117,7 +138,30 @@ impl Repository {
             pack_size: opts.pack_size,
             ..Config::new(RepositoryId::from_bytes(repo_id))
         };
-        config.validate().map_err(|m| Error::option("config", m))?;
+        config
+            .chunker
+            .validate()
+            .map_err(|m| Error::option("chunker", m))?;
+        if !(0..=22).contains(&config.compression.zstd_level) {
+            return Err(Error::option(
+                "compression_level",
+                format!(
+                    "zstd level {} is outside 0..=22",
+                    config.compression.zstd_level
+                ),
+            ));
+        }
+        if !Config::PACK_SIZE_RANGE.contains(&config.pack_size) {
+            return Err(Error::option(
+                "pack_size",
+                format!(
+                    "pack size {} bytes is outside {}..={} bytes",
+                    config.pack_size,
+                    Config::PACK_SIZE_RANGE.start(),
+                    Config::PACK_SIZE_RANGE.end()
+                ),
+            ));
+        }
         backend.create()?;
         let key = MasterKey::generate()?;
         let key_bytes = key::encode(&key, password, opts.kdf, &KeyMeta::now())?;
@@ -231,6 +275,41 @@ impl Repository {
         c.snapshot_ids = None;
         c.index = None;
         c.pending_index.clear();
+    }
+
+    /// Whether commands that only read take a lock.
+    pub fn set_lock_policy(&self, policy: LockPolicy) {
+        *self
+            .lock_policy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = policy;
+    }
+
+    /// The lock policy (see [`LockPolicy`]).
+    pub fn lock_policy(&self) -> LockPolicy {
+        *self
+            .lock_policy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records something a caller should be told (a warning that did not
+    /// stop the command).
+    pub(crate) fn note(&self, note: String) {
+        self.notes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(note);
+    }
+
+    /// Takes the notes recorded so far.
+    pub fn take_notes(&self) -> Vec<String> {
+        std::mem::take(
+            &mut *self
+                .notes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     pub(crate) fn cache(&self) -> MutexGuard<'_, Cache> {

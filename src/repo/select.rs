@@ -14,16 +14,23 @@ use crate::id::SnapshotId;
 /// The tag of the snapshot a restore takes of the target it replaces.
 pub const PRE_RESTORE_TAG: &str = "pre-restore";
 
-/// Checks a tag: non-empty, no commas, no white space or control characters.
+/// The longest tag, in bytes.
+pub const MAX_TAG_LEN: usize = 128;
+
+/// Checks a tag: 1 to [`MAX_TAG_LEN`] bytes, no commas, no white space or
+/// control characters.
 pub fn validate_tag(tag: &str) -> Result<()> {
     if tag.is_empty()
+        || tag.len() > MAX_TAG_LEN
         || tag.contains(',')
         || tag.chars().any(|c| c.is_whitespace() || c.is_control())
     {
+        let shown: String = tag.chars().take(40).collect();
         return Err(Error::option(
             "tags",
             format!(
-                "invalid tag {tag:?}: tags are non-empty and have no commas, spaces or control characters"
+                "invalid tag {shown:?}{}: tags have 1 to {MAX_TAG_LEN} bytes and no commas, spaces or control characters",
+                if shown.len() < tag.len() { "..." } else { "" }
             ),
         ));
     }

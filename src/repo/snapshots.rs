@@ -105,18 +105,33 @@ impl Repository {
         filter: &SnapshotFilter,
     ) -> Result<(SnapshotId, Manifest)> {
         if spec == "latest" {
-            return self
+            let candidates: Vec<(SnapshotId, Manifest)> = self
                 .snapshots()?
                 .into_iter()
-                .rev()
-                .find(|(_, m)| {
+                .filter(|(_, m)| {
                     filter.matches(m)
                         && (!m.tags.iter().any(|t| t == PRE_RESTORE_TAG)
                             || filter.asks_for_tag(PRE_RESTORE_TAG))
                 })
-                .ok_or(Error::NoSnapshot {
-                    filtered: !filter.is_empty(),
-                });
+                .collect();
+            // The newest of several databases is a guess, not a choice.
+            let mut databases: Vec<String> = candidates
+                .iter()
+                .map(|(_, m)| {
+                    format!(
+                        "{} on host {} ({})",
+                        m.database.name, m.host, m.database.path
+                    )
+                })
+                .collect();
+            databases.sort();
+            databases.dedup();
+            if databases.len() > 1 {
+                return Err(Error::AmbiguousLatest { databases });
+            }
+            return candidates.into_iter().next_back().ok_or(Error::NoSnapshot {
+                filtered: !filter.is_empty(),
+            });
         }
         let names: Vec<String> = self
             .snapshot_ids()?
@@ -129,7 +144,12 @@ impl Repository {
     }
 }
 
-/// The one name in `names` starting with `prefix`.
+/// Shortest id prefix accepted unless it is ambiguous anyway.
+pub const MIN_PREFIX: usize = 4;
+
+/// The one name in `names` starting with `prefix` (at least
+/// [`MIN_PREFIX`] hex digits: a shorter one that happens to be unique
+/// today is refused, as it will not stay so).
 pub(crate) fn unique_prefix<'a>(
     names: &'a [String],
     prefix: &str,
@@ -143,6 +163,9 @@ pub(crate) fn unique_prefix<'a>(
     let prefix = prefix.to_ascii_lowercase();
     let matches: Vec<&String> = names.iter().filter(|n| n.starts_with(&prefix)).collect();
     match matches.as_slice() {
+        [_] if prefix.len() < MIN_PREFIX => Err(Error::InvalidInput(format!(
+            "{what} id prefix {prefix} is too short: give at least {MIN_PREFIX} hex digits"
+        ))),
         [one] => Ok(one.as_str()),
         [] => Err(Error::NotFound { what, id: prefix }),
         many => Err(Error::Ambiguous {

@@ -13,6 +13,7 @@
 //!
 //! This file opens databases and turns SQLite's errors into the library's.
 
+pub mod holders;
 pub mod source;
 pub mod sqltext;
 pub mod target;
@@ -22,11 +23,14 @@ pub mod verify;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use crate::error::{Error, Result, SourceProblem};
+use crate::progress::Cancel;
 
 /// The header every non-empty SQLite database starts with.
 pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
@@ -100,6 +104,14 @@ pub fn open_database(path: &Path, lock_timeout: Duration) -> Result<Connection> 
             format!("{p} is a directory, not an SQLite database file"),
         ));
     }
+    // A FIFO would block the open forever; a device is no database.
+    if !meta.is_file() {
+        return Err(Error::source(
+            path,
+            SourceProblem::NotAFile,
+            format!("{p} is not a regular file (a FIFO, socket or device), so not an SQLite database file"),
+        ));
+    }
     let mut head = [0u8; 16];
     let n = File::open(path)
         .and_then(|mut f| read_up_to(&mut f, &mut head))
@@ -117,16 +129,55 @@ pub fn open_database(path: &Path, lock_timeout: Duration) -> Result<Connection> 
             format!("{p} is not an SQLite database: it does not start with \"SQLite format 3\""),
         ));
     }
+    // No URI flag: a file named `file:x.db` is a file, not a URI.
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| sql_error(path, lock_timeout, &e))?;
     conn.busy_timeout(lock_timeout)
         .map_err(|e| sql_error(path, lock_timeout, &e))?;
     Ok(conn)
+}
+
+/// While alive, interrupts every statement of a connection once `cancel`
+/// is set, so a long query, a `VACUUM INTO` or a wait for a lock stops at
+/// Ctrl-C or SIGTERM (SQLite then reports `SQLITE_INTERRUPT`).
+pub struct InterruptOnCancel {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Watches `cancel` for the statements of `conn` (see [`InterruptOnCancel`]).
+pub fn interrupt_on_cancel(conn: &Connection, cancel: &Cancel) -> InterruptOnCancel {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let handle = conn.get_interrupt_handle();
+    let cancel = cancel.clone();
+    let thread = std::thread::Builder::new()
+        .name("litevault-sql-interrupt".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(Duration::from_millis(20))
+            {
+                if cancel.is_cancelled() {
+                    handle.interrupt();
+                }
+            }
+        })
+        .ok();
+    InterruptOnCancel {
+        stop: Some(stop),
+        thread,
+    }
+}
+
+impl Drop for InterruptOnCancel {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Opens a database file litevault itself made (a restored copy, an

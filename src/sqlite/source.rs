@@ -17,7 +17,6 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode};
@@ -47,6 +46,11 @@ pub struct ImageMeta {
     pub quick_check: Option<String>,
     /// File change counter (header offset 24) of page 1.
     pub change_counter: u32,
+    /// Freelist leaf pages stored as zeros.
+    pub zeroed_free_pages: u64,
+    /// What SQLite reported while reading that did not stop the backup
+    /// (a corrupt schema: the image is kept as it is on disk).
+    pub warnings: Vec<String>,
 }
 
 /// A consistent image of a database, page by page.
@@ -71,7 +75,10 @@ pub struct SourceOptions {
     pub lock_timeout: Duration,
     /// Directory of the export (strategy `vacuum`).
     pub temp_dir: PathBuf,
-    /// Stops the read.
+    /// Keep the content of freelist pages (by default they are stored as
+    /// zeros: they hold nothing but deleted rows).
+    pub keep_free_pages: bool,
+    /// Stops the read, its waits and its statements.
     pub cancel: Cancel,
 }
 
@@ -84,13 +91,7 @@ pub fn open_source<'c>(
     opts: &SourceOptions,
 ) -> Result<Box<dyn ImageSource + 'c>> {
     Ok(match opts.strategy {
-        Strategy::Pages => Box::new(PageReader::begin(
-            conn,
-            path,
-            key,
-            opts.verify,
-            opts.lock_timeout,
-        )?),
+        Strategy::Pages => Box::new(PageReader::begin(conn, path, key, opts)?),
         Strategy::Vacuum => Box::new(VacuumExport::create(conn, path, key, opts)?),
     })
 }
@@ -155,7 +156,11 @@ fn lock_byte_page(page_size: u32, page_count: u64) -> Option<u64> {
 /// 100 ms sleeps, and in rollback-journal mode a reader that sleeps that
 /// long can keep missing the short gaps between a busy writer's commits.
 /// The connection's busy timeout is `lock_timeout` afterwards.
-fn begin_read(conn: &Connection, lock_timeout: Duration) -> rusqlite::Result<(i64, i64)> {
+fn begin_read(
+    conn: &Connection,
+    lock_timeout: Duration,
+    cancel: &Cancel,
+) -> rusqlite::Result<(i64, i64)> {
     conn.busy_timeout(Duration::from_millis(1))?;
     let deadline = std::time::Instant::now() + lock_timeout;
     let first = loop {
@@ -172,7 +177,7 @@ fn begin_read(conn: &Connection, lock_timeout: Duration) -> rusqlite::Result<(i6
                     e.sqlite_error_code(),
                     Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
                 );
-                if !busy || std::time::Instant::now() >= deadline {
+                if !busy || std::time::Instant::now() >= deadline || cancel.is_cancelled() {
                     break Err(e);
                 }
                 std::thread::sleep(Duration::from_micros(500));
@@ -189,7 +194,64 @@ pub struct PageReader<'c> {
     path: PathBuf,
     lock_timeout: Duration,
     meta: ImageMeta,
+    /// Freelist leaf pages, one bit per page, stored as zeros.
+    free: Vec<u64>,
+    cancel: Cancel,
     open: bool,
+}
+
+/// Reads one page inside the read transaction.
+fn read_page(conn: &Connection, pgno: u64) -> rusqlite::Result<Vec<u8>> {
+    conn.query_row(
+        "SELECT data FROM sqlite_dbpage('main') WHERE pgno = ?1",
+        [pgno],
+        |r| r.get(0),
+    )
+}
+
+/// The freelist leaf pages (SQLite file format, "The Freelist"): the
+/// trunk pages from header offset 32 on, each listing leaf page numbers.
+/// Trunk pages are kept; leaves hold nothing but what deleted rows left.
+/// A malformed list (out of range, looping, longer than its count) yields
+/// `None`: the pages are then kept as they are.
+fn freelist_leaves(
+    conn: &Connection,
+    page1: &[u8],
+    page_count: u64,
+) -> rusqlite::Result<Option<Vec<u64>>> {
+    let be32 = |b: &[u8], at: usize| {
+        u64::from(u32::from_be_bytes(
+            b[at..at + 4].try_into().expect("4 bytes"),
+        ))
+    };
+    let mut bits = vec![0u64; usize::try_from(page_count.div_ceil(64)).unwrap_or(0)];
+    let total = be32(page1, 36);
+    let mut trunk = be32(page1, 32);
+    let (mut seen, mut trunks) = (0u64, 0u64);
+    while trunk != 0 {
+        trunks += 1;
+        if trunk > page_count || trunks > page_count || seen + trunks > total {
+            return Ok(None);
+        }
+        let page = read_page(conn, trunk)?;
+        if page.len() < 8 {
+            return Ok(None);
+        }
+        let n = be32(&page, 4);
+        if 8 + n * 4 > page.len() as u64 {
+            return Ok(None);
+        }
+        for i in 0..n as usize {
+            let leaf = be32(&page, 8 + 4 * i);
+            if leaf == 0 || leaf > page_count {
+                return Ok(None);
+            }
+            bits[((leaf - 1) / 64) as usize] |= 1 << ((leaf - 1) % 64);
+            seen += 1;
+        }
+        trunk = be32(&page, 0);
+    }
+    Ok(Some(bits))
 }
 
 impl<'c> PageReader<'c> {
@@ -198,11 +260,13 @@ impl<'c> PageReader<'c> {
         conn: &'c Connection,
         path: &Path,
         key: &MasterKey,
-        verify: bool,
-        lock_timeout: Duration,
+        opts: &SourceOptions,
     ) -> Result<Self> {
+        let lock_timeout = opts.lock_timeout;
         let err = |e: rusqlite::Error| sql_error(path, lock_timeout, &e);
-        let (page_size, page_count) = begin_read(conn, lock_timeout).map_err(err)?;
+        let (page_size, page_count) = begin_read(conn, lock_timeout, &opts.cancel).map_err(err)?;
+        opts.cancel
+            .check("backup stopped; no snapshot was written")?;
         let mut reader = Self {
             conn,
             path: path.to_path_buf(),
@@ -215,7 +279,11 @@ impl<'c> PageReader<'c> {
                 schema_hash: BlobId::default(),
                 quick_check: None,
                 change_counter: 0,
+                zeroed_free_pages: 0,
+                warnings: Vec::new(),
             },
+            free: Vec::new(),
+            cancel: opts.cancel.clone(),
             open: true,
         };
         reader.meta.page_size = u32::try_from(page_size).map_err(|_| {
@@ -239,11 +307,38 @@ impl<'c> PageReader<'c> {
         reader.meta.journal_mode = conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .map_err(err)?;
-        reader.meta.schema_hash = schema_hash(conn, key).map_err(err)?;
-        if verify {
+        match schema_hash(conn, key) {
+            Ok(h) => reader.meta.schema_hash = h,
+            // The pages are read raw: a corrupt schema does not stop the
+            // backup of the file as it is, but it is said.
+            Err(e) if e.sqlite_error_code() == Some(ErrorCode::DatabaseCorrupt) => {
+                reader.meta.warnings.push(format!(
+                    "database {} is corrupt (SQLite: {e}); the snapshot keeps it as it is",
+                    path.display()
+                ));
+            }
+            Err(e) => return Err(err(e)),
+        }
+        if opts.verify {
             reader.meta.quick_check = Some(quick_check(conn, path, lock_timeout)?);
         }
+        if !opts.keep_free_pages && reader.meta.page_count > 0 {
+            let page1 = read_page(conn, 1).map_err(err)?;
+            match freelist_leaves(conn, &page1, reader.meta.page_count).map_err(err)? {
+                Some(bits) => reader.free = bits,
+                None => reader.meta.warnings.push(format!(
+                    "database {} has a malformed freelist; its free pages are stored as they are",
+                    path.display()
+                )),
+            }
+        }
         Ok(reader)
+    }
+
+    fn is_free(&self, pgno: u64) -> bool {
+        self.free
+            .get(((pgno - 1) / 64) as usize)
+            .is_some_and(|w| w & (1 << ((pgno - 1) % 64)) != 0)
     }
 }
 
@@ -253,6 +348,7 @@ impl ImageSource for PageReader<'_> {
     }
 
     fn for_each_page(&mut self, f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        let _interrupt = super::interrupt_on_cancel(self.conn, &self.cancel);
         let err = |e: rusqlite::Error| sql_error(&self.path, self.lock_timeout, &e);
         let ps = self.meta.page_size as usize;
         let lock_page = lock_byte_page(self.meta.page_size, self.meta.page_count);
@@ -299,7 +395,12 @@ impl ImageSource for PageReader<'_> {
                 self.meta.change_counter =
                     u32::from_be_bytes(data[24..28].try_into().expect("4 bytes"));
             }
-            f(data)?;
+            if self.is_free(pgno) {
+                self.meta.zeroed_free_pages += 1;
+                f(&zeros)?;
+            } else {
+                f(data)?;
+            }
             expected += 1;
         }
         if expected != self.meta.page_count + 1 {
@@ -353,10 +454,21 @@ impl VacuumExport {
         let stem = source
             .file_name()
             .map_or_else(|| "database".into(), |n| n.to_string_lossy().into_owned());
-        // From here on, dropping `export` deletes the file (VACUUM INTO
-        // creates it: it must not exist yet).
+        // An empty private file (VACUUM INTO accepts an empty one and keeps
+        // its mode); from here on, dropping `export` deletes it.
+        let (file, _) = TempDb::create(&opts.temp_dir, &stem, "vacuum").map_err(|e| match e {
+            Error::Io { source, .. } => Error::source(
+                &opts.temp_dir,
+                SourceProblem::ExportFailed,
+                format!(
+                    "cannot create the VACUUM INTO export in {}: {source}",
+                    opts.temp_dir.display()
+                ),
+            ),
+            e => e,
+        })?;
         let mut export = Self {
-            file: TempDb::at(crate::sys::temp_path(&opts.temp_dir, &stem, "vacuum")),
+            file,
             meta: ImageMeta {
                 page_size: 0,
                 page_count: 0,
@@ -367,6 +479,8 @@ impl VacuumExport {
                 schema_hash: BlobId::default(),
                 quick_check: None,
                 change_counter: 0,
+                zeroed_free_pages: 0,
+                warnings: Vec::new(),
             },
         };
         if opts.verify {
@@ -382,25 +496,10 @@ impl VacuumExport {
                 ),
             )
         })?;
-        let done = AtomicBool::new(false);
-        std::thread::scope(|s| {
-            let handle = conn.get_interrupt_handle();
-            let done = &done;
-            let cancel = &opts.cancel;
-            s.spawn(move || {
-                while !done.load(Ordering::Relaxed) {
-                    if cancel.is_cancelled() {
-                        handle.interrupt();
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            });
-            let r = conn.execute("VACUUM INTO ?1", [target]);
-            done.store(true, Ordering::Relaxed);
-            r
-        })
-        .map_err(|e| match e.sqlite_error_code() {
+        let interrupt = super::interrupt_on_cancel(conn, &opts.cancel);
+        let result = conn.execute("VACUUM INTO ?1", [target]);
+        drop(interrupt);
+        result.map_err(|e| match e.sqlite_error_code() {
             Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::DiskFull) => {
                 Error::source(
                     source,

@@ -1,23 +1,48 @@
-//! A database as SQL text, like `sqlite3 DB .dump`: `CREATE` statements
-//! and `INSERT`s in a single transaction that `sqlite3 new.db < dump.sql`
-//! replays. Generated columns are left out of the `INSERT`s; virtual tables
-//! keep their definitions but not their contents (as the shell does).
+//! A database as SQL text, like `sqlite3 DB .dump`, that replays into an
+//! equal database: every value exactly, every schema object, every text
+//! encoding.
+//!
+//! * The text encoding comes first (`PRAGMA encoding`, which a fresh
+//!   database takes before anything is written), then one transaction.
+//! * Tables in schema order: `CREATE` then one `INSERT` per row, stored
+//!   columns only (generated ones are computed again). A rowid table whose
+//!   rowid is no column of its own gets its rowid written too, so rowids
+//!   that other rows (or full-text indexes) refer to survive.
+//! * Values: integers (the smallest one as an expression), reals in their
+//!   shortest exact form (infinities as `1e999`), blobs as `X'..'`, text
+//!   quoted when it is valid UTF-8 without NUL bytes and otherwise (and in
+//!   UTF-16 databases) as `CAST(X'..' AS TEXT)` of its exact stored bytes.
+//! * Virtual tables (FTS5, R*Tree, ...) as the sqlite3 shell writes them:
+//!   their `sqlite_schema` row is inserted under `PRAGMA writable_schema`,
+//!   and their shadow tables are dumped as the tables they are, so the
+//!   index comes back as it was, not rebuilt nor doubled.
+//! * `sqlite_sequence` and `sqlite_stat1` as the shell does; then indexes,
+//!   triggers and views in schema order; `user_version` and
+//!   `application_id` when set.
 
+use std::fmt::Write as _;
 use std::io::Write;
 
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
 use crate::error::{Error, Result, SourceProblem};
+use crate::progress::Cancel;
 
 fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-fn sql_value(v: ValueRef<'_>, out: &mut String) {
-    use std::fmt::Write as _;
+fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Appends a value as an SQL literal; `raw_text` is the text's stored
+/// bytes when they must be written exactly (a UTF-16 database).
+fn sql_value(v: ValueRef<'_>, raw_text: Option<&[u8]>, out: &mut String) {
     match v {
         ValueRef::Null => out.push_str("NULL"),
+        ValueRef::Integer(i64::MIN) => out.push_str("(-9223372036854775807-1)"),
         ValueRef::Integer(i) => {
             let _ = write!(out, "{i}");
         }
@@ -28,11 +53,14 @@ fn sql_value(v: ValueRef<'_>, out: &mut String) {
         ValueRef::Real(f) => {
             let _ = write!(out, "{f:?}");
         }
-        ValueRef::Text(t) => {
-            out.push('\'');
-            out.push_str(&String::from_utf8_lossy(t).replace('\'', "''"));
-            out.push('\'');
-        }
+        ValueRef::Text(t) => match (raw_text, std::str::from_utf8(t)) {
+            (None, Ok(s)) if !s.contains('\0') => out.push_str(&sql_string(s)),
+            (raw, _) => {
+                out.push_str("CAST(X'");
+                out.push_str(&hex::encode(raw.unwrap_or(t)));
+                out.push_str("' AS TEXT)");
+            }
+        },
         ValueRef::Blob(b) => {
             out.push_str("X'");
             out.push_str(&hex::encode(b));
@@ -41,86 +69,248 @@ fn sql_value(v: ValueRef<'_>, out: &mut String) {
     }
 }
 
-/// Writes the database behind `conn` as SQL text.
-pub fn write_sql(conn: &Connection, out: &mut dyn Write) -> Result<()> {
-    let sql_err = |e: rusqlite::Error| {
+/// True if `sql` creates a virtual table.
+fn is_virtual(sql: &str) -> bool {
+    let words: Vec<String> = sql
+        .split_whitespace()
+        .take(3)
+        .map(str::to_ascii_uppercase)
+        .collect();
+    words == ["CREATE", "VIRTUAL", "TABLE"]
+}
+
+struct Dumper<'a> {
+    conn: &'a Connection,
+    out: &'a mut dyn Write,
+    cancel: &'a Cancel,
+    utf16: bool,
+}
+
+impl Dumper<'_> {
+    fn sql_err(&self, e: &rusqlite::Error) -> Error {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) {
+            return Error::Interrupted("dump stopped".into());
+        }
         Error::source(
-            conn.path().unwrap_or(""),
+            self.conn.path().unwrap_or(""),
             SourceProblem::Unreadable,
             format!("reading the snapshot's database: {e}"),
         )
-    };
-    let io = |e| Error::io("writing", "the SQL dump", e);
-    writeln!(out, "PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;").map_err(io)?;
-    let mut tables = conn
-        .prepare("SELECT name, sql FROM sqlite_schema WHERE type = 'table' AND sql NOT NULL ORDER BY rowid")
-        .map_err(sql_err)?;
-    let tables: Vec<(String, String)> = tables
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map_err(sql_err)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(sql_err)?;
-    for (name, create) in &tables {
-        if name == "sqlite_sequence" {
-            writeln!(out, "DELETE FROM sqlite_sequence;").map_err(io)?;
-        } else if name.starts_with("sqlite_stat") {
-            writeln!(out, "ANALYZE sqlite_schema;").map_err(io)?;
-        } else if create.len() >= 20 && create[..20].eq_ignore_ascii_case("CREATE VIRTUAL TABLE") {
-            writeln!(out, "{create};").map_err(io)?;
-            continue;
-        } else {
-            writeln!(out, "{create};").map_err(io)?;
+    }
+
+    fn line(&mut self, s: &str) -> Result<()> {
+        writeln!(self.out, "{s}").map_err(|e| Error::io("writing", "the SQL dump", e))
+    }
+
+    fn strings(&self, sql: &str, param: &str) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.sql_err(&e))?;
+        let rows = stmt
+            .query_map([param], |r| r.get(0))
+            .map_err(|e| self.sql_err(&e))?
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(|e| self.sql_err(&e));
+        rows
+    }
+
+    /// The name to write a rowid under, if the table has a rowid that is
+    /// no column of its own.
+    fn hidden_rowid(&self, table: &str, cols: &[String]) -> Result<Option<&'static str>> {
+        let has_rowid = self
+            .conn
+            .prepare(&format!("SELECT rowid FROM {} LIMIT 0", quote_ident(table)))
+            .is_ok();
+        if !has_rowid {
+            return Ok(None);
         }
+        let pk: Vec<String> = self.strings(
+            "SELECT upper(type) FROM pragma_table_info(?1) WHERE pk > 0",
+            table,
+        )?;
+        if pk.len() == 1 && pk[0] == "INTEGER" {
+            return Ok(None);
+        }
+        Ok(["rowid", "_rowid_", "oid"]
+            .into_iter()
+            .find(|r| !cols.iter().any(|c| c.eq_ignore_ascii_case(r))))
+    }
+
+    fn rows(&mut self, table: &str) -> Result<()> {
         // Stored columns only: generated ones cannot be inserted.
-        let mut cols = conn
-            .prepare(&format!(
-                "SELECT name FROM pragma_table_xinfo({}) WHERE hidden IN (0, 1)",
-                sql_string(name)
-            ))
-            .map_err(sql_err)?;
-        let cols: Vec<String> = cols
-            .query_map([], |r| r.get(0))
-            .map_err(sql_err)?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(sql_err)?;
+        let cols = self.strings(
+            "SELECT name FROM pragma_table_xinfo(?1) WHERE hidden = 0",
+            table,
+        )?;
         if cols.is_empty() {
-            continue;
+            return Ok(());
         }
-        let col_list = cols
-            .iter()
-            .map(|c| quote_ident(c))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut stmt = conn
-            .prepare(&format!("SELECT {col_list} FROM {}", quote_ident(name)))
-            .map_err(sql_err)?;
-        let mut rows = stmt.query([]).map_err(sql_err)?;
-        let prefix = format!("INSERT INTO {}({col_list}) VALUES(", quote_ident(name));
+        let rowid = self.hidden_rowid(table, &cols)?;
+        let mut names: Vec<String> = cols.iter().map(|c| quote_ident(c)).collect();
+        let mut select: Vec<String> = names.clone();
+        if let Some(r) = rowid {
+            names.insert(0, r.to_string());
+            select.insert(0, r.to_string());
+        }
+        let n = select.len();
+        if self.utf16 {
+            // The exact stored bytes of every text value.
+            for i in 0..n {
+                let c = select[i].clone();
+                select.push(format!(
+                    "CASE WHEN typeof({c}) = 'text' THEN CAST({c} AS BLOB) END"
+                ));
+            }
+        }
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {} FROM {}",
+                select.join(","),
+                quote_ident(table)
+            ))
+            .map_err(|e| self.sql_err(&e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.sql_err(&e))?;
+        let prefix = format!(
+            "INSERT INTO {}({}) VALUES(",
+            quote_ident(table),
+            names.join(",")
+        );
         let mut line = String::new();
-        while let Some(row) = rows.next().map_err(sql_err)? {
+        let mut count = 0u64;
+        while let Some(row) = rows.next().map_err(|e| self.sql_err(&e))? {
+            count += 1;
+            if count % 1024 == 0 {
+                self.cancel.check("dump stopped")?;
+            }
             line.clear();
             line.push_str(&prefix);
-            for i in 0..cols.len() {
+            for i in 0..n {
                 if i > 0 {
                     line.push(',');
                 }
-                sql_value(row.get_ref(i).map_err(sql_err)?, &mut line);
+                let v = row.get_ref(i).map_err(|e| self.sql_err(&e))?;
+                let raw = if self.utf16 {
+                    row.get_ref(n + i)
+                        .map_err(|e| self.sql_err(&e))?
+                        .as_blob_or_null()
+                        .ok()
+                        .flatten()
+                } else {
+                    None
+                };
+                sql_value(v, raw, &mut line);
             }
             line.push_str(");");
-            writeln!(out, "{line}").map_err(io)?;
+            writeln!(self.out, "{line}").map_err(|e| Error::io("writing", "the SQL dump", e))?;
         }
+        Ok(())
     }
-    let mut rest = conn
-        .prepare("SELECT sql FROM sqlite_schema WHERE type IN ('index', 'trigger', 'view') AND sql NOT NULL ORDER BY rowid")
-        .map_err(sql_err)?;
-    let mut rows = rest.query([]).map_err(sql_err)?;
-    while let Some(row) = rows.next().map_err(sql_err)? {
-        let sql: String = row.get(0).map_err(sql_err)?;
-        writeln!(out, "{sql};").map_err(io)?;
-    }
-    writeln!(out, "COMMIT;").map_err(io)
 }
 
-fn sql_string(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+/// Writes the database behind `conn` as SQL text; `cancel` stops it.
+pub fn write_sql(conn: &Connection, out: &mut dyn Write, cancel: &Cancel) -> Result<()> {
+    let _interrupt = super::interrupt_on_cancel(conn, cancel);
+    let encoding: String = conn
+        .query_row("PRAGMA encoding", [], |r| r.get(0))
+        .map_err(|e| Error::source("", SourceProblem::Unreadable, e.to_string()))?;
+    let mut d = Dumper {
+        conn,
+        out,
+        cancel,
+        utf16: !encoding.eq_ignore_ascii_case("UTF-8"),
+    };
+    d.line("PRAGMA foreign_keys=OFF;")?;
+    if d.utf16 {
+        d.line(&format!("PRAGMA encoding={};", sql_string(&encoding)))?;
+    }
+    d.line("BEGIN TRANSACTION;")?;
+    for pragma in ["user_version", "application_id"] {
+        let v: i64 = conn
+            .query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
+            .map_err(|e| d.sql_err(&e))?;
+        if v != 0 {
+            d.line(&format!("PRAGMA {pragma}={v};"))?;
+        }
+    }
+    let tables: Vec<(String, String, String)> = {
+        let mut stmt = conn
+            .prepare(
+                "SELECT name, tbl_name, sql FROM sqlite_schema WHERE type = 'table' AND sql NOT NULL ORDER BY rowid",
+            )
+            .map_err(|e| d.sql_err(&e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| d.sql_err(&e))?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(|e| d.sql_err(&e));
+        rows?
+    };
+    let mut writable_schema = false;
+    for (name, tbl_name, create) in &tables {
+        if name == "sqlite_sequence" {
+            d.line("DELETE FROM sqlite_sequence;")?;
+        } else if name.starts_with("sqlite_stat") {
+            d.line("ANALYZE sqlite_schema;")?;
+        } else if is_virtual(create) {
+            if !writable_schema {
+                d.line("PRAGMA writable_schema=ON;")?;
+                writable_schema = true;
+            }
+            d.line(&format!(
+                "INSERT INTO sqlite_schema(type,name,tbl_name,rootpage,sql) VALUES('table',{},{},0,{});",
+                sql_string(name),
+                sql_string(tbl_name),
+                sql_string(create)
+            ))?;
+            continue;
+        } else {
+            d.line(&format!("{create};"))?;
+        }
+        d.rows(name)?;
+    }
+    let rest = {
+        let mut stmt = conn
+            .prepare("SELECT sql FROM sqlite_schema WHERE type IN ('index', 'trigger', 'view') AND sql NOT NULL ORDER BY rowid")
+            .map_err(|e| d.sql_err(&e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| d.sql_err(&e))?
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(|e| d.sql_err(&e));
+        rows?
+    };
+    for sql in rest {
+        d.line(&format!("{sql};"))?;
+    }
+    if writable_schema {
+        d.line("PRAGMA writable_schema=OFF;")?;
+    }
+    d.line("COMMIT;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_exact_literals() {
+        let mut s = String::new();
+        for (v, raw) in [
+            (ValueRef::Integer(i64::MIN), None),
+            (ValueRef::Real(-0.0), None),
+            (ValueRef::Real(f64::INFINITY), None),
+            (ValueRef::Text(b"it's"), None),
+            (ValueRef::Text(b"nul\0byte"), None),
+            (ValueRef::Text(b"\xff\xfe bad"), None),
+            (ValueRef::Text(b"x"), Some(&b"x\0"[..])),
+        ] {
+            sql_value(v, raw, &mut s);
+            s.push('|');
+        }
+        assert_eq!(
+            s,
+            "(-9223372036854775807-1)|-0.0|1e999|'it''s'|CAST(X'6e756c0062797465' AS TEXT)|CAST(X'fffe20626164' AS TEXT)|CAST(X'7800' AS TEXT)|"
+        );
+        assert!(is_virtual("create  virtual\ttable x using fts5(a)"));
+        assert!(!is_virtual("CREATE TABLE v(a)"));
+    }
 }

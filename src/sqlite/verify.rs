@@ -6,9 +6,10 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
-use super::open_own;
+use super::{interrupt_on_cancel, open_own};
 use crate::error::{Error, Result};
 use crate::format::manifest::Manifest;
+use crate::progress::Cancel;
 
 /// Why a check did not pass.
 #[derive(Debug)]
@@ -50,22 +51,43 @@ pub fn check(conn: &Connection, quick: bool) -> std::result::Result<(), CheckFai
     }
 }
 
-/// Checks a restored copy: page size, page count, integrity.
-pub fn verify_database(path: &Path, m: &Manifest, quick: bool) -> Result<()> {
-    let bad = |what: String| {
-        Error::damaged(
-            format!(
-                "the restored copy of {} taken at {}",
-                m.database.name, m.time
-            ),
-            what,
-        )
+/// Why a restored copy did not verify.
+#[derive(Debug)]
+pub enum CopyCheck {
+    /// It does not open as a database.
+    Broken(String),
+    /// Its page size or count differ from the manifest's.
+    Shape(String),
+    /// It opens but `integrity_check`/`quick_check` found problems.
+    Failed(String),
+    /// The check could not run to its end (interrupted).
+    Stopped(Error),
+}
+
+/// Checks a restored copy: page size, page count, integrity; `cancel`
+/// interrupts the check.
+pub fn verify_database(
+    path: &Path,
+    m: &Manifest,
+    quick: bool,
+    cancel: &Cancel,
+) -> std::result::Result<(), CopyCheck> {
+    let conn =
+        open_own(path, false).map_err(|e| CopyCheck::Broken(format!("it does not open: {e}")))?;
+    let _interrupt = interrupt_on_cancel(&conn, cancel);
+    let broken = |e: rusqlite::Error| {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) {
+            CopyCheck::Stopped(Error::Interrupted(
+                "restore stopped; the target was not touched".into(),
+            ))
+        } else {
+            CopyCheck::Broken(e.to_string())
+        }
     };
-    let conn = open_own(path, false).map_err(|e| bad(format!("it does not open: {e}")))?;
     // The check reads every b-tree page: through a map rather than
     // copying each one into SQLite's cache (measured: a fifth faster).
     conn.pragma_update(None, "mmap_size", m.image.bytes)
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(broken)?;
     if m.image.bytes > 0 {
         let (ps, pc): (i64, i64) = conn
             .query_row(
@@ -73,10 +95,10 @@ pub fn verify_database(path: &Path, m: &Manifest, quick: bool) -> Result<()> {
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .map_err(|e| bad(e.to_string()))?;
+            .map_err(broken)?;
         if ps != i64::from(m.image.page_size) || u64::try_from(pc).ok() != Some(m.image.page_count)
         {
-            return Err(bad(format!(
+            return Err(CopyCheck::Shape(format!(
                 "page size {ps} and count {pc} differ from the manifest's {} and {}",
                 m.image.page_size, m.image.page_count
             )));
@@ -87,7 +109,13 @@ pub fn verify_database(path: &Path, m: &Manifest, quick: bool) -> Result<()> {
     } else {
         "integrity_check"
     };
-    check(&conn, quick).map_err(|e| bad(format!("PRAGMA {pragma} failed: {e}")))
+    match check(&conn, quick) {
+        Ok(()) => Ok(()),
+        Err(CheckFailure::Sql(e)) => Err(broken(e)),
+        Err(CheckFailure::Problems(p)) => {
+            Err(CopyCheck::Failed(format!("PRAGMA {pragma} failed: {p}")))
+        }
+    }
 }
 
 /// Copies a WAL-mode database's WAL into its file and empties it.
@@ -107,8 +135,10 @@ pub fn checkpoint(conn: &Connection) -> std::result::Result<(), String> {
 }
 
 /// Runs the scrub SQL on the copy at `path` (given by option `option`),
-/// folds its WAL into the file, and quick-checks it.
-pub fn run_scrub(path: &Path, sql: &str, option: &'static str) -> Result<()> {
+/// checks it left no transaction open (whose changes would silently be
+/// rolled back), folds the WAL into the file, and quick-checks the result.
+/// `cancel` interrupts a long script.
+pub fn run_scrub(path: &Path, sql: &str, option: &'static str, cancel: &Cancel) -> Result<()> {
     const OUTCOME: &str = "the target was not touched";
     let fail = |message: String| Error::Sql {
         option,
@@ -117,7 +147,17 @@ pub fn run_scrub(path: &Path, sql: &str, option: &'static str) -> Result<()> {
     };
     let conn =
         open_own(path, false).map_err(|e| fail(format!("opening the restored copy: {e}")))?;
-    conn.execute_batch(sql).map_err(|e| fail(e.to_string()))?;
+    let interrupt = interrupt_on_cancel(&conn, cancel);
+    let ran = conn.execute_batch(sql);
+    drop(interrupt);
+    cancel.check("restore stopped; the target was not touched")?;
+    ran.map_err(|e| fail(e.to_string()))?;
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(fail(
+            "it left a transaction open (a BEGIN or SAVEPOINT without COMMIT or RELEASE), so its changes would be discarded; end it with COMMIT".into(),
+        ));
+    }
     checkpoint(&conn).map_err(|e| fail(format!("afterwards: {e}")))?;
     check(&conn, true).map_err(|e| fail(format!("afterwards, PRAGMA quick_check failed: {e}")))?;
     drop(conn);
