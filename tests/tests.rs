@@ -18,3 +18,5 @@ mod layers;
 mod leak;
 mod manage;
 mod restore;
+mod safety;
+mod sqldump;

@@ -85,6 +85,9 @@ fn advice(e: &Error) -> Option<String> {
             ..
         } => "pass --no-pre-restore to replace it without a backup".into(),
         Error::InvalidOption {
+            option: "output", ..
+        } => "choose another output file, or stop that process first".into(),
+        Error::InvalidOption {
             option: "policy", ..
         } => "give --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly, --keep-within or --keep-tag".into(),
         Error::InvalidOption { option, .. } => format!("check {}", flag(option)),

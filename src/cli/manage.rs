@@ -187,13 +187,21 @@ pub fn forget(ctx: &Ctx, args: &ForgetArgs) -> Result<()> {
     let filter = snapshot_filter(&args.filter)?;
     let repo = ctx.open()?;
     let plan = litevault::plan_forget(&repo, &policy, group_by, &filter)?;
+    // The plan is what a dry run asks for; otherwise it is a summary.
+    let show = |line: std::fmt::Arguments<'_>| {
+        if args.dry_run {
+            out(line)
+        } else {
+            ctx.summary(line)
+        }
+    };
     if args.json {
         out(serde_json::to_string_pretty(&plan)?)?;
     } else {
         for g in &plan.groups {
-            out(format_args!("group {}:", printable(&g.key.to_string())))?;
+            show(format_args!("group {}:", printable(&g.key.to_string())))?;
             for d in &g.keep {
-                out(format_args!(
+                show(format_args!(
                     "  keep    {}  {}  ({})",
                     d.id.short(),
                     d.time,
@@ -201,7 +209,7 @@ pub fn forget(ctx: &Ctx, args: &ForgetArgs) -> Result<()> {
                 ))?;
             }
             for d in &g.remove {
-                out(format_args!("  remove  {}  {}", d.id.short(), d.time))?;
+                show(format_args!("  remove  {}  {}", d.id.short(), d.time))?;
             }
         }
     }

@@ -485,6 +485,7 @@ fn new_manifest(
 
 /// Backs up the database at `opts.path`.
 pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<BackupSummary> {
+    opts.validate()?;
     let conn = crate::sqlite::open_database(&opts.path, opts.lock_timeout)?;
     backup_connection(repo, &conn, opts)
 }

@@ -28,6 +28,9 @@ use crate::sqlite::tempdb::{remove_stale, TempDb};
 use crate::sqlite::{open_own, sqltext, SQLITE_MAGIC};
 use crate::sys::{fsync, with_suffix};
 
+/// How errors name a stream a dump writes to (see `repo::reader`).
+const OUTPUT: &str = "the output";
+
 /// What a dump writes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -77,7 +80,8 @@ pub fn dump(
             let (tmp, file) = TempDb::create(temp_dir, "dump", "sql")?;
             {
                 let mut f = BufWriter::new(file);
-                repo.write_image(&manifest, &mut f, cancel)?;
+                repo.write_image(&manifest, &mut f, cancel)
+                    .map_err(|e| name_output(e, tmp.path()))?;
                 f.flush().map_err(|e| Error::io("writing", tmp.path(), e))?;
             }
             let conn = open_own(tmp.path(), true).map_err(|e| {
@@ -162,7 +166,9 @@ pub fn dump_to_file(
         .map_or_else(|| "dump".into(), |n| n.to_string_lossy().into_owned());
     let (tmp, file) = TempDb::create(&dir, &stem, "dump")?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
-    let bytes = dump(repo, id, format, temp_dir, &mut w, cancel)?;
+    // Errors writing "the output" are about this file.
+    let bytes =
+        dump(repo, id, format, temp_dir, &mut w, cancel).map_err(|e| name_output(e, tmp.path()))?;
     let file = w
         .into_inner()
         .map_err(|e| Error::io("writing", tmp.path(), e.into_error()))?;
@@ -190,6 +196,18 @@ pub fn dump_to_file(
     Ok(summary(bytes))
 }
 
+/// An error writing "the output" (a stream) names the file it was.
+fn name_output(e: Error, file: &Path) -> Error {
+    match e {
+        Error::Io { op, path, source } if path.as_os_str() == OUTPUT => Error::Io {
+            op,
+            path: file.to_path_buf(),
+            source,
+        },
+        e => e,
+    }
+}
+
 /// Refuses to replace an SQLite database another process has open.
 fn refuse_database_in_use(path: &Path) -> Result<()> {
     let mut head = [0u8; 16];
@@ -199,15 +217,16 @@ fn refuse_database_in_use(path: &Path) -> Result<()> {
     if !is_db {
         return Ok(());
     }
-    match holders::find(path) {
-        Holders::None => Ok(()),
-        Holders::Found(holder) => Err(Error::TargetBusy {
-            path: path.to_path_buf(),
-            holder: format!("an SQLite database open by {holder}"),
-        }),
-        Holders::Unknown(why) => Err(Error::TargetMaybeBusy {
-            path: path.to_path_buf(),
-            why,
-        }),
-    }
+    let why = match holders::find(path) {
+        Holders::None => return Ok(()),
+        Holders::Found(holder) => format!("open by {holder}"),
+        Holders::Unknown(why) => format!("perhaps in use: {why}"),
+    };
+    Err(Error::option(
+        "output",
+        format!(
+            "output {} is an SQLite database {why}: refusing to overwrite it",
+            path.display()
+        ),
+    ))
 }

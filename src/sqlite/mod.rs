@@ -129,9 +129,11 @@ pub fn open_database(path: &Path, lock_timeout: Duration) -> Result<Connection> 
             format!("{p} is not an SQLite database: it does not start with \"SQLite format 3\""),
         ));
     }
-    // No URI flag: a file named `file:x.db` is a file, not a URI.
+    // An absolute path and no URI flag: a file named `file:x.db` is a
+    // file, not a URI (SQLite may be built to read URIs regardless).
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let conn = Connection::open_with_flags(
-        path,
+        &abs,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| sql_error(path, lock_timeout, &e))?;

@@ -196,6 +196,9 @@ pub struct PageReader<'c> {
     meta: ImageMeta,
     /// Freelist leaf pages, one bit per page, stored as zeros.
     free: Vec<u64>,
+    /// Freelist trunk pages and the bytes of each in use (the rest, left
+    /// over from what the page held before, is stored as zeros).
+    trunks: std::collections::HashMap<u64, usize>,
     cancel: Cancel,
     open: bool,
 }
@@ -209,22 +212,27 @@ fn read_page(conn: &Connection, pgno: u64) -> rusqlite::Result<Vec<u8>> {
     )
 }
 
-/// The freelist leaf pages (SQLite file format, "The Freelist"): the
-/// trunk pages from header offset 32 on, each listing leaf page numbers.
-/// Trunk pages are kept; leaves hold nothing but what deleted rows left.
-/// A malformed list (out of range, looping, longer than its count) yields
-/// `None`: the pages are then kept as they are.
-fn freelist_leaves(
+/// What the freelist holds: its leaves (one bit per page) and its trunk
+/// pages with the bytes each uses.
+type Freelist = (Vec<u64>, std::collections::HashMap<u64, usize>);
+
+/// The freelist (SQLite file format, "The Freelist"): trunk pages from
+/// header offset 32 on, each listing leaf page numbers. Leaves hold nothing
+/// but what deleted rows left; of a trunk page only its header and list are
+/// used. A malformed list (out of range, looping, longer than its count)
+/// yields `None`: the pages are then kept as they are.
+fn freelist(
     conn: &Connection,
     page1: &[u8],
     page_count: u64,
-) -> rusqlite::Result<Option<Vec<u64>>> {
+) -> rusqlite::Result<Option<Freelist>> {
     let be32 = |b: &[u8], at: usize| {
         u64::from(u32::from_be_bytes(
             b[at..at + 4].try_into().expect("4 bytes"),
         ))
     };
     let mut bits = vec![0u64; usize::try_from(page_count.div_ceil(64)).unwrap_or(0)];
+    let mut trunk_use = std::collections::HashMap::new();
     let total = be32(page1, 36);
     let mut trunk = be32(page1, 32);
     let (mut seen, mut trunks) = (0u64, 0u64);
@@ -243,15 +251,25 @@ fn freelist_leaves(
         }
         for i in 0..n as usize {
             let leaf = be32(&page, 8 + 4 * i);
-            if leaf == 0 || leaf > page_count {
+            if leaf == 0 || leaf > page_count || trunk_use.contains_key(&leaf) {
                 return Ok(None);
             }
             bits[((leaf - 1) / 64) as usize] |= 1 << ((leaf - 1) % 64);
             seen += 1;
         }
+        if trunk_use.insert(trunk, 8 + 4 * n as usize).is_some() {
+            return Ok(None);
+        }
         trunk = be32(&page, 0);
     }
-    Ok(Some(bits))
+    // A page cannot be both a trunk and a leaf.
+    if trunk_use
+        .keys()
+        .any(|t| bits[((t - 1) / 64) as usize] & (1 << ((t - 1) % 64)) != 0)
+    {
+        return Ok(None);
+    }
+    Ok(Some((bits, trunk_use)))
 }
 
 impl<'c> PageReader<'c> {
@@ -264,9 +282,10 @@ impl<'c> PageReader<'c> {
     ) -> Result<Self> {
         let lock_timeout = opts.lock_timeout;
         let err = |e: rusqlite::Error| sql_error(path, lock_timeout, &e);
-        let (page_size, page_count) = begin_read(conn, lock_timeout, &opts.cancel).map_err(err)?;
+        let started = begin_read(conn, lock_timeout, &opts.cancel);
         opts.cancel
             .check("backup stopped; no snapshot was written")?;
+        let (page_size, page_count) = started.map_err(err)?;
         let mut reader = Self {
             conn,
             path: path.to_path_buf(),
@@ -283,6 +302,7 @@ impl<'c> PageReader<'c> {
                 warnings: Vec::new(),
             },
             free: Vec::new(),
+            trunks: std::collections::HashMap::new(),
             cancel: opts.cancel.clone(),
             open: true,
         };
@@ -324,8 +344,11 @@ impl<'c> PageReader<'c> {
         }
         if !opts.keep_free_pages && reader.meta.page_count > 0 {
             let page1 = read_page(conn, 1).map_err(err)?;
-            match freelist_leaves(conn, &page1, reader.meta.page_count).map_err(err)? {
-                Some(bits) => reader.free = bits,
+            match freelist(conn, &page1, reader.meta.page_count).map_err(err)? {
+                Some((bits, trunks)) => {
+                    reader.free = bits;
+                    reader.trunks = trunks;
+                }
                 None => reader.meta.warnings.push(format!(
                     "database {} has a malformed freelist; its free pages are stored as they are",
                     path.display()
@@ -398,6 +421,10 @@ impl ImageSource for PageReader<'_> {
             if self.is_free(pgno) {
                 self.meta.zeroed_free_pages += 1;
                 f(&zeros)?;
+            } else if let Some(&used) = self.trunks.get(&pgno) {
+                let mut page = data.to_vec();
+                page[used.min(ps)..].fill(0);
+                f(&page)?;
             } else {
                 f(data)?;
             }

@@ -50,9 +50,7 @@ fn sql_value(v: ValueRef<'_>, raw_text: Option<&[u8]>, out: &mut String) {
         ValueRef::Real(f) if f.is_infinite() => {
             out.push_str(if f > 0.0 { "1e999" } else { "-1e999" });
         }
-        ValueRef::Real(f) => {
-            let _ = write!(out, "{f:?}");
-        }
+        ValueRef::Real(f) => out.push_str(&real_literal(f)),
         ValueRef::Text(t) => match (raw_text, std::str::from_utf8(t)) {
             (None, Ok(s)) if !s.contains('\0') => out.push_str(&sql_string(s)),
             (raw, _) => {
@@ -67,6 +65,56 @@ fn sql_value(v: ValueRef<'_>, raw_text: Option<&[u8]>, out: &mut String) {
             out.push('\'');
         }
     }
+}
+
+/// A finite real as SQL that every SQLite reads back exactly: its shortest
+/// decimal form when a parser cannot get that wrong (at most 15 significant
+/// digits times a power of ten up to 22, which one exact multiplication or
+/// division turns into the double), else its exact binary value as an
+/// integer scaled by powers of two (each step exact).
+fn real_literal(f: f64) -> String {
+    const TWO_40: u64 = 1 << 40;
+    if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
+        return format!("{f:.1}");
+    }
+    let shortest = format!("{f:e}");
+    let (mantissa, exp) = shortest.split_once('e').unwrap_or((&shortest, "0"));
+    let exp: i32 = exp.parse().unwrap_or(i32::MAX);
+    let frac = mantissa.split_once('.').map_or(0, |(_, f)| f.len());
+    let digits = mantissa
+        .trim_start_matches('-')
+        .replace('.', "")
+        .trim_start_matches('0')
+        .len();
+    let k = i64::from(exp) - i64::try_from(frac).unwrap_or(i64::MAX);
+    if digits <= 15 && (-22..=22).contains(&k) {
+        return format!("{f:?}");
+    }
+    // f = m * 2^e exactly, m an integer of at most 53 bits.
+    let bits = f.to_bits();
+    let (sign, biased, fraction) = (
+        bits >> 63,
+        i64::try_from((bits >> 52) & 0x7ff).expect("11 bits"),
+        bits & ((1 << 52) - 1),
+    );
+    let (m, mut e) = if biased == 0 {
+        (fraction, -1074)
+    } else {
+        (fraction | (1 << 52), biased - 1075)
+    };
+    let mut expr = format!("CAST({}{m} AS REAL)", if sign == 1 { "-" } else { "" });
+    while e != 0 {
+        let step = e.clamp(-40, 40);
+        let factor = if step.unsigned_abs() == 40 {
+            TWO_40
+        } else {
+            1u64 << step.unsigned_abs()
+        };
+        let op = if step > 0 { '*' } else { '/' };
+        expr = format!("({expr}{op}{factor})");
+        e -= step;
+    }
+    expr
 }
 
 /// True if `sql` creates a virtual table.
@@ -99,7 +147,7 @@ impl Dumper<'_> {
     }
 
     fn line(&mut self, s: &str) -> Result<()> {
-        writeln!(self.out, "{s}").map_err(|e| Error::io("writing", "the SQL dump", e))
+        writeln!(self.out, "{s}").map_err(|e| Error::io("writing", "the output", e))
     }
 
     fn strings(&self, sql: &str, param: &str) -> Result<Vec<String>> {
@@ -200,7 +248,7 @@ impl Dumper<'_> {
                 sql_value(v, raw, &mut line);
             }
             line.push_str(");");
-            writeln!(self.out, "{line}").map_err(|e| Error::io("writing", "the SQL dump", e))?;
+            writeln!(self.out, "{line}").map_err(|e| Error::io("writing", "the output", e))?;
         }
         Ok(())
     }
@@ -311,6 +359,29 @@ mod tests {
             "(-9223372036854775807-1)|-0.0|1e999|'it''s'|CAST(X'6e756c0062797465' AS TEXT)|CAST(X'fffe20626164' AS TEXT)|CAST(X'7800' AS TEXT)|"
         );
         assert!(is_virtual("create  virtual\ttable x using fts5(a)"));
+        for f in [0.1, 3.0, -0.0, 1.5e-7, 123_456.789] {
+            assert!(
+                !real_literal(f).contains("CAST"),
+                "{f}: {}",
+                real_literal(f)
+            );
+        }
+        let conn = Connection::open_in_memory().unwrap();
+        for f in [
+            5e-324,
+            f64::MAX,
+            f64::MIN,
+            1e300,
+            -2.5e-300,
+            0.1 + 0.2,
+            1.0 / 3.0,
+            2.225_073_858_507_201_4e-308,
+        ] {
+            let back: f64 = conn
+                .query_row(&format!("SELECT {}", real_literal(f)), [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(back.to_bits(), f.to_bits(), "{f}: {}", real_literal(f));
+        }
         assert!(!is_virtual("CREATE TABLE v(a)"));
     }
 }
