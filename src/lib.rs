@@ -8,10 +8,10 @@
 //!
 //! ```text
 //! cli/ (the binary)    parses arguments, calls the library, prints; owns advice and exit codes
-//! commands/            backup restore dump snapshots tag forget prune check stats key
-//! sqlite/              source (page image | VACUUM INTO)  target (holders, swap, live)  verify  sqltext  tempdb
+//! commands/            backup restore dump copy snapshots tag forget prune check stats key
+//! sqlite/              source (page image | VACUUM INTO | image file)  target (holders, swap, live)  verify  sqltext  tempdb
 //! repo/                Repository: objects keys lock index snapshots select packer reader walker password
-//! backend/             Backend trait; local memory; faulty (wrapper); choose (location -> backend)
+//! backend/             Backend trait; local memory remote (S3, SFTP); counting cache faulty (wrappers); choose
 //! format/              bytes only: envelope crypto key config compression chunker pack index tree manifest lock
 //! error id progress sys   the ground floor: errors with kinds, ids, progress and cancellation, process facts
 //! ```
@@ -74,12 +74,13 @@ pub mod repo;
 pub mod sqlite;
 pub mod sys;
 
-pub use backend::choose::Location;
-pub use backend::{Backend, FileType};
+pub use backend::choose::{BackendOptions, Location};
+pub use backend::{Backend, FileType, IoStats};
 pub use commands::backup::{backup, backup_connection, BackupOptions, BackupSummary};
 pub use commands::check::{check, CheckReport, ReadData};
+pub use commands::copy::{copy, CopyOptions, CopySummary};
 pub use commands::dump::{dump, dump_image, dump_to_file, DumpFormat, DumpSummary};
-pub use commands::forget::{forget, plan_forget, ForgetPlan, ForgetPolicy};
+pub use commands::forget::{forget, plan_forget, ForgetPlan, ForgetPolicy, ForgetSummary};
 pub use commands::prune::{plan_prune, prune, PruneOptions, PrunePlan, PruneStats, PruneSummary};
 pub use commands::restore::{restore, RestoreOptions, RestoreSummary};
 pub use commands::stats::{stats, Stats};

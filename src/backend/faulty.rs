@@ -163,6 +163,10 @@ impl Backend for FaultyBackend {
     fn leave_interrupted_write(&self, ty: FileType, name: &str, data: &[u8], how: Interrupted) {
         self.inner.leave_interrupted_write(ty, name, data, how);
     }
+
+    fn io_stats(&self) -> Option<super::IoStats> {
+        self.inner.io_stats()
+    }
 }
 
 #[cfg(test)]

@@ -17,20 +17,27 @@
 //!   (not found, transient, permanent, no space, ...), naming the object
 //!   and never a secret.
 //!
-//! Backends are composed by wrapping: [`faulty::FaultyBackend`] fails or
-//! tears the Nth write of any backend for crash tests; [`choose`] turns a
-//! location string into a backend. The contract every backend must meet is
+//! Backends are composed by wrapping: [`counting::CountingBackend`] counts
+//! requests, [`cache::CachedBackend`] keeps immutable objects of a remote
+//! repository on the local disk, [`faulty::FaultyBackend`] fails or tears
+//! the Nth write of any backend for crash tests; [`choose`] turns a
+//! location string into a backend ([`local`], or [`remote`]: S3 and SFTP
+//! through OpenDAL). The contract every backend must meet is
 //! checked by one test suite instantiated per backend (`tests/contract.rs`).
 
+pub mod cache;
 pub mod choose;
+pub mod counting;
 pub mod faulty;
 pub mod local;
 pub mod memory;
+pub mod remote;
 
 use std::fmt;
 
 use crate::error::Result;
 pub use crate::error::{BackendError, BackendErrorKind, BackendOp};
+pub use counting::IoStats;
 
 /// The kinds of object in a repository, each in its own directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -163,5 +170,11 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// temporary file; an object store's interrupted upload leaves nothing
     /// visible, which is the default.
     fn leave_interrupted_write(&self, _ty: FileType, _name: &str, _data: &[u8], _how: Interrupted) {
+    }
+
+    /// Requests made so far, when the backend counts them
+    /// ([`counting::CountingBackend`]).
+    fn io_stats(&self) -> Option<IoStats> {
+        None
     }
 }

@@ -28,7 +28,7 @@ pub struct DumpArgs {
     format: Format,
     /// Output file (written beside it and renamed into place at the end),
     /// or - for standard output.
-    #[arg(short, long, default_value = "-", value_name = "FILE")]
+    #[arg(long, default_value = "-", value_name = "FILE")]
     output: PathBuf,
     /// Directory for the temporary copy an SQL dump reads (default: the
     /// system's temporary directory).

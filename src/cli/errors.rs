@@ -28,6 +28,10 @@ pub mod code {
     /// The snapshot holds a database that was already corrupt when it was
     /// backed up (its image is intact).
     pub const CORRUPT_SNAPSHOT: u8 = 15;
+    /// The repository's storage failed or refused a request: unreachable
+    /// or timed out, bad credentials, no permission, a missing bucket, an
+    /// unknown host key, full or read-only.
+    pub const STORAGE: u8 = 16;
     /// Interrupted by a signal (SIGINT/SIGTERM).
     pub const INTERRUPTED: u8 = 130;
 }
@@ -43,6 +47,14 @@ pub fn exit_code(e: &Error) -> u8 {
         Error::CorruptSnapshot { .. } => code::CORRUPT_SNAPSHOT,
         Error::Source { .. } => code::SOURCE,
         Error::Interrupted(_) => code::INTERRUPTED,
+        Error::Backend(b)
+            if !matches!(
+                b.kind,
+                BackendErrorKind::NotFound | BackendErrorKind::OutOfRange
+            ) =>
+        {
+            code::STORAGE
+        }
         _ => code::FAILURE,
     }
 }
@@ -127,23 +139,42 @@ fn advice(e: &Error) -> Option<String> {
             "salvage what it holds with `litevault dump`, or restore an earlier snapshot".into()
         }
         Error::LivePageSize { .. } => "stop the application and restore without --live".into(),
-        Error::Backend(b) => match b.kind {
-            BackendErrorKind::NoSpace => {
-                "free space on the repository's filesystem, or run `litevault prune`".into()
-            }
-            BackendErrorKind::ReadOnly => "the repository's filesystem is mounted read-only".into(),
-            BackendErrorKind::PermissionDenied => {
-                "check the ownership and permissions of the repository".into()
-            }
-            BackendErrorKind::Transient => "a temporary failure: try again".into(),
-            _ => return None,
-        },
+        Error::Backend(b) => return storage_advice(b),
         Error::Io { path, source, .. } => match source.raw_os_error() {
             Some(28) => format!("free space on the filesystem of {}", path.display()),
             Some(30) => format!("{} is on a read-only filesystem", path.display()),
             Some(1 | 13) => format!("check the permissions of {}", path.display()),
             _ => return None,
         },
+        _ => return None,
+    })
+}
+
+/// What to do about a storage failure.
+fn storage_advice(b: &litevault::BackendError) -> Option<String> {
+    Some(match b.kind {
+        BackendErrorKind::NoSpace => {
+            "free space on the repository's filesystem, or run `litevault prune`".into()
+        }
+        BackendErrorKind::ReadOnly => "the repository's filesystem is mounted read-only".into(),
+        BackendErrorKind::PermissionDenied => {
+            "check the credentials, and the ownership and permissions of the repository".into()
+        }
+        BackendErrorKind::Permanent if b.detail.contains("another region") => {
+            "set the storage's region with -o s3.region=REGION or AWS_DEFAULT_REGION".into()
+        }
+        BackendErrorKind::Permanent if b.detail.contains("bucket does not exist") => {
+            "create the bucket first, or check its name in --repo".into()
+        }
+        BackendErrorKind::Permanent if b.detail.contains("host key") => {
+            "compare the server's key (ssh-keyscan) with your known_hosts; if it changed on purpose, update known_hosts".into()
+        }
+        BackendErrorKind::Permanent if b.detail.contains("not an S3 store") => {
+            "check the endpoint in --repo".into()
+        }
+        BackendErrorKind::Transient => {
+            "check the network and the storage, then try again; -o timeout=DURATION and -o retries=N set the patience".into()
+        }
         _ => return None,
     })
 }

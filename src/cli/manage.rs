@@ -166,7 +166,7 @@ pub struct ForgetArgs {
     /// Allow a policy that removes every snapshot of a group.
     #[arg(long)]
     allow_remove_all: bool,
-    /// Print the plan as JSON.
+    /// Print the plan and what was done as one JSON object.
     #[arg(long)]
     json: bool,
 }
@@ -195,9 +195,7 @@ pub fn forget(ctx: &Ctx, args: &ForgetArgs) -> Result<()> {
             ctx.summary(line)
         }
     };
-    if args.json {
-        out(serde_json::to_string_pretty(&plan)?)?;
-    } else {
+    if !args.json {
         for g in &plan.groups {
             show(format_args!("group {}:", printable(&g.key.to_string())))?;
             for d in &g.keep {
@@ -214,15 +212,26 @@ pub fn forget(ctx: &Ctx, args: &ForgetArgs) -> Result<()> {
         }
     }
     if args.dry_run {
+        if args.json {
+            let report = serde_json::json!({
+                "groups": plan.groups,
+                "dry_run": true,
+                "removed": 0,
+                "io": repo.io_stats(),
+            });
+            return out(serde_json::to_string_pretty(&report)?);
+        }
         ctx.status(format_args!(
             "dry run: {} snapshot(s) would be removed",
             plan.removed().count()
         ));
         return Ok(());
     }
-    let n = litevault::forget(&repo, &plan, args.allow_remove_all)?;
-    ctx.status(format_args!("removed {n} snapshot(s)"));
-    if args.prune {
+    let done = litevault::forget(&repo, &plan, args.allow_remove_all)?;
+    if !args.json {
+        ctx.status(format_args!("removed {} snapshot(s)", done.removed));
+    }
+    let pruned = if args.prune {
         let p = litevault::prune(
             &repo,
             &PruneOptions {
@@ -230,7 +239,22 @@ pub fn forget(ctx: &Ctx, args: &ForgetArgs) -> Result<()> {
                 dry_run: false,
             },
         )?;
-        print_prune(ctx, &p, false)?;
+        if !args.json {
+            print_prune(ctx, &p, false)?;
+        }
+        Some(p)
+    } else {
+        None
+    };
+    if args.json {
+        let report = serde_json::json!({
+            "groups": plan.groups,
+            "dry_run": false,
+            "removed": done.removed,
+            "prune": pruned,
+            "io": repo.io_stats(),
+        });
+        out(serde_json::to_string_pretty(&report)?)?;
     }
     Ok(())
 }

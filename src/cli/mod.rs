@@ -3,6 +3,7 @@
 //! with advice and an exit code in [`errors`].
 
 mod backup;
+mod copy;
 mod dump;
 pub mod errors;
 mod key;
@@ -22,7 +23,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "litevault", version, about, long_about = None)]
 pub struct Cli {
-    /// Repository location (a directory, or file:PATH).
+    /// Repository location: a directory, s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX],
+    /// s3://BUCKET[/PREFIX] or sftp:USER@HOST[:PORT]:/PATH.
     #[arg(
         short = 'r',
         long,
@@ -50,6 +52,20 @@ pub struct Cli {
     /// a read-only repository is read without one anyway, with a warning).
     #[arg(long, global = true)]
     no_lock: bool,
+
+    /// A storage option, key=value (repeatable): s3.region, s3.endpoint,
+    /// s3.virtual-host, sftp.key, sftp.known-hosts, timeout, retries.
+    #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
+    options: Vec<String>,
+
+    /// The local cache of a remote repository's index and snapshots
+    /// (default: $XDG_CACHE_HOME/litevault, else ~/.cache/litevault).
+    #[arg(long, env = "LITEVAULT_CACHE_DIR", global = true, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Use no local cache: read everything from the repository.
+    #[arg(long, global = true, conflicts_with = "cache_dir")]
+    no_cache: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -82,6 +98,9 @@ enum Command {
     Stats(manage::StatsArgs),
     /// Remove stale locks left by processes that are gone.
     Unlock(repo::UnlockArgs),
+    /// Copy snapshots from another repository into this one, sending only
+    /// what it lacks.
+    Copy(copy::CopyArgs),
 }
 
 /// Snapshot filters shared by the commands that select snapshots.
@@ -115,6 +134,9 @@ pub struct Ctx {
     password_file: Option<PathBuf>,
     quiet: bool,
     no_lock: bool,
+    options: Vec<String>,
+    cache_dir: Option<PathBuf>,
+    no_cache: bool,
 }
 
 impl Ctx {
@@ -125,12 +147,47 @@ impl Ctx {
         Ok(litevault::Location::parse(repo)?)
     }
 
+    /// The `-o key=value` storage options.
+    fn backend_options(&self) -> Result<litevault::BackendOptions> {
+        Ok(litevault::BackendOptions::parse(&self.options)?)
+    }
+
+    /// Where the cache of `location` lives: none with `--no-cache`; the
+    /// given `--cache-dir` for any repository; else the default root for
+    /// a remote one (a local repository is as fast to read as a cache).
+    fn cache_root(&self, location: &litevault::Location) -> Option<PathBuf> {
+        if self.no_cache {
+            None
+        } else if let Some(d) = &self.cache_dir {
+            Some(d.clone())
+        } else if location.is_remote() {
+            litevault::backend::cache::default_root()
+        } else {
+            None
+        }
+    }
+
     /// Opens the repository, asking for its password.
     fn open(&self) -> Result<litevault::Repository> {
+        self.open_at(&self.location()?, &self.backend_options()?, || {
+            password::repository(self.password_file.as_deref(), false)
+        })
+    }
+
+    /// Opens the repository at `location` (with this run's cache settings).
+    fn open_at(
+        &self,
+        location: &litevault::Location,
+        options: &litevault::BackendOptions,
+        password: impl FnOnce() -> Result<litevault::Password>,
+    ) -> Result<litevault::Repository> {
         // Fail on a missing location before asking for a password.
-        let backend = self.location()?.open()?;
-        let password = password::repository(self.password_file.as_deref(), false)?;
-        Ok(litevault::Repository::open(backend, &password)?)
+        let backend = location.open(options)?;
+        let password = password()?;
+        let opts = litevault::repo::OpenOptions {
+            cache_root: self.cache_root(location),
+        };
+        Ok(litevault::Repository::open_with(backend, &password, &opts)?)
     }
 
     /// Opens the repository for a command that only reads: no lock with
@@ -292,6 +349,9 @@ pub fn run() -> Result<()> {
         password_file: cli.password_file,
         quiet: cli.quiet,
         no_lock: cli.no_lock,
+        options: cli.options,
+        cache_dir: cli.cache_dir,
+        no_cache: cli.no_cache,
     };
     match cli.command {
         Command::Init(a) => repo::init(&ctx, &a),
@@ -306,6 +366,7 @@ pub fn run() -> Result<()> {
         Command::Prune(a) => manage::prune(&ctx, &a),
         Command::Check(a) => manage::check(&ctx, &a),
         Command::Stats(a) => manage::stats(&ctx, &a),
+        Command::Copy(a) => copy::run(&ctx, &a),
     }
 }
 

@@ -64,6 +64,21 @@ pub fn repository(file: Option<&Path>, confirm: bool) -> Result<Password> {
     bail!("no password given: use --password-file, or set LITEVAULT_PASSWORD_FILE or LITEVAULT_PASSWORD")
 }
 
+/// The password of `copy`'s source repository: `--from-password-file`
+/// (or `LITEVAULT_FROM_PASSWORD_FILE`), `LITEVAULT_FROM_PASSWORD`, a prompt.
+pub fn source_repository(file: Option<&Path>) -> Result<Password> {
+    if let Some(f) = file {
+        return from_file(f, "--from-password-file/LITEVAULT_FROM_PASSWORD_FILE");
+    }
+    if let Some(p) = from_env("LITEVAULT_FROM_PASSWORD")? {
+        return Ok(p);
+    }
+    if std::io::stdin().is_terminal() {
+        return prompt("enter the source repository's password: ");
+    }
+    bail!("no password given for the source repository: use --from-password-file, or set LITEVAULT_FROM_PASSWORD_FILE or LITEVAULT_FROM_PASSWORD")
+}
+
 /// A new password for `key add` / `key passwd`.
 pub fn new_password(file: Option<&Path>) -> Result<Password> {
     if let Some(f) = file {

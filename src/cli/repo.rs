@@ -29,7 +29,6 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<()> {
         litevault::Location::Local(p) => {
             std::fs::metadata(p).ok().filter(std::fs::Metadata::is_dir)
         }
-        #[allow(unreachable_patterns)]
         _ => None,
     };
     let password = password::repository(ctx.password_file.as_deref(), true)?;
@@ -41,7 +40,11 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<()> {
         pack_size: args.pack_size << 20,
         ..InitOptions::default()
     };
-    let repo = Repository::init(location.for_init()?, &password, &opts)?;
+    let repo = Repository::init(
+        location.for_init(&ctx.backend_options()?)?,
+        &password,
+        &opts,
+    )?;
     ctx.summary(format_args!(
         "created litevault repository {} at {location}",
         repo.config().id.short(),

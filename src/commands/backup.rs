@@ -31,6 +31,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::IoStats;
 use crate::error::{Error, Result};
 use crate::format::chunker::PageChunker;
 use crate::format::crypto::MasterKey;
@@ -212,6 +213,10 @@ pub struct BackupSummary {
     /// What did not stop the backup but should be said (a corrupt schema).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Requests made to the storage and bytes moved, from opening the
+    /// repository to the end of this command (lock released).
+    #[serde(default)]
+    pub io: IoStats,
 }
 
 /// A chunk or tree blob to compress and seal.
@@ -497,7 +502,7 @@ pub fn backup_connection(
     conn: &Connection,
     opts: &BackupOptions,
 ) -> Result<BackupSummary> {
-    run(repo, opts, || {
+    run(repo, opts, None, || {
         open_source(conn, &opts.path, repo.key(), &opts.source_options())
     })
 }
@@ -509,7 +514,19 @@ pub fn backup_source(
     source: Box<dyn ImageSource + '_>,
     opts: &BackupOptions,
 ) -> Result<BackupSummary> {
-    run(repo, opts, || Ok(source))
+    run(repo, opts, None, || Ok(source))
+}
+
+/// Stores another repository's snapshot `origin`, whose image `source`
+/// reads, as a snapshot of this one: the same time, host, user, database,
+/// tags and strategy; this repository's chunking, ids and keys.
+pub(crate) fn backup_copy(
+    repo: &Repository,
+    source: Box<dyn ImageSource + '_>,
+    opts: &BackupOptions,
+    origin: &Manifest,
+) -> Result<BackupSummary> {
+    run(repo, opts, Some(origin), || Ok(source))
 }
 
 /// Takes the lock, loads the index, then opens the source (so its read
@@ -517,6 +534,7 @@ pub fn backup_source(
 fn run<'s>(
     repo: &Repository,
     opts: &BackupOptions,
+    origin: Option<&Manifest>,
     open: impl FnOnce() -> Result<Box<dyn ImageSource + 's>>,
 ) -> Result<BackupSummary> {
     opts.validate()?;
@@ -536,6 +554,14 @@ fn run<'s>(
     let warnings = std::mem::take(&mut meta.warnings);
     opts.cancel.check(STOPPED)?;
     let mut manifest = new_manifest(opts, meta, root, hash, &counts, &stats);
+    if let Some(o) = origin {
+        manifest.time.clone_from(&o.time);
+        manifest.host.clone_from(&o.host);
+        manifest.username.clone_from(&o.username);
+        manifest.database = o.database.clone();
+        manifest.tags.clone_from(&o.tags);
+        manifest.image.strategy = o.image.strategy;
+    }
     let elapsed = started.elapsed();
     let throughput = counts.read as f64 / elapsed.as_secs_f64().max(1e-9);
     manifest.stats.duration_ms = elapsed.as_millis() as u64;
@@ -550,15 +576,23 @@ fn run<'s>(
             added_bytes,
             throughput,
             warnings: warnings.clone(),
+            io: IoStats::default(),
         };
-    if !opts.force {
-        if let Some(id) = latest_matching(repo, &manifest)? {
-            return Ok(summary(None, Some(id), manifest, stats.bytes));
-        }
-    }
-    lock.ensure_held()?;
-    let (id, len) = repo.save_manifest(&manifest)?;
-    Ok(summary(Some(id), None, manifest, stats.bytes + len))
+    let unchanged = if opts.force {
+        None
+    } else {
+        latest_matching(repo, &manifest)?
+    };
+    let mut done = if let Some(id) = unchanged {
+        summary(None, Some(id), manifest, stats.bytes)
+    } else {
+        lock.ensure_held()?;
+        let (id, len) = repo.save_manifest(&manifest)?;
+        summary(Some(id), None, manifest, stats.bytes + len)
+    };
+    drop(lock);
+    done.io = repo.io_stats();
+    Ok(done)
 }
 
 /// The latest snapshot of the same group (database, host and tags), if its

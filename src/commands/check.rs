@@ -18,7 +18,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::FileType;
+use crate::backend::{FileType, IoStats};
 use crate::error::Result;
 use crate::id::{BlobId, PackId};
 use crate::repo::walker::walk;
@@ -81,6 +81,10 @@ pub struct CheckReport {
     pub blobs: usize,
     /// Packs read whole.
     pub packs_read: usize,
+    /// Requests made to the storage and bytes moved, from opening the
+    /// repository to the end of this command (lock released).
+    #[serde(default)]
+    pub io: IoStats,
 }
 
 impl CheckReport {
@@ -113,7 +117,7 @@ impl CheckReport {
 
 /// Checks the repository (see the module docs).
 pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
-    let _lock = repo.lock_reading("check")?;
+    let lock = repo.lock_reading("check")?;
     let mut report = CheckReport::default();
     let index = check_index_files(repo, &mut report)?;
     let bad_packs = check_packs(repo, &index, &mut report)?;
@@ -141,6 +145,8 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
     report
         .findings
         .sort_by(|a, b| (a.severity as u8, &a.object).cmp(&(b.severity as u8, &b.object)));
+    drop(lock);
+    report.io = repo.io_stats();
     Ok(report)
 }
 

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::IoStats;
 use crate::error::{Error, Result, SourceProblem};
 use crate::format::manifest::Manifest;
 use crate::id::SnapshotId;
@@ -53,6 +54,10 @@ pub struct DumpSummary {
     pub format: DumpFormat,
     /// Bytes written.
     pub bytes: u64,
+    /// Requests made to the storage and bytes moved, from opening the
+    /// repository to the end of this command (lock released).
+    #[serde(default)]
+    pub io: IoStats,
 }
 
 /// Writes the image of snapshot `id` to `out`, verified; returns its length.
@@ -133,6 +138,7 @@ pub fn dump_to_file(
         output: output.to_path_buf(),
         format,
         bytes,
+        io: repo.io_stats(),
     };
     let existing = std::fs::metadata(output).ok();
     if let Some(m) = &existing {

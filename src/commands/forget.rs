@@ -20,6 +20,7 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use crate::backend::IoStats;
 use crate::error::{Error, Result};
 use crate::format::lock::LockKind;
 use crate::format::manifest::Manifest;
@@ -258,10 +259,23 @@ pub fn plan_forget(
     Ok(plan(&snaps, policy, group_by))
 }
 
-/// Deletes the snapshots the plan removes (under the exclusive lock);
-/// returns how many. Refuses a plan that empties a group unless
-/// `allow_remove_all`.
-pub fn forget(repo: &Repository, plan: &ForgetPlan, allow_remove_all: bool) -> Result<usize> {
+/// What [`forget`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ForgetSummary {
+    /// Snapshots removed.
+    pub removed: usize,
+    /// Requests made to the storage and bytes moved, from opening the
+    /// repository to the end of this command (lock released).
+    pub io: IoStats,
+}
+
+/// Deletes the snapshots the plan removes (under the exclusive lock).
+/// Refuses a plan that empties a group unless `allow_remove_all`.
+pub fn forget(
+    repo: &Repository,
+    plan: &ForgetPlan,
+    allow_remove_all: bool,
+) -> Result<ForgetSummary> {
     if !allow_remove_all {
         if let Some(g) = plan.emptied_groups().next() {
             return Err(Error::WouldRemoveAll {
@@ -270,13 +284,17 @@ pub fn forget(repo: &Repository, plan: &ForgetPlan, allow_remove_all: bool) -> R
             });
         }
     }
-    let _lock = repo.lock(LockKind::Exclusive, "forget")?;
-    let mut n = 0;
+    let lock = repo.lock(LockKind::Exclusive, "forget")?;
+    let mut removed = 0;
     for d in plan.removed() {
         repo.remove_snapshot(&d.id)?;
-        n += 1;
+        removed += 1;
     }
-    Ok(n)
+    drop(lock);
+    Ok(ForgetSummary {
+        removed,
+        io: repo.io_stats(),
+    })
 }
 
 /// The weekday of a timestamp in UTC (for tests and messages).

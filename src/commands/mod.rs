@@ -6,6 +6,7 @@
 //! * [`backup`]: a database's page image into a new snapshot;
 //! * [`restore`]: a snapshot into a database file, verified, swapped in;
 //! * [`dump`]: a snapshot as a database file or SQL text;
+//! * [`copy`]: snapshots into another repository, sending what it lacks;
 //! * [`snapshots`]: listing; [`tag`]: retagging;
 //! * [`forget`]: retention as a pure plan, then forgetting;
 //! * [`prune`]: plan, then remove unused data;
@@ -15,6 +16,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod copy;
 pub mod dump;
 pub mod forget;
 pub mod key;

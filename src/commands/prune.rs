@@ -19,7 +19,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::FileType;
+use crate::backend::{FileType, IoStats};
 use crate::error::{Error, Result};
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::lock::LockKind;
@@ -118,6 +118,10 @@ pub struct PruneSummary {
     pub plan: PrunePlan,
     /// What it did.
     pub stats: Option<PruneStats>,
+    /// Requests made to the storage and bytes moved, from opening the
+    /// repository to the end of this command (lock released).
+    #[serde(default)]
+    pub io: IoStats,
 }
 
 /// Every blob some snapshot's tree reaches (tree blobs included); subtrees
@@ -236,7 +240,12 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneSummary> {
     repo.refresh();
     let plan = plan_prune(repo, opts)?;
     if opts.dry_run || plan.is_noop() {
-        return Ok(PruneSummary { plan, stats: None });
+        drop(lock);
+        return Ok(PruneSummary {
+            plan,
+            stats: None,
+            io: repo.io_stats(),
+        });
     }
     let index = repo.index()?;
     let repack: HashSet<PackId> = plan.repack.iter().copied().collect();
@@ -323,9 +332,11 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneSummary> {
         stats.packs_deleted += 1;
     }
     stats.freed_bytes = deleted_bytes.saturating_sub(repacked.bytes + written_bytes);
+    std::mem::drop(lock);
     Ok(PruneSummary {
         plan,
         stats: Some(stats),
+        io: repo.io_stats(),
     })
 }
 

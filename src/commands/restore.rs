@@ -22,9 +22,6 @@
 //! the temporary file (mode 0600) is removed, or, after a kill, has its own
 //! name and is removed by the next run.
 
-use std::fs::File;
-use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,9 +29,10 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::backup::{backup, BackupOptions};
+use crate::backend::IoStats;
 use crate::error::{BackendErrorKind, Error, Result, SourceProblem};
 use crate::format::manifest::{Manifest, Strategy};
-use crate::id::{BlobId, SnapshotId};
+use crate::id::SnapshotId;
 use crate::progress::{Cancel, Progress};
 use crate::repo::{Repository, PRE_RESTORE_TAG};
 use crate::sqlite::target::{
@@ -123,31 +121,10 @@ pub struct RestoreSummary {
     pub kept_damaged: Option<PathBuf>,
     /// Wall-clock duration in milliseconds.
     pub duration_ms: u64,
-}
-
-/// Reads the reassembled file back to check the whole image's keyed hash
-/// and size against the manifest.
-fn check_image(repo: &Repository, m: &Manifest, path: &Path) -> Result<()> {
-    let ctx = |e| Error::io("checking", path, e);
-    let mut file = File::open(path).map_err(ctx)?;
-    let mut h = repo.key().blob_hasher();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(ctx)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        total += n as u64;
-    }
-    if total != m.image.bytes || BlobId::from_bytes(*h.finalize().as_bytes()) != m.image.hash {
-        return Err(Error::damaged(
-            format!("restored image {}", path.display()),
-            "its hash or size differs from the snapshot's manifest",
-        ));
-    }
-    Ok(())
+    /// Requests made to the storage and bytes moved, from opening the
+    /// repository to the end of this command (lock released).
+    #[serde(default)]
+    pub io: IoStats,
 }
 
 /// Restores snapshot `id` into `opts.target` (see the module docs).
@@ -179,14 +156,10 @@ pub fn restore(
         .file_name()
         .map_or_else(|| "db".into(), |n| n.to_string_lossy().into_owned());
     let (tmp, file) = TempDb::create(&dir, &stem, "restore")?;
-    file.set_len(manifest.image.bytes)
-        .map_err(|e| Error::io("writing", tmp.path(), e))?;
-    repo.reassemble(
+    repo.reassemble_into(
         &manifest,
-        &|offset, bytes| {
-            file.write_all_at(bytes, offset)
-                .map_err(|e| Error::io("writing", tmp.path(), e))
-        },
+        &file,
+        tmp.path(),
         opts.progress.as_deref(),
         &opts.cancel,
     )?;
@@ -200,7 +173,7 @@ pub fn restore(
     std::thread::scope(|s| {
         let synced =
             s.spawn(|| fsync(tmp.path()).map_err(|e| Error::io("fsyncing", tmp.path(), e)));
-        let image = s.spawn(|| check_image(repo, &manifest, tmp.path()));
+        let image = s.spawn(|| repo.check_image_file(&manifest, tmp.path()));
         let db = verify_database(tmp.path(), &manifest, opts.quick, &opts.cancel);
         let image = image.join().expect("image check thread panicked");
         let synced = synced.join().expect("fsync thread panicked");
@@ -248,6 +221,7 @@ pub fn restore(
         kept_damaged = swap(tmp.path(), &target, &dir, &state)?;
         tmp.keep();
     }
+    drop(lock);
     Ok(RestoreSummary {
         snapshot: *id,
         target,
@@ -256,6 +230,7 @@ pub fn restore(
         live,
         kept_damaged,
         duration_ms: started.elapsed().as_millis() as u64,
+        io: repo.io_stats(),
     })
 }
 

@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::FileType;
+use crate::backend::cache::CacheInfo;
+use crate::backend::{FileType, IoStats};
 use crate::error::Result;
 use crate::format::pack::BlobType;
 use crate::id::BlobId;
@@ -54,6 +55,13 @@ pub struct Stats {
     pub overall_ratio: f64,
     /// Per database, by path.
     pub databases: Vec<DatabaseStats>,
+    /// The local cache of a remote repository, when one is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheInfo>,
+    /// Requests made to the storage and bytes moved, from opening the
+    /// repository to the end of this command (lock released).
+    #[serde(default)]
+    pub io: IoStats,
 }
 
 fn ratio(a: u64, b: u64) -> f64 {
@@ -101,6 +109,8 @@ pub fn stats(repo: &Repository) -> Result<Stats> {
         })?;
     }
     s.databases = per.into_values().map(|(d, _)| d).collect();
+    s.cache = repo.cache_info();
+    s.io = repo.io_stats();
     s.dedup_ratio = ratio(s.total_image_bytes, s.unique_bytes);
     s.compression_ratio = ratio(s.unique_bytes, s.stored_data_bytes);
     s.overall_ratio = ratio(s.total_image_bytes, s.repository_bytes);

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::IoStats;
 use crate::error::Result;
 use crate::format::lock::LockKind;
 use crate::id::SnapshotId;
@@ -32,6 +33,10 @@ pub struct TagSummary {
     pub tags: Vec<String>,
     /// True if the tags changed.
     pub changed: bool,
+    /// Requests made to the storage and bytes moved, from opening the
+    /// repository to the end of this command (lock released).
+    #[serde(default)]
+    pub io: IoStats,
 }
 
 /// Applies `change` to snapshot `id`.
@@ -44,7 +49,7 @@ pub fn retag(repo: &Repository, id: &SnapshotId, change: &TagChange) -> Result<T
     {
         validate_tag(t)?;
     }
-    let _lock = repo.lock(LockKind::Exclusive, "tag")?;
+    let lock = repo.lock(LockKind::Exclusive, "tag")?;
     let mut m = repo.load_manifest(id)?;
     let before = m.tags.clone();
     if let Some(set) = &change.set {
@@ -60,14 +65,17 @@ pub fn retag(repo: &Repository, id: &SnapshotId, change: &TagChange) -> Result<T
             new_snapshot: *id,
             tags: m.tags,
             changed: false,
+            io: repo.io_stats(),
         });
     }
     let (new, _) = repo.save_manifest(&m)?;
     repo.remove_snapshot(id)?;
+    drop(lock);
     Ok(TagSummary {
         snapshot: *id,
         new_snapshot: new,
         tags: m.tags,
         changed: true,
+        io: repo.io_stats(),
     })
 }

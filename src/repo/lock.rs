@@ -5,11 +5,13 @@
 //! removal take an exclusive one. Shared locks coexist; an exclusive lock
 //! excludes every other lock.
 //!
-//! Taking a lock (restic's protocol, which needs neither rename nor a
-//! consistent listing): list the locks; if a live conflicting one exists,
-//! fail naming its holder; otherwise write ours, list again, and if a
-//! conflicting lock appeared meanwhile, delete ours and fail. Two racing
-//! processes can both fail, never both succeed.
+//! Taking a lock (restic's protocol, which needs neither rename nor
+//! conditional writes, so it works the same on object stores): list the
+//! locks; if a live conflicting one exists, fail naming its holder;
+//! otherwise write ours, list again, and if a conflicting lock appeared
+//! meanwhile (a race), delete ours, back off for a random while and try
+//! again, [`RACE_ATTEMPTS`] times in all. Two racing processes can both
+//! fail, never both succeed.
 //!
 //! A held lock is refreshed every [`REFRESH_EVERY`] by writing a new lock
 //! object and then deleting the old one. Stale locks are ignored when
@@ -100,12 +102,27 @@ impl LockInfo {
 }
 
 /// Reads every lock and judges its staleness.
+/// Attempts at taking a lock when racing another process.
+pub const RACE_ATTEMPTS: u32 = 3;
+
 fn list(backend: &dyn Backend, key: &MasterKey) -> Result<Vec<LockInfo>> {
+    list_except(backend, key, None)
+}
+
+/// The locks, reading each but `mine` (its content is known).
+fn list_except(
+    backend: &dyn Backend,
+    key: &MasterKey,
+    mine: Option<&LockId>,
+) -> Result<Vec<LockInfo>> {
     let now = jiff::Timestamp::now();
     let host = crate::sys::hostname();
     let mut out = Vec::new();
     for f in backend.list(FileType::Lock)? {
         let id: LockId = f.name.parse()?;
+        if Some(&id) == mine {
+            continue;
+        }
         let object = FileType::Lock.describe(&f.name);
         let record = match backend.read(FileType::Lock, &f.name) {
             Ok(bytes) => LockRecord::decode(key, &bytes, &f.name, &object),
@@ -218,21 +235,33 @@ fn acquire(
     kind: LockKind,
     command: &str,
 ) -> Result<LockGuard> {
-    if let Some(e) = conflict(kind, &list(backend.as_ref(), key)?, None) {
-        return Err(e);
-    }
-    let record = LockRecord::new(kind, command);
-    let (id, bytes) = record.encode(key)?;
-    backend.write(FileType::Lock, &id.to_hex(), &bytes)?;
-    let after = list(backend.as_ref(), key);
-    let clash = match after {
-        Ok(locks) => conflict(kind, &locks, Some(&id)),
-        Err(e) => Some(e),
-    };
-    if let Some(e) = clash {
+    let mut attempt = 1;
+    let (id, record) = loop {
+        if let Some(e) = conflict(kind, &list(backend.as_ref(), key)?, None) {
+            return Err(e);
+        }
+        let record = LockRecord::new(kind, command);
+        let (id, bytes) = record.encode(key)?;
+        backend.write(FileType::Lock, &id.to_hex(), &bytes)?;
+        let clash = match list_except(backend.as_ref(), key, Some(&id)) {
+            Ok(locks) => conflict(kind, &locks, Some(&id)),
+            Err(e) => Some(e),
+        };
+        let Some(e) = clash else {
+            break (id, record);
+        };
         let _ = backend.remove(FileType::Lock, &id.to_hex());
-        return Err(e);
-    }
+        if attempt == RACE_ATTEMPTS || !matches!(e, Error::Locked { .. }) {
+            return Err(e);
+        }
+        // A race with another process taking a lock: back off a random
+        // while, so that one of the two goes first next time.
+        let mut r = [0u8; 2];
+        crate::format::crypto::random_bytes(&mut r)?;
+        let ms = 50 * u64::from(attempt) + u64::from(u16::from_le_bytes(r) % 250);
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        attempt += 1;
+    };
     let current = Arc::new(Mutex::new(id));
     let last_refresh = Arc::new(Mutex::new(std::time::Instant::now()));
     let (stop, stopped) = mpsc::channel::<()>();

@@ -35,5 +35,5 @@ pub mod walker;
 pub use index::{BlobLocation, Index, IndexedPack};
 pub use keys::KeyInfo;
 pub use lock::{LockGuard, LockInfo};
-pub use repository::{InitOptions, LockPolicy, Repository};
+pub use repository::{InitOptions, LockPolicy, OpenOptions, Repository};
 pub use select::{split_tags, validate_tag, GroupBy, GroupKey, SnapshotFilter, PRE_RESTORE_TAG};

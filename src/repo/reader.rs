@@ -12,12 +12,15 @@
 //!   chunks out of order), neighbours less than [`MAX_GAP`] apart joined
 //!   into range reads of at most [`MAX_RUN`] bytes, several in flight, each
 //!   blob authenticated and id-checked, written at its image offsets;
-//! * [`Repository::write_image`]: the image in order to a stream.
+//! * [`Repository::write_image`]: the image in order to a stream;
+//!   [`Repository::check_image_file`]: a reassembled image file read back
+//!   and checked against the manifest's keyed hash.
 //!
 //! Every blob read is authenticated, decompressed within its recorded
 //! size, and checked against its id before it is used.
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::index::Index;
@@ -258,6 +261,55 @@ impl Repository {
             }
         }
         Ok(runs)
+    }
+
+    /// Reads the image file at `path` back to check its size and keyed hash
+    /// against `m`'s.
+    pub fn check_image_file(&self, m: &Manifest, path: &Path) -> Result<()> {
+        let ctx = |e| Error::io("checking", path, e);
+        let mut file = std::fs::File::open(path).map_err(ctx)?;
+        let mut h = self.key().blob_hasher();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = file.read(&mut buf).map_err(ctx)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            total += n as u64;
+        }
+        if total != m.image.bytes || BlobId::from_bytes(*h.finalize().as_bytes()) != m.image.hash {
+            return Err(Error::damaged(
+                format!("reassembled image {}", path.display()),
+                "its hash or size differs from the snapshot's manifest",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reassembles the image of `m` into `file` (at `path`, for messages),
+    /// sized to the image first.
+    pub fn reassemble_into(
+        &self,
+        m: &Manifest,
+        file: &std::fs::File,
+        path: &Path,
+        progress: Option<&dyn Progress>,
+        cancel: &Cancel,
+    ) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        file.set_len(m.image.bytes)
+            .map_err(|e| Error::io("writing", path, e))?;
+        self.reassemble(
+            m,
+            &|offset, bytes| {
+                file.write_all_at(bytes, offset)
+                    .map_err(|e| Error::io("writing", path, e))
+            },
+            progress,
+            cancel,
+        )
     }
 
     /// Reassembles the image of `m` by calling `write_at(offset, bytes)`

@@ -7,18 +7,21 @@
 //! life, and what it writes or deletes through this layer updates the cache
 //! too: a command reads each manifest and each index file at most once.
 //! [`Repository::refresh`] forgets the listings (a long-running daemon calls
-//! it before each job). A persistent cache across processes is a backend
-//! wrapper around the storage, below this layer.
+//! it before each job). The persistent cache across processes
+//! ([`OpenOptions::cache_root`]) is a backend wrapper around the storage,
+//! below this layer ([`crate::backend::cache`]).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
 use super::index::Index;
+use crate::backend::cache::{CacheInfo, CachedBackend};
+use crate::backend::counting::CountingBackend;
 use crate::backend::local::LocalBackend;
-use crate::backend::{Backend, FileType};
+use crate::backend::{Backend, FileType, IoStats};
 use crate::error::{Error, Result};
 use crate::format::config::{ChunkerParams, CompressionParams, Config};
 use crate::format::crypto::{self, KdfParams, MasterKey};
@@ -50,6 +53,15 @@ impl Default for InitOptions {
             pack_size: Config::DEFAULT_PACK_SIZE,
         }
     }
+}
+
+/// Options of [`Repository::open_with`].
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    /// Root of the local cache of key files, index files and snapshot
+    /// manifests (see [`crate::backend::cache`]); `None` for no cache. Each
+    /// repository gets `<root>/<repository id>/`.
+    pub cache_root: Option<PathBuf>,
 }
 
 /// Whether commands that only read take a lock.
@@ -87,6 +99,7 @@ pub struct Repository {
     key: Arc<MasterKey>,
     key_id: KeyId,
     config: Config,
+    cache_dir: Option<PathBuf>,
     cache: Mutex<Cache>,
     lock_policy: Mutex<LockPolicy>,
     notes: Mutex<Vec<String>>,
@@ -117,6 +130,7 @@ impl Repository {
             key: Arc::new(key),
             key_id,
             config,
+            cache_dir: None,
             cache: Mutex::new(Cache::default()),
             lock_policy: Mutex::new(LockPolicy::default()),
             notes: Mutex::new(Vec::new()),
@@ -174,11 +188,27 @@ impl Repository {
 
     /// Creates a repository in a local directory.
     pub fn init_local(path: impl AsRef<Path>, password: &[u8], opts: &InitOptions) -> Result<Self> {
-        Self::init(Arc::new(LocalBackend::new(path.as_ref())), password, opts)
+        let local = Arc::new(LocalBackend::new(path.as_ref()));
+        Self::init(Arc::new(CountingBackend::new(local)), password, opts)
     }
 
     /// Opens the repository in `backend` with `password`. Writes nothing.
     pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Self> {
+        Self::open_with(backend, password, &OpenOptions::default())
+    }
+
+    /// Opens the repository in `backend` with `password` and `opts`.
+    /// Writes nothing to the storage.
+    ///
+    /// With a cache, the key files are served from it when this config was
+    /// seen before (the cache remembers which repository a config object
+    /// belongs to), so an unchanged repository costs one listing of `keys/`
+    /// and one read of `config` to open.
+    pub fn open_with(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        opts: &OpenOptions,
+    ) -> Result<Self> {
         let config_bytes = match backend.read(FileType::Config, "config") {
             Ok(b) => b,
             Err(e) if e.is_not_found() => {
@@ -190,19 +220,44 @@ impl Repository {
             Err(e) => return Err(e),
         };
         format::check_header(&config_bytes, ObjectType::Config, "config")?;
-        let (key, key_id) = Self::unlock_key(backend.as_ref(), password)?;
+        let remembered = opts.cache_root.as_deref().and_then(|root| {
+            let id = CachedBackend::repository_for_config(root, &config_bytes)?;
+            let cached: Arc<dyn Backend> =
+                Arc::new(CachedBackend::new(backend.clone(), root.join(&id)));
+            Some((id, cached))
+        });
+        let unlocking = remembered.as_ref().map_or(&backend, |(_, b)| b);
+        let (key, key_id, key_bytes) = Self::unlock_key(unlocking.as_ref(), password)?;
         let json = format::open_object(&key, ObjectType::Config, &config_bytes, "config")?;
         let config = Config::from_json(&json)?;
-        Ok(Self::new(backend, key, key_id, config))
+        let Some(root) = &opts.cache_root else {
+            return Ok(Self::new(backend, key, key_id, config));
+        };
+        let id = config.id.to_hex();
+        let backend = match remembered {
+            Some((known, cached)) if known == id => cached,
+            _ => {
+                CachedBackend::remember_config(root, &config_bytes, &id);
+                let cached = CachedBackend::new(backend, root.join(&id));
+                // The key file just read, so the next open needs no GET.
+                cached.insert(FileType::Key, &key_id.to_hex(), &key_bytes);
+                Arc::new(cached)
+            }
+        };
+        let mut repo = Self::new(backend, key, key_id, config);
+        repo.cache_dir = Some(root.join(id));
+        Ok(repo)
     }
 
     /// Opens a repository in a local directory.
     pub fn open_local(path: impl AsRef<Path>, password: &[u8]) -> Result<Self> {
-        Self::open(Arc::new(LocalBackend::open(path.as_ref())?), password)
+        let local = Arc::new(LocalBackend::open(path.as_ref())?);
+        Self::open(Arc::new(CountingBackend::new(local)), password)
     }
 
-    /// Tries every key file with the password.
-    fn unlock_key(backend: &dyn Backend, password: &[u8]) -> Result<(MasterKey, KeyId)> {
+    /// Tries every key file with the password; returns the master key, the
+    /// key file's id and its bytes.
+    fn unlock_key(backend: &dyn Backend, password: &[u8]) -> Result<(MasterKey, KeyId, Vec<u8>)> {
         let keys = backend.list(FileType::Key)?;
         if keys.is_empty() {
             return Err(Error::damaged(
@@ -215,10 +270,11 @@ impl Repository {
             let object = FileType::Key.describe(&f.name);
             let attempt = backend.read(FileType::Key, &f.name).and_then(|bytes| {
                 format::verify_name(&bytes, &f.name, &object)?;
-                key::parse(&bytes, &object)?.open(password)
+                let key = key::parse(&bytes, &object)?.open(password)?;
+                Ok(key.map(|k| (k, bytes)))
             });
             match attempt {
-                Ok(Some(k)) => return Ok((k, f.name.parse()?)),
+                Ok(Some((k, bytes))) => return Ok((k, f.name.parse()?, bytes)),
                 Ok(None) => {}
                 Err(e @ Error::NewerFormat { .. }) => return Err(e),
                 Err(e) => damage = damage.or(Some(e)),
@@ -266,6 +322,18 @@ impl Repository {
     /// The location, for messages (never holds secrets).
     pub fn location(&self) -> String {
         self.backend.location()
+    }
+
+    /// Requests made to the storage since this repository was opened
+    /// (opening included), and reads the local cache answered; zero for a
+    /// backend that does not count.
+    pub fn io_stats(&self) -> IoStats {
+        self.backend.io_stats().unwrap_or_default()
+    }
+
+    /// What the local cache holds, when there is one.
+    pub fn cache_info(&self) -> Option<CacheInfo> {
+        self.cache_dir.as_deref().map(CachedBackend::info)
     }
 
     /// Forgets what was listed, so the next listing sees other processes'

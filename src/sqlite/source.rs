@@ -13,6 +13,8 @@
 //! * [`VacuumExport`] (strategy `vacuum`): `VACUUM INTO` a temporary file,
 //!   fsynced (SQLite does not), read page by page, and deleted when dropped,
 //!   on success, error or interrupt alike.
+//! * [`ImageFile`] (`copy` between repositories): an image already in a
+//!   private temporary file, read page by page and deleted when dropped.
 
 use std::fs::File;
 use std::io::Read;
@@ -25,7 +27,7 @@ use super::tempdb::TempDb;
 use super::{open_own, sql_error};
 use crate::error::{Error, Result, SourceProblem};
 use crate::format::crypto::MasterKey;
-use crate::format::manifest::Strategy;
+use crate::format::manifest::{ImageInfo, Strategy};
 use crate::id::BlobId;
 use crate::progress::Cancel;
 
@@ -580,24 +582,111 @@ impl ImageSource for VacuumExport {
     }
 
     fn for_each_page(&mut self, f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
-        let path = self.file.path();
-        let ctx = |e| Error::io("reading export", path, e);
-        let mut file = std::io::BufReader::with_capacity(1 << 20, File::open(path).map_err(ctx)?);
-        let mut page = vec![0u8; self.meta.page_size as usize];
-        for pgno in 1..=self.meta.page_count {
-            file.read_exact(&mut page).map_err(ctx)?;
-            if pgno == 1 {
-                self.meta.change_counter =
-                    u32::from_be_bytes(page[24..28].try_into().expect("4 bytes"));
-            }
-            f(&page)?;
-        }
-        Ok(())
+        read_pages(self.file.path(), &mut self.meta, f)
     }
 
     fn finish(self: Box<Self>) -> Result<ImageMeta> {
         Ok(self.meta.clone())
     }
+}
+
+/// An image already in a private temporary file (another repository's
+/// snapshot, reassembled and verified there), with the metadata its
+/// original backup recorded. The keyed schema hash is computed afresh with
+/// this repository's key. The file is deleted when this is dropped.
+pub struct ImageFile {
+    file: TempDb,
+    meta: ImageMeta,
+}
+
+impl ImageFile {
+    /// Takes over `file`, which holds the image `origin` describes.
+    pub fn new(file: TempDb, origin: &ImageInfo, key: &MasterKey) -> Result<Self> {
+        let path = file.path();
+        let len = std::fs::metadata(path)
+            .map_err(|e| Error::io("reading the size of", path, e))?
+            .len();
+        if origin.page_size == 0 || len != origin.bytes || len % u64::from(origin.page_size) != 0 {
+            return Err(Error::Internal(format!(
+                "image file {} is {len} bytes, not the {} the snapshot records",
+                path.display(),
+                origin.bytes
+            )));
+        }
+        let mut meta = ImageMeta {
+            page_size: origin.page_size,
+            page_count: origin.page_count,
+            journal_mode: origin.journal_mode.clone(),
+            sqlite_version: origin.sqlite_version.clone(),
+            schema_hash: BlobId::default(),
+            quick_check: origin.quick_check.clone(),
+            change_counter: origin.change_counter,
+            zeroed_free_pages: origin.zeroed_free_pages,
+            warnings: Vec::new(),
+        };
+        match open_immutable(path).and_then(|c| schema_hash(&c, key)) {
+            Ok(h) => meta.schema_hash = h,
+            Err(e) => meta.warnings.push(format!(
+                "the image's schema could not be read ({e}); it is copied as it is"
+            )),
+        }
+        Ok(Self { file, meta })
+    }
+}
+
+/// Opens a database file that nothing else writes, reading its main file
+/// only (no locks, no WAL: `immutable=1`).
+fn open_immutable(path: &Path) -> rusqlite::Result<Connection> {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3F"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    Connection::open_with_flags(
+        uri,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+}
+
+impl ImageSource for ImageFile {
+    fn meta(&self) -> &ImageMeta {
+        &self.meta
+    }
+
+    fn for_each_page(&mut self, f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        read_pages(self.file.path(), &mut self.meta, f)
+    }
+
+    fn finish(self: Box<Self>) -> Result<ImageMeta> {
+        Ok(self.meta.clone())
+    }
+}
+
+/// Calls `f` with each of `meta.page_count` pages of the file at `path`,
+/// recording page 1's change counter.
+fn read_pages(
+    path: &Path,
+    meta: &mut ImageMeta,
+    f: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let ctx = |e| Error::io("reading image", path, e);
+    let mut file = std::io::BufReader::with_capacity(1 << 20, File::open(path).map_err(ctx)?);
+    let mut page = vec![0u8; meta.page_size as usize];
+    for pgno in 1..=meta.page_count {
+        file.read_exact(&mut page).map_err(ctx)?;
+        if pgno == 1 {
+            meta.change_counter = u32::from_be_bytes(page[24..28].try_into().expect("4 bytes"));
+        }
+        f(&page)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

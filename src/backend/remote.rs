@@ -1,0 +1,524 @@
+//! Repositories off the machine: S3-compatible object stores and SFTP
+//! servers, through OpenDAL (the storage library rustic uses for the same
+//! purpose), not a hand-written HTTP or SSH client.
+//!
+//! * **Layout**: the same object paths as a local repository (`config`,
+//!   `keys/…`, `data/xx/…`), under the bucket's prefix or the SFTP
+//!   directory.
+//! * **Writes are all or nothing**: an S3 `PUT` is atomic by itself; over
+//!   SFTP an object is uploaded under a temporary name (`.tmp-…`, never
+//!   listed as an object) and renamed into place.
+//! * **Retries**: transient failures (timeouts, connection resets, HTTP 5xx
+//!   and 429) are retried with exponential backoff and jitter, up to a
+//!   bound ([`RemoteOptions::retries`]); every operation has a time limit
+//!   ([`RemoteOptions::timeout`]). Permanent failures (403, a missing
+//!   bucket, bad credentials, a host key that does not match) fail at once.
+//! * **Errors** keep OpenDAL's verdict (not found, permission, transient,
+//!   permanent) as a [`BackendErrorKind`] and name the object; credentials
+//!   never appear in them, nor in [`Backend::location`].
+//!
+//! The backend is synchronous, as the [`Backend`] trait is: it owns a small
+//! tokio runtime and blocks on each operation, from any number of threads.
+
+use std::time::Duration;
+
+use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::{ErrorKind as OdErrorKind, Operator};
+
+use super::{check_name, is_object_name, Backend, FileInfo, FileType, Interrupted};
+use crate::error::{BackendError, BackendErrorKind, BackendOp, Error, Result};
+
+/// Which protocol a remote repository speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// An S3-compatible object store.
+    S3,
+    /// An SFTP server.
+    Sftp,
+}
+
+/// How patient a remote backend is.
+#[derive(Clone, Debug)]
+pub struct RemoteOptions {
+    /// Time limit of one attempt at a request that moves no data (stat,
+    /// list, delete), of making a connection (at most 10 s of it), and of
+    /// a silence while receiving; an attempt that moves an object's data
+    /// gets ten times as long in all.
+    pub timeout: Duration,
+    /// Retries of a transient failure.
+    pub retries: usize,
+}
+
+impl RemoteOptions {
+    /// Time limit of connecting.
+    pub fn connect_timeout(&self) -> Duration {
+        self.timeout.min(Duration::from_secs(10))
+    }
+
+    /// Time limit of one attempt at moving an object's data.
+    pub fn io_timeout(&self) -> Duration {
+        self.timeout * 10
+    }
+}
+
+impl Default for RemoteOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            retries: 4,
+        }
+    }
+}
+
+/// A repository in an object store or on an SFTP server.
+pub struct RemoteBackend {
+    op: Operator,
+    rt: tokio::runtime::Runtime,
+    protocol: Protocol,
+    location: String,
+}
+
+impl std::fmt::Debug for RemoteBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteBackend")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The causes of an OpenDAL error on one line: its message, then each
+/// source not already said (ssh's multi-line banners reduced to their last
+/// lines), at most 400 characters.
+fn causes(e: &opendal::Error) -> String {
+    let mut parts = vec![e.message().to_string()];
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        let text = if text.contains('\n') {
+            let lines: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('@'))
+                .collect();
+            lines[lines.len().saturating_sub(2)..].join(" ")
+        } else {
+            text
+        };
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    if parts.iter().all(String::is_empty) {
+        // A response without a body (to a HEAD request): its status.
+        let full = e.to_string();
+        if let Some(i) = full.find("status: ") {
+            let status: String = full[i + 8..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            parts = vec![format!("HTTP status {status}")];
+        } else {
+            parts = vec![e.kind().to_string()];
+        }
+    }
+    let line = parts.join(": ").replace(['\r', '\n'], " ");
+    let mut out: String = line.chars().take(400).collect();
+    if out.len() < line.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// `field: "value"` out of a debug-printed S3 error.
+fn s3_field<'a>(message: &'a str, field: &str) -> Option<&'a str> {
+    let start = message.find(&format!("{field}: \""))? + field.len() + 3;
+    let len = message[start..].find('"')?;
+    Some(&message[start..start + len])
+}
+
+/// Turns an OpenDAL error into a backend error about `object`: what it
+/// means ([`BackendErrorKind`]) and a one-line account of the cause.
+fn backend_error(protocol: Protocol, op: BackendOp, object: &str, e: &opendal::Error) -> Error {
+    let all = causes(e);
+    let mut kind = match e.kind() {
+        OdErrorKind::NotFound => BackendErrorKind::NotFound,
+        OdErrorKind::PermissionDenied => BackendErrorKind::PermissionDenied,
+        OdErrorKind::RangeNotSatisfied => BackendErrorKind::OutOfRange,
+        OdErrorKind::RateLimited => BackendErrorKind::Transient,
+        _ if e.is_temporary() => BackendErrorKind::Transient,
+        _ => BackendErrorKind::Permanent,
+    };
+    let mut detail = all.clone();
+    if let Some(code) = s3_field(e.message(), "code") {
+        let said = s3_field(e.message(), "message").unwrap_or("");
+        let what = format!("{code}: {said}");
+        (kind, detail) = match code {
+            "NoSuchBucket" => (
+                BackendErrorKind::Permanent,
+                format!("the bucket does not exist ({what})"),
+            ),
+            "AccessDenied"
+            | "InvalidAccessKeyId"
+            | "SignatureDoesNotMatch"
+            | "InvalidToken"
+            | "ExpiredToken"
+            | "InvalidSecurity" => (
+                BackendErrorKind::PermissionDenied,
+                format!("the storage refused the credentials or the access ({what})"),
+            ),
+            "AuthorizationHeaderMalformed"
+            | "AuthorizationQueryParametersError"
+            | "IllegalLocationConstraintException"
+            | "PermanentRedirect" => (
+                BackendErrorKind::Permanent,
+                format!("the requests are signed for another region than the storage's ({what})"),
+            ),
+            "SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout" => {
+                (BackendErrorKind::Transient, what)
+            }
+            _ => (kind, what),
+        };
+    } else if protocol == Protocol::S3
+        && op == BackendOp::Read
+        && kind == BackendErrorKind::NotFound
+    {
+        // A real S3 store answers a GET of a missing object with NoSuchKey
+        // (a HEAD has no body); a bare 404 comes from something else at
+        // that address (a web server, a proxy).
+        kind = BackendErrorKind::Permanent;
+        detail = "the endpoint answered 404 Not Found without an S3 error, so it is not an S3 store (or not at that address)".to_string();
+    } else if all.contains("Host key verification failed") || all.contains("host key") {
+        kind = BackendErrorKind::Permanent;
+        detail = format!("the server's host key is not the one known for it: {all}");
+    } else if all.contains("Permission denied (") {
+        kind = BackendErrorKind::PermissionDenied;
+        detail = format!("the server refused the ssh login: {all}");
+    } else if [
+        "Connection refused",
+        "connect",
+        "timed out",
+        "timeout",
+        "No route",
+        "resolve",
+        "reset",
+    ]
+    .iter()
+    .any(|w| all.contains(w))
+        && kind != BackendErrorKind::NotFound
+    {
+        kind = BackendErrorKind::Transient;
+        detail = format!("cannot reach the storage: {all}");
+    } else if kind == BackendErrorKind::PermissionDenied {
+        detail = format!("permission denied: {all}");
+    }
+    BackendError::new(kind, op, object, detail).into()
+}
+
+impl RemoteBackend {
+    /// A backend over an OpenDAL operator (built by `choose`); `location`
+    /// names it in messages and holds no secret.
+    pub fn new(
+        op: Operator,
+        protocol: Protocol,
+        location: String,
+        opts: &RemoteOptions,
+    ) -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("litevault-remote")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("starting the network runtime: {e}")))?;
+        let op = match protocol {
+            Protocol::S3 => {
+                let client = reqwest::Client::builder()
+                    .connect_timeout(opts.connect_timeout())
+                    // A response that stops coming for this long failed,
+                    // however long the whole transfer may take.
+                    .read_timeout(opts.timeout)
+                    .build()
+                    .map_err(|e| Error::Internal(format!("making the HTTP client: {e}")))?;
+                let transport = opendal::HttpTransporter::new(
+                    opendal_http_transport_reqwest::ReqwestTransport::new(client),
+                );
+                let ctx = op.context().with_http_transport(transport);
+                op.with_context(ctx)
+            }
+            Protocol::Sftp => op,
+        };
+        let op = op
+            .layer(
+                TimeoutLayer::new()
+                    .with_timeout(opts.timeout)
+                    .with_io_timeout(opts.io_timeout()),
+            )
+            .layer(
+                RetryLayer::new()
+                    .with_jitter()
+                    .with_factor(2.0)
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_max_times(opts.retries),
+            );
+        Ok(Self {
+            op,
+            rt,
+            protocol,
+            location,
+        })
+    }
+
+    fn block<T>(
+        &self,
+        f: impl std::future::IntoFuture<Output = opendal::Result<T>>,
+    ) -> opendal::Result<T> {
+        self.rt.block_on(f.into_future())
+    }
+
+    /// An object as messages name it: `index/3fa2… in s3:http://…`.
+    fn object(&self, ty: FileType, name: &str) -> String {
+        format!("{} in {}", ty.describe(name), self.location)
+    }
+
+    fn put(&self, path: &str, data: &[u8], ty: FileType, name: &str) -> Result<()> {
+        let object = self.object(ty, name);
+        match self.protocol {
+            Protocol::S3 => self
+                .block(self.op.write(path, data.to_vec()))
+                .map(|_| ())
+                .map_err(|e| backend_error(self.protocol, BackendOp::Write, &object, &e)),
+            Protocol::Sftp => {
+                // Uploaded whole under a temporary name, then renamed: a
+                // broken upload never shows under the object's name.
+                let tmp = temp_path(path, name);
+                self.block(self.op.write(&tmp, data.to_vec()))
+                    .map_err(|e| backend_error(self.protocol, BackendOp::Write, &object, &e))?;
+                match self.block(self.op.rename(&tmp, path)) {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        // Content-addressed: an object already there under
+                        // this name has these very bytes.
+                        let there = self
+                            .block(self.op.stat(path))
+                            .is_ok_and(|m| m.content_length() == data.len() as u64);
+                        let _ = self.block(self.op.delete(&tmp));
+                        if there && ty != FileType::Config {
+                            Ok(())
+                        } else {
+                            Err(backend_error(self.protocol, BackendOp::Write, &object, &e))
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn list_dir(&self, dir: &str, ty: FileType) -> Result<Vec<FileInfo>> {
+        let object = format!("{}/ in {}", ty.dir(), self.location);
+        let entries = match self.block(self.op.list_with(dir).recursive(true)) {
+            Ok(e) => e,
+            Err(e) if e.kind() == OdErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(backend_error(self.protocol, BackendOp::List, &object, &e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let name = entry.name();
+            if entry.metadata().is_file() && is_object_name(name) {
+                out.push(FileInfo {
+                    name: name.to_string(),
+                    size: entry.metadata().content_length(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
+/// `dir/.tmp-<name>-<random>` beside `path`.
+fn temp_path(path: &str, name: &str) -> String {
+    let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+    let tmp = format!(".tmp-{name}-{}", crate::sys::random_hex(8));
+    if dir.is_empty() {
+        tmp
+    } else {
+        format!("{dir}/{tmp}")
+    }
+}
+
+impl Backend for RemoteBackend {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn create(&self) -> Result<()> {
+        let location = self.location.clone();
+        let fail =
+            |e: &opendal::Error| backend_error(self.protocol, BackendOp::Create, &location, e);
+        // A GET, not a HEAD: an error response then says why.
+        match self.block(self.op.read("config")) {
+            Ok(_) => {
+                return Err(Error::AlreadyExists {
+                    location,
+                    reason: "a repository already exists there".into(),
+                })
+            }
+            Err(e) if e.kind() == OdErrorKind::NotFound => {}
+            Err(e) => return Err(fail(&e)),
+        }
+        let anything = match self.block(self.op.list_with("/").limit(2)) {
+            Ok(entries) => entries
+                .into_iter()
+                .any(|e| !e.path().is_empty() && e.path() != "/"),
+            Err(e) if e.kind() == OdErrorKind::NotFound => false,
+            Err(e) => return Err(fail(&e)),
+        };
+        if anything {
+            return Err(Error::AlreadyExists {
+                location,
+                reason: "it is not empty".into(),
+            });
+        }
+        if self.protocol == Protocol::Sftp {
+            for ty in FileType::ALL {
+                if ty == FileType::Config {
+                    continue;
+                }
+                let dir = format!("{}/", ty.dir());
+                self.block(self.op.create_dir(&dir)).map_err(|e| fail(&e))?;
+                // The SFTP client takes every refusal to create a
+                // directory for "it exists": check that it does.
+                if self.block(self.op.stat(&dir)).is_err() {
+                    return Err(BackendError::new(
+                        BackendErrorKind::PermissionDenied,
+                        BackendOp::Create,
+                        &location,
+                        format!("permission denied: the server did not create the directory {dir}"),
+                    )
+                    .into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&self, ty: FileType, name: &str, data: &[u8]) -> Result<()> {
+        check_name(ty, name, BackendOp::Write)?;
+        self.put(&ty.path(name), data, ty, name)
+    }
+
+    fn read(&self, ty: FileType, name: &str) -> Result<Vec<u8>> {
+        check_name(ty, name, BackendOp::Read)?;
+        self.block(self.op.read(&ty.path(name)))
+            .map(|b| b.to_vec())
+            .map_err(|e| backend_error(self.protocol, BackendOp::Read, &self.object(ty, name), &e))
+    }
+
+    fn read_range(&self, ty: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        check_name(ty, name, BackendOp::Read)?;
+        let object = self.object(ty, name);
+        let end = offset.checked_add(len).ok_or_else(|| {
+            Error::from(BackendError::new(
+                BackendErrorKind::OutOfRange,
+                BackendOp::Read,
+                &object,
+                "the range does not fit in 64 bits",
+            ))
+        })?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let path = ty.path(name);
+        let bytes = match self.block(self.op.read_with(&path).range(offset..end)) {
+            Ok(b) => b.to_vec(),
+            Err(e) => {
+                let err = backend_error(self.protocol, BackendOp::Read, &object, &e);
+                // A range past the end: the store answers with what there
+                // is (or 416), which must read as a truncated object.
+                if matches!(&err, Error::Backend(b) if matches!(b.kind, BackendErrorKind::Permanent | BackendErrorKind::OutOfRange))
+                {
+                    if let Ok(m) = self.block(self.op.stat(&path)) {
+                        if m.content_length() < end {
+                            return Err(BackendError::new(
+                                BackendErrorKind::OutOfRange,
+                                BackendOp::Read,
+                                object,
+                                format!(
+                                    "truncated: bytes {offset}..{end} requested, the object has {}",
+                                    m.content_length()
+                                ),
+                            )
+                            .into());
+                        }
+                    }
+                }
+                return Err(err);
+            }
+        };
+        if bytes.len() as u64 != len {
+            return Err(BackendError::new(
+                BackendErrorKind::OutOfRange,
+                BackendOp::Read,
+                object,
+                format!(
+                    "truncated: bytes {offset}..{end} requested, {} returned",
+                    bytes.len()
+                ),
+            )
+            .into());
+        }
+        Ok(bytes)
+    }
+
+    fn size(&self, ty: FileType, name: &str) -> Result<u64> {
+        check_name(ty, name, BackendOp::Stat)?;
+        self.block(self.op.stat(&ty.path(name)))
+            .map(|m| m.content_length())
+            .map_err(|e| backend_error(self.protocol, BackendOp::Stat, &self.object(ty, name), &e))
+    }
+
+    fn list(&self, ty: FileType) -> Result<Vec<FileInfo>> {
+        if ty == FileType::Config {
+            return match self.block(self.op.stat("config")) {
+                Ok(m) => Ok(vec![FileInfo {
+                    name: "config".into(),
+                    size: m.content_length(),
+                }]),
+                Err(e) if e.kind() == OdErrorKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(backend_error(
+                    self.protocol,
+                    BackendOp::List,
+                    &self.object(FileType::Config, "config"),
+                    &e,
+                )),
+            };
+        }
+        self.list_dir(&format!("{}/", ty.dir()), ty)
+    }
+
+    fn remove(&self, ty: FileType, name: &str) -> Result<()> {
+        check_name(ty, name, BackendOp::Delete)?;
+        match self.block(self.op.delete(&ty.path(name))) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == OdErrorKind::NotFound => Ok(()),
+            Err(e) => Err(backend_error(
+                self.protocol,
+                BackendOp::Delete,
+                &self.object(ty, name),
+                &e,
+            )),
+        }
+    }
+
+    fn leave_interrupted_write(&self, ty: FileType, name: &str, data: &[u8], _how: Interrupted) {
+        // An interrupted S3 upload leaves nothing; an SFTP one its
+        // temporary file.
+        if self.protocol == Protocol::Sftp {
+            let _ = self.block(
+                self.op
+                    .write(&temp_path(&ty.path(name), name), data.to_vec()),
+            );
+        }
+    }
+}
