@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use litevault::Repository;
 
-use crate::util::{run, Env, PASSWORD};
+use crate::util::{run, Env};
 
 /// Runs the workload generator with `workload.py`'s arguments:
 /// `create DB --size-mb N --seed S` or `mutate DB --step K --seed S`.
@@ -48,7 +48,7 @@ pub fn backup_json(env: &Env, args: &[&str]) -> serde_json::Value {
 }
 
 pub fn open(env: &Env) -> Repository {
-    Repository::open_local(&env.repo, PASSWORD.as_bytes()).unwrap()
+    env.open_repo()
 }
 
 /// Every snapshot's image, reassembled and verified against its manifest.
@@ -355,7 +355,7 @@ fn database_over_one_gib_round_trips_through_the_lock_byte_page() {
     let s = backup_json(&env, &[db.to_str().unwrap()]);
     assert_eq!(s["manifest"]["image"]["bytes"], size);
     let restored = env.dir.path().join("restored.db");
-    env.run(&["dump", "latest", "-o", restored.to_str().unwrap()])
+    env.run(&["dump", "latest", "--output", restored.to_str().unwrap()])
         .ok();
     assert!(
         std::fs::read(&restored).unwrap() == std::fs::read(&db).unwrap(),
@@ -392,7 +392,7 @@ break', -0.1, x'', 9007199254740993), ('', 1e300, NULL, 'text');
         "latest",
         "--format",
         "sql",
-        "-o",
+        "--output",
         sql.to_str().unwrap(),
     ])
     .ok();

@@ -229,8 +229,8 @@ fn full_repository_fails_cleanly() {
     let db = make_db(&env, "app.db", 8, 17);
     let run = |args: &[&str]| crate::util::run(env.command_for(&repo, args));
     run(&["init"]).ok();
-    let line =
-        run(&["backup", db.to_str().unwrap()]).fails(1, &["No space left on device", "free space"]);
+    let line = run(&["backup", db.to_str().unwrap()])
+        .fails(16, &["No space left on device", "free space"]);
     assert!(line.contains("data/") || line.contains("index/"), "{line}");
     let r = Repository::open_local(&repo, PASSWORD.as_bytes()).unwrap();
     assert!(r.snapshots().unwrap().is_empty());
@@ -260,7 +260,7 @@ fn read_only_repository_fails_cleanly_and_works_once_writable() {
     };
     remount("ro");
     run(&["backup", db.to_str().unwrap()])
-        .fails(1, &["Read-only file system", "mounted read-only"]);
+        .fails(16, &["Read-only file system", "mounted read-only"]);
     run(&["snapshots"]).ok();
     remount("rw");
     run(&["backup", db.to_str().unwrap()]).ok();

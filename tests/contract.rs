@@ -47,6 +47,27 @@ pub fn faulty_local() -> Fixture {
     }
 }
 
+/// A backend for a fresh remote `location`, created as `init` would.
+fn remote(location: &str) -> Fixture {
+    Fixture {
+        backend: litevault::Location::parse(location)
+            .unwrap()
+            .for_init(&litevault::BackendOptions::default())
+            .unwrap(),
+        guard: None,
+    }
+}
+
+/// A fresh prefix of the test bucket on the shared single-node Garage.
+pub fn s3() -> Fixture {
+    remote(&crate::util::servers::s3_location("contract"))
+}
+
+/// A fresh directory on the shared sshd, over SFTP.
+pub fn sftp() -> Fixture {
+    remote(&crate::util::servers::sshd().location("contract"))
+}
+
 fn name(c: char) -> String {
     std::iter::repeat_n(c, 64).collect()
 }
@@ -292,3 +313,5 @@ macro_rules! backend_contract {
 backend_contract!(local_backend, local());
 backend_contract!(memory_backend, memory());
 backend_contract!(faulty_wrapper_around_local, faulty_local());
+backend_contract!(s3_backend, s3());
+backend_contract!(sftp_backend, sftp());

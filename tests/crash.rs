@@ -79,15 +79,24 @@ fn verify(env: &Env, before: &HashMap<String, [u8; 32]>, what: &str, full: bool)
     }
 }
 
-#[test]
-fn sigkill_rounds_across_commands() {
-    let rounds: usize = std::env::var("LITEVAULT_CRASH_ROUNDS")
+/// Rounds from `LITEVAULT_CRASH_ROUNDS`, else `default`.
+pub fn rounds(default: usize) -> usize {
+    std::env::var("LITEVAULT_CRASH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
-    let env = Env::new();
+        .unwrap_or(default)
+}
+
+#[test]
+fn sigkill_rounds_across_commands() {
+    sigkill_rounds(&Env::new(), rounds(10));
+}
+
+/// `rounds` rounds of killed commands on `env`'s repository (local or
+/// remote), each followed by the checks above.
+pub fn sigkill_rounds(env: &Env, rounds: usize) {
     env.run(&["init", "--pack-size", "1"]).ok();
-    let db = make_db(&env, "app.db", 12, 201);
+    let db = make_db(env, "app.db", 12, 201);
     let target = env.dir.path().join("target.db");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut day = 0u32;
@@ -121,13 +130,20 @@ fn sigkill_rounds_across_commands() {
         let args = command(kind, &db, &target, time, round);
         // Every fifth round (and the last) reads all data back.
         let full = round % 5 == 4 || round + 1 == rounds;
-        known = expected(&env, &known, false);
+        known = expected(env, &known, false);
         let before = known.clone();
         let target_before = target.exists().then(|| dump(&target));
         let span = *spans
             .entry(kind)
-            .or_insert_with(|| measure(&env, kind, &args));
-        let delay = Duration::from_micros(rng.next() % (span * 3 / 2));
+            .or_insert_with(|| measure(env, kind, &args));
+        // Up to 1.5 spans locally; up to one span remotely, where the
+        // first run (which measured it) also paid for connecting.
+        let spread = if env.location.is_some() {
+            span
+        } else {
+            span * 3 / 2
+        };
+        let delay = Duration::from_micros(rng.next() % spread);
         let mut c = env.command(&args);
         c.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
@@ -140,9 +156,9 @@ fn sigkill_rounds_across_commands() {
             crashes += 1;
             *kinds.entry(kind).or_default() += 1;
         }
-        verify(&env, &before, kind, full);
+        verify(env, &before, kind, full);
         if kind == "restore" {
-            check_target(&env, &target, target_before.as_ref());
+            check_target(env, &target, target_before.as_ref());
         }
         // The same command, uninterrupted, succeeds.
         let mut c = env.command(&args);
@@ -200,12 +216,10 @@ fn command(
     }
 }
 
-/// How long `args` takes uninterrupted, in microseconds, on a scratch copy.
+/// How long `args` takes uninterrupted, in microseconds, on a scratch copy
+/// (a remote repository: on the repository itself).
 fn measure(env: &Env, kind: &str, args: &[String]) -> u64 {
     let scratch = env.dir.path().join("scratch");
-    let _ = std::fs::remove_dir_all(&scratch);
-    crate::util::copy_dir(&env.repo, &scratch);
-    let t = std::time::Instant::now();
     let mut a = args.to_vec();
     if kind == "restore" {
         a[3] = env
@@ -216,7 +230,15 @@ fn measure(env: &Env, kind: &str, args: &[String]) -> u64 {
             .unwrap()
             .into();
     }
-    let r = run(env.command_for(&scratch, &a));
+    let command = if env.location.is_some() {
+        env.command(&a)
+    } else {
+        let _ = std::fs::remove_dir_all(&scratch);
+        crate::util::copy_dir(&env.repo, &scratch);
+        env.command_for(&scratch, &a)
+    };
+    let t = std::time::Instant::now();
+    let r = run(command);
     assert!(r.code == 0, "{kind}: {r:?}");
     t.elapsed().as_micros() as u64 + 1
 }

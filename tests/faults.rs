@@ -2,7 +2,7 @@
 //! no object is ever partial under its final name, the repository stays
 //! openable, and the next run succeeds.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use litevault::backend::faulty::{Fault, FaultPlan, FaultyBackend};
@@ -10,7 +10,7 @@ use litevault::backend::local::LocalBackend;
 use litevault::format::index::IndexFile;
 use litevault::format::pack::{BlobType, PackWriter};
 use litevault::testing;
-use litevault::{Backend, InitOptions, KdfParams, LockKind, Repository};
+use litevault::{Backend, FileType, InitOptions, KdfParams, LockKind, Repository};
 
 const PW: &[u8] = b"fault test password";
 
@@ -50,31 +50,42 @@ fn write_data(repo: &Repository, seed: u8) -> litevault::Result<()> {
     Ok(())
 }
 
-/// Every object under its final name is whole; the repository, if it
-/// exists, opens and reads back.
-fn verify(path: &Path) -> Option<Repository> {
-    for entry in walkdir::WalkDir::new(path).into_iter().map(|e| e.unwrap()) {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !entry.file_type().is_file() || name == "config" || name.starts_with(".tmp-") {
+/// Every object under its final name is whole (listing it, and, for a
+/// directory, walking it: a temporary file is never under a final name);
+/// the repository, if it exists, opens and reads back.
+fn verify(backend: &Arc<dyn Backend>, dir: Option<&Path>) -> Option<Repository> {
+    for ty in FileType::ALL {
+        if ty == FileType::Config {
             continue;
         }
-        let bytes = std::fs::read(entry.path()).unwrap();
-        assert_eq!(
-            blake3::hash(&bytes).to_hex().as_str(),
-            name,
-            "{} is partial or wrong under its final name",
-            entry.path().display()
-        );
+        for f in backend.list(ty).unwrap() {
+            let bytes = backend.read(ty, &f.name).unwrap();
+            assert_eq!(
+                blake3::hash(&bytes).to_hex().as_str(),
+                f.name,
+                "{ty:?} {} is partial or wrong under its final name",
+                f.name
+            );
+        }
     }
-    if !path.join("config").exists() {
+    if let Some(path) = dir {
+        for entry in walkdir::WalkDir::new(path).into_iter().map(|e| e.unwrap()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().is_file() && name != "config" && !name.starts_with(".tmp-") {
+                let bytes = std::fs::read(entry.path()).unwrap();
+                assert_eq!(blake3::hash(&bytes).to_hex().as_str(), name);
+            }
+        }
+    }
+    if backend.list(FileType::Config).unwrap().is_empty() {
         assert!(matches!(
-            Repository::open_local(path, PW),
+            Repository::open(backend.clone(), PW),
             Err(litevault::Error::NotARepository { .. }
                 | litevault::Error::RepositoryNotFound { .. })
         ));
         return None;
     }
-    let repo = Repository::open_local(path, PW).expect("a repository with a config opens");
+    let repo = Repository::open(backend.clone(), PW).expect("a repository with a config opens");
     let index = repo.index().expect("index loads");
     for id in index.files() {
         for p in repo.load_index_file(id).unwrap().packs {
@@ -84,8 +95,18 @@ fn verify(path: &Path) -> Option<Repository> {
     Some(repo)
 }
 
-#[test]
-fn every_fault_at_every_write_leaves_a_consistent_repository() {
+/// Fresh storage for one run: a backend, a directory's path (to walk), and
+/// what keeps it alive.
+pub struct Storage {
+    pub backend: Arc<dyn Backend>,
+    pub dir: Option<PathBuf>,
+    pub _guard: Option<tempfile::TempDir>,
+}
+
+/// Runs the workload with each fault at each of its writes, on fresh
+/// storage from `fresh`; the storage must stay consistent and the next run
+/// must succeed.
+pub fn every_fault_at_every_write(fresh: &dyn Fn() -> Storage) {
     let mut faulted = 0;
     for fault in [
         Fault::FailBeforeWrite,
@@ -94,28 +115,40 @@ fn every_fault_at_every_write_leaves_a_consistent_repository() {
         Fault::FailAfterRename,
     ] {
         for nth in 1..=12 {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("repo");
-            let backend = Arc::new(FaultyBackend::new(
-                Arc::new(LocalBackend::new(&path)),
+            let fresh = fresh();
+            let (storage, dir) = (&fresh.backend, fresh.dir.as_deref());
+            let backend: Arc<dyn Backend> = Arc::new(FaultyBackend::new(
+                storage.clone(),
                 FaultPlan {
                     nth_write: nth,
                     fault,
                 },
             ));
-            let result = workload(backend);
-            if result.is_err() {
+            if workload(backend).is_err() {
                 faulted += 1;
             }
-            if let Some(repo) = verify(&path) {
+            if let Some(repo) = verify(storage, dir) {
                 // The next run (no fault) succeeds on what the crash left.
                 write_data(&repo, 1)
                     .unwrap_or_else(|e| panic!("{fault:?} at write {nth}: next run failed: {e}"));
-                verify(&path).unwrap();
+                verify(storage, dir).unwrap();
             }
         }
     }
     // The workload makes 9 writes (2 keys, config, 2 locks, 2 packs, index,
     // snapshot): each of them failed once in each of the 4 ways.
     assert_eq!(faulted, 36, "runs that hit their fault");
+}
+
+#[test]
+fn every_fault_at_every_write_leaves_a_consistent_repository() {
+    every_fault_at_every_write(&|| {
+        let guard = tempfile::tempdir().unwrap();
+        let path = guard.path().join("repo");
+        Storage {
+            backend: Arc::new(LocalBackend::new(&path)),
+            dir: Some(path),
+            _guard: Some(guard),
+        }
+    });
 }

@@ -64,7 +64,7 @@ fn survey(env: &Env) -> (Run, Run) {
     for args in [
         vec!["snapshots"],
         vec!["stats"],
-        vec!["dump", "latest", "-o", "/dev/null"],
+        vec!["dump", "latest", "--output", "/dev/null"],
         vec!["prune", "--dry-run"],
         vec!["forget", "--keep-last", "1", "--dry-run"],
         vec!["key", "list"],
@@ -217,7 +217,7 @@ fn index_from_a_newer_format() {
     let p = rename_to_hash(&p);
     let r = env.run(&["snapshots"]);
     sane(&r);
-    let r = env.run(&["dump", "latest", "-o", "/dev/null"]);
+    let r = env.run(&["dump", "latest", "--output", "/dev/null"]);
     r.fails(
         14,
         &[
@@ -287,7 +287,7 @@ fn index_with_absurd_counts_is_refused_before_allocating() {
     .unwrap();
     let name = blake3::hash(&bytes).to_hex().to_string();
     std::fs::write(env.repo.join("index").join(&name), &bytes).unwrap();
-    let r = env.run(&["dump", "latest", "-o", "/dev/null"]);
+    let r = env.run(&["dump", "latest", "--output", "/dev/null"]);
     r.fails(13, &[&name, "exceeds"]);
     survey(&env);
 }
@@ -316,7 +316,7 @@ fn manifest_with_absurd_sizes() {
     testing::save_manifest(&repo, &m).unwrap();
     let (restore, _) = survey(&env);
     restore.fails(1, &["not enough free space"]);
-    env.run(&["dump", "latest", "-o", "/dev/null"])
+    env.run(&["dump", "latest", "--output", "/dev/null"])
         .fails(13, &["do"]);
 }
 
@@ -328,7 +328,7 @@ fn manifest_with_inconsistent_sizes() {
     m.image.bytes += 1;
     let id = testing::save_manifest(&repo, &m).unwrap();
     sane(&env.run(&["snapshots"]));
-    env.run(&["dump", &id.to_hex(), "-o", "/dev/null"])
+    env.run(&["dump", &id.to_hex(), "--output", "/dev/null"])
         .fails(13, &["page size times page count"]);
 }
 
@@ -462,7 +462,7 @@ fn duplicated_index_file_under_a_false_name() {
     let (env, _) = setup();
     let idx = first(&env, "index");
     std::fs::copy(&idx, env.repo.join("index").join("cd".repeat(32))).unwrap();
-    let r = env.run(&["dump", "latest", "-o", "/dev/null"]);
+    let r = env.run(&["dump", "latest", "--output", "/dev/null"]);
     r.fails(13, &["cdcdcdcd", "does not match its name"]);
 }
 

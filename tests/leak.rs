@@ -141,7 +141,7 @@ fn no_marker_reaches_the_repository_and_no_temporary_file_remains() {
         "latest",
         "--format",
         "sql",
-        "-o",
+        "--output",
         sql.to_str().unwrap(),
     ])
     .ok();

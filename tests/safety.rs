@@ -258,7 +258,7 @@ fn latest_refuses_to_pick_between_databases() {
             "--db",
         ],
     );
-    env.run(&["dump", "latest", "-o", "/dev/null"])
+    env.run(&["dump", "latest", "--output", "/dev/null"])
         .fails(1, &["matches snapshots of 2 databases"]);
     assert!(!target.exists());
     // The same name on two hosts is two databases too.
@@ -381,7 +381,7 @@ fn dump_to_a_file_never_leaves_it_half_written() {
     // Replacing a file: written beside it, renamed at the end, same mode.
     std::fs::write(&out, b"previous content").unwrap();
     std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o640)).unwrap();
-    env.run(&["dump", "latest", "-o", s(&out)]).ok();
+    env.run(&["dump", "latest", "--output", s(&out)]).ok();
     assert_eq!(dump(&out), dump(&db));
     assert_eq!(mode(&out), 0o640);
 
@@ -399,7 +399,7 @@ fn dump_to_a_file_never_leaves_it_half_written() {
     bad[100] ^= 1;
     std::fs::write(&pack, &bad).unwrap();
     for format in ["sqlite", "sql"] {
-        env.run(&["dump", "latest", "--format", format, "-o", s(&out)])
+        env.run(&["dump", "latest", "--format", format, "--output", s(&out)])
             .fails(13, &["damaged"]);
         assert_eq!(
             std::fs::read(&out).unwrap(),
@@ -414,13 +414,13 @@ fn dump_to_a_file_never_leaves_it_half_written() {
     let live = env.dir.path().join("live.db");
     small_db(&live, "wal", "in use");
     let holder = Holder::open(&live, None);
-    env.run(&["dump", "latest", "-o", s(&live)])
+    env.run(&["dump", "latest", "--output", s(&live)])
         .fails(1, &["live.db", "open by pid"]);
     drop(holder);
     assert_eq!(marker(&live), "in use");
 
     // Not a regular file: written straight (a FIFO, /dev/null).
-    env.run(&["dump", "latest", "-o", "/dev/null"]).ok();
+    env.run(&["dump", "latest", "--output", "/dev/null"]).ok();
 
     // A database image is not written to a terminal; SQL text is.
     let mut c = Command::new("script");
@@ -462,7 +462,7 @@ fn a_signal_during_a_dump_removes_its_temporary_files_and_leaves_the_output() {
                 "sql",
                 "--temp-dir",
                 s(&tmp),
-                "-o",
+                "--output",
                 s(&out),
             ])
             .stdout(Stdio::null())
@@ -845,7 +845,7 @@ fn hostile_values_for_every_flag_never_panic() {
     let commands: &[(&str, &[&str])] = &[
         ("backup", &[s(&db)]),
         ("restore", &["latest", "--target", s(&target)]),
-        ("dump", &["latest", "-o", "/dev/null"]),
+        ("dump", &["latest", "--output", "/dev/null"]),
         ("snapshots", &[]),
         ("tag", &["latest", "--add", "x"]),
         ("forget", &["--keep-last", "1", "--dry-run"]),
@@ -958,7 +958,7 @@ fn advice_names_the_path_that_failed() {
     };
     // The dump's output is on a full filesystem.
     let out = small.join("out.db");
-    let line = env.run(&["dump", "latest", "-o", s(&out)]).fails(
+    let line = env.run(&["dump", "latest", "--output", s(&out)]).fails(
         1,
         &[
             "No space left on device",
@@ -977,7 +977,7 @@ fn advice_names_the_path_that_failed() {
             "sql",
             "--temp-dir",
             s(&small),
-            "-o",
+            "--output",
             s(&env.dir.path().join("d.sql")),
         ])
         .fails(1, &["No space left on device", s(&small)]);
@@ -1039,7 +1039,7 @@ fn a_database_corrupt_when_backed_up_is_told_apart_from_damage() {
     assert!(check.ok().contains("0 error(s)"), "{check:?}");
     // The image can be salvaged.
     let out = env.dir.path().join("salvage.db");
-    env.run(&["dump", "latest", "-o", s(&out)]).ok();
+    env.run(&["dump", "latest", "--output", s(&out)]).ok();
     assert_eq!(std::fs::read(&out).unwrap(), bytes);
     // --verify-source refuses it at backup time.
     env.run(&["backup", s(&corrupt), "--verify-source", "--force"])
@@ -1115,7 +1115,7 @@ fn a_read_only_repository_can_be_read_and_restored_from() {
         vec!["snapshots"],
         vec!["stats"],
         vec!["check", "--read-data"],
-        vec!["dump", "latest", "-o", "/dev/null"],
+        vec!["dump", "latest", "--output", "/dev/null"],
     ] {
         let r = env.run(&args);
         r.ok();

@@ -553,7 +553,7 @@ fn a_snapshot_dumped_as_sql_by_the_binary_replays_exactly() {
         "latest",
         "--format",
         "sql",
-        "-o",
+        "--output",
         sql.to_str().unwrap(),
     ])
     .ok();

@@ -17,6 +17,7 @@ mod hostile;
 mod layers;
 mod leak;
 mod manage;
+mod remote;
 mod restore;
 mod safety;
 mod sqldump;

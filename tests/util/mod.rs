@@ -2,6 +2,7 @@
 //! repository path and password files, a runner for the real binary, and
 //! the database generator ([`workload`]).
 
+pub mod servers;
 pub mod workload;
 
 use std::collections::BTreeMap;
@@ -10,11 +11,16 @@ use std::process::{Command, Stdio};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// A scratch directory for one test.
+/// A scratch directory for one test, and its repository: a directory in
+/// it, or a remote location.
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub repo: PathBuf,
     pub password_file: PathBuf,
+    /// A remote repository's location (`repo` is then unused).
+    pub location: Option<String>,
+    /// Environment the binary gets (credentials, PATH with an ssh wrapper).
+    pub vars: Vec<(String, std::ffi::OsString)>,
 }
 
 /// What a run of the binary produced.
@@ -64,7 +70,35 @@ impl Env {
             dir,
             repo,
             password_file,
+            location: None,
+            vars: Vec::new(),
         }
+    }
+
+    /// An environment whose repository is at a remote `location`, reached
+    /// with `vars`.
+    pub fn remote(location: String, vars: Vec<(String, std::ffi::OsString)>) -> Self {
+        Self {
+            location: Some(location),
+            vars,
+            ..Self::new()
+        }
+    }
+
+    /// The repository's location, as `--repo` takes it.
+    pub fn location(&self) -> std::ffi::OsString {
+        self.location
+            .as_ref()
+            .map_or_else(|| self.repo.clone().into_os_string(), Into::into)
+    }
+
+    /// Opens the repository in this process.
+    pub fn open_repo(&self) -> litevault::Repository {
+        let location = litevault::Location::parse(&self.location().to_string_lossy()).unwrap();
+        let backend = location
+            .open(&litevault::BackendOptions::default())
+            .unwrap();
+        litevault::Repository::open(backend, PASSWORD.as_bytes()).unwrap()
     }
 
     /// Writes a password file and returns its path.
@@ -84,8 +118,12 @@ impl Env {
             }
         }
         c.env("LITEVAULT_TEST_ONLY_INSECURE_KDF", "1")
+            .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
             .current_dir(self.dir.path())
             .stdin(Stdio::null());
+        for (k, v) in &self.vars {
+            c.env(k, v);
+        }
         c
     }
 
@@ -103,7 +141,7 @@ impl Env {
 
     /// `litevault --repo REPO --password-file PW ARGS...`, prepared.
     pub fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
-        self.command_for(&self.repo, args)
+        self.command_for(Path::new(&self.location()), args)
     }
 
     /// Runs `litevault --repo REPO --password-file PW ARGS...`.
