@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the servers the remote-repository tests start on loopback, when
+# they are missing: OpenSSH's server and client (Debian packages) and Garage,
+# an S3-compatible distributed object store (built from crates.io, about
+# 8 minutes on two cores; an installed binary is reused).
+# Fails loudly if either cannot be installed: the tests never skip them.
+set -euo pipefail
+
+GARAGE_VERSION="${GARAGE_VERSION:-2.5.0}"
+
+need_apt=()
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ssh >/dev/null || need_apt+=(openssh-client)
+command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== installing ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+# sshd's privilege-separation directory.
+mkdir -p /run/sshd
+
+if ! command -v garage >/dev/null && [ ! -x "$HOME/.cargo/bin/garage" ]; then
+  echo "== installing garage $GARAGE_VERSION (cargo install, several minutes)"
+  cargo install garage --version "$GARAGE_VERSION" --locked \
+    --no-default-features --features bundled-libs,metrics,sqlite
+fi
+garage_bin="$(command -v garage || echo "$HOME/.cargo/bin/garage")"
+"$garage_bin" --version >/dev/null 2>&1 || "$garage_bin" --help >/dev/null
+echo "test servers: $(/usr/sbin/sshd -V 2>&1 | head -1 || true); garage at $garage_bin"
