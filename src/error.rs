@@ -222,6 +222,16 @@ pub enum Error {
         keys: usize,
     },
 
+    /// The key file the local cache opened the repository with is no
+    /// longer in the repository (removed, or the repository replaced).
+    #[error("the key {key} that opened {location} from the local cache is no longer in the repository (it was removed, or the repository was replaced); the cache has forgotten it")]
+    KeyGone {
+        /// The repository.
+        location: String,
+        /// The key's short id.
+        key: String,
+    },
+
     /// A stored object failed authentication, hashing or decoding, or is
     /// missing though the repository's structure needs it.
     #[error("{object} is damaged: {reason}")]
@@ -498,7 +508,7 @@ impl Error {
             Error::NotARepository { .. } => ErrorKind::NotARepository,
             Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
             Error::NewerFormat { .. } => ErrorKind::NewerFormat,
-            Error::WrongPassword { .. } => ErrorKind::WrongPassword,
+            Error::WrongPassword { .. } | Error::KeyGone { .. } => ErrorKind::WrongPassword,
             Error::Damaged { .. } => ErrorKind::Damaged,
             Error::Locked { .. } => ErrorKind::Locked,
             Error::LockLost { .. } => ErrorKind::LockLost,

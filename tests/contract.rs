@@ -136,6 +136,35 @@ macro_rules! backend_contract {
             }
 
             #[test]
+            fn listing_several_types_at_once_equals_listing_each() {
+                let f = created();
+                let b = &f.backend;
+                b.write(FileType::Config, "config", b"c").unwrap();
+                for (ty, c) in [
+                    (FileType::Pack, '1'),
+                    (FileType::Index, '2'),
+                    (FileType::Key, '3'),
+                    (FileType::Lock, '4'),
+                    (FileType::Snapshot, '5'),
+                    (FileType::Snapshot, '6'),
+                ] {
+                    b.write(ty, &name(c), &[c as u8; 7]).unwrap();
+                }
+                let types = [
+                    FileType::Key,
+                    FileType::Index,
+                    FileType::Lock,
+                    FileType::Snapshot,
+                ];
+                let many = b.list_many(&types).unwrap();
+                for (ty, listed) in types.iter().zip(&many) {
+                    assert_eq!(*listed, b.list(*ty).unwrap(), "{ty:?}");
+                }
+                assert_eq!(many[3].len(), 2);
+                assert_eq!(many[0][0].size, 7);
+            }
+
+            #[test]
             fn range_reads_at_the_edges() {
                 let f = created();
                 let b = &f.backend;

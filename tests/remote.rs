@@ -98,15 +98,24 @@ fn command_cycle(kind: Kind) {
     let io = &unchanged["io"];
     assert_eq!(io["puts"], 1, "only the lock is written: {io}");
     assert_eq!(io["deletes"], 1, "only the lock is deleted: {io}");
-    // keys, locks (before and after writing its own), index, snapshots.
-    assert_eq!(io["lists"], 5, "{io}");
+    match kind {
+        // One listing of keys, index files, locks and snapshots together,
+        // after writing the lock; the config and key from the cache.
+        Kind::S3 => assert_eq!(requests(io), 3, "{io}"),
+        // keys, locks (before and after writing its own), index, snapshots;
+        // the config and key from the cache.
+        Kind::Sftp => {
+            assert_eq!(io["lists"], 5, "{io}");
+            assert_eq!(io["gets"], 0, "{io}");
+        }
+        // No cache: the config, the key, index files and manifests are read.
+        Kind::Local => assert_eq!(io["lists"], 5, "{io}"),
+    }
     if kind != Kind::Local {
-        // With the cache: the config is the only object read.
         assert!(
             requests(io) <= 8,
             "an unchanged database costs at most 8 requests: {io}"
         );
-        assert_eq!(io["gets"], 1, "{io}");
     }
 
     let snaps: serde_json::Value =
@@ -218,13 +227,15 @@ fn an_incremental_backup_lists_each_type_once_and_reads_only_what_it_has_not_see
             "{io}"
         );
         assert!(io["puts"].as_u64().unwrap() <= delta("PutObject"), "{io}");
-        // keys, locks (twice: before and after writing its own), index,
-        // snapshots: each once.
-        assert_eq!(io["lists"], 5, "{io}");
-        // The config only: the key, index files and manifests it has seen
-        // (or written) come from the cache.
-        assert_eq!(io["gets"], 1, "{io}");
-        assert!(io["cache_hits"].as_u64().unwrap() >= 3, "{io}");
+        // keys, index files, locks and snapshots in one listing, once.
+        assert_eq!(io["lists"], 1, "{io}");
+        // Nothing read: the config, the key, index files and manifests it
+        // has seen (or written) come from the cache.
+        assert_eq!(io["gets"], 0, "{io}");
+        assert!(io["cache_hits"].as_u64().unwrap() >= 2, "{io}");
+        // The lock, a pack, its index file, the manifest; the lock's delete.
+        assert_eq!(io["puts"], 4, "{io}");
+        assert_eq!(requests(io), 6, "{io}");
     }
     // Another machine (an empty cache) reads each object once, then no more.
     let other = env.dir.path().join("other-cache");
@@ -241,11 +252,8 @@ fn an_incremental_backup_lists_each_type_once_and_reads_only_what_it_has_not_see
     let warm = json(&env.run(&plan));
     // config, the key, 3 manifests.
     assert_eq!(cold["io"]["gets"], 5, "{cold}");
-    assert_eq!(
-        warm["io"]["gets"], 1,
-        "a warm cache reads only the config: {warm}"
-    );
-    assert_eq!(warm["io"]["cache_hits"], 4, "{warm}");
+    assert_eq!(warm["io"]["gets"], 0, "a warm cache reads nothing: {warm}");
+    assert_eq!(warm["io"]["cache_hits"], 3, "{warm}");
     let out = json(&env.run(&["backup", s(&db), "--json"]));
     assert_eq!(out["skipped"], true);
     assert!(requests(&out["io"]) <= 8, "{}", out["io"]);
@@ -726,4 +734,70 @@ fn a_three_node_garage_cluster_survives_losing_a_node() {
     env.run(&["restore", "latest", "--target", s(&restored)])
         .ok();
     assert_eq!(dump(&restored), dump(&db));
+}
+
+/// A key opened from the local cache is confirmed by the next listing: a
+/// key removed meanwhile, or a repository replaced at the same location,
+/// stops the command (exit 12) and the cache forgets it; the next run reads
+/// the repository afresh.
+#[test]
+fn a_cached_key_is_checked_against_the_repository() {
+    for kind in [Kind::S3, Kind::Sftp] {
+        // A key removed by another machine.
+        let env = env_for(kind);
+        env.run(&["init"]).ok();
+        let db = make_db(&env, "app.db", 1, 51);
+        env.run(&["backup", s(&db)]).ok();
+        let keys: serde_json::Value =
+            serde_json::from_str(env.run(&["key", "list", "--json"]).ok()).unwrap();
+        let first = keys[0]["id"].as_str().unwrap().to_string();
+        let other = env.password("pw2", "second password");
+        let mut c = env.command(&["key", "add"]);
+        c.arg("--new-password-file").arg(&other);
+        run(c).ok();
+        let mut c = env.bare();
+        c.arg("--repo")
+            .arg(env.location())
+            .arg("--password-file")
+            .arg(&other)
+            .args(["--cache-dir", s(&env.dir.path().join("other-machine"))])
+            .args(["key", "remove", &first]);
+        run(c).ok();
+        env.run(&["backup", s(&db)])
+            .fails(12, &["no longer in the repository", "again"]);
+        env.run(&["snapshots"]).fails(12, &["wrong password"]);
+        // No lock was left behind.
+        let mut c = env.bare();
+        c.arg("--repo")
+            .arg(env.location())
+            .arg("--password-file")
+            .arg(&other)
+            .args(["snapshots"]);
+        run(c).ok();
+
+        // A repository replaced at the same location, same password.
+        let env = env_for(kind);
+        env.run(&["init"]).ok();
+        env.run(&["backup", s(&db)]).ok();
+        let backend = litevault::Location::parse(&env.location().to_string_lossy())
+            .unwrap()
+            .open(&litevault::BackendOptions::default())
+            .unwrap();
+        if kind == Kind::Sftp {
+            // The server is on this machine: empty its directory.
+            let loc = env.location().to_string_lossy().into_owned();
+            std::fs::remove_dir_all(loc.rsplit_once(':').unwrap().1).unwrap();
+        } else {
+            for ty in litevault::FileType::ALL {
+                for f in backend.list(ty).unwrap() {
+                    backend.remove(ty, &f.name).unwrap();
+                }
+            }
+        }
+        env.run(&["init"]).ok();
+        env.run(&["snapshots"])
+            .fails(12, &["no longer in the repository"]);
+        assert_eq!(snapshot_count(&env, &[]), 0, "{kind:?}");
+        assert!(backend.list(litevault::FileType::Lock).unwrap().is_empty());
+    }
 }

@@ -52,6 +52,12 @@ pub struct CacheInfo {
     pub bytes: u64,
 }
 
+/// `<root>/locations/<BLAKE3 of the location string>`.
+fn location_path(root: &Path, location: &str) -> PathBuf {
+    root.join("locations")
+        .join(blake3::hash(location.as_bytes()).to_hex().as_str())
+}
+
 fn cached_type(ty: FileType) -> bool {
     matches!(ty, FileType::Key | FileType::Index | FileType::Snapshot)
 }
@@ -106,6 +112,47 @@ impl CachedBackend {
         if cached_type(ty) && blake3::hash(data).to_hex().as_str() == name {
             store(&self.path(ty, name), data);
         }
+    }
+
+    /// Drops cached objects of `ty` that `listed` (a fresh listing) lacks:
+    /// the storage no longer has them.
+    fn forget_unlisted(&self, ty: FileType, listed: &[FileInfo]) {
+        if !cached_type(ty) {
+            return;
+        }
+        let names: std::collections::HashSet<&str> =
+            listed.iter().map(|f| f.name.as_str()).collect();
+        if let Ok(entries) = fs::read_dir(self.dir.join(ty.dir())) {
+            for e in entries.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if is_object_name(&n) && !names.contains(n.as_str()) {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+
+    /// Remembers that `location` holds repository `id` with this config
+    /// object (kept in the repository's cache directory).
+    pub fn remember_location(root: &Path, location: &str, id: &str, config: &[u8]) {
+        store(&root.join(id).join("config"), config);
+        store(&location_path(root, location), id.as_bytes());
+    }
+
+    /// The repository id and config object remembered for `location`.
+    pub fn location_config(root: &Path, location: &str) -> Option<(String, Vec<u8>)> {
+        let id = fs::read_to_string(location_path(root, location)).ok()?;
+        let id = id.trim();
+        if !is_object_name(id) {
+            return None;
+        }
+        let config = fs::read(root.join(id).join("config")).ok()?;
+        Some((id.to_string(), config))
+    }
+
+    /// Forgets what `location` holds.
+    pub fn forget_location(root: &Path, location: &str) {
+        let _ = fs::remove_file(location_path(root, location));
     }
 
     /// The repository id a cache root remembers for a config object.
@@ -190,20 +237,24 @@ impl Backend for CachedBackend {
 
     fn list(&self, ty: FileType) -> Result<Vec<FileInfo>> {
         let listed = self.inner.list(ty)?;
-        if cached_type(ty) {
-            // Objects the storage no longer has leave the cache too.
-            let names: std::collections::HashSet<&str> =
-                listed.iter().map(|f| f.name.as_str()).collect();
-            if let Ok(entries) = fs::read_dir(self.dir.join(ty.dir())) {
-                for e in entries.flatten() {
-                    let n = e.file_name().to_string_lossy().into_owned();
-                    if is_object_name(&n) && !names.contains(n.as_str()) {
-                        let _ = fs::remove_file(e.path());
-                    }
-                }
-            }
+        self.forget_unlisted(ty, &listed);
+        Ok(listed)
+    }
+
+    fn list_many(&self, types: &[FileType]) -> Result<Vec<Vec<FileInfo>>> {
+        let listed = self.inner.list_many(types)?;
+        for (ty, l) in types.iter().zip(&listed) {
+            self.forget_unlisted(*ty, l);
         }
         Ok(listed)
+    }
+
+    fn lists_together(&self) -> bool {
+        self.inner.lists_together()
+    }
+
+    fn list_requests(&self, objects: usize) -> u64 {
+        self.inner.list_requests(objects)
     }
 
     fn remove(&self, ty: FileType, name: &str) -> Result<()> {

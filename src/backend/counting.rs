@@ -121,8 +121,33 @@ impl Backend for CountingBackend {
     }
 
     fn list(&self, ty: FileType) -> Result<Vec<FileInfo>> {
-        add(&self.counters.lists, 1);
-        self.inner.list(ty)
+        let r = self.inner.list(ty);
+        let n = r.as_ref().map_or(0, Vec::len);
+        add(&self.counters.lists, self.inner.list_requests(n));
+        r
+    }
+
+    fn list_many(&self, types: &[FileType]) -> Result<Vec<Vec<FileInfo>>> {
+        let r = self.inner.list_many(types);
+        let sizes: Vec<usize> = r.as_ref().map_or_else(
+            |_| vec![0; types.len()],
+            |v| v.iter().map(Vec::len).collect(),
+        );
+        let requests = if self.inner.lists_together() {
+            self.inner.list_requests(sizes.iter().sum())
+        } else {
+            sizes.iter().map(|n| self.inner.list_requests(*n)).sum()
+        };
+        add(&self.counters.lists, requests);
+        r
+    }
+
+    fn lists_together(&self) -> bool {
+        self.inner.lists_together()
+    }
+
+    fn list_requests(&self, objects: usize) -> u64 {
+        self.inner.list_requests(objects)
     }
 
     fn remove(&self, ty: FileType, name: &str) -> Result<()> {

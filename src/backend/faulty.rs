@@ -167,6 +167,18 @@ impl Backend for FaultyBackend {
     fn io_stats(&self) -> Option<super::IoStats> {
         self.inner.io_stats()
     }
+
+    fn list_many(&self, types: &[FileType]) -> Result<Vec<Vec<super::FileInfo>>> {
+        self.inner.list_many(types)
+    }
+
+    fn lists_together(&self) -> bool {
+        self.inner.lists_together()
+    }
+
+    fn list_requests(&self, objects: usize) -> u64 {
+        self.inner.list_requests(objects)
+    }
 }
 
 #[cfg(test)]

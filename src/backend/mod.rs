@@ -164,6 +164,26 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Deletes an object. Deleting a missing object is not an error.
     fn remove(&self, ty: FileType, name: &str) -> Result<()>;
 
+    /// Lists several types (in the order given). One listing per type by
+    /// default; a backend that can do it in fewer requests overrides it
+    /// (S3: one listing of everything after `data/`).
+    fn list_many(&self, types: &[FileType]) -> Result<Vec<Vec<FileInfo>>> {
+        types.iter().map(|ty| self.list(*ty)).collect()
+    }
+
+    /// True if [`Backend::list_many`] costs fewer requests than one listing
+    /// per type.
+    fn lists_together(&self) -> bool {
+        false
+    }
+
+    /// Requests a listing costs that returned `objects` objects (a store
+    /// that pages its listings makes one request per page).
+    fn list_requests(&self, objects: usize) -> u64 {
+        let _ = objects;
+        1
+    }
+
     /// Leaves behind what a process killed in the middle of writing `data`
     /// under `name` would leave, without publishing the object: for crash
     /// tests ([`faulty::FaultyBackend`]). A directory leaves a hidden

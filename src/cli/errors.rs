@@ -41,7 +41,7 @@ pub fn exit_code(e: &Error) -> u8 {
     match e {
         Error::RepositoryNotFound { .. } | Error::NotARepository { .. } => code::NO_REPOSITORY,
         Error::Locked { .. } | Error::LockLost { .. } => code::LOCKED,
-        Error::WrongPassword { .. } => code::WRONG_PASSWORD,
+        Error::WrongPassword { .. } | Error::KeyGone { .. } => code::WRONG_PASSWORD,
         Error::Damaged { .. } => code::DAMAGED,
         Error::NewerFormat { .. } => code::NEWER_FORMAT,
         Error::CorruptSnapshot { .. } => code::CORRUPT_SNAPSHOT,
@@ -77,6 +77,7 @@ fn advice(e: &Error) -> Option<String> {
         }
         Error::AlreadyExists { .. } => "choose an empty or new location".into(),
         Error::NewerFormat { .. } => "upgrade litevault".into(),
+        Error::KeyGone { .. } => "run the command again".into(),
         Error::Damaged { .. } => "run `litevault check` to see the extent".into(),
         Error::Locked { .. } => "use `litevault unlock` if that process is gone".into(),
         Error::LockLost { .. } => {

@@ -235,9 +235,10 @@ pub fn plan_prune(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
 /// Prunes under the exclusive lock (see the module docs); with `dry_run`,
 /// only plans.
 pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneSummary> {
-    let lock = repo.lock(LockKind::Exclusive, "prune")?;
-    // Under the lock: the listings must be the ones the lock protects.
+    // The listings must be the ones the lock protects: forget earlier
+    // ones, then lock (which may list some of them at once).
     repo.refresh();
+    let lock = repo.lock(LockKind::Exclusive, "prune")?;
     let plan = plan_prune(repo, opts)?;
     if opts.dry_run || plan.is_noop() {
         drop(lock);

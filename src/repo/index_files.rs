@@ -36,7 +36,8 @@ impl Repository {
         Ok(Arc::clone(index))
     }
 
-    /// Lists and reads every index file, bypassing the cache. With
+    /// Lists and reads every index file, bypassing the cache (but using the
+    /// listing taken with the lock, if it was not used yet). With
     /// `damaged`, an index file that cannot be read is reported there and
     /// left out instead of failing the whole load (for `check`).
     pub(crate) fn load_index_files(
@@ -44,7 +45,12 @@ impl Repository {
         mut damaged: Option<&mut dyn FnMut(IndexId, Error)>,
     ) -> Result<Index> {
         let mut files = Vec::new();
-        for f in self.backend().list(FileType::Index)? {
+        let listed = self.cache().listed.index.take();
+        let listed = match listed {
+            Some(l) => l,
+            None => self.list_confirmed(FileType::Index)?,
+        };
+        for f in listed {
             let id: IndexId = f.name.parse()?;
             match self.load_index_file(&id) {
                 Ok(file) => files.push((id, file)),

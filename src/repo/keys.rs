@@ -31,7 +31,7 @@ impl Repository {
     /// Lists the key files, oldest first.
     pub fn keys(&self) -> Result<Vec<KeyInfo>> {
         let mut out = Vec::new();
-        for f in self.backend().list(FileType::Key)? {
+        for f in self.list_confirmed(FileType::Key)? {
             let object = FileType::Key.describe(&f.name);
             let bytes = self.backend().read(FileType::Key, &f.name)?;
             format::verify_name(&bytes, &f.name, &object)?;

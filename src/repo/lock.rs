@@ -21,7 +21,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use super::repository::{LockPolicy, Repository};
+use super::repository::{Listed, LockPolicy, Repository};
 use crate::backend::{Backend, FileType};
 use crate::error::{BackendErrorKind, Error, Result};
 use crate::format::crypto::MasterKey;
@@ -31,7 +31,7 @@ use crate::id::LockId;
 impl Repository {
     /// Takes a lock; it is held until the guard is dropped.
     pub fn lock(&self, kind: LockKind, command: &str) -> Result<LockGuard> {
-        acquire(self.backend(), self.key_arc(), kind, command)
+        acquire(self, kind, command)
     }
 
     /// The shared lock of a command that only reads, as the lock policy
@@ -39,7 +39,10 @@ impl Repository {
     pub fn lock_reading(&self, command: &str) -> Result<LockGuard> {
         match self.lock_policy() {
             LockPolicy::Always => self.lock(LockKind::Shared, command),
-            LockPolicy::Never => Ok(LockGuard::not_held()),
+            LockPolicy::Never => {
+                self.confirm_key()?;
+                Ok(LockGuard::not_held())
+            }
             LockPolicy::IfWritable => match self.lock(LockKind::Shared, command) {
                 Err(Error::Backend(e))
                     if matches!(
@@ -47,6 +50,7 @@ impl Repository {
                         BackendErrorKind::ReadOnly | BackendErrorKind::PermissionDenied
                     ) =>
                 {
+                    self.confirm_key()?;
                     // Nothing may be pruning: an exclusive lock still stops us.
                     if let Some(e) = conflict(LockKind::Shared, &self.locks()?, None) {
                         return Err(e);
@@ -64,7 +68,8 @@ impl Repository {
 
     /// Every lock in the repository, with staleness.
     pub fn locks(&self) -> Result<Vec<LockInfo>> {
-        list(self.backend().as_ref(), self.key())
+        let listed = self.list_confirmed(FileType::Lock)?;
+        read_locks(self.backend().as_ref(), self.key(), listed, None)
     }
 
     /// Removes stale and unreadable locks (all locks with `all`); returns
@@ -102,6 +107,28 @@ impl LockInfo {
 }
 
 /// Reads every lock and judges its staleness.
+/// Lists keys, index files, locks and snapshots together (one request on
+/// S3), just after writing lock `mine`: confirms the key, keeps the index
+/// and snapshot listings for the command, returns the other locks.
+fn list_together(repo: &Repository, mine: &LockId) -> Result<Vec<LockInfo>> {
+    let types = [
+        FileType::Key,
+        FileType::Index,
+        FileType::Lock,
+        FileType::Snapshot,
+    ];
+    let mut lists = repo.backend().list_many(&types)?;
+    repo.check_key_listed(&lists[0])?;
+    let snapshots = lists.pop().expect("four listings");
+    let locks = lists.pop().expect("four listings");
+    let index = lists.pop().expect("four listings");
+    repo.cache().listed = Listed {
+        index: Some(index),
+        snapshots: Some(snapshots),
+    };
+    read_locks(repo.backend().as_ref(), repo.key(), locks, Some(mine))
+}
+
 /// Attempts at taking a lock when racing another process.
 pub const RACE_ATTEMPTS: u32 = 3;
 
@@ -115,10 +142,20 @@ fn list_except(
     key: &MasterKey,
     mine: Option<&LockId>,
 ) -> Result<Vec<LockInfo>> {
+    read_locks(backend, key, backend.list(FileType::Lock)?, mine)
+}
+
+/// Reads the listed locks but `mine`, with their staleness.
+fn read_locks(
+    backend: &dyn Backend,
+    key: &MasterKey,
+    listed: Vec<crate::backend::FileInfo>,
+    mine: Option<&LockId>,
+) -> Result<Vec<LockInfo>> {
     let now = jiff::Timestamp::now();
     let host = crate::sys::hostname();
     let mut out = Vec::new();
-    for f in backend.list(FileType::Lock)? {
+    for f in listed {
         let id: LockId = f.name.parse()?;
         if Some(&id) == mine {
             continue;
@@ -229,37 +266,60 @@ impl Drop for Held {
 }
 
 /// Takes a lock of `kind` for `command`.
-fn acquire(
-    backend: &Arc<dyn Backend>,
-    key: &Arc<MasterKey>,
-    kind: LockKind,
-    command: &str,
-) -> Result<LockGuard> {
+///
+/// Where the storage lists several types in one request (S3), the first
+/// attempt writes the lock first and then lists keys, index files, locks
+/// and snapshots together: the one listing checks for conflicting locks,
+/// confirms the key a cached open used, and serves the command's index and
+/// snapshot listings (they are taken under the lock). An unchanged backup
+/// then costs three requests: the lock's write, the listing, its delete.
+fn acquire(repo: &Repository, kind: LockKind, command: &str) -> Result<LockGuard> {
+    let backend = repo.backend();
+    let key = repo.key_arc();
+    let mut lock_first = backend.lists_together();
     let mut attempt = 1;
     let (id, record) = loop {
-        if let Some(e) = conflict(kind, &list(backend.as_ref(), key)?, None) {
-            return Err(e);
+        if !lock_first {
+            repo.confirm_key()?;
+            if let Some(e) = conflict(kind, &list(backend.as_ref(), key)?, None) {
+                return Err(e);
+            }
         }
         let record = LockRecord::new(kind, command);
         let (id, bytes) = record.encode(key)?;
         backend.write(FileType::Lock, &id.to_hex(), &bytes)?;
-        let clash = match list_except(backend.as_ref(), key, Some(&id)) {
+        let after = if lock_first {
+            list_together(repo, &id)
+        } else {
+            list_except(backend.as_ref(), key, Some(&id))
+        };
+        let clash = match after {
             Ok(locks) => conflict(kind, &locks, Some(&id)),
-            Err(e) => Some(e),
+            Err(e) => {
+                let _ = backend.remove(FileType::Lock, &id.to_hex());
+                return Err(e);
+            }
         };
         let Some(e) = clash else {
             break (id, record);
         };
         let _ = backend.remove(FileType::Lock, &id.to_hex());
+        repo.cache().listed = Listed::default();
         if attempt == RACE_ATTEMPTS || !matches!(e, Error::Locked { .. }) {
             return Err(e);
         }
-        // A race with another process taking a lock: back off a random
-        // while, so that one of the two goes first next time.
-        let mut r = [0u8; 2];
-        crate::format::crypto::random_bytes(&mut r)?;
-        let ms = 50 * u64::from(attempt) + u64::from(u16::from_le_bytes(r) % 250);
-        std::thread::sleep(std::time::Duration::from_millis(ms));
+        if lock_first {
+            // Held or racing? The classic order tells: a held lock fails
+            // at once, a race backs off.
+            lock_first = false;
+        } else {
+            // A race with another process taking a lock: back off a random
+            // while, so that one of the two goes first next time.
+            let mut r = [0u8; 2];
+            crate::format::crypto::random_bytes(&mut r)?;
+            let ms = 50 * u64::from(attempt) + u64::from(u16::from_le_bytes(r) % 250);
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         attempt += 1;
     };
     let current = Arc::new(Mutex::new(id));
@@ -312,32 +372,43 @@ fn refresh_loop(
 mod tests {
     use super::*;
     use crate::backend::memory::MemoryBackend;
+    use crate::format::crypto::KdfParams;
+    use crate::repo::InitOptions;
+
+    fn repository(backend: &Arc<dyn Backend>) -> Repository {
+        let opts = InitOptions {
+            kdf: KdfParams::TEST_ONLY_INSECURE,
+            ..InitOptions::default()
+        };
+        Repository::init(Arc::clone(backend), b"pw", &opts).unwrap()
+    }
 
     #[test]
     fn dead_holder_is_stale_and_ignored() {
         let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
-        let key = Arc::new(MasterKey::generate().unwrap());
+        let repo = repository(&backend);
+        let key = repo.key();
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let dead_pid = child.id();
         child.wait().unwrap();
         let mut r = LockRecord::new(LockKind::Exclusive, "prune");
         r.pid = dead_pid;
-        let (id, bytes) = r.encode(&key).unwrap();
+        let (id, bytes) = r.encode(key).unwrap();
         backend.write(FileType::Lock, &id.to_hex(), &bytes).unwrap();
-        let locks = list(backend.as_ref(), &key).unwrap();
+        let locks = list(backend.as_ref(), key).unwrap();
         assert!(locks[0].stale.as_deref().unwrap().contains("gone"));
         // The dead exclusive lock does not block a new exclusive lock.
-        let g = acquire(&backend, &key, LockKind::Exclusive, "test").unwrap();
+        let g = repo.lock(LockKind::Exclusive, "test").unwrap();
         drop(g);
     }
 
     #[test]
     fn shared_coexist_exclusive_excludes() {
         let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
-        let key = Arc::new(MasterKey::generate().unwrap());
-        let a = acquire(&backend, &key, LockKind::Shared, "backup").unwrap();
-        let b = acquire(&backend, &key, LockKind::Shared, "restore").unwrap();
-        let e = acquire(&backend, &key, LockKind::Exclusive, "prune").unwrap_err();
+        let repo = repository(&backend);
+        let a = repo.lock(LockKind::Shared, "backup").unwrap();
+        let b = repo.lock(LockKind::Shared, "restore").unwrap();
+        let e = repo.lock(LockKind::Exclusive, "prune").unwrap_err();
         assert!(matches!(e, Error::Locked { .. }));
         assert!(
             e.to_string()
@@ -350,8 +421,8 @@ mod tests {
             backend.list(FileType::Lock).unwrap().is_empty(),
             "dropping releases"
         );
-        let x = acquire(&backend, &key, LockKind::Exclusive, "prune").unwrap();
-        let e = acquire(&backend, &key, LockKind::Shared, "backup").unwrap_err();
+        let x = repo.lock(LockKind::Exclusive, "prune").unwrap();
+        let e = repo.lock(LockKind::Shared, "backup").unwrap_err();
         assert!(e.is_retryable(), "a lock held by someone else may go away");
         let e = e.to_string();
         // The advice (`litevault unlock`) is the command line's to give:

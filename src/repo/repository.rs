@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
@@ -21,7 +22,7 @@ use super::index::Index;
 use crate::backend::cache::{CacheInfo, CachedBackend};
 use crate::backend::counting::CountingBackend;
 use crate::backend::local::LocalBackend;
-use crate::backend::{Backend, FileType, IoStats};
+use crate::backend::{Backend, FileInfo, FileType, IoStats};
 use crate::error::{Error, Result};
 use crate::format::config::{ChunkerParams, CompressionParams, Config};
 use crate::format::crypto::{self, KdfParams, MasterKey};
@@ -91,6 +92,19 @@ pub(crate) struct Cache {
     /// Index files written since the index was loaded, merged into it on
     /// the next [`Repository::index`] (not while a backup still holds it).
     pub pending_index: Vec<(IndexId, IndexFile)>,
+    /// The index files and snapshots listed together with the locks when
+    /// the lock was taken (see `lock`), used by the next index load and
+    /// snapshot listing instead of listing again.
+    pub listed: Listed,
+}
+
+/// Listings made under a lock, for the command that holds it.
+#[derive(Debug, Default)]
+pub(crate) struct Listed {
+    /// `index/`, unless already used.
+    pub index: Option<Vec<FileInfo>>,
+    /// `snapshots/`, unless already used.
+    pub snapshots: Option<Vec<FileInfo>>,
 }
 
 /// An open repository.
@@ -100,6 +114,9 @@ pub struct Repository {
     key_id: KeyId,
     config: Config,
     cache_dir: Option<PathBuf>,
+    /// False when the key came from the local cache and the repository has
+    /// not yet been seen to list its key file (see `confirm_key`).
+    key_confirmed: AtomicBool,
     cache: Mutex<Cache>,
     lock_policy: Mutex<LockPolicy>,
     notes: Mutex<Vec<String>>,
@@ -131,6 +148,7 @@ impl Repository {
             key_id,
             config,
             cache_dir: None,
+            key_confirmed: AtomicBool::new(true),
             cache: Mutex::new(Cache::default()),
             lock_policy: Mutex::new(LockPolicy::default()),
             notes: Mutex::new(Vec::new()),
@@ -209,6 +227,11 @@ impl Repository {
         password: &[u8],
         opts: &OpenOptions,
     ) -> Result<Self> {
+        if let Some(root) = &opts.cache_root {
+            if let Some(repo) = Self::open_cached(&backend, root, password) {
+                return Ok(repo);
+            }
+        }
         let config_bytes = match backend.read(FileType::Config, "config") {
             Ok(b) => b,
             Err(e) if e.is_not_found() => {
@@ -234,6 +257,7 @@ impl Repository {
             return Ok(Self::new(backend, key, key_id, config));
         };
         let id = config.id.to_hex();
+        CachedBackend::remember_location(root, &backend.location(), &id, &config_bytes);
         let backend = match remembered {
             Some((known, cached)) if known == id => cached,
             _ => {
@@ -247,6 +271,102 @@ impl Repository {
         let mut repo = Self::new(backend, key, key_id, config);
         repo.cache_dir = Some(root.join(id));
         Ok(repo)
+    }
+
+    /// Opens the repository from what the cache under `root` holds for its
+    /// location (its config and a key file this password opens), making no
+    /// request; `None` when the cache cannot. The key is confirmed by the
+    /// next listing (see `confirm_key`): until then the repository may have
+    /// removed that key file, or been replaced.
+    fn open_cached(backend: &Arc<dyn Backend>, root: &Path, password: &[u8]) -> Option<Self> {
+        let location = backend.location();
+        let (id, config_bytes) = CachedBackend::location_config(root, &location)?;
+        let dir = root.join(&id);
+        let keys = std::fs::read_dir(dir.join(FileType::Key.dir())).ok()?;
+        for e in keys.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Ok(bytes) = std::fs::read(e.path()) else {
+                continue;
+            };
+            let object = FileType::Key.describe(&name);
+            let opened = format::verify_name(&bytes, &name, &object)
+                .and_then(|()| key::parse(&bytes, &object)?.open(password));
+            let Ok(Some(key)) = opened else {
+                continue;
+            };
+            let Ok(json) = format::open_object(&key, ObjectType::Config, &config_bytes, "config")
+            else {
+                continue;
+            };
+            let (Ok(config), Ok(key_id)) = (Config::from_json(&json), name.parse()) else {
+                continue;
+            };
+            if config.id.to_hex() != id {
+                continue;
+            }
+            let cached: Arc<dyn Backend> =
+                Arc::new(CachedBackend::new(backend.clone(), dir.clone()));
+            let mut repo = Self::new(cached, key, key_id, config);
+            repo.cache_dir = Some(dir);
+            repo.key_confirmed = AtomicBool::new(false);
+            return Some(repo);
+        }
+        None
+    }
+
+    /// True once the key file this repository was opened with has been
+    /// seen listed in the repository.
+    pub(crate) fn key_confirmed(&self) -> bool {
+        self.key_confirmed.load(Ordering::Relaxed)
+    }
+
+    /// Checks a listing of `keys/` for the key this repository was opened
+    /// with. A key opened from the local cache that the repository no
+    /// longer lists (it was removed, or the repository replaced) is an
+    /// error, and the cache forgets it and the location.
+    pub(crate) fn check_key_listed(&self, keys: &[FileInfo]) -> Result<()> {
+        let name = self.key_id.to_hex();
+        if keys.iter().any(|f| f.name == name) {
+            self.key_confirmed.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
+        if let Some(dir) = &self.cache_dir {
+            let _ = std::fs::remove_file(dir.join(FileType::Key.dir()).join(&name));
+            if let Some(root) = dir.parent() {
+                CachedBackend::forget_location(root, &self.location());
+            }
+        }
+        Err(Error::KeyGone {
+            location: self.location(),
+            key: self.key_id.short(),
+        })
+    }
+
+    /// Lists `ty`, confirming the key first if the cache opened it (in the
+    /// same request where the storage can list two types at once).
+    pub(crate) fn list_confirmed(&self, ty: FileType) -> Result<Vec<FileInfo>> {
+        if self.key_confirmed() || ty == FileType::Key {
+            let listed = self.backend.list(ty)?;
+            if ty == FileType::Key && !self.key_confirmed() {
+                self.check_key_listed(&listed)?;
+            }
+            return Ok(listed);
+        }
+        if self.backend.lists_together() {
+            let mut lists = self.backend.list_many(&[FileType::Key, ty])?;
+            self.check_key_listed(&lists[0])?;
+            return Ok(lists.pop().expect("two listings"));
+        }
+        self.confirm_key()?;
+        self.backend.list(ty)
+    }
+
+    /// Confirms the key by listing `keys/`, if the cache opened it.
+    pub(crate) fn confirm_key(&self) -> Result<()> {
+        if self.key_confirmed() {
+            return Ok(());
+        }
+        self.check_key_listed(&self.backend.list(FileType::Key)?)
     }
 
     /// Opens a repository in a local directory.
@@ -343,6 +463,7 @@ impl Repository {
         c.snapshot_ids = None;
         c.index = None;
         c.pending_index.clear();
+        c.listed = Listed::default();
     }
 
     /// Whether commands that only read take a lock.

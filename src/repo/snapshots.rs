@@ -16,9 +16,12 @@ impl Repository {
         if let Some(ids) = &self.cache().snapshot_ids {
             return Ok(ids.clone());
         }
-        let ids = self
-            .backend()
-            .list(FileType::Snapshot)?
+        let listed = self.cache().listed.snapshots.take();
+        let listed = match listed {
+            Some(l) => l,
+            None => self.list_confirmed(FileType::Snapshot)?,
+        };
+        let ids = listed
             .into_iter()
             .map(|f| f.name.parse())
             .collect::<Result<Vec<SnapshotId>>>()?;
