@@ -317,7 +317,7 @@ fn manifest_with_absurd_sizes() {
     let (restore, _) = survey(&env);
     restore.fails(1, &["not enough free space"]);
     env.run(&["dump", "latest", "--output", "/dev/null"])
-        .fails(13, &["do"]);
+        .fails(13, &["chunks add up to"]);
 }
 
 #[test]

@@ -257,6 +257,10 @@ impl Backend for CachedBackend {
         self.inner.list_requests(objects)
     }
 
+    fn read_parallelism(&self) -> usize {
+        self.inner.read_parallelism()
+    }
+
     fn remove(&self, ty: FileType, name: &str) -> Result<()> {
         self.inner.remove(ty, name)?;
         if cached_type(ty) && is_object_name(name) {

@@ -150,6 +150,10 @@ impl Backend for CountingBackend {
         self.inner.list_requests(objects)
     }
 
+    fn read_parallelism(&self) -> usize {
+        self.inner.read_parallelism()
+    }
+
     fn remove(&self, ty: FileType, name: &str) -> Result<()> {
         add(&self.counters.deletes, 1);
         self.inner.remove(ty, name)

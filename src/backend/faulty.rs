@@ -179,6 +179,10 @@ impl Backend for FaultyBackend {
     fn list_requests(&self, objects: usize) -> u64 {
         self.inner.list_requests(objects)
     }
+
+    fn read_parallelism(&self) -> usize {
+        self.inner.read_parallelism()
+    }
 }
 
 #[cfg(test)]

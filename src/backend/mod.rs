@@ -177,6 +177,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
         false
     }
 
+    /// How many reads are worth having in flight at once: the cores for a
+    /// disk, more for a network store, where each read mostly waits.
+    fn read_parallelism(&self) -> usize {
+        std::thread::available_parallelism()
+            .map_or(2, std::num::NonZero::get)
+            .clamp(2, 8)
+    }
+
     /// Requests a listing costs that returned `objects` objects (a store
     /// that pages its listings makes one request per page).
     fn list_requests(&self, objects: usize) -> u64 {

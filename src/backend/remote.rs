@@ -571,6 +571,11 @@ impl Backend for RemoteBackend {
         self.protocol == Protocol::S3
     }
 
+    fn read_parallelism(&self) -> usize {
+        // Reads wait on the network far more than on the cores.
+        8
+    }
+
     fn list_requests(&self, objects: usize) -> u64 {
         match self.protocol {
             // ListObjectsV2 answers at most 1000 keys per request.

@@ -12,7 +12,8 @@
 //!   chunks out of order), neighbours less than [`MAX_GAP`] apart joined
 //!   into range reads of at most [`MAX_RUN`] bytes, several in flight, each
 //!   blob authenticated and id-checked, written at its image offsets;
-//! * [`Repository::write_image`]: the image in order to a stream;
+//! * [`Repository::write_image`]: the image in order to a stream, window
+//!   by window, each reassembled as above;
 //!   [`Repository::check_image_file`]: a reassembled image file read back
 //!   and checked against the manifest's keyed hash.
 //!
@@ -36,6 +37,8 @@ use crate::progress::{Cancel, Progress};
 
 /// Largest single range read when fetching runs of adjacent blobs.
 pub const MAX_RUN: u64 = 8 << 20;
+/// Image bytes [`Repository::write_image`] reassembles at a time.
+pub const WINDOW: u64 = 32 << 20;
 /// Unneeded bytes a range read may span to join two needed blobs.
 pub const MAX_GAP: u64 = 64 << 10;
 
@@ -212,9 +215,12 @@ impl Repository {
 
     /// Groups the chunks into range reads, checking every blob is indexed
     /// and every pack present before anything is read.
-    fn plan_runs(&self, chunks: &[(u64, BlobId)]) -> Result<Vec<Run>> {
+    fn plan_runs(
+        &self,
+        chunks: &[(u64, BlobId)],
+        packs: &std::collections::HashMap<String, u64>,
+    ) -> Result<Vec<Run>> {
         let index = self.index()?;
-        let packs = self.pack_sizes()?;
         let mut located = Vec::with_capacity(chunks.len());
         for (offset, id) in chunks {
             let loc = index.get(id).ok_or_else(|| {
@@ -323,19 +329,29 @@ impl Repository {
         cancel: &Cancel,
     ) -> Result<()> {
         let chunks = self.chunk_list(m)?;
-        let runs = self.plan_runs(&chunks)?;
+        let runs = self.plan_runs(&chunks, &self.pack_sizes()?)?;
         if let Some(p) = progress {
             p.start(m.image.bytes);
         }
+        self.fetch_all(&runs, write_at, progress, cancel)
+    }
+
+    /// Fetches `runs` on as many threads as the storage wants reads in
+    /// flight, calling `write_at` for every blob.
+    fn fetch_all(
+        &self,
+        runs: &[Run],
+        write_at: &(dyn Fn(u64, &[u8]) -> Result<()> + Sync),
+        progress: Option<&dyn Progress>,
+        cancel: &Cancel,
+    ) -> Result<()> {
         let next = AtomicUsize::new(0);
-        let threads = std::thread::available_parallelism()
-            .map_or(2, std::num::NonZero::get)
-            .clamp(2, 8);
+        let threads = self.backend().read_parallelism();
         std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
                 .map(|_| {
                     s.spawn(|| -> Result<()> {
-                        let result = self.fetch_runs(&runs, &next, write_at, progress, cancel);
+                        let result = self.fetch_runs(runs, &next, write_at, progress, cancel);
                         if result.is_err() {
                             // Stop the other threads: the reassembly has failed.
                             next.store(usize::MAX / 2, Ordering::Relaxed);
@@ -400,34 +416,67 @@ impl Repository {
     }
 
     /// Writes the image of `manifest` to `out` in order, verified against
-    /// the manifest's hash and size; returns its length. Reads one blob at
-    /// a time (for streaming); `cancel` stops it.
+    /// the manifest's hash and size; returns its length. Streams it in
+    /// windows of [`WINDOW`] bytes, each fetched as a restore fetches the
+    /// whole image (range reads joined, several in flight); `cancel` stops
+    /// it.
     pub fn write_image(
         &self,
         manifest: &Manifest,
         out: &mut dyn Write,
         cancel: &Cancel,
     ) -> Result<u64> {
-        let index = self.index()?;
+        let chunks = self.chunk_list(manifest)?;
+        let packs = self.pack_sizes()?;
         let mut hasher = self.key().blob_hasher();
         let mut written = 0u64;
-        self.walk_chunks(manifest, None, &mut |entry| {
+        let mut first = 0;
+        while first < chunks.len() {
             cancel.check("stopped while writing the image")?;
-            let data = self.read_blob_with(&index, &entry.id)?;
-            if data.len() as u64 != entry.len {
-                return Err(Error::damaged(
-                    format!("tree entry for blob {}", entry.id.short()),
-                    format!("it says {} bytes, the blob has {}", entry.len, data.len()),
-                ));
-            }
-            hasher.update(&data);
-            written += data.len() as u64;
-            out.write_all(&data).map_err(|e| Error::Io {
+            let base = chunks[first].0;
+            let end = first
+                + chunks[first..]
+                    .iter()
+                    .take_while(|(offset, _)| offset - base < WINDOW)
+                    .count();
+            let stop = chunks.get(end).map_or(manifest.image.bytes, |c| c.0);
+            let window = std::sync::Mutex::new(vec![0u8; (stop - base) as usize]);
+            let runs = self.plan_runs(&chunks[first..end], &packs)?;
+            self.fetch_all(
+                &runs,
+                &|offset, bytes| {
+                    let mut w = window
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let at = (offset - base) as usize;
+                    w.get_mut(at..at + bytes.len())
+                        .ok_or_else(|| {
+                            Error::damaged(
+                                format!(
+                                    "the snapshot of {} taken at {}",
+                                    manifest.database.name, manifest.time
+                                ),
+                                "a chunk is longer than its place in the image",
+                            )
+                        })?
+                        .copy_from_slice(bytes);
+                    Ok(())
+                },
+                None,
+                cancel,
+            )?;
+            let window = window
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            hasher.update(&window);
+            written += window.len() as u64;
+            out.write_all(&window).map_err(|e| Error::Io {
                 op: "writing",
                 path: "the output".into(),
                 source: e,
-            })
-        })?;
+            })?;
+            first = end;
+        }
         if written != manifest.image.bytes
             || BlobId::from_bytes(*hasher.finalize().as_bytes()) != manifest.image.hash
         {

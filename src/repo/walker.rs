@@ -8,9 +8,15 @@
 //! refuses a node of the wrong level, so a forged tree cannot loop or
 //! recurse deeper than [`crate::format::tree::MAX_TREE_LEVEL`]. With `seen`, a tree blob already
 //! visited (shared by another snapshot) is not loaded again.
+//! [`Repository::walk_chunks`] reads a snapshot's tree blobs level by level,
+//! several in flight, before walking them: on a network store each tree
+//! read is a round trip.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
+use super::index::Index;
 use super::repository::Repository;
 use crate::error::{Error, Result};
 use crate::format::manifest::Manifest;
@@ -71,12 +77,100 @@ impl Repository {
         leaf: &mut dyn FnMut(&TreeEntry) -> Result<()>,
     ) -> Result<()> {
         let index = self.index()?;
+        let nodes = self.prefetch_trees(&index, &manifest.tree, seen.as_deref())?;
         walk(
             &manifest.tree,
             seen,
-            &mut |id, _| self.read_tree_with(&index, id).map(Some),
+            &mut |id, _| match nodes.get(id) {
+                Some(node) => Ok(Some(node.clone())),
+                None => self.read_tree_with(&index, id).map(Some),
+            },
             leaf,
         )
+    }
+
+    /// Reads the tree blobs under `root` level by level, each level's in
+    /// parallel (a tree read is one small range read: on a network store
+    /// its latency, not its bytes, is the cost), skipping those in `seen`.
+    /// The walk then checks levels and order as it always does.
+    fn prefetch_trees(
+        &self,
+        index: &Index,
+        root: &TreeRoot,
+        seen: Option<&HashSet<BlobId>>,
+    ) -> Result<HashMap<BlobId, TreeNode>> {
+        let mut nodes: HashMap<BlobId, TreeNode> = HashMap::new();
+        let mut wanted = vec![root.id];
+        for _ in 0..=root.level {
+            let todo: Vec<BlobId> = wanted
+                .iter()
+                .copied()
+                .filter(|id| !nodes.contains_key(id) && !seen.is_some_and(|s| s.contains(id)))
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            if todo.is_empty() {
+                break;
+            }
+            let fetched = self.parallel_map(&todo, |id| self.read_tree_with(index, id))?;
+            wanted = fetched
+                .iter()
+                .filter(|n| n.level > 0)
+                .flat_map(|n| n.entries.iter().map(|e| e.id))
+                .collect();
+            nodes.extend(todo.into_iter().zip(fetched));
+        }
+        Ok(nodes)
+    }
+
+    /// `f` over `items` on as many threads as the storage wants reads in
+    /// flight; results in order; the first error wins.
+    pub(crate) fn parallel_map<T: Sync, R: Send>(
+        &self,
+        items: &[T],
+        f: impl Fn(&T) -> Result<R> + Sync,
+    ) -> Result<Vec<R>> {
+        let threads = self.backend().read_parallelism().min(items.len()).max(1);
+        if threads == 1 {
+            return items.iter().map(&f).collect();
+        }
+        let next = AtomicUsize::new(0);
+        let results: Vec<Mutex<Option<Result<R>>>> =
+            items.iter().map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else {
+                        return;
+                    };
+                    let r = f(item);
+                    let failed = r.is_err();
+                    *results[i]
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(r);
+                    if failed {
+                        next.store(usize::MAX / 2, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        let mut out = Vec::with_capacity(items.len());
+        // Items never taken (after a failure) have no result; the failure,
+        // earlier in the order, returns first.
+        for r in results.into_iter().filter_map(|r| {
+            r.into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        }) {
+            out.push(r?);
+        }
+        if out.len() == items.len() {
+            Ok(out)
+        } else {
+            Err(Error::Internal(
+                "a parallel read stopped without an error".into(),
+            ))
+        }
     }
 }
 
