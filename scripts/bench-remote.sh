@@ -89,7 +89,10 @@ requests() {
       else if (ep ~ /^Delete/) d += n; else o += n }
     END { printf "%d %d %d %d\n", l, g, p, d + o }'
 }
-bucket_bytes() { g bucket info "$1" | awk '/^Size:/ { gsub(/[()B]/, "", $NF); print $NF; exit }'; }
+bucket_bytes() {
+  curl -s -H "Authorization: Bearer bench" "http://127.0.0.1:$admin/v2/GetBucketInfo?globalAlias=$1" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["bytes"])'
+}
 delta() { paste -d' ' <(echo "$1" | tr ' ' '\n') <(echo "$2" | tr ' ' '\n') | awk '{printf "%d ", $2-$1}'; }
 median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print 0; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 now() { date +%s.%N; }
