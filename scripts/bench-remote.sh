@@ -142,21 +142,25 @@ for kind in litevault restic; do
   unchanged_bytes[$kind]=$(( $(bucket_bytes "$kind") - b0 ))
 done
 
+# Restores of the latest snapshot, each tool in turn; litevault also with
+# --quick (quick_check instead of integrity_check). restic verifies nothing
+# beyond its blobs' hashes.
 declare -A rs
 for r in $(seq 1 "$runs"); do
-  for kind in litevault restic; do
+  for kind in litevault litevault-quick restic; do
     out="$work/restored-$kind"; rm -rf "$out" "$out.db"; sync
     t0=$(now)
     case $kind in
       litevault) lvr --quiet restore latest --tag bench --target "$out.db" ;;
+      litevault-quick) lvr --quiet restore latest --tag bench --target "$out.db" --quick ;;
       restic) rr --quiet restore latest --target "$out" ;;
     esac
     rs[$kind]+="$(awk -v a="$t0" -v b="$(now)" 'BEGIN {printf "%.2f", b-a}') "
     rm -rf "$out" "$out.db"
   done
-  echo "   restore round $r: litevault ${rs[litevault]}/ restic ${rs[restic]}" >&2
+  echo "   restore round $r: litevault ${rs[litevault]}/ --quick ${rs[litevault-quick]}/ restic ${rs[restic]}" >&2
 done
-for kind in litevault restic; do restore_s[$kind]=$(printf '%s\n' ${rs[$kind]} | median); done
+for kind in litevault litevault-quick restic; do restore_s[$kind]=$(printf '%s\n' ${rs[$kind]} | median); done
 
 mib() { awk -v b="$1" 'BEGIN {printf "%.2f MiB", b/1048576}'; }
 echo
@@ -171,6 +175,7 @@ for kind in litevault restic; do
     "$(mib "${inc_bytes[$kind]}")" "${inc_req[$kind]}" "$(echo $u | awk '{print $1+$2+$3+$4}')" "$u" "${restore_s[$kind]}"
 done
 echo
+echo "litevault restore --quick (median of $runs): ${restore_s[litevault-quick]} s"
 echo "litevault's own count of bytes sent per incremental (median): $(mib "${lv_sent[litevault]}")"
 awk -v lb="${inc_bytes[litevault]}" -v rb="${inc_bytes[restic]}" -v lr="${inc_req[litevault]}" -v rq="${inc_req[restic]}" \
   'BEGIN {printf "ratios per incremental: bytes 1/%.1f of restic'"'"'s, requests 1/%.1f of restic'"'"'s\n", rb/(lb>0?lb:1), rq/(lr>0?lr:1)}'
