@@ -1235,3 +1235,50 @@ fn small_holes_are_closed() {
         );
     }
 }
+
+/// What SQLite (or the freelist walk) reports while backing up a damaged
+/// database is said: a warning on stderr and in the JSON summary; the
+/// snapshot keeps the file as it is, and the restore tells it apart.
+#[test]
+fn backup_warns_when_the_database_reports_damage_while_read() {
+    let env = Env::new();
+    env.init();
+    let db = make_db(&env, "app.db", 1, 17);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("DELETE FROM events WHERE rowid % 2 = 0;")
+        .unwrap();
+    drop(conn);
+    let pages = std::fs::metadata(&db).unwrap().len() / 4096;
+    // A freelist trunk pointer past the end of the file; another copy with
+    // a free-page count the freelist cannot hold.
+    let mut cases = Vec::new();
+    for (name, offset, value) in [
+        ("trunk.db", 32, u32::try_from(pages).unwrap() + 1000),
+        ("count.db", 36, 0x7fff_ffff),
+    ] {
+        let mut bytes = std::fs::read(&db).unwrap();
+        bytes[offset..offset + 4].copy_from_slice(&value.to_be_bytes());
+        let p = env.dir.path().join(name);
+        std::fs::write(&p, &bytes).unwrap();
+        cases.push(p);
+    }
+    for p in &cases {
+        let r = env.run(&["backup", s(p), "--json"]);
+        let json: serde_json::Value = serde_json::from_str(r.ok().trim()).unwrap();
+        let warnings = json["warnings"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{} {:?}", p.display(), r.stderr));
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.as_str().unwrap().contains("malformed freelist")),
+            "{json}"
+        );
+        assert!(
+            r.stderr.contains("warning") && r.stderr.contains("malformed freelist"),
+            "{r:?}"
+        );
+        env.run(&["backup", s(p), "--verify-source", "--force"])
+            .fails(3, &["quick_check"]);
+    }
+}

@@ -221,8 +221,8 @@ type Freelist = (Vec<u64>, std::collections::HashMap<u64, usize>);
 /// The freelist (SQLite file format, "The Freelist"): trunk pages from
 /// header offset 32 on, each listing leaf page numbers. Leaves hold nothing
 /// but what deleted rows left; of a trunk page only its header and list are
-/// used. A malformed list (out of range, looping, longer than its count)
-/// yields `None`: the pages are then kept as they are.
+/// used. A malformed list (out of range, looping, longer or shorter than
+/// its count) yields `None`: the pages are then kept as they are.
 fn freelist(
     conn: &Connection,
     page1: &[u8],
@@ -263,6 +263,11 @@ fn freelist(
             return Ok(None);
         }
         trunk = be32(&page, 0);
+    }
+    // The header's count is every trunk and leaf: a list shorter than
+    // its count is as malformed as a longer one.
+    if seen + trunks != total {
+        return Ok(None);
     }
     // A page cannot be both a trunk and a leaf.
     if trunk_use
