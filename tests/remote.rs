@@ -171,6 +171,13 @@ fn command_cycle(kind: Kind) {
     } else {
         assert!(stats["cache"]["files"].as_u64().unwrap() >= 3, "{stats}");
     }
+    let shown = env.run(&["stats"]);
+    assert!(shown.ok().contains("requests"), "{shown:?}");
+    assert_eq!(
+        shown.ok().contains("cache "),
+        kind != Kind::Local,
+        "{shown:?}"
+    );
     env.run(&["unlock"]).ok();
     let again = env.dir.path().join("again.db");
     env.run(&["restore", "latest", "--tag", "kept", "--target", s(&again)])

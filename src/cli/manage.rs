@@ -425,6 +425,25 @@ pub fn stats(ctx: &Ctx, args: &StatsArgs) -> Result<()> {
         "ratios          dedup {:.1}x, compression {:.2}x, overall {:.1}x",
         s.dedup_ratio, s.compression_ratio, s.overall_ratio
     ))?;
+    if let Some(c) = &s.cache {
+        out(format_args!(
+            "cache           {} object(s), {} in {}",
+            c.files,
+            human(c.bytes),
+            printable(&c.dir.display().to_string())
+        ))?;
+    }
+    let io = &s.io;
+    out(format_args!(
+        "requests        {} ({} list, {} get, {} put, {} delete; {} received, {} from the cache)",
+        io.requests(),
+        io.lists,
+        io.gets,
+        io.puts,
+        io.deletes,
+        human(io.bytes_received),
+        io.cache_hits
+    ))?;
     for d in &s.databases {
         out(format_args!(
             "  {:<16} {} snapshot(s), latest {}, {} in total, {} distinct ({})",
