@@ -446,6 +446,16 @@ pub enum Error {
     /// A broken invariant inside litevault: a bug to report.
     #[error("internal error: {0}")]
     Internal(String),
+
+    /// The service's config file is invalid (the message names the key,
+    /// line or path).
+    #[error("config {}: {message}", file.display())]
+    Config {
+        /// The config file.
+        file: PathBuf,
+        /// What is wrong, naming the key and how to fix it.
+        message: String,
+    },
 }
 
 /// The kind of an [`Error`], for callers that map errors to advice, exit
@@ -498,6 +508,8 @@ pub enum ErrorKind {
     Interrupted,
     /// A bug.
     Internal,
+    /// The service's config file is invalid.
+    Config,
 }
 
 impl Error {
@@ -530,6 +542,7 @@ impl Error {
             Error::Io { .. } | Error::TargetOwner { .. } => ErrorKind::Io,
             Error::Interrupted(_) => ErrorKind::Interrupted,
             Error::Internal(_) => ErrorKind::Internal,
+            Error::Config { .. } => ErrorKind::Config,
         }
     }
 

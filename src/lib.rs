@@ -8,6 +8,7 @@
 //!
 //! ```text
 //! cli/ (the binary)    parses arguments, calls the library, prints; owns advice and exit codes
+//! service/             config file, scheduler, run history, HTTP API: the commands on a schedule and over HTTP
 //! commands/            backup restore dump copy snapshots tag forget prune check stats key
 //! sqlite/              source (page image | VACUUM INTO | image file)  target (holders, swap, live)  verify  sqltext  tempdb
 //! repo/                Repository: objects keys lock index snapshots select packer reader walker password
@@ -71,6 +72,7 @@ pub mod format;
 pub mod id;
 pub mod progress;
 pub mod repo;
+pub mod service;
 pub mod sqlite;
 pub mod sys;
 

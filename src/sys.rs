@@ -115,6 +115,22 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     seconds(total).ok_or_else(bad)
 }
 
+/// A duration as [`parse_duration`] reads it: `12m`, `1h30m`, `2d`, `500ms`.
+pub fn format_duration(d: Duration) -> String {
+    let mut secs = d.as_secs();
+    if secs == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let mut out = String::new();
+    for (unit, len) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= len {
+            out = format!("{out}{}{unit}", secs / len);
+            secs %= len;
+        }
+    }
+    out
+}
+
 fn seconds(secs: f64) -> Option<Duration> {
     // Up to 1000 years: anything longer is a typo.
     (secs.is_finite() && (0.0..=1000.0 * 365.0 * 86_400.0).contains(&secs))

@@ -35,6 +35,7 @@ const LAYERS: &[&[&str]] = &[
     &["repo"],
     &["sqlite"],
     &["commands"],
+    &["service"],
 ];
 
 fn layer_of(module: &[String]) -> Option<usize> {

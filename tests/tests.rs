@@ -20,4 +20,5 @@ mod manage;
 mod remote;
 mod restore;
 mod safety;
+mod service;
 mod sqldump;

@@ -32,6 +32,9 @@ pub mod code {
     /// or timed out, bad credentials, no permission, a missing bucket, an
     /// unknown host key, full or read-only.
     pub const STORAGE: u8 = 16;
+    /// The service's config file is invalid, or names a database or
+    /// repository that cannot be used.
+    pub const CONFIG: u8 = 17;
     /// Interrupted by a signal (SIGINT/SIGTERM).
     pub const INTERRUPTED: u8 = 130;
 }
@@ -46,6 +49,7 @@ pub fn exit_code(e: &Error) -> u8 {
         Error::NewerFormat { .. } => code::NEWER_FORMAT,
         Error::CorruptSnapshot { .. } => code::CORRUPT_SNAPSHOT,
         Error::Source { .. } => code::SOURCE,
+        Error::Config { .. } => code::CONFIG,
         Error::Interrupted(_) => code::INTERRUPTED,
         Error::Backend(b)
             if !matches!(

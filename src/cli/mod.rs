@@ -11,6 +11,7 @@ mod manage;
 mod password;
 mod repo;
 mod restore;
+mod service;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -101,6 +102,16 @@ enum Command {
     /// Copy snapshots from another repository into this one, sending only
     /// what it lacks.
     Copy(copy::CopyArgs),
+    /// The service's config file: print an example, or check one.
+    #[command(subcommand)]
+    Config(service::ConfigCommand),
+    /// Run the service: scheduled backups, retention, prune and check from
+    /// a config file, and the HTTP API.
+    Run(service::RunArgs),
+    /// Serve only the HTTP API of a config file.
+    Serve(service::ServeArgs),
+    /// Per job of a config file: last run, last success, next run, failures.
+    Status(service::StatusArgs),
 }
 
 /// Snapshot filters shared by the commands that select snapshots.
@@ -367,6 +378,10 @@ pub fn run() -> Result<()> {
         Command::Check(a) => manage::check(&ctx, &a),
         Command::Stats(a) => manage::stats(&ctx, &a),
         Command::Copy(a) => copy::run(&ctx, &a),
+        Command::Config(c) => service::config(&ctx, &c),
+        Command::Run(a) => service::run(&ctx, &a),
+        Command::Serve(a) => service::serve(&ctx, &a),
+        Command::Status(a) => service::status(&ctx, &a),
     }
 }
 

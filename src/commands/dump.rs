@@ -106,6 +106,41 @@ pub fn dump(
     }
 }
 
+/// Writes snapshot `id` as SQL text to `out` with no file on disk (for a
+/// server streaming it): the image is read into memory, as much as the
+/// database's size, and SQLite reads it there. Returns the bytes written.
+pub fn dump_sql_in_memory(repo: &Repository, id: &SnapshotId, out: &mut dyn Write) -> Result<u64> {
+    let _lock = repo.lock_reading("dump")?;
+    let manifest: Manifest = repo.load_manifest(id)?;
+    let cancel = Cancel::new();
+    let mut image = Vec::with_capacity(usize::try_from(manifest.image.bytes).unwrap_or(0));
+    repo.write_image(&manifest, &mut image, &cancel)?;
+    // An in-memory database cannot be in WAL mode: read it as a rollback
+    // journal database (header bytes 18 and 19, the file format versions).
+    if image.len() >= 100 {
+        image[18] = 1;
+        image[19] = 1;
+    }
+    let bad = |e: rusqlite::Error| {
+        Error::source(
+            Path::new(&manifest.database.path),
+            SourceProblem::Unreadable,
+            format!("opening the snapshot's database in memory: {e}"),
+        )
+    };
+    let mut conn = rusqlite::Connection::open_in_memory().map_err(bad)?;
+    let len = image.len();
+    conn.deserialize_read_exact("main", &image[..], len, true)
+        .map_err(bad)?;
+    drop(image);
+    let mut counting = Counting {
+        inner: out,
+        bytes: 0,
+    };
+    sqltext::write_sql(&conn, &mut counting, &cancel)?;
+    Ok(counting.bytes)
+}
+
 /// Counts what passes through.
 struct Counting<'a> {
     inner: &'a mut dyn Write,

@@ -156,8 +156,8 @@ impl Env {
 }
 
 /// Runs a prepared command.
-pub fn run(mut c: Command) -> Run {
-    let out = c.output().expect("run litevault");
+pub fn run(mut c: impl std::borrow::BorrowMut<Command>) -> Run {
+    let out = c.borrow_mut().output().expect("run litevault");
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

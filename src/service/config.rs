@@ -1,0 +1,682 @@
+//! The service's config file: TOML naming repositories, databases and the
+//! jobs that back the one up into the other on a schedule, with retention,
+//! prune and check cadences, a heartbeat URL and the HTTP API's settings.
+//! `examples/litevault.toml` is the commented example (printed by the
+//! command line's `config example`).
+//!
+//! A database's table holds the library's own [`BackupOptions`] fields
+//! (`tags`, `strategy`, `lock_timeout`, ...) beside `path` and an optional
+//! `schedule`; its `restore` table holds [`RestoreOptions`] fields; a
+//! job's `retention` is a [`ForgetPolicy`] and its `prune` table holds
+//! [`PruneOptions`] fields beside `schedule`: one option struct per
+//! command, shared with the command line.
+//!
+//! `$VAR` and `${VAR}` in any string value are replaced by the environment
+//! variable (an unset one is an error naming it; `$$` is a `$`), so
+//! secrets stay out of the file, as in rqlite's config.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::schedule::Schedule;
+use crate::backend::choose::{BackendOptions, Location};
+use crate::commands::backup::BackupOptions;
+use crate::commands::forget::ForgetPolicy;
+use crate::commands::prune::PruneOptions;
+use crate::commands::restore::RestoreOptions;
+use crate::error::{Error, Result};
+use crate::repo::password::PasswordSource;
+
+/// The commented example config.
+pub const EXAMPLE: &str = include_str!("../../examples/litevault.toml");
+
+/// How long run history is kept by default.
+const DEFAULT_HISTORY_KEEP: Duration = Duration::from_secs(90 * 86_400);
+
+/// The file's top level, as written (before `$VAR` expansion).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    state: Option<PathBuf>,
+    #[serde(default)]
+    history_keep: Option<String>,
+    #[serde(default)]
+    api: Option<RawApi>,
+    #[serde(default)]
+    repositories: BTreeMap<String, RawRepository>,
+    #[serde(default)]
+    databases: BTreeMap<String, RawDatabase>,
+    #[serde(default)]
+    jobs: BTreeMap<String, RawJob>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    listen: String,
+    tokens: Vec<String>,
+    #[serde(default)]
+    tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRepository {
+    location: String,
+    password: PasswordSource,
+    #[serde(default)]
+    options: BTreeMap<String, String>,
+    #[serde(default)]
+    cache_dir: Option<PathBuf>,
+    #[serde(default)]
+    no_cache: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawDatabase {
+    path: PathBuf,
+    #[serde(default)]
+    schedule: Option<String>,
+    #[serde(default)]
+    restore: Option<toml::Table>,
+    /// The [`BackupOptions`] fields.
+    #[serde(flatten)]
+    backup: toml::Table,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    databases: Vec<String>,
+    repositories: Vec<String>,
+    schedule: String,
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    heartbeat_url: Option<String>,
+    #[serde(default)]
+    retention: Option<ForgetPolicy>,
+    #[serde(default)]
+    prune: Option<toml::Table>,
+    #[serde(default)]
+    check: Option<RawCheck>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    schedule: String,
+    /// Read one of this many subsets of the packs per run, in turn (0:
+    /// structure only).
+    #[serde(default)]
+    read_data_subsets: u32,
+}
+
+/// The HTTP API's settings.
+#[derive(Clone, Debug)]
+pub struct ApiSettings {
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// Bearer tokens it accepts.
+    pub tokens: Vec<String>,
+    /// Certificate chain and key (PEM) for TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// A configured repository.
+#[derive(Clone, Debug)]
+pub struct RepositorySettings {
+    /// Its location.
+    pub location: Location,
+    /// Where its password comes from.
+    pub password: PasswordSource,
+    /// Storage options.
+    pub options: BackendOptions,
+    /// The local cache's root (`None`: no cache).
+    pub cache_root: Option<PathBuf>,
+}
+
+/// A configured database: what backs it up and how it is restored into.
+#[derive(Clone, Debug)]
+pub struct DatabaseSettings {
+    /// Backup options (path included).
+    pub backup: BackupOptions,
+    /// A schedule overriding its jobs' (as written; evaluated in each
+    /// job's zone).
+    pub schedule: Option<String>,
+    /// Restore options (target: the database's path).
+    pub restore: RestoreOptions,
+}
+
+/// A job: databases into repositories on a schedule.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// Its databases, by name.
+    pub databases: Vec<String>,
+    /// Its repositories, by name.
+    pub repositories: Vec<String>,
+    /// When each database is backed up (database overrides applied).
+    pub schedules: BTreeMap<String, Schedule>,
+    /// Called (GET) after each run in which every backup succeeded.
+    pub heartbeat_url: Option<String>,
+    /// Retention applied after each backup that added a snapshot.
+    pub retention: Option<ForgetPolicy>,
+    /// Prune cadence and options.
+    pub prune: Option<(Schedule, PruneOptions)>,
+    /// Check cadence and the number of read-data subsets (0: structure only).
+    pub check: Option<(Schedule, u32)>,
+}
+
+/// A loaded, validated config.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// The run-history database.
+    pub state: PathBuf,
+    /// How long run history is kept.
+    pub history_keep: Duration,
+    /// The HTTP API, if configured.
+    pub api: Option<ApiSettings>,
+    /// Repositories by name.
+    pub repositories: BTreeMap<String, RepositorySettings>,
+    /// Databases by name.
+    pub databases: BTreeMap<String, DatabaseSettings>,
+    /// Jobs by name.
+    pub jobs: BTreeMap<String, Job>,
+}
+
+/// A config error naming the file and, where it has one, the line.
+fn config_error(file: &Path, message: impl Into<String>) -> Error {
+    Error::Config {
+        file: file.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// The 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// `$VAR`, `${VAR}` and `$$` in `s` (the key named in errors).
+fn expand(s: &str, key: &str) -> std::result::Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i + 1..];
+        if let Some(r) = rest.strip_prefix('$') {
+            out.push('$');
+            rest = r;
+            continue;
+        }
+        let (name, after) = if let Some(r) = rest.strip_prefix('{') {
+            let end = r
+                .find('}')
+                .ok_or_else(|| format!("{key}: unclosed ${{ in {s:?}: write ${{NAME}}"))?;
+            (&r[..end], &r[end + 1..])
+        } else {
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            (&rest[..end], &rest[end..])
+        };
+        if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err(format!(
+                "{key}: a $ not followed by a variable name: write $NAME, ${{NAME}}, or $$ for a $"
+            ));
+        }
+        let value = std::env::var(name).map_err(|_| {
+            format!("{key}: environment variable {name} is not set: set it, or write $$ for a literal $")
+        })?;
+        out.push_str(&value);
+        rest = after;
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Expands every string in `v`, naming keys by their dotted path.
+fn expand_value(v: &mut toml::Value, key: &str) -> std::result::Result<(), String> {
+    match v {
+        toml::Value::String(s) => *s = expand(s, key)?,
+        toml::Value::Array(a) => {
+            for (i, x) in a.iter_mut().enumerate() {
+                expand_value(x, &format!("{key}[{i}]"))?;
+            }
+        }
+        toml::Value::Table(t) => {
+            for (k, x) in t.iter_mut() {
+                let key = if key.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{key}.{k}")
+                };
+                expand_value(x, &key)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A table deserialized into one of the library's option types, errors
+/// prefixed by the table's key.
+fn options_from<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    key: &str,
+    table: toml::Table,
+) -> Result<T> {
+    T::deserialize(toml::Value::Table(table))
+        .map_err(|e| config_error(file, format!("{key}: {}", e.message().trim())))
+}
+
+/// A name usable as a key in the API and in history: letters, digits, `_`, `-`, `.`.
+fn check_name(file: &Path, what: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(config_error(
+            file,
+            format!("{what} name {name:?}: use letters, digits, '_', '-' and '.' (at most 64)"),
+        ))
+    }
+}
+
+impl Config {
+    /// Reads and validates the config file at `file` (see the module docs).
+    /// Checks its syntax, keys, names, schedules and references; the
+    /// databases' and repositories' reachability is checked by
+    /// [`Config::check_databases`] and by opening the repositories.
+    pub fn load(file: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| config_error(file, format!("cannot read it: {e}")))?;
+        Self::parse(file, &text)
+    }
+
+    /// Parses config `text` (named `file` in errors).
+    pub fn parse(file: &Path, text: &str) -> Result<Config> {
+        // Pass 1, as written: syntax and unknown keys, with line numbers.
+        toml::from_str::<RawConfig>(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| format!("line {}: ", line_of(text, s.start)))
+                .unwrap_or_default();
+            config_error(file, format!("{at}{}", e.message().trim()))
+        })?;
+        // Pass 2: with the environment's values.
+        let mut value: toml::Value =
+            toml::from_str(text).map_err(|e| config_error(file, e.message().trim().to_string()))?;
+        expand_value(&mut value, "").map_err(|m| config_error(file, m))?;
+        let raw = RawConfig::deserialize(value)
+            .map_err(|e| config_error(file, e.message().trim().to_string()))?;
+        Self::resolve(file, raw)
+    }
+
+    #[allow(clippy::too_many_lines)] // one validation after another, in the file's order
+    fn resolve(file: &Path, raw: RawConfig) -> Result<Config> {
+        let err = |m: String| config_error(file, m);
+        let state = match raw.state {
+            Some(p) if p.is_absolute() => p,
+            Some(p) => {
+                return Err(err(format!(
+                    "state: relative path {}: write an absolute path",
+                    p.display()
+                )))
+            }
+            None => default_state().ok_or_else(|| {
+                err(
+                    "state: no default place (neither XDG_STATE_HOME nor HOME is set): give a path"
+                        .into(),
+                )
+            })?,
+        };
+        let history_keep = match raw.history_keep {
+            None => DEFAULT_HISTORY_KEEP,
+            Some(s) => {
+                crate::sys::parse_duration(&s).map_err(|m| err(format!("history_keep: {m}")))?
+            }
+        };
+        let api = raw.api.map(|a| resolve_api(file, a)).transpose()?;
+
+        let mut repositories = BTreeMap::new();
+        for (name, r) in raw.repositories {
+            check_name(file, "repository", &name)?;
+            let key = format!("repositories.{name}");
+            let location =
+                Location::parse(&r.location).map_err(|e| err(format!("{key}.location: {e}")))?;
+            let pairs: Vec<String> = r.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let options =
+                BackendOptions::parse(&pairs).map_err(|e| err(format!("{key}.options: {e}")))?;
+            let cache_root = if r.no_cache {
+                None
+            } else if let Some(d) = r.cache_dir {
+                Some(d)
+            } else if location.is_remote() {
+                crate::backend::cache::default_root()
+            } else {
+                None
+            };
+            repositories.insert(
+                name,
+                RepositorySettings {
+                    location,
+                    password: r.password,
+                    options,
+                    cache_root,
+                },
+            );
+        }
+
+        let mut databases = BTreeMap::new();
+        for (name, d) in raw.databases {
+            check_name(file, "database", &name)?;
+            let key = format!("databases.{name}");
+            if !d.path.is_absolute() {
+                return Err(err(format!(
+                    "{key}.path: relative path {}: write an absolute path",
+                    d.path.display()
+                )));
+            }
+            for refused in ["time", "force"] {
+                if d.backup.contains_key(refused) {
+                    return Err(err(format!(
+                        "{key}.{refused}: not a setting for scheduled backups: remove it"
+                    )));
+                }
+            }
+            let mut backup_table = d.backup;
+            backup_table.insert(
+                "path".into(),
+                toml::Value::String(d.path.to_string_lossy().into_owned()),
+            );
+            let backup: BackupOptions = options_from(file, &key, backup_table)?;
+            backup.validate().map_err(|e| err(format!("{key}: {e}")))?;
+            let mut restore_table = d.restore.unwrap_or_default();
+            if restore_table.contains_key("target") {
+                return Err(err(format!(
+                    "{key}.restore.target: a database is restored into its own path: remove it"
+                )));
+            }
+            restore_table.insert(
+                "target".into(),
+                toml::Value::String(d.path.to_string_lossy().into_owned()),
+            );
+            let restore: RestoreOptions =
+                options_from(file, &format!("{key}.restore"), restore_table)?;
+            if let Some(s) = &d.schedule {
+                Schedule::parse(s, "UTC").map_err(|m| err(format!("{key}.schedule: {m}")))?;
+            }
+            databases.insert(
+                name,
+                DatabaseSettings {
+                    backup,
+                    schedule: d.schedule,
+                    restore,
+                },
+            );
+        }
+
+        let mut jobs = BTreeMap::new();
+        for (name, j) in raw.jobs {
+            check_name(file, "job", &name)?;
+            let key = format!("jobs.{name}");
+            if j.databases.is_empty() || j.repositories.is_empty() {
+                return Err(err(format!(
+                    "{key}: a job needs at least one database and one repository"
+                )));
+            }
+            for d in &j.databases {
+                if !databases.contains_key(d) {
+                    return Err(err(format!(
+                        "{key}.databases: no database named {d:?}: add a [databases.{d}] table"
+                    )));
+                }
+            }
+            for r in &j.repositories {
+                if !repositories.contains_key(r) {
+                    return Err(err(format!(
+                        "{key}.repositories: no repository named {r:?}: add a [repositories.{r}] table"
+                    )));
+                }
+            }
+            let zone = j.timezone.as_deref().unwrap_or("UTC");
+            let base = Schedule::parse(&j.schedule, zone)
+                .map_err(|m| err(format!("{key}.schedule: {m}")))?;
+            let mut schedules = BTreeMap::new();
+            for d in &j.databases {
+                let s = match &databases[d].schedule {
+                    Some(text) => Schedule::parse(text, zone)
+                        .map_err(|m| err(format!("databases.{d}.schedule: {m}")))?,
+                    None => base.clone(),
+                };
+                schedules.insert(d.clone(), s);
+            }
+            if let Some(p) = &j.retention {
+                if p.is_empty() {
+                    return Err(err(format!(
+                        "{key}.retention: no rule given: set keep_last, keep_daily, ... or remove the table"
+                    )));
+                }
+            }
+            let prune = match j.prune {
+                None => None,
+                Some(mut t) => {
+                    let Some(toml::Value::String(text)) = t.remove("schedule") else {
+                        return Err(err(format!(
+                            "{key}.prune.schedule: missing: say when to prune (\"0 4 * * Sun\")"
+                        )));
+                    };
+                    let s = Schedule::parse(&text, zone)
+                        .map_err(|m| err(format!("{key}.prune.schedule: {m}")))?;
+                    let o: PruneOptions = options_from(file, &format!("{key}.prune"), t)?;
+                    if !(0.0..=1.0).contains(&o.max_unused) {
+                        return Err(err(format!(
+                            "{key}.prune.max_unused: {} is not a share between 0.0 and 1.0",
+                            o.max_unused
+                        )));
+                    }
+                    Some((s, o))
+                }
+            };
+            let check = j
+                .check
+                .map(|c| {
+                    Schedule::parse(&c.schedule, zone)
+                        .map(|s| (s, c.read_data_subsets))
+                        .map_err(|m| err(format!("{key}.check.schedule: {m}")))
+                })
+                .transpose()?;
+            if let Some(u) = &j.heartbeat_url {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(err(format!(
+                        "{key}.heartbeat_url: not an http(s) URL: write https://..."
+                    )));
+                }
+            }
+            jobs.insert(
+                name,
+                Job {
+                    databases: j.databases,
+                    repositories: j.repositories,
+                    schedules,
+                    heartbeat_url: j.heartbeat_url,
+                    retention: j.retention,
+                    prune,
+                    check,
+                },
+            );
+        }
+        Ok(Config {
+            file: file.to_path_buf(),
+            state,
+            history_keep,
+            api,
+            repositories,
+            databases,
+            jobs,
+        })
+    }
+
+    /// Checks that every database a job backs up is an SQLite file, and
+    /// that every restore-only database's directory exists.
+    pub fn check_databases(&self) -> Result<()> {
+        for (name, d) in &self.databases {
+            let path = &d.backup.path;
+            let backed_up = self.jobs.values().any(|j| j.databases.contains(name));
+            let key = format!("databases.{name}.path");
+            if backed_up {
+                check_sqlite_file(path).map_err(|m| {
+                    config_error(&self.file, format!("{key}: {}: {m}", path.display()))
+                })?;
+            } else {
+                let dir = path.parent().unwrap_or(Path::new("/"));
+                if !dir.is_dir() {
+                    return Err(config_error(
+                        &self.file,
+                        format!(
+                            "{key}: directory {} does not exist: create it or fix the path",
+                            dir.display()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The repositories a backup of database `name` goes to: those of every
+    /// job naming it.
+    pub fn repositories_of(&self, database: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for j in self.jobs.values() {
+            if j.databases.iter().any(|d| d == database) {
+                for r in &j.repositories {
+                    if !out.contains(r) {
+                        out.push(r.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn resolve_api(file: &Path, a: RawApi) -> Result<ApiSettings> {
+    let err = |m: String| config_error(file, m);
+    let listen: SocketAddr = a.listen.parse().map_err(|_| {
+        err(format!(
+            "api.listen: {:?} is not an address: write IP:PORT, e.g. 127.0.0.1:8790",
+            a.listen
+        ))
+    })?;
+    if a.tokens.is_empty() {
+        return Err(err(
+            "api.tokens: no token: give at least one (from the environment: \"$LITEVAULT_API_TOKEN\")".into(),
+        ));
+    }
+    for (i, t) in a.tokens.iter().enumerate() {
+        if t.len() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(err(format!(
+                "api.tokens[{i}]: a token must be at least 16 characters with no spaces: generate one with `openssl rand -hex 32`"
+            )));
+        }
+    }
+    let tls = match (a.tls_cert, a.tls_key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => {
+            return Err(err(
+                "api: tls_cert and tls_key go together: give both or neither".into(),
+            ))
+        }
+    };
+    if tls.is_none() && !listen.ip().is_loopback() {
+        return Err(err(format!(
+            "api.listen: {listen} is not a loopback address, and tokens must not cross a network in clear text: set tls_cert and tls_key, or listen on 127.0.0.1"
+        )));
+    }
+    Ok(ApiSettings {
+        listen,
+        tokens: a.tokens,
+        tls,
+    })
+}
+
+/// The default state database: `$XDG_STATE_HOME/litevault/state.db`, else
+/// `~/.local/state/litevault/state.db`.
+pub fn default_state() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/state"))
+        })?;
+    Some(base.join("litevault").join("state.db"))
+}
+
+/// `Ok` if `path` is a regular file starting with SQLite's header.
+fn check_sqlite_file(path: &Path) -> std::result::Result<(), String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "does not exist: fix the path".to_string(),
+        _ => format!("cannot read it: {e}"),
+    })?;
+    if !meta.is_file() {
+        return Err("not a regular file: give the database file".into());
+    }
+    if meta.len() == 0 {
+        // An empty file is a valid, empty database.
+        return Ok(());
+    }
+    let mut head = [0u8; 16];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .map_err(|_| "not an SQLite database (too short for its header)".to_string())?;
+    if &head != b"SQLite format 3\0" {
+        return Err("not an SQLite database (no SQLite header): fix the path".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expansion_of_variables() {
+        std::env::set_var("LV_TEST_X", "secret");
+        assert_eq!(expand("a$LV_TEST_X-b", "k").unwrap(), "asecret-b");
+        assert_eq!(expand("${LV_TEST_X}y", "k").unwrap(), "secrety");
+        assert_eq!(expand("cost $$5", "k").unwrap(), "cost $5");
+        let e = expand("$LV_TEST_UNSET_VAR", "repositories.a.location").unwrap_err();
+        assert!(
+            e.contains("LV_TEST_UNSET_VAR") && e.contains("repositories.a.location"),
+            "{e}"
+        );
+        assert!(expand("${open", "k").unwrap_err().contains("unclosed"));
+        assert!(expand("5$", "k").unwrap_err().contains("variable name"));
+    }
+
+    #[test]
+    fn line_numbers() {
+        assert_eq!(line_of("a\nb\nc", 0), 1);
+        assert_eq!(line_of("a\nb\nc", 4), 3);
+    }
+}

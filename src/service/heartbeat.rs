@@ -1,0 +1,41 @@
+//! The heartbeat: an HTTP GET to a monitoring URL (healthchecks.io,
+//! Uptime Kuma, Cronitor) after each run in which every backup
+//! succeeded, so silence is noticed.
+
+use std::time::Duration;
+
+use crate::progress::Cancel;
+
+/// The longest a heartbeat may take.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// GETs `url`; returns the status code, or the reason it failed (the URL
+/// is not repeated: it may hold a secret).
+pub fn get(url: &str, cancel: &Cancel) -> Result<u16, String> {
+    if cancel.is_cancelled() {
+        return Err("the service is stopping".into());
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the HTTP client: {e}"))?;
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .connect_timeout(TIMEOUT)
+            .build()
+            .map_err(|e| format!("building the HTTP client: {e}"))?;
+        let resp = client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("no answer: {}", e.without_url()))?;
+        let status = resp.status();
+        if status.is_success() {
+            Ok(status.as_u16())
+        } else {
+            Err(format!("the monitor answered {status}"))
+        }
+    })
+}

@@ -1,0 +1,27 @@
+//! litevault as a service: a config file naming repositories, databases
+//! and jobs; a scheduler that backs each database up on its schedule,
+//! applies retention, prunes and checks on their cadences; run history in
+//! a local SQLite database; and an HTTP admin API with Prometheus metrics.
+//! Everything runs through the library's commands and option types
+//! ([`crate::commands`]); nothing here backs up or restores by itself.
+//!
+//! * [`config`]: the TOML file, `$VAR` expansion, validation;
+//! * [`schedule`]: cron (any zone) and intervals; the clock;
+//! * [`history`]: the run history;
+//! * [`runner`]: the [`Service`]: units, tasks, one operation per database
+//!   and repository at a time;
+//! * [`daemon`]: the loop; [`status`]: the status view and metrics;
+//! * [`api`]: the HTTP API; [`heartbeat`]: the monitoring ping.
+
+pub mod api;
+pub mod config;
+pub mod daemon;
+pub mod heartbeat;
+pub mod history;
+pub mod runner;
+pub mod schedule;
+pub mod status;
+
+pub use config::Config;
+pub use runner::{Event, EventSink, Service};
+pub use schedule::{Clock, Schedule, SystemClock, TestClock};
