@@ -554,6 +554,7 @@ fn the_daemon_runs_periods_applies_retention_prunes_checks_and_reloads_on_sighup
 
 #[test]
 fn sigterm_during_a_backup_exits_0_and_leaves_the_repository_clean() {
+    let mut outcomes = Vec::new();
     for round in 0..3 {
         let s = Svc::new();
         let big = s.path("big.db");
@@ -588,7 +589,10 @@ fn sigterm_during_a_backup_exits_0_and_leaves_the_repository_clean() {
             s.snapshots(&s.env.repo).len(),
             usize::from(outcome == "success")
         );
+        outcomes.push(outcome);
     }
+    // The signal came during the backup at least once.
+    assert!(outcomes.iter().any(|o| o == "cancelled"), "{outcomes:?}");
 }
 
 /// A minimal HTTP/1.1 client over a socket (no proxy, no redirects): the

@@ -291,7 +291,35 @@ fn start_api(
     }))
 }
 
+/// A long-running process asks glibc's malloc to give freed memory back
+/// to the system (`trim_threshold=0`): without it, the arenas of a
+/// backup's worker threads keep what they held, and an idle daemon stays
+/// at its peak. glibc reads the setting only at start, so the process
+/// re-executes itself once with it (same pid, same arguments); a
+/// `GLIBC_TUNABLES` set by the user is left alone.
+fn reexec_trimming_memory() {
+    use std::os::unix::process::CommandExt;
+    const VAR: &str = "GLIBC_TUNABLES";
+    if std::env::var_os(VAR).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut args = std::env::args_os();
+    let name = args.next().unwrap_or_else(|| exe.clone().into_os_string());
+    // `exec` returns only if it failed: then run on as we are.
+    let _ = std::process::Command::new(&exe)
+        .arg0(name)
+        .args(args)
+        .env(VAR, "glibc.malloc.trim_threshold=0")
+        .exec();
+}
+
 pub fn run(_ctx: &Ctx, args: &RunArgs) -> Result<()> {
+    if !args.once {
+        reexec_trimming_memory();
+    }
     let file = args.config.clone();
     let config = load(&file)?;
     let api = if args.once {
@@ -305,6 +333,7 @@ pub fn run(_ctx: &Ctx, args: &RunArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("installing the signal handler: {e}"))?;
     let svc = Service::new(config, clock()?, cancel.clone(), sink(args.log_format))?;
     svc.check_repositories()?;
+    svc.history().mark_interrupted()?;
     if args.once {
         let (ran, failed) = svc.run_due()?;
         svc.event(Event {
@@ -351,6 +380,7 @@ pub fn run(_ctx: &Ctx, args: &RunArgs) -> Result<()> {
 }
 
 pub fn serve(_ctx: &Ctx, args: &ServeArgs) -> Result<()> {
+    reexec_trimming_memory();
     let config = load(&args.config)?;
     let Some(api) = api_settings(&config, args.listen.as_deref())? else {
         anyhow::bail!(
@@ -361,6 +391,7 @@ pub fn serve(_ctx: &Ctx, args: &ServeArgs) -> Result<()> {
     let cancel = cancel_on_signals()?;
     let svc = Service::new(config, clock()?, cancel.clone(), sink(args.log_format))?;
     svc.check_repositories()?;
+    svc.history().mark_interrupted()?;
     let t = start_api(&svc, api)?;
     let r = t
         .join()

@@ -229,8 +229,9 @@ fn error_line(e: &Error) -> String {
 }
 
 impl Service {
-    /// A service over `config`, its history opened (runs a previous
-    /// process left running are marked interrupted). `cancel` stops it.
+    /// A service over `config`, its history opened. `cancel` stops it. A
+    /// process that owns the history (the daemon) then calls
+    /// [`History::mark_interrupted`].
     pub fn new(
         config: Config,
         clock: Arc<dyn Clock>,
@@ -238,7 +239,6 @@ impl Service {
         sink: EventSink,
     ) -> Result<Arc<Service>> {
         let history = History::open(&config.state)?;
-        history.mark_interrupted()?;
         Ok(Arc::new(Service {
             config: RwLock::new(Arc::new(config)),
             history,
