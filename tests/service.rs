@@ -145,14 +145,11 @@ impl Daemon {
     /// The API's address, from the `listen` event.
     fn address(&self) -> String {
         self.wait_for("the API", Duration::from_secs(20), |ls| {
-            ls.iter().any(|l| l.contains("HTTP API on http://"))
+            ls.iter().any(|l| l.contains("HTTP API on "))
         });
         let lines = self.lines.lock().unwrap();
-        let l = lines
-            .iter()
-            .find(|l| l.contains("HTTP API on http://"))
-            .unwrap();
-        l.split("http://").nth(1).unwrap().trim().to_string()
+        let l = lines.iter().find(|l| l.contains("HTTP API on ")).unwrap();
+        l.split("://").nth(1).unwrap().trim().to_string()
     }
 
     fn signal(&self, sig: rustix::process::Signal) {
@@ -982,4 +979,154 @@ fn the_http_api_backs_up_lists_downloads_restores_and_refuses_what_it_must() {
     let (code, log) = d.stop();
     assert_eq!(code, 0, "{log}");
     assert!(!log.contains(TOKEN), "the token was logged");
+}
+
+/// A one-route HTTP server counting the requests it gets (a heartbeat
+/// monitor such as healthchecks.io).
+fn monitor() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let mut line = String::new();
+            let _ = BufReader::new(&conn).read_line(&mut line);
+            s.lock().unwrap().push(line.trim().to_string());
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK");
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn a_heartbeat_follows_each_successful_run_and_not_a_failed_one() {
+    let s = Svc::new();
+    let a = s.small_db("a.db");
+    let (addr, seen) = monitor();
+    let p = s.path("hb.toml");
+    let head = s
+        .head()
+        .replacen("[api]", "history_keep = \"1d\"\n[api]", 1);
+    std::fs::write(
+        &p,
+        head + &format!(
+            "[databases.a]\npath = \"{}\"\nlock_timeout = \"200ms\"\n\
+         [jobs.j]\ndatabases = [\"a\"]\nrepositories = [\"one\", \"two\"]\nschedule = \"1h\"\n\
+         heartbeat_url = \"http://{addr}/ping/$LV_TEST_CHECK_ID\"\n",
+            a.display()
+        ),
+    )
+    .unwrap();
+    let once = |at: &str| {
+        util::run(
+            s.cmd(&["run", "--once", "--config", p.to_str().unwrap()])
+                .env("LITEVAULT_TEST_ONLY_CLOCK", format!("{at}*0"))
+                .env("LV_TEST_CHECK_ID", "5f0c-check"),
+        )
+    };
+    once("2026-03-01T00:00:00Z").ok();
+    assert_eq!(*seen.lock().unwrap(), ["GET /ping/5f0c-check HTTP/1.1"]);
+    // Unchanged is a success too.
+    let r = once("2026-03-01T01:00:00Z");
+    assert!(
+        r.ok().is_empty() && r.stderr.contains("heartbeat answered 200"),
+        "{r:?}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    // A failed backup: no heartbeat (silence is the alarm).
+    let holder = rusqlite::Connection::open(&a).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE;").unwrap();
+    assert_eq!(once("2026-03-01T02:00:00Z").code, 1);
+    holder.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    // The URL (it may hold a secret) is not logged.
+    assert!(!r.stderr.contains("5f0c-check"), "{r:?}");
+    // History older than history_keep (1 day) is deleted.
+    assert!(s.count("SELECT count(*) FROM runs") >= 6);
+    once("2026-03-03T00:00:00Z").ok();
+    assert_eq!(
+        s.count("SELECT count(*) FROM runs WHERE start_ms < 1772409600000"),
+        0
+    );
+    assert!(s.count("SELECT count(*) FROM runs") >= 2);
+}
+
+#[test]
+fn the_api_serves_tls_when_given_a_certificate() {
+    let s = Svc::new();
+    let (cert, key) = (s.path("cert.pem"), s.path("key.pem"));
+    let gen = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (apt install openssl)");
+    assert!(gen.status.success(), "{gen:?}");
+    let head = s.head().replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!(
+            "listen = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let p = s.path("tls.toml");
+    std::fs::write(&p, head).unwrap();
+    let d = Daemon::start(s.cmd(&["serve", "--config", p.to_str().unwrap()]));
+    let addr = d.address();
+    assert!(d
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("https://")));
+    let curl = |args: &[&str]| {
+        std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "20"])
+            .args(args)
+            .output()
+            .expect("curl (apt install curl)")
+    };
+    let ok = curl(&[
+        "--cacert",
+        cert.to_str().unwrap(),
+        "-H",
+        &format!("Authorization: Bearer {TOKEN}"),
+        &format!("https://{addr}/v1/status"),
+    ]);
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains("\"jobs\""),
+        "{ok:?}"
+    );
+    // Plain HTTP to the TLS port is not answered.
+    let plain = curl(&[&format!("http://{addr}/healthz")]);
+    assert!(
+        !String::from_utf8_lossy(&plain.stdout).contains("ok"),
+        "{plain:?}"
+    );
+    // A certificate that is not trusted is refused by the client.
+    let untrusted = curl(&[&format!("https://{addr}/healthz")]);
+    assert!(!untrusted.status.success());
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
 }
