@@ -385,11 +385,18 @@ async fn get_database(
         ));
     }
     let service = s.service;
-    let (repo, snapshot, manifest) = blocking(move || {
+    // The shared lock is taken before answering (a prune running now is a
+    // 409, not a truncated download) and held until the stream ends.
+    let (repo, snapshot, manifest, lock) = blocking(move || {
         let name = pick_repository(&service, q.repository.as_deref(), None)?;
         let repo = service.open_repository(&name)?;
         let (snapshot, manifest) = repo.find_snapshot(&id, &SnapshotFilter::default())?;
-        Ok((repo, snapshot, manifest))
+        let lock = if sql {
+            None
+        } else {
+            Some(repo.lock_reading("dump")?)
+        };
+        Ok((repo, snapshot, manifest, lock))
     })
     .await?;
     let file_name = format!(
@@ -421,6 +428,7 @@ async fn get_database(
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     tokio::task::spawn_blocking(move || {
+        let _lock = lock;
         let mut w = ChannelWriter {
             tx,
             buf: Vec::with_capacity(CHUNK),
