@@ -16,6 +16,9 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             let code = cli::exit_code_of(&err);
+            if cli::is_reported(&err) {
+                return ExitCode::from(code);
+            }
             eprintln!("litevault: error: {}", cli::message_of(&err));
             ExitCode::from(code)
         }

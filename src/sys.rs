@@ -161,6 +161,22 @@ pub fn parse_time(s: &str) -> std::result::Result<jiff::Timestamp, String> {
     Err(bad())
 }
 
+/// Parses a time as [`parse_time`] does, or a duration meaning that long
+/// before `now` (`2h`, `3d`). Returns the message for an error.
+pub fn parse_time_or_ago(
+    s: &str,
+    now: jiff::Timestamp,
+) -> std::result::Result<jiff::Timestamp, String> {
+    if let Ok(d) = parse_duration(s) {
+        if !s.trim().chars().all(|c| c.is_ascii_digit()) {
+            return now
+                .checked_sub(d)
+                .map_err(|_| format!("{s:?} ago is before any time litevault can write"));
+        }
+    }
+    parse_time(s).map_err(|m| format!("{m}, or a duration ago (2h, 3d)"))
+}
+
 /// Serde for a [`Duration`] written as a duration string (`"5s"`,
 /// `"12h"`), as config files and JSON bodies give it.
 pub mod serde_duration {

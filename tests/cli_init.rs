@@ -169,8 +169,36 @@ fn missing_repository_option_and_usage_errors_are_one_line() {
     c.args(["key", "list"]);
     crate::util::run(c).fails(1, &["no repository given", "LITEVAULT_REPOSITORY"]);
     env.run(&["init", "--no-such-flag"])
-        .fails(2, &["--no-such-flag", "litevault --help"]);
-    env.run(&["frobnicate"]).fails(2, &["frobnicate"]);
+        .usage(&["--no-such-flag", "Usage: litevault init"]);
+    env.run(&["frobnicate"]).usage(&["frobnicate"]);
+}
+
+#[test]
+fn usage_errors_keep_clap_s_whole_message() {
+    let env = Env::new();
+    // What is missing is named, with the subcommand's usage line.
+    env.run(&["restore", "latest"])
+        .usage(&["--target <PATH>", "Usage: litevault restore"]);
+    // Did you mean...
+    env.run(&["snapshot"]).usage(&["snapshots"]);
+    env.run(&["backup", "x.db", "--forse"]).usage(&["--force"]);
+    // The possible values.
+    env.run(&["backup", "x.db", "--strategy", "tar"])
+        .usage(&["tar", "pages", "vacuum"]);
+    env.run(&["dump", "latest", "--format", "csv"])
+        .usage(&["sqlite", "sql"]);
+    // Bare `litevault` shows the help, not the description as an error.
+    let bare = crate::util::run(env.bare());
+    assert_eq!(bare.code, 2, "{bare:?}");
+    assert!(
+        bare.stderr.contains("Commands:") && bare.stderr.contains("backup"),
+        "{bare:?}"
+    );
+    assert!(!bare.stderr.contains("litevault: error"), "{bare:?}");
+    // --help and --version are not errors.
+    let help = env.run(&["restore", "--help"]);
+    assert!(help.ok().contains("--target"), "{help:?}");
+    env.run(&["--version"]).ok();
 }
 
 #[test]

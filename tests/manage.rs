@@ -169,7 +169,7 @@ fn forget_plans_dry_runs_refuses_and_removes() {
         .fails(1, &["would remove all", "--allow-remove-all"]);
     assert_eq!(snapshot_count(&env, &[]), 6);
     env.run(&["forget", "--keep-last", "0", "--keep-hourly", "x"])
-        .fails(2, &["keep-hourly"]);
+        .usage(&["keep-hourly"]);
     env.run(&["forget", "--keep-within", "soon"])
         .fails(1, &["invalid duration"]);
     env.run(&["forget", "--keep-last", "1", "--group-by", "planet"])

@@ -5,6 +5,7 @@ mod util;
 
 mod backup;
 mod backup_live;
+mod cli_habits;
 mod cli_init;
 mod cli_keys;
 mod cli_locks;

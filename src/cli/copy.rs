@@ -51,7 +51,11 @@ pub fn run(ctx: &Ctx, args: &CopyArgs) -> Result<()> {
         litevault::repo::LockPolicy::IfWritable
     });
     let to = ctx.open_at(&to_location, &to_options, || {
-        password::repository(ctx.password_file.as_deref(), false)
+        password::repository(
+            ctx.password_file.as_deref(),
+            ctx.password_command.as_deref(),
+            false,
+        )
     })?;
     let bar = Bar::for_terminal(
         ctx,

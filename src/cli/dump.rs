@@ -23,6 +23,10 @@ pub struct DumpArgs {
     snapshot: String,
     #[command(flatten)]
     filter: FilterArgs,
+    /// With `latest`: the newest snapshot taken at or before TIME (RFC 3339,
+    /// "YYYY-MM-DD[ HH:MM:SS]" UTC, or a duration ago: 2h, 3d).
+    #[arg(long, value_name = "TIME")]
+    before: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "sqlite")]
     format: Format,
@@ -45,7 +49,8 @@ pub fn run(ctx: &Ctx, args: &DumpArgs) -> Result<()> {
     if to_stdout && format == DumpFormat::Sqlite && std::io::stdout().is_terminal() {
         bail!("refusing to write a database image to a terminal: give -o FILE, or redirect the output to a file");
     }
-    let filter = snapshot_filter(&args.filter)?;
+    let mut filter = snapshot_filter(&args.filter)?;
+    filter.before = super::restore::before_arg(args.before.as_deref())?;
     let cancel = cancel_on_signals()?;
     let temp_dir = args.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
     let repo = ctx.open_reading()?;

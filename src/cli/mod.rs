@@ -6,6 +6,7 @@ mod backup;
 mod copy;
 mod dump;
 pub mod errors;
+mod generate;
 mod key;
 mod manage;
 mod password;
@@ -22,7 +23,13 @@ use clap::{Parser, Subcommand};
 
 /// litevault: deduplicating, encrypted backups of SQLite databases.
 #[derive(Debug, Parser)]
-#[command(name = "litevault", version, about, long_about = None)]
+#[command(
+    name = "litevault",
+    version,
+    about,
+    long_about = None,
+    arg_required_else_help = true
+)]
 pub struct Cli {
     /// Repository location: a directory, s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX],
     /// s3://BUCKET[/PREFIX] or sftp:USER@HOST[:PORT]:/PATH.
@@ -44,6 +51,17 @@ pub struct Cli {
         value_name = "FILE"
     )]
     password_file: Option<PathBuf>,
+
+    /// A command printing the repository password (`pass show litevault`),
+    /// run by `sh -c`; its trailing newline is not part of the password.
+    #[arg(
+        long,
+        env = "LITEVAULT_PASSWORD_COMMAND",
+        global = true,
+        value_name = "COMMAND",
+        conflicts_with = "password_file"
+    )]
+    password_command: Option<String>,
 
     /// Print only errors and requested data (no summaries, no progress).
     #[arg(short, long, global = true)]
@@ -112,6 +130,8 @@ enum Command {
     Serve(service::ServeArgs),
     /// Per job of a config file: last run, last success, next run, failures.
     Status(service::StatusArgs),
+    /// Shell completion scripts and man pages.
+    Generate(generate::GenerateArgs),
 }
 
 /// Snapshot filters shared by the commands that select snapshots.
@@ -143,6 +163,7 @@ fn snapshot_filter(f: &FilterArgs) -> Result<litevault::SnapshotFilter> {
 pub struct Ctx {
     repo: Option<String>,
     password_file: Option<PathBuf>,
+    password_command: Option<String>,
     quiet: bool,
     no_lock: bool,
     options: Vec<String>,
@@ -181,7 +202,11 @@ impl Ctx {
     /// Opens the repository, asking for its password.
     fn open(&self) -> Result<litevault::Repository> {
         self.open_at(&self.location()?, &self.backend_options()?, || {
-            password::repository(self.password_file.as_deref(), false)
+            password::repository(
+                self.password_file.as_deref(),
+                self.password_command.as_deref(),
+                false,
+            )
         })
     }
 
@@ -349,15 +374,14 @@ pub fn run() -> Result<()> {
             return Ok(());
         }
         Err(e) => {
-            let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            return Err(UsageError(format!("{first} (see `litevault --help`)")).into());
+            eprint!("{}", usage_message(&e));
+            return Err(Reported(errors::code::USAGE).into());
         }
     };
     let ctx = Ctx {
         repo: cli.repo,
         password_file: cli.password_file,
+        password_command: cli.password_command,
         quiet: cli.quiet,
         no_lock: cli.no_lock,
         options: cli.options,
@@ -382,6 +406,7 @@ pub fn run() -> Result<()> {
         Command::Run(a) => service::run(&ctx, &a),
         Command::Serve(a) => service::serve(&ctx, &a),
         Command::Status(a) => service::status(&ctx, &a),
+        Command::Generate(a) => generate::run(&ctx, &a),
     }
 }
 
@@ -398,17 +423,46 @@ impl std::fmt::Display for ExitWith {
 
 impl std::error::Error for ExitWith {}
 
-/// A command-line usage error (exit code 2).
-#[derive(Debug)]
-struct UsageError(String);
-
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+/// clap's whole message for a usage error: what is wrong (with "did you
+/// mean" and the possible values), then always the (sub)command's usage
+/// line and where its help is, which clap leaves out of some messages.
+fn usage_message(e: &clap::Error) -> String {
+    use clap::CommandFactory;
+    let text = e.render().to_string();
+    let text = text.trim_end();
+    let mut cmd = Cli::command();
+    cmd.build();
+    let usage = std::env::args()
+        .skip(1)
+        .find_map(|a| {
+            cmd.find_subcommand(&a)
+                .map(|s| s.clone().render_usage().to_string())
+        })
+        .unwrap_or_else(|| cmd.render_usage().to_string());
+    let more = "For more information, try '--help'.";
+    let (body, tail) = match text.find(more) {
+        Some(i) => (text[..i].trim_end(), &text[i..]),
+        None => (text, more),
+    };
+    if body.contains("Usage:") {
+        format!("{body}\n\n{tail}\n")
+    } else {
+        format!("{body}\n\n{usage}\n\n{tail}\n")
     }
 }
 
-impl std::error::Error for UsageError {}
+/// An error already reported on stderr (clap's usage message): exit with
+/// the code, print nothing more.
+#[derive(Debug)]
+pub struct Reported(pub u8);
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "reported (exit code {})", self.0)
+    }
+}
+
+impl std::error::Error for Reported {}
 
 /// The exit code for an error (README.md, "Exit codes").
 pub fn exit_code_of(err: &anyhow::Error) -> u8 {
@@ -419,8 +473,8 @@ pub fn exit_code_of(err: &anyhow::Error) -> u8 {
         if let Some(ExitWith(code, _)) = cause.downcast_ref::<ExitWith>() {
             return *code;
         }
-        if cause.downcast_ref::<UsageError>().is_some() {
-            return errors::code::USAGE;
+        if let Some(Reported(code)) = cause.downcast_ref::<Reported>() {
+            return *code;
         }
     }
     errors::code::FAILURE
@@ -439,6 +493,11 @@ pub fn message_of(err: &anyhow::Error) -> String {
         parts.push(cause.to_string());
     }
     parts.join(": ").replace('\n', " ")
+}
+
+/// True if the error was already reported (nothing more to print).
+pub fn is_reported(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| c.downcast_ref::<Reported>().is_some())
 }
 
 /// True if the error is a write to a closed stdout.

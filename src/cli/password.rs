@@ -1,6 +1,7 @@
 //! The command line's order of password sources, over the library's
 //! [`litevault::PasswordSource`]: `--password-file` (or
-//! `LITEVAULT_PASSWORD_FILE`), then `LITEVAULT_PASSWORD`, then a no-echo
+//! `LITEVAULT_PASSWORD_FILE`), `--password-command` (or
+//! `LITEVAULT_PASSWORD_COMMAND`), then `LITEVAULT_PASSWORD`, then a no-echo
 //! prompt when standard input is a terminal. New passwords (`key add`,
 //! `key passwd`) use `--new-password-file`, `LITEVAULT_NEW_PASSWORD_FILE`,
 //! `LITEVAULT_NEW_PASSWORD`, then a prompt asked twice.
@@ -47,9 +48,17 @@ fn prompt_twice(text: &str) -> Result<Password> {
 
 /// The password of an existing repository. `confirm` asks twice at a prompt
 /// (for `init`, which sets it).
-pub fn repository(file: Option<&Path>, confirm: bool) -> Result<Password> {
+pub fn repository(file: Option<&Path>, command: Option<&str>, confirm: bool) -> Result<Password> {
     if let Some(f) = file {
         return from_file(f, "--password-file/LITEVAULT_PASSWORD_FILE");
+    }
+    if let Some(c) = command {
+        return PasswordSource::Command(c.to_string())
+            .read()
+            .map(|p| p.expect("a command always gives a password"))
+            .map_err(|e| {
+                anyhow::anyhow!("{e} (given by --password-command/LITEVAULT_PASSWORD_COMMAND)")
+            });
     }
     if let Some(p) = from_env("LITEVAULT_PASSWORD")? {
         return Ok(p);
@@ -61,7 +70,7 @@ pub fn repository(file: Option<&Path>, confirm: bool) -> Result<Password> {
             prompt("enter the repository password: ")
         };
     }
-    bail!("no password given: use --password-file, or set LITEVAULT_PASSWORD_FILE or LITEVAULT_PASSWORD")
+    bail!("no password given: use --password-file or --password-command, or set LITEVAULT_PASSWORD_FILE, LITEVAULT_PASSWORD_COMMAND or LITEVAULT_PASSWORD")
 }
 
 /// The password of `copy`'s source repository: `--from-password-file`

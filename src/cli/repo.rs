@@ -31,7 +31,11 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<()> {
         }
         _ => None,
     };
-    let password = password::repository(ctx.password_file.as_deref(), true)?;
+    let password = password::repository(
+        ctx.password_file.as_deref(),
+        ctx.password_command.as_deref(),
+        true,
+    )?;
     let opts = InitOptions {
         kdf: super::kdf_for_new_keys(),
         compression: CompressionParams {

@@ -18,6 +18,14 @@ pub struct RestoreArgs {
     target: PathBuf,
     #[command(flatten)]
     filter: FilterArgs,
+    /// With `latest`: the newest snapshot taken at or before TIME (RFC 3339,
+    /// "YYYY-MM-DD[ HH:MM:SS]" UTC, or a duration ago: 2h, 3d).
+    #[arg(long, value_name = "TIME")]
+    before: Option<String>,
+    /// Do nothing, successfully, if the target already exists (a
+    /// container's start-up: restore only on first boot).
+    #[arg(long)]
+    if_missing: bool,
     /// Check the restored copy with quick_check instead of integrity_check.
     #[arg(long)]
     quick: bool,
@@ -40,6 +48,12 @@ pub struct RestoreArgs {
 }
 
 pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
+    if args.if_missing && std::fs::symlink_metadata(&args.target).is_ok() {
+        return ctx.summary(format_args!(
+            "target {} exists: nothing restored (--if-missing)",
+            printable(&args.target.display().to_string())
+        ));
+    }
     let post_sql = args
         .post_sql
         .as_ref()
@@ -48,7 +62,8 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
                 .with_context(|| format!("cannot read --post-sql file {}", p.display()))
         })
         .transpose()?;
-    let filter = snapshot_filter(&args.filter)?;
+    let mut filter = snapshot_filter(&args.filter)?;
+    filter.before = before_arg(args.before.as_deref())?;
     let repo = ctx.open_reading()?;
     let (id, manifest) = repo.find_snapshot(&args.snapshot, &filter)?;
     let mut opts = RestoreOptions::new(&args.target);
@@ -103,4 +118,13 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         ))?;
     }
     Ok(())
+}
+
+/// `--before TIME`: the library's time, the flag named in an error.
+pub fn before_arg(s: Option<&str>) -> Result<Option<jiff::Timestamp>> {
+    s.map(|t| {
+        litevault::sys::parse_time_or_ago(t, jiff::Timestamp::now())
+            .map_err(|m| anyhow::anyhow!("{m} (check --before)"))
+    })
+    .transpose()
 }

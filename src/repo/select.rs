@@ -66,6 +66,13 @@ pub struct SnapshotFilter {
     pub hosts: Vec<String>,
     /// Database names or absolute paths.
     pub databases: Vec<String>,
+    /// Only snapshots taken at or before this time (`latest` then means
+    /// the newest one at or before it).
+    #[serde(
+        with = "crate::sys::serde_time",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub before: Option<jiff::Timestamp>,
 }
 
 impl SnapshotFilter {
@@ -94,11 +101,17 @@ impl SnapshotFilter {
                     .databases
                     .iter()
                     .any(|d| *d == m.database.name || *d == m.database.path))
+            && self
+                .before
+                .is_none_or(|b| m.time.parse::<jiff::Timestamp>().is_ok_and(|t| t <= b))
     }
 
     /// True if the filter lets everything through.
     pub fn is_empty(&self) -> bool {
-        self.tags.is_empty() && self.hosts.is_empty() && self.databases.is_empty()
+        self.tags.is_empty()
+            && self.hosts.is_empty()
+            && self.databases.is_empty()
+            && self.before.is_none()
     }
 
     /// True if the filter names the tag explicitly (so `latest` may pick

@@ -39,6 +39,22 @@ impl Run {
         &self.stdout
     }
 
+    /// Asserts a usage error (exit 2) shown as clap shows it: the error,
+    /// the usage line, where the help is, and every one of `needles`.
+    #[track_caller]
+    pub fn usage(&self, needles: &[&str]) -> String {
+        assert_eq!(self.code, 2, "wrong exit code: {self:?}");
+        let e = &self.stderr;
+        assert!(e.starts_with("error: "), "{e}");
+        assert!(e.contains("Usage: litevault"), "{e}");
+        assert!(e.contains("--help"), "{e}");
+        assert!(!e.contains("panicked"), "{e}");
+        for n in needles {
+            assert!(e.contains(n), "usage error {e:?} lacks {n:?}");
+        }
+        e.clone()
+    }
+
     /// Asserts the run failed with `code` and exactly one error line that
     /// contains every one of `needles`; returns that line.
     #[track_caller]
