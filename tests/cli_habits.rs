@@ -1,6 +1,7 @@
 //! The habits restic, borg, sqlite3 and Litestream users bring: shell
 //! completions and man pages, `--password-command`, restore by time
-//! (`--before`), restore only on first boot (`--if-missing`).
+//! (`--before`), restore only on first boot (`--if-missing`), many
+//! databases in one backup (`backup A B`, `--find DIR`).
 
 use std::path::Path;
 
@@ -238,4 +239,155 @@ fn restore_if_missing_touches_nothing_when_the_target_exists() {
         s(&link),
     ]);
     assert!(out.ok().is_empty() && out.stderr.is_empty(), "{out:?}");
+}
+
+fn small_db(path: &Path, rows: i64) {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch("CREATE TABLE t(v TEXT);").unwrap();
+    for i in 0..rows {
+        c.execute("INSERT INTO t VALUES (?1)", [format!("row {i}")])
+            .unwrap();
+    }
+}
+
+fn snapshot_names(env: &Env) -> Vec<String> {
+    let out = env.run(&["snapshots", "--json"]);
+    let mut v: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(out.ok())
+        .unwrap()
+        .iter()
+        .map(|s| s["database"]["path"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+#[allow(clippy::too_many_lines, clippy::many_single_char_names)] // one scenario, in order
+fn backup_of_several_databases_and_of_a_directory_tree() {
+    let env = Env::new();
+    env.init();
+    let root = env.dir.path().join("data");
+    let a = root.join("a.db");
+    let b = root.join("sub/b.sqlite");
+    let c = root.join("sub/deeper/c");
+    let tmp = root.join("sub/scratch.tmp.db");
+    let old = root.join("archive/old.db");
+    for (p, n) in [(&a, 3), (&b, 4), (&c, 5), (&tmp, 1), (&old, 2)] {
+        small_db(p, n);
+    }
+    // A WAL database with its side files present.
+    let w = root.join("wal.db");
+    let conn = rusqlite::Connection::open(&w).unwrap();
+    conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(v); INSERT INTO t VALUES (1);")
+        .unwrap();
+    assert!(root.join("wal.db-wal").exists() && root.join("wal.db-shm").exists());
+    // Not databases: text, an empty file, a journal; a symlink to a
+    // database and a symlink loop, neither followed.
+    std::fs::write(root.join("notes.txt"), "SQLite is nice").unwrap();
+    std::fs::write(root.join("empty.db"), "").unwrap();
+    std::fs::write(
+        root.join("x.db-journal"),
+        b"SQLite format 3\0 but a journal",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&a, root.join("link-to-a.db")).unwrap();
+    std::os::unix::fs::symlink(&root, root.join("sub/loop")).unwrap();
+
+    // Two named databases: two snapshots, one JSON object per line.
+    let out = env.run(&["backup", a.to_str().unwrap(), b.to_str().unwrap(), "--json"]);
+    let lines: Vec<serde_json::Value> = out
+        .ok()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines.iter().all(|l| l["snapshot"].is_string()));
+    assert_eq!(snapshot_names(&env).len(), 2);
+
+    // The tree, minus the excluded: a, b, c, wal (a and b unchanged, so
+    // stored again only as "unchanged").
+    let out = env.run(&[
+        "backup",
+        "--find",
+        root.to_str().unwrap(),
+        "--exclude",
+        "*.tmp.db",
+        "--exclude",
+        "archive",
+        "--tag",
+        "fleet",
+    ]);
+    let text = out.ok();
+    assert_eq!(
+        text.matches("snapshot ").count() + text.matches("unchanged since").count(),
+        4,
+        "{text}"
+    );
+    let names = snapshot_names(&env);
+    for p in [&c, &w] {
+        assert!(
+            names.contains(&p.canonicalize().unwrap().display().to_string())
+                || names.contains(&p.display().to_string()),
+            "{p:?} in {names:?}"
+        );
+    }
+    assert!(
+        !names.iter().any(|n| n.contains("scratch")
+            || n.contains("old.db")
+            || n.contains("link-to")
+            || n.contains("loop")),
+        "{names:?}"
+    );
+
+    // One database fails: reported by path, the others stored, exit 18.
+    let bad = root.join("notes.txt");
+    small_db(&root.join("d.db"), 1);
+    let r = env.run(&[
+        "backup",
+        a.to_str().unwrap(),
+        bad.to_str().unwrap(),
+        root.join("d.db").to_str().unwrap(),
+        "--force",
+    ]);
+    assert_eq!(r.code, 18, "{r:?}");
+    assert!(
+        r.stderr.contains("notes.txt") && r.stderr.contains("1 of 3 databases failed"),
+        "{r:?}"
+    );
+    assert!(snapshot_names(&env).iter().any(|n| n.ends_with("d.db")));
+
+    // Bad input: --name with several, a bad glob, --find on a file, on a
+    // missing directory, an empty tree.
+    env.run(&[
+        "backup",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--name",
+        "x",
+    ])
+    .fails(1, &["--name"]);
+    env.run(&[
+        "backup",
+        "--find",
+        root.to_str().unwrap(),
+        "--exclude",
+        "[z-a",
+    ])
+    .fails(1, &["[z-a"]);
+    env.run(&["backup", "--find", a.to_str().unwrap()])
+        .fails(1, &["not a directory"]);
+    env.run(&["backup", "--find", "/nonexistent/dir"])
+        .fails(1, &["/nonexistent/dir"]);
+    let empty = env.dir.path().join("nothing-here");
+    std::fs::create_dir(&empty).unwrap();
+    let r = env.run(&["backup", "--find", empty.to_str().unwrap()]);
+    assert!(
+        r.ok().is_empty() && r.stderr.contains("no SQLite database"),
+        "{r:?}"
+    );
+    env.run(&["backup", "--exclude", "*.db", a.to_str().unwrap()])
+        .usage(&["--find"]);
 }

@@ -20,8 +20,18 @@ pub enum StrategyArg {
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// The SQLite database file.
-    db: PathBuf,
+    /// The SQLite database files; several are backed up in one run, each
+    /// into its own snapshot.
+    #[arg(value_name = "DB", required_unless_present = "find")]
+    dbs: Vec<PathBuf>,
+    /// Back up every SQLite database under DIR (repeatable): files that
+    /// start with SQLite's header; -wal, -shm and -journal files and
+    /// symlinks are skipped.
+    #[arg(long, value_name = "DIR")]
+    find: Vec<PathBuf>,
+    /// With --find: skip paths or file names matching GLOB (repeatable).
+    #[arg(long, value_name = "GLOB", requires = "find")]
+    exclude: Vec<String>,
     /// Tag the snapshot (repeat, or separate with commas).
     #[arg(long = "tag", value_name = "TAG")]
     tags: Vec<String>,
@@ -63,8 +73,9 @@ pub fn duration_arg(s: &str, flag: &str) -> Result<Duration> {
     litevault::sys::parse_duration(s).map_err(|m| anyhow::anyhow!("{m} (check {flag})"))
 }
 
-pub fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
-    let mut opts = BackupOptions::new(&args.db);
+/// The options for backing up `path`, from the flags.
+fn options(args: &BackupArgs, path: &std::path::Path) -> Result<BackupOptions> {
+    let mut opts = BackupOptions::new(path);
     opts.tags = litevault::repo::split_tags(&args.tags)?;
     opts.strategy = match args.strategy {
         StrategyArg::Pages => Strategy::Pages,
@@ -82,6 +93,45 @@ pub fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     opts.lock_timeout = duration_arg(&args.lock_timeout, "--lock-timeout")?;
     opts.temp_dir.clone_from(&args.temp_dir);
     opts.keep_free_pages = args.keep_free_pages;
+    Ok(opts)
+}
+
+/// The databases to back up: those named, then those found, each once.
+fn databases(ctx: &Ctx, args: &BackupArgs) -> Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    let mut push = |p: PathBuf| {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    };
+    for p in &args.dbs {
+        push(p.clone());
+    }
+    let exclude = litevault::sqlite::find::excludes(&args.exclude)?;
+    for dir in &args.find {
+        let found = litevault::sqlite::find::find_databases(dir, &exclude)?;
+        for w in &found.warnings {
+            super::warn(w);
+        }
+        if found.databases.is_empty() {
+            ctx.status(format_args!(
+                "no SQLite database under {}",
+                printable(&dir.display().to_string())
+            ));
+        }
+        for p in found.databases {
+            push(p);
+        }
+    }
+    Ok(out)
+}
+
+pub fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
+    let paths = databases(ctx, args)?;
+    if paths.len() != 1 || !args.find.is_empty() {
+        return run_many(ctx, args, &paths);
+    }
+    let mut opts = options(args, &paths[0])?;
     opts.cancel = cancel_on_signals()?;
     let repo = ctx.open()?;
 
@@ -96,11 +146,16 @@ pub fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
         b.finish();
     }
     let s = result?;
+    print_summary(ctx, args.json, &s)
+}
+
+/// Prints a backup's warnings and summary (text, or one JSON line).
+fn print_summary(ctx: &Ctx, json: bool, s: &litevault::BackupSummary) -> Result<()> {
     for w in &s.warnings {
         super::warn(w);
     }
-    if args.json {
-        return out(serde_json::to_string(&s)?);
+    if json {
+        return out(serde_json::to_string(s)?);
     }
     let m = &s.manifest;
     let name = printable(&m.database.name);
@@ -141,4 +196,83 @@ pub fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
         m.stats.duration_ms as f64 / 1000.0,
         human(s.throughput as u64)
     ))
+}
+
+/// Several databases in one run: one lock, one index load, one progress
+/// bar; each database its own snapshot; a failure is reported and the
+/// others go on.
+fn run_many(ctx: &Ctx, args: &BackupArgs, paths: &[PathBuf]) -> Result<()> {
+    if args.name.is_some() {
+        anyhow::bail!("--name names one database: leave it out when backing up several (each is named by its file name)");
+    }
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let cancel = cancel_on_signals()?;
+    let bar = Bar::for_terminal(
+        ctx,
+        args.json,
+        "{spinner} {bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta}",
+    );
+    let mut all = Vec::with_capacity(paths.len());
+    for p in paths {
+        let mut o = options(args, p)?;
+        o.cancel = cancel.clone();
+        o.progress = bar
+            .clone()
+            .map(|b| Arc::new(Accumulating(b)) as Arc<dyn Progress>);
+        all.push(o);
+    }
+    let repo = ctx.open()?;
+    let mut failed = 0usize;
+    let mut printed: Result<()> = Ok(());
+    let results = litevault::backup_many(&repo, &all, |i, r| match r {
+        Ok(s) => {
+            if printed.is_ok() {
+                printed = print_summary(ctx, args.json, s);
+            }
+        }
+        Err(e) => {
+            failed += 1;
+            eprintln!(
+                "litevault: error: {}: {}",
+                printable(&all[i].path.display().to_string()),
+                super::errors::render(e)
+            );
+        }
+    });
+    if let Some(b) = &bar {
+        b.finish();
+    }
+    let results = results?;
+    printed?;
+    if let Some(Err(e)) = results
+        .iter()
+        .find(|r| matches!(r, Err(e) if e.kind() == litevault::ErrorKind::Interrupted))
+    {
+        return Err(anyhow::anyhow!(e.to_string()).context("backup stopped"));
+    }
+    if failed > 0 {
+        return Err(super::ExitWith(
+            super::errors::code::PARTIAL,
+            format!(
+                "{failed} of {} databases failed (named above); the others were backed up",
+                paths.len()
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// One bar over several backups: each adds its size to the total.
+struct Accumulating(Arc<Bar>);
+
+impl Progress for Accumulating {
+    fn start(&self, bytes: u64) {
+        self.0 .0.inc_length(bytes);
+    }
+    fn advance(&self, bytes: u64) {
+        self.0 .0.inc(bytes);
+    }
 }

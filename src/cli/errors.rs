@@ -35,6 +35,9 @@ pub mod code {
     /// The service's config file is invalid, or names a database or
     /// repository that cannot be used.
     pub const CONFIG: u8 = 17;
+    /// A backup of several databases: some failed (each named in its own
+    /// error line), the others were backed up.
+    pub const PARTIAL: u8 = 18;
     /// Interrupted by a signal (SIGINT/SIGTERM).
     pub const INTERRUPTED: u8 = 130;
 }

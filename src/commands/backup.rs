@@ -502,9 +502,38 @@ pub fn backup_connection(
     conn: &Connection,
     opts: &BackupOptions,
 ) -> Result<BackupSummary> {
-    run(repo, opts, None, || {
+    run(repo, opts, None, None, || {
         open_source(conn, &opts.path, repo.key(), &opts.source_options())
     })
+}
+
+/// Backs up several databases in one run, each into its own snapshot,
+/// under one shared lock and with one index load. A database that fails
+/// is reported to `each` and the others go on; a cancellation stops the
+/// rest. `each` sees every result as it comes.
+pub fn backup_many(
+    repo: &Repository,
+    opts: &[BackupOptions],
+    mut each: impl FnMut(usize, &Result<BackupSummary>),
+) -> Result<Vec<Result<BackupSummary>>> {
+    let lock = repo.lock(LockKind::Shared, "backup")?;
+    let mut out = Vec::with_capacity(opts.len());
+    for (i, o) in opts.iter().enumerate() {
+        let r = o.validate().and_then(|()| {
+            let conn = crate::sqlite::open_database(&o.path, o.lock_timeout)?;
+            run(repo, o, None, Some(&lock), || {
+                open_source(&conn, &o.path, repo.key(), &o.source_options())
+            })
+        });
+        each(i, &r);
+        let stop = matches!(&r, Err(e) if e.kind() == crate::error::ErrorKind::Interrupted);
+        out.push(r);
+        if stop {
+            break;
+        }
+    }
+    drop(lock);
+    Ok(out)
 }
 
 /// Backs up an image from any source (`opts.strategy` is recorded as its
@@ -514,7 +543,7 @@ pub fn backup_source(
     source: Box<dyn ImageSource + '_>,
     opts: &BackupOptions,
 ) -> Result<BackupSummary> {
-    run(repo, opts, None, || Ok(source))
+    run(repo, opts, None, None, || Ok(source))
 }
 
 /// Stores another repository's snapshot `origin`, whose image `source`
@@ -526,20 +555,26 @@ pub(crate) fn backup_copy(
     opts: &BackupOptions,
     origin: &Manifest,
 ) -> Result<BackupSummary> {
-    run(repo, opts, Some(origin), || Ok(source))
+    run(repo, opts, Some(origin), None, || Ok(source))
 }
 
-/// Takes the lock, loads the index, then opens the source (so its read
-/// transaction starts late and stays short) and backs it up.
+/// Takes the lock (unless the caller holds one), loads the index, then
+/// opens the source (so its read transaction starts late and stays short)
+/// and backs it up.
 fn run<'s>(
     repo: &Repository,
     opts: &BackupOptions,
     origin: Option<&Manifest>,
+    held: Option<&LockGuard>,
     open: impl FnOnce() -> Result<Box<dyn ImageSource + 's>>,
 ) -> Result<BackupSummary> {
     opts.validate()?;
     let started = Instant::now();
-    let lock = repo.lock(LockKind::Shared, "backup")?;
+    let own = match held {
+        Some(_) => None,
+        None => Some(repo.lock(LockKind::Shared, "backup")?),
+    };
+    let lock = held.or(own.as_ref()).expect("a lock, held or taken");
     opts.cancel.check(STOPPED)?;
     let known = Known {
         index: repo.index()?,
@@ -549,7 +584,7 @@ fn run<'s>(
         crate::sqlite::tempdb::remove_stale(&opts.source_options().temp_dir);
     }
     let mut source = open()?;
-    let (root, hash, counts, stats) = pipeline(repo, &lock, known, source.as_mut(), opts)?;
+    let (root, hash, counts, stats) = pipeline(repo, lock, known, source.as_mut(), opts)?;
     let mut meta = source.finish()?;
     let warnings = std::mem::take(&mut meta.warnings);
     opts.cancel.check(STOPPED)?;
@@ -590,7 +625,7 @@ fn run<'s>(
         let (id, len) = repo.save_manifest(&manifest)?;
         summary(Some(id), None, manifest, stats.bytes + len)
     };
-    drop(lock);
+    drop(own);
     done.io = repo.io_stats();
     Ok(done)
 }

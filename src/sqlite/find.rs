@@ -1,0 +1,98 @@
+//! Finding the SQLite databases under a directory, for backing up many at
+//! once: regular files that start with SQLite's header, never a `-wal`,
+//! `-shm` or `-journal` side file, symlinks not followed (so no loop and
+//! nothing outside the tree), minus what matches an exclude pattern.
+//! Directories that cannot be read are reported, not fatal.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use super::SQLITE_MAGIC;
+use crate::error::{Error, Result};
+
+/// What a search found.
+#[derive(Clone, Debug, Default)]
+pub struct Found {
+    /// The databases, sorted by path.
+    pub databases: Vec<PathBuf>,
+    /// What could not be searched, one line each (a directory not readable).
+    pub warnings: Vec<String>,
+}
+
+/// Exclude patterns (shell globs: `*`, `?`, `[...]`, `**`), matched against
+/// a file's path and against its name.
+pub fn excludes<S: AsRef<str>>(patterns: &[S]) -> Result<GlobSet> {
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        let p = p.as_ref();
+        let g = Glob::new(p).map_err(|e| {
+            Error::option(
+                "exclude",
+                format!("exclude pattern {p:?} is not a valid glob: {e}"),
+            )
+        })?;
+        b.add(g);
+    }
+    b.build()
+        .map_err(|e| Error::option("exclude", format!("exclude patterns: {e}")))
+}
+
+/// True if `path` names a side file of a database, not a database.
+fn side_file(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    ["-wal", "-shm", "-journal"]
+        .iter()
+        .any(|s| name.ends_with(s))
+}
+
+/// True if the file starts with SQLite's header.
+fn has_header(path: &Path) -> bool {
+    let mut head = [0u8; 16];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| &head == SQLITE_MAGIC)
+}
+
+/// Every SQLite database under `dir` not excluded by `exclude`.
+pub fn find_databases(dir: &Path, exclude: &GlobSet) -> Result<Found> {
+    let meta = std::fs::metadata(dir).map_err(|e| Error::io("searching", dir, e))?;
+    if !meta.is_dir() {
+        return Err(Error::option(
+            "find",
+            format!(
+                "{} is not a directory: give the directory to search",
+                dir.display()
+            ),
+        ));
+    }
+    let mut found = Found::default();
+    let walker = walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            e.depth() == 0 || !(exclude.is_match(e.path()) || exclude.is_match(e.file_name()))
+        });
+    for entry in walker {
+        match entry {
+            Err(e) => found.warnings.push(format!(
+                "cannot search {}: {}",
+                e.path()
+                    .map_or_else(|| dir.display().to_string(), |p| p.display().to_string()),
+                e.io_error()
+                    .map_or_else(|| e.to_string(), ToString::to_string)
+            )),
+            Ok(e) => {
+                if e.file_type().is_file() && !side_file(e.path()) && has_header(e.path()) {
+                    found.databases.push(e.into_path());
+                }
+            }
+        }
+    }
+    Ok(found)
+}
