@@ -22,11 +22,32 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".to_string())
 }
 
-/// The user running this process, from `USER` or `LOGNAME`, else its uid.
+/// The user running this process: `USER` or `LOGNAME`, else its name in
+/// /etc/passwd (daemons and containers often have neither variable), else
+/// "uid N".
 pub fn username() -> String {
+    let uid = rustix::process::getuid().as_raw();
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| format!("uid {}", rustix::process::getuid().as_raw()))
+        .ok()
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            user_name_of(
+                uid,
+                &std::fs::read_to_string("/etc/passwd").unwrap_or_default(),
+            )
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// The name of `uid` in passwd(5) text.
+fn user_name_of(uid: u32, passwd: &str) -> Option<String> {
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        let id: u32 = f.nth(1)?.parse().ok()?;
+        (id == uid && !name.is_empty()).then(|| name.to_string())
+    })
 }
 
 /// True if a process with this pid exists on this host.
@@ -222,6 +243,15 @@ pub mod serde_time {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_names_come_from_passwd() {
+        let passwd =
+            "root:x:0:0:root:/root:/bin/bash\n# comment\nlitestream:x:1001:1001::/home/l:/bin/sh\n";
+        assert_eq!(user_name_of(0, passwd).as_deref(), Some("root"));
+        assert_eq!(user_name_of(1001, passwd).as_deref(), Some("litestream"));
+        assert_eq!(user_name_of(7, passwd), None);
+    }
 
     #[test]
     fn durations() {

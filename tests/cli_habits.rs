@@ -391,3 +391,68 @@ fn backup_of_several_databases_and_of_a_directory_tree() {
     env.run(&["backup", "--exclude", "*.db", a.to_str().unwrap()])
         .usage(&["--find"]);
 }
+
+#[test]
+fn snapshots_list_in_local_time_grouped_compact_and_as_one_json_line() {
+    let env = Env::new();
+    env.init();
+    let a = env.dir.path().join("a.db");
+    let b = env.dir.path().join("b.db");
+    small_db(&a, 1);
+    small_db(&b, 2);
+    // No USER or LOGNAME (a daemon, a container): the name from passwd.
+    let mut c = env.command(&[
+        "backup",
+        a.to_str().unwrap(),
+        "--time",
+        "2026-01-15T12:00:00Z",
+        "--tag",
+        "x",
+    ]);
+    c.env_remove("USER").env_remove("LOGNAME");
+    util::run(c).ok();
+    env.run(&[
+        "backup",
+        b.to_str().unwrap(),
+        "--time",
+        "2026-07-15T12:00:00Z",
+    ])
+    .ok();
+    let me = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    let me = String::from_utf8_lossy(&me.stdout).trim().to_string();
+
+    let json = env.run(&["snapshots", "--json"]);
+    let text = json.ok();
+    assert_eq!(text.trim_end().lines().count(), 1, "{text}");
+    let v: Vec<serde_json::Value> = serde_json::from_str(text).unwrap();
+    assert_eq!(v[0]["username"], me.as_str());
+
+    // Local time with its zone (winter and summer), or UTC.
+    let mut c = env.command(&["snapshots"]);
+    c.env("TZ", "Europe/Berlin");
+    let out = util::run(c);
+    let t = out.ok();
+    assert!(
+        t.contains("2026-01-15 13:00:00 CET") && t.contains("2026-07-15 14:00:00 CEST"),
+        "{t}"
+    );
+    let mut c = env.command(&["snapshots", "--utc"]);
+    c.env("TZ", "Europe/Berlin");
+    let out = util::run(c);
+    assert!(out.ok().contains("2026-01-15 12:00:00 UTC"), "{out:?}");
+
+    // Groups, and the compact form.
+    let out = env.run(&["snapshots", "--group-by", "db", "--utc"]);
+    let t = out.ok();
+    assert_eq!(t.matches("snapshots of database").count(), 2, "{t}");
+    assert!(t.contains("2 snapshot(s) in 2 group(s)"), "{t}");
+    let out = env.run(&["snapshots", "--group-by", "tags", "--compact", "--utc"]);
+    let t = out.ok();
+    assert!(t.contains("tags [x]") && t.contains("tags []"), "{t}");
+    assert!(!t.contains("SIZE"), "{t}");
+    env.run(&["snapshots", "--group-by", "colour"])
+        .fails(1, &["colour", "host, db and tags"]);
+}

@@ -15,7 +15,16 @@ pub struct SnapshotsArgs {
     /// Only the newest N snapshots of each host, database and tag set.
     #[arg(long, value_name = "N")]
     latest: Option<usize>,
-    /// Print JSON (an array, stable for scripts).
+    /// List in groups by any of host, db and tags (`--group-by host,db`).
+    #[arg(long, value_name = "FIELDS")]
+    group_by: Option<String>,
+    /// Fewer columns: id, time, database.
+    #[arg(long)]
+    compact: bool,
+    /// Times in UTC (default: local time, with the zone).
+    #[arg(long)]
+    utc: bool,
+    /// Print JSON (one array on one line, stable for scripts).
     #[arg(long)]
     json: bool,
 }
@@ -25,25 +34,69 @@ pub fn snapshots(ctx: &Ctx, args: &SnapshotsArgs) -> Result<()> {
         filter: snapshot_filter(&args.filter)?,
         latest: args.latest,
     };
+    let group_by = args
+        .group_by
+        .as_deref()
+        .map(litevault::GroupBy::parse)
+        .transpose()?;
     let repo = ctx.open_reading()?;
     let snaps = litevault::commands::snapshots::list(&repo, &opts)?;
     if args.json {
-        return out(serde_json::to_string_pretty(&snaps)?);
+        return out(serde_json::to_string(&snaps)?);
+    }
+    let zone = super::display_zone(args.utc);
+    let Some(g) = group_by else {
+        table(&snaps.iter().collect::<Vec<_>>(), args.compact, &zone)?;
+        return out(format_args!("{} snapshot(s)", snaps.len()));
+    };
+    let pairs: Vec<(litevault::SnapshotId, litevault::Manifest)> =
+        snaps.iter().map(|e| (e.id, e.manifest.clone())).collect();
+    let groups = g.group(&pairs);
+    let n = groups.len();
+    for (key, members) in groups {
+        out(format_args!(
+            "snapshots of {}:",
+            printable(&key.to_string())
+        ))?;
+        let entries: Vec<&litevault::commands::snapshots::SnapshotEntry> = members
+            .iter()
+            .filter_map(|(id, _)| snaps.iter().find(|e| e.id == *id))
+            .collect();
+        table(&entries, args.compact, &zone)?;
+        out("")?;
+    }
+    out(format_args!("{} snapshot(s) in {n} group(s)", snaps.len()))
+}
+
+/// The snapshot table, times in `zone`.
+fn table(
+    snaps: &[&litevault::commands::snapshots::SnapshotEntry],
+    compact: bool,
+    zone: &jiff::tz::TimeZone,
+) -> Result<()> {
+    let time = |m: &litevault::Manifest| super::format_time(m.timestamp(), zone);
+    if compact {
+        out(format_args!("{:<8}  {:<25}  {}", "ID", "TIME", "DATABASE"))?;
+        for e in snaps {
+            out(format_args!(
+                "{:<8}  {:<25}  {}",
+                e.id.short(),
+                time(&e.manifest),
+                printable(&e.manifest.database.name)
+            ))?;
+        }
+        return Ok(());
     }
     out(format_args!(
-        "{:<8}  {:<20}  {:<12}  {:<14}  {:<28}  {:>10}  {:>10}",
+        "{:<8}  {:<25}  {:<12}  {:<14}  {:<28}  {:>10}  {:>10}",
         "ID", "TIME", "HOST", "DATABASE", "TAGS", "SIZE", "ADDED"
     ))?;
-    for e in &snaps {
+    for e in snaps {
         let (id, m) = (&e.id, &e.manifest);
-        let t = m
-            .timestamp()
-            .round(jiff::Unit::Second)
-            .unwrap_or(m.timestamp());
         out(format_args!(
-            "{:<8}  {:<20}  {:<12}  {:<14}  {:<28}  {:>10}  {:>10}",
+            "{:<8}  {:<25}  {:<12}  {:<14}  {:<28}  {:>10}  {:>10}",
             id.short(),
-            t.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+            time(m),
             printable(&m.host),
             printable(&m.database.name),
             printable(&m.tags.join(",")),
@@ -51,7 +104,7 @@ pub fn snapshots(ctx: &Ctx, args: &SnapshotsArgs) -> Result<()> {
             human(m.stats.added_bytes)
         ))?;
     }
-    out(format_args!("{} snapshot(s)", snaps.len()))
+    Ok(())
 }
 
 #[derive(Debug, Args)]

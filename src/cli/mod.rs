@@ -329,6 +329,24 @@ fn cancel_on_signals() -> Result<litevault::Cancel> {
     Ok(cancel)
 }
 
+/// The zone listings show times in: the system's (from `TZ` or
+/// /etc/localtime), or UTC when asked or when it cannot be found.
+pub fn display_zone(utc: bool) -> jiff::tz::TimeZone {
+    if utc {
+        jiff::tz::TimeZone::UTC
+    } else {
+        jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC)
+    }
+}
+
+/// A time as listings show it: "2026-11-22 05:30:00 CET", seconds rounded.
+pub fn format_time(t: jiff::Timestamp, zone: &jiff::tz::TimeZone) -> String {
+    let t = t.round(jiff::Unit::Second).unwrap_or(t);
+    t.to_zoned(zone.clone())
+        .strftime("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}
+
 /// "12.3 MiB".
 pub fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
