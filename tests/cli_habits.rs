@@ -393,6 +393,7 @@ fn backup_of_several_databases_and_of_a_directory_tree() {
 }
 
 #[test]
+#[allow(clippy::many_single_char_names)]
 fn snapshots_list_in_local_time_grouped_compact_and_as_one_json_line() {
     let env = Env::new();
     env.init();
