@@ -457,3 +457,110 @@ fn snapshots_list_in_local_time_grouped_compact_and_as_one_json_line() {
     env.run(&["snapshots", "--group-by", "colour"])
         .fails(1, &["colour", "host, db and tags"]);
 }
+
+/// sqldiff's `--summary`: table -> (changes, inserts, deletes, unchanged).
+fn sqldiff(a: &Path, b: &Path) -> std::collections::BTreeMap<String, [u64; 4]> {
+    let out = std::process::Command::new("sqldiff")
+        .arg("--summary")
+        .arg(a)
+        .arg(b)
+        .output()
+        .expect("sqldiff (apt install sqlite3-tools)");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let (name, rest) = l.split_once(": ").unwrap();
+            let n: Vec<u64> = rest
+                .split(", ")
+                .map(|p| p.split(' ').next().unwrap().parse().unwrap())
+                .collect();
+            (name.to_string(), [n[0], n[1], n[2], n[3]])
+        })
+        .collect()
+}
+
+#[test]
+fn diff_counts_rows_like_sqldiff_and_compares_with_a_live_database() {
+    let env = Env::new();
+    env.init();
+    let db = env.dir.path().join("app.db");
+    crate::util::workload::create(&db, 6, 7);
+    let tmp = env.dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    env.run(&["backup", s(&db)]).ok();
+    for step in 1..=3 {
+        crate::util::workload::mutate(&db, step, 7);
+        env.run(&["backup", s(&db)]).ok();
+    }
+    let ids: Vec<String> =
+        serde_json::from_str::<Vec<serde_json::Value>>(env.run(&["snapshots", "--json"]).ok())
+            .unwrap()
+            .iter()
+            .map(|v| v["id"].as_str().unwrap().to_string())
+            .collect();
+    assert_eq!(ids.len(), 4);
+    let file = |id: &str| {
+        let p = env.dir.path().join(format!("{}.db", &id[..8]));
+        if !p.exists() {
+            env.run(&["dump", id, "--output", s(&p)]).ok();
+        }
+        p
+    };
+    for (x, y) in [(0, 1), (1, 2), (2, 3), (0, 3), (3, 0)] {
+        let out = env.run(&["diff", &ids[x], &ids[y], "--json", "--temp-dir", s(&tmp)]);
+        let d: serde_json::Value = serde_json::from_str(out.ok()).unwrap();
+        let want = sqldiff(&file(&ids[x]), &file(&ids[y]));
+        assert!(!want.is_empty());
+        for t in d["tables"].as_array().unwrap() {
+            let name = t["table"].as_str().unwrap();
+            let got = [
+                t["updated"].as_u64().unwrap(),
+                t["inserted"].as_u64().unwrap(),
+                t["deleted"].as_u64().unwrap(),
+                t["unchanged"].as_u64().unwrap(),
+            ];
+            assert_eq!(Some(&got), want.get(name), "{x}->{y} {name}");
+        }
+        assert_eq!(d["same_database"], true);
+        assert!(d["pages"]["changed"].as_u64().unwrap() > 0);
+        assert!(d["to"]["added_bytes"].as_u64().unwrap() > 0);
+        // The temporary copies are gone.
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+    }
+    // The latest snapshot against the live database: nothing, then what
+    // a restore would undo.
+    let out = env.run(&["diff", "latest", "--target", s(&db), "--json"]);
+    let d: serde_json::Value = serde_json::from_str(out.ok()).unwrap();
+    assert!(
+        d["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["inserted"] == 0 && t["deleted"] == 0 && t["updated"] == 0),
+        "{d}"
+    );
+    assert_eq!(d["pages"]["changed"], 0);
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch("CREATE TABLE audit(x); DELETE FROM users WHERE id <= 3; UPDATE users SET name = 'x' WHERE id = 10;")
+        .unwrap();
+    let out = env.run(&["diff", "latest", "--target", s(&db)]);
+    let t = out.ok();
+    assert!(t.contains("+ table audit"), "{t}");
+    let users = t.lines().find(|l| l.starts_with("users")).unwrap();
+    let cols: Vec<&str> = users.split_whitespace().collect();
+    assert_eq!(&cols[1..4], ["0", "3", "1"], "{t}");
+    // Two different databases: allowed, and said.
+    let other = env.dir.path().join("other.db");
+    crate::util::workload::create(&other, 1, 8);
+    env.run(&["backup", s(&other)]).ok();
+    let out = env.run(&["diff", &ids[0], "latest", "--db", s(&other)]);
+    assert!(out.ok().contains("two different databases"), "{out:?}");
+    // Bad input.
+    env.run(&["diff", "ffffffff", &ids[0]])
+        .fails(1, &["ffffffff"]);
+    env.run(&["diff", &ids[0], "--target", "/nonexistent/x.db"])
+        .fails(3, &["/nonexistent/x.db"]);
+    env.run(&["diff", &ids[0], &ids[1], "--target", s(&db)])
+        .usage(&["--target"]);
+}

@@ -4,6 +4,7 @@
 
 mod backup;
 mod copy;
+mod diff;
 mod dump;
 pub mod errors;
 mod generate;
@@ -132,6 +133,9 @@ enum Command {
     Status(service::StatusArgs),
     /// Shell completion scripts and man pages.
     Generate(generate::GenerateArgs),
+    /// What changed between two snapshots (schema, rows per table, pages),
+    /// or between a snapshot and a live database.
+    Diff(diff::DiffArgs),
 }
 
 /// Snapshot filters shared by the commands that select snapshots.
@@ -425,6 +429,7 @@ pub fn run() -> Result<()> {
         Command::Serve(a) => service::serve(&ctx, &a),
         Command::Status(a) => service::status(&ctx, &a),
         Command::Generate(a) => generate::run(&ctx, &a),
+        Command::Diff(a) => diff::run(&ctx, &a),
     }
 }
 

@@ -7,6 +7,7 @@
 //! * [`restore`]: a snapshot into a database file, verified, swapped in;
 //! * [`dump`]: a snapshot as a database file or SQL text;
 //! * [`copy`]: snapshots into another repository, sending what it lacks;
+//! * [`diff`]: what changed between two snapshots, or a snapshot and a live database;
 //! * [`snapshots`]: listing; [`tag`]: retagging;
 //! * [`forget`]: retention as a pure plan, then forgetting;
 //! * [`prune`]: plan, then remove unused data;
@@ -17,6 +18,7 @@
 pub mod backup;
 pub mod check;
 pub mod copy;
+pub mod diff;
 pub mod dump;
 pub mod forget;
 pub mod key;

@@ -13,6 +13,7 @@
 //!
 //! This file opens databases and turns SQLite's errors into the library's.
 
+pub mod compare;
 pub mod find;
 pub mod holders;
 pub mod source;
