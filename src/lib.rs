@@ -82,7 +82,9 @@ pub use commands::backup::{backup, backup_connection, backup_many, BackupOptions
 pub use commands::check::{check, CheckReport, ReadData};
 pub use commands::copy::{copy, CopyOptions, CopySummary};
 pub use commands::dump::{dump, dump_image, dump_to_file, DumpFormat, DumpSummary};
-pub use commands::forget::{forget, plan_forget, ForgetPlan, ForgetPolicy, ForgetSummary};
+pub use commands::forget::{
+    forget, plan_forget, plan_forget_ids, ForgetPlan, ForgetPolicy, ForgetSummary,
+};
 pub use commands::prune::{plan_prune, prune, PruneOptions, PrunePlan, PruneStats, PruneSummary};
 pub use commands::restore::{restore, RestoreOptions, RestoreSummary};
 pub use commands::stats::{stats, Stats};

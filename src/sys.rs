@@ -198,6 +198,96 @@ pub fn parse_time_or_ago(
     parse_time(s).map_err(|m| format!("{m}, or a duration ago (2h, 3d)"))
 }
 
+/// The time a backup file's name carries, in UTC: `20260113T143000Z`
+/// (Stanza: `database.sqlite.20260113T143000Z.bak`),
+/// `2025-07-01T10-30-00Z` (restinpieces: `app-2025-07-01T10-30-00Z-vacuum.bck.gz`),
+/// `2025-07-01T10:30:00Z`, `2025-07-01_10-30-00`, `2025-07-01 10.30.00`,
+/// or a date alone (`2025-07-01`, `20250701`: midnight). The first match
+/// from the left wins; a name with none gives `None`.
+pub fn time_from_name(name: &str) -> Option<jiff::Timestamp> {
+    let b = name.as_bytes();
+    let digits = |at: usize, n: usize| -> Option<i64> {
+        let s = b.get(at..at + n)?;
+        s.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| s.iter().fold(0i64, |v, d| v * 10 + i64::from(d - b'0')))
+    };
+    let at_boundary = |i: usize| i == 0 || !b[i - 1].is_ascii_digit();
+    let make = |y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64| -> Option<jiff::Timestamp> {
+        let dt = jiff::civil::DateTime::new(
+            i16::try_from(y).ok()?,
+            i8::try_from(mo).ok()?,
+            i8::try_from(d).ok()?,
+            i8::try_from(h).ok()?,
+            i8::try_from(mi).ok()?,
+            i8::try_from(s).ok()?,
+            0,
+        )
+        .ok()?;
+        dt.to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()
+            .map(|z| z.timestamp())
+    };
+    for i in 0..b.len() {
+        if !at_boundary(i) {
+            continue;
+        }
+        // YYYYMMDDTHHMMSS
+        if let (Some(date), Some(b'T' | b't' | b'_' | b'-'), Some(time)) =
+            (digits(i, 8), b.get(i + 8).copied(), digits(i + 9, 6))
+        {
+            if !b.get(i + 15).is_some_and(u8::is_ascii_digit) {
+                if let Some(t) = make(
+                    date / 10000,
+                    date / 100 % 100,
+                    date % 100,
+                    time / 10000,
+                    time / 100 % 100,
+                    time % 100,
+                ) {
+                    return Some(t);
+                }
+            }
+        }
+        // YYYY-MM-DD[T _]HH[-:.]MM[-:.]SS, or YYYY-MM-DD
+        if let (Some(y), Some(b'-'), Some(mo), Some(b'-'), Some(d)) = (
+            digits(i, 4),
+            b.get(i + 4).copied(),
+            digits(i + 5, 2),
+            b.get(i + 7).copied(),
+            digits(i + 8, 2),
+        ) {
+            let sep = |c: Option<u8>| matches!(c, Some(b'-' | b':' | b'.'));
+            if matches!(b.get(i + 10), Some(b'T' | b't' | b'_' | b' '))
+                && sep(b.get(i + 13).copied())
+                && sep(b.get(i + 16).copied())
+            {
+                if let (Some(h), Some(mi), Some(s)) =
+                    (digits(i + 11, 2), digits(i + 14, 2), digits(i + 17, 2))
+                {
+                    if let Some(t) = make(y, mo, d, h, mi, s) {
+                        return Some(t);
+                    }
+                }
+            }
+            if !b.get(i + 10).is_some_and(u8::is_ascii_digit) {
+                if let Some(t) = make(y, mo, d, 0, 0, 0) {
+                    return Some(t);
+                }
+            }
+        }
+        // YYYYMMDD
+        if let Some(date) = digits(i, 8) {
+            if !b.get(i + 8).is_some_and(u8::is_ascii_digit) {
+                if let Some(t) = make(date / 10000, date / 100 % 100, date % 100, 0, 0, 0) {
+                    return Some(t);
+                }
+            }
+        }
+    }
+    None
+}
+
 /// Serde for a [`Duration`] written as a duration string (`"5s"`,
 /// `"12h"`), as config files and JSON bodies give it.
 pub mod serde_duration {
@@ -243,6 +333,35 @@ pub mod serde_time {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_in_backup_file_names() {
+        let t = |n: &str| time_from_name(n).map(|t| t.to_string());
+        for (name, want) in [
+            (
+                "database.sqlite.20260113T143000Z.bak",
+                Some("2026-01-13T14:30:00Z"),
+            ),
+            (
+                "app-2025-07-01T10-30-00Z-vacuum.bck.gz",
+                Some("2025-07-01T10:30:00Z"),
+            ),
+            ("app-2025-07-01T10:30:00Z.db", Some("2025-07-01T10:30:00Z")),
+            (
+                "db_2025-07-01_10-30-00.sqlite.zst",
+                Some("2025-07-01T10:30:00Z"),
+            ),
+            ("backup-2025-07-01.db.gz", Some("2025-07-01T00:00:00Z")),
+            ("backup-20250701.db", Some("2025-07-01T00:00:00Z")),
+            ("v2-app-2025-07-01.db", Some("2025-07-01T00:00:00Z")),
+            ("app.db", None),
+            ("app-123456789.db", None),
+            ("app-2025-13-45.db", None),
+            ("app-20251345T999999Z.db", None),
+        ] {
+            assert_eq!(t(name).as_deref(), want, "{name}");
+        }
+    }
 
     #[test]
     fn user_names_come_from_passwd() {

@@ -564,3 +564,42 @@ fn diff_counts_rows_like_sqldiff_and_compares_with_a_live_database() {
     env.run(&["diff", &ids[0], &ids[1], "--target", s(&db)])
         .usage(&["--target"]);
 }
+
+#[test]
+fn forget_named_snapshots_with_prune() {
+    let env = Env::new();
+    env.init();
+    history(
+        &env,
+        &[
+            "2026-01-01T00:00:00Z",
+            "2026-01-02T00:00:00Z",
+            "2026-01-03T00:00:00Z",
+        ],
+    );
+    let ids = || -> Vec<String> {
+        serde_json::from_str::<Vec<serde_json::Value>>(env.run(&["snapshots", "--json"]).ok())
+            .unwrap()
+            .iter()
+            .map(|v| v["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all = ids();
+    // By prefix, two at once, with --prune; JSON on one line.
+    let out = env.run(&["forget", &all[0][..8], &all[2], "--prune", "--json"]);
+    let text = out.ok();
+    assert_eq!(text.trim_end().lines().count(), 1, "{text}");
+    let v: serde_json::Value = serde_json::from_str(text).unwrap();
+    assert_eq!(v["removed"], 2);
+    assert!(v["prune"].is_object());
+    assert_eq!(ids(), [all[1].clone()]);
+    // The last one of its group too: named, so meant.
+    env.run(&["forget", &all[1]]).ok();
+    assert!(ids().is_empty());
+    env.run(&["check", "--read-data"]).ok();
+    // Unknown ids, ids with a policy, latest.
+    env.run(&["forget", "abcdef12"]).fails(1, &["abcdef12"]);
+    env.run(&["forget", "abcdef12", "--keep-last", "1"])
+        .fails(2, &["ids or a policy"]);
+    env.run(&["forget", "latest"]).fails(1, &["by id"]);
+}

@@ -15,6 +15,7 @@ mod corruption;
 mod crash;
 mod faults;
 mod hostile;
+mod import;
 mod layers;
 mod leak;
 mod manage;

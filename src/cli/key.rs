@@ -39,7 +39,7 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> Result<()> {
         KeyCommand::List { json } => {
             let keys = repo.keys()?;
             if json {
-                return out(serde_json::to_string_pretty(&keys)?);
+                return out(serde_json::to_string(&keys)?);
             }
             out(format_args!(
                 " {:<8}  {:<10}  {:<16}  {:<20}  {}",

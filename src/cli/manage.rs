@@ -178,6 +178,9 @@ pub fn parse_share(s: &str) -> Result<f64> {
 
 #[derive(Debug, Args)]
 pub struct ForgetArgs {
+    /// Snapshots to remove, by id or unique prefix (instead of a policy).
+    #[arg(value_name = "ID")]
+    ids: Vec<String>,
     #[command(flatten)]
     filter: FilterArgs,
     /// Keep the N newest snapshots.
@@ -238,8 +241,19 @@ pub fn forget(ctx: &Ctx, args: &ForgetArgs) -> Result<()> {
     let group_by = GroupBy::parse(&args.group_by)?;
     let max_unused = parse_share(&args.max_unused)?;
     let filter = snapshot_filter(&args.filter)?;
+    if !args.ids.is_empty() && (!policy.is_empty() || !filter.is_empty()) {
+        return Err(super::ExitWith(
+            super::errors::code::USAGE,
+            "forget takes snapshot ids or a policy (with filters), not both".into(),
+        )
+        .into());
+    }
     let repo = ctx.open()?;
-    let plan = litevault::plan_forget(&repo, &policy, group_by, &filter)?;
+    let plan = if args.ids.is_empty() {
+        litevault::plan_forget(&repo, &policy, group_by, &filter)?
+    } else {
+        litevault::plan_forget_ids(&repo, &args.ids)?
+    };
     // The plan is what a dry run asks for; otherwise it is a summary.
     let show = |line: std::fmt::Arguments<'_>| {
         if args.dry_run {
@@ -272,7 +286,7 @@ pub fn forget(ctx: &Ctx, args: &ForgetArgs) -> Result<()> {
                 "removed": 0,
                 "io": repo.io_stats(),
             });
-            return out(serde_json::to_string_pretty(&report)?);
+            return out(serde_json::to_string(&report)?);
         }
         ctx.status(format_args!(
             "dry run: {} snapshot(s) would be removed",
@@ -280,7 +294,8 @@ pub fn forget(ctx: &Ctx, args: &ForgetArgs) -> Result<()> {
         ));
         return Ok(());
     }
-    let done = litevault::forget(&repo, &plan, args.allow_remove_all)?;
+    // Named snapshots are removed even if they are all of their group.
+    let done = litevault::forget(&repo, &plan, args.allow_remove_all || !args.ids.is_empty())?;
     if !args.json {
         ctx.status(format_args!("removed {} snapshot(s)", done.removed));
     }
@@ -307,7 +322,7 @@ pub fn forget(ctx: &Ctx, args: &ForgetArgs) -> Result<()> {
             "prune": pruned,
             "io": repo.io_stats(),
         });
-        out(serde_json::to_string_pretty(&report)?)?;
+        out(serde_json::to_string(&report)?)?;
     }
     Ok(())
 }
@@ -327,7 +342,7 @@ pub struct PruneArgs {
 
 fn print_prune(ctx: &Ctx, s: &PruneSummary, json: bool) -> Result<()> {
     if json {
-        return out(serde_json::to_string_pretty(s)?);
+        return out(serde_json::to_string(s)?);
     }
     let p = &s.plan;
     let verb = if s.stats.is_some() { "did" } else { "would" };
@@ -409,7 +424,7 @@ pub fn check(ctx: &Ctx, args: &CheckArgs) -> Result<()> {
         })
         .map_err(|e| ExitWith(2, format!("check could not run: {}", super::message_of(&e))))?;
     if args.json {
-        out(serde_json::to_string_pretty(&report)?)?;
+        out(serde_json::to_string(&report)?)?;
     } else {
         for f in &report.findings {
             let sev = if f.severity == Severity::Error {
@@ -458,7 +473,7 @@ pub fn stats(ctx: &Ctx, args: &StatsArgs) -> Result<()> {
     let repo = ctx.open_reading()?;
     let s = litevault::stats(&repo)?;
     if args.json {
-        return out(serde_json::to_string_pretty(&s)?);
+        return out(serde_json::to_string(&s)?);
     }
     out(format_args!(
         "repository      {} ({} in packs, {} index, {} snapshots)",

@@ -8,6 +8,7 @@ mod diff;
 mod dump;
 pub mod errors;
 mod generate;
+mod import;
 mod key;
 mod manage;
 mod password;
@@ -136,6 +137,9 @@ enum Command {
     /// What changed between two snapshots (schema, rows per table, pages),
     /// or between a snapshot and a live database.
     Diff(diff::DiffArgs),
+    /// Bring existing backup files (SQLite, gzip, zstd, SQL dumps) in as
+    /// snapshots of a database.
+    Import(import::ImportArgs),
 }
 
 /// Snapshot filters shared by the commands that select snapshots.
@@ -430,6 +434,7 @@ pub fn run() -> Result<()> {
         Command::Status(a) => service::status(&ctx, &a),
         Command::Generate(a) => generate::run(&ctx, &a),
         Command::Diff(a) => diff::run(&ctx, &a),
+        Command::Import(a) => import::run(&ctx, &a),
     }
 }
 

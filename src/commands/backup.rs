@@ -63,6 +63,10 @@ pub struct BackupOptions {
     /// Name recorded in the snapshot (default: the file name).
     #[serde(default)]
     pub name: Option<String>,
+    /// Path recorded in the snapshot instead of `path` (an import records
+    /// the database its file is a copy of).
+    #[serde(default)]
+    pub recorded_path: Option<PathBuf>,
     /// Tags (sorted and deduplicated in the manifest).
     #[serde(default)]
     pub tags: Vec<String>,
@@ -124,6 +128,7 @@ impl BackupOptions {
         Self {
             path: path.into(),
             name: None,
+            recorded_path: None,
             tags: Vec::new(),
             strategy: default_strategy(),
             time: None,
@@ -438,7 +443,11 @@ fn new_manifest(
     counts: &ReaderCounts,
     stats: &PackerStats,
 ) -> Manifest {
-    let path = absolute(&opts.path);
+    let file = absolute(&opts.path);
+    let path = opts
+        .recorded_path
+        .as_deref()
+        .map_or_else(|| file.clone(), absolute);
     let name = opts.name.clone().unwrap_or_else(|| {
         path.file_name()
             .map_or_else(|| "database".into(), |n| n.to_string_lossy().into_owned())
@@ -457,7 +466,7 @@ fn new_manifest(
         username: crate::sys::username(),
         database: DatabaseInfo {
             name,
-            mode: std::fs::metadata(&path).ok().map(|m| {
+            mode: std::fs::metadata(&file).ok().map(|m| {
                 use std::os::unix::fs::MetadataExt;
                 m.mode() & 0o7777
             }),
@@ -507,6 +516,20 @@ pub fn backup_connection(
     })
 }
 
+/// Backs up `opts.path` under a lock the caller holds (several backups in
+/// one run).
+pub(crate) fn backup_held(
+    repo: &Repository,
+    lock: &LockGuard,
+    opts: &BackupOptions,
+) -> Result<BackupSummary> {
+    opts.validate()?;
+    let conn = crate::sqlite::open_database(&opts.path, opts.lock_timeout)?;
+    run(repo, opts, None, Some(lock), || {
+        open_source(&conn, &opts.path, repo.key(), &opts.source_options())
+    })
+}
+
 /// Backs up several databases in one run, each into its own snapshot,
 /// under one shared lock and with one index load. A database that fails
 /// is reported to `each` and the others go on; a cancellation stops the
@@ -519,12 +542,7 @@ pub fn backup_many(
     let lock = repo.lock(LockKind::Shared, "backup")?;
     let mut out = Vec::with_capacity(opts.len());
     for (i, o) in opts.iter().enumerate() {
-        let r = o.validate().and_then(|()| {
-            let conn = crate::sqlite::open_database(&o.path, o.lock_timeout)?;
-            run(repo, o, None, Some(&lock), || {
-                open_source(&conn, &o.path, repo.key(), &o.source_options())
-            })
-        });
+        let r = backup_held(repo, &lock, o);
         each(i, &r);
         let stop = matches!(&r, Err(e) if e.kind() == crate::error::ErrorKind::Interrupted);
         out.push(r);

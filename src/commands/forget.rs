@@ -259,6 +259,54 @@ pub fn plan_forget(
     Ok(plan(&snaps, policy, group_by))
 }
 
+/// Plans removing the named snapshots (ids or unique prefixes), as restic's
+/// `forget ID...`: each group lists the others as kept ("not named").
+/// Only groups with a named snapshot appear.
+pub fn plan_forget_ids<S: AsRef<str>>(repo: &Repository, ids: &[S]) -> Result<ForgetPlan> {
+    let mut named = Vec::with_capacity(ids.len());
+    for spec in ids {
+        let spec = spec.as_ref();
+        if spec == "latest" {
+            return Err(Error::InvalidInput(
+                "name snapshots by id to forget them (latest is not accepted here)".into(),
+            ));
+        }
+        let (id, _) = repo.find_snapshot(spec, &SnapshotFilter::default())?;
+        if !named.contains(&id) {
+            named.push(id);
+        }
+    }
+    let snaps = repo.snapshots()?;
+    let mut out = ForgetPlan::default();
+    for (key, members) in GroupBy::default().group(&snaps) {
+        if !members.iter().any(|(id, _)| named.contains(id)) {
+            continue;
+        }
+        let mut g = GroupPlan {
+            key,
+            keep: Vec::new(),
+            remove: Vec::new(),
+        };
+        for (id, m) in members.into_iter().rev() {
+            let d = Decision {
+                id: *id,
+                time: m.time.clone(),
+                reasons: Vec::new(),
+            };
+            if named.contains(id) {
+                g.remove.push(d);
+            } else {
+                g.keep.push(Decision {
+                    reasons: vec!["not named".into()],
+                    ..d
+                });
+            }
+        }
+        out.groups.push(g);
+    }
+    Ok(out)
+}
+
 /// What [`forget`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ForgetSummary {

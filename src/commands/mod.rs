@@ -8,6 +8,7 @@
 //! * [`dump`]: a snapshot as a database file or SQL text;
 //! * [`copy`]: snapshots into another repository, sending what it lacks;
 //! * [`diff`]: what changed between two snapshots, or a snapshot and a live database;
+//! * [`import`]: existing backup files (SQLite, gzip, zstd, SQL dumps) as snapshots;
 //! * [`snapshots`]: listing; [`tag`]: retagging;
 //! * [`forget`]: retention as a pure plan, then forgetting;
 //! * [`prune`]: plan, then remove unused data;
@@ -21,6 +22,7 @@ pub mod copy;
 pub mod diff;
 pub mod dump;
 pub mod forget;
+pub mod import;
 pub mod key;
 pub mod prune;
 pub mod restore;

@@ -392,7 +392,7 @@ impl Config {
                     d.path.display()
                 )));
             }
-            for refused in ["time", "force"] {
+            for refused in ["time", "force", "recorded_path"] {
                 if d.backup.contains_key(refused) {
                     return Err(err(format!(
                         "{key}.{refused}: not a setting for scheduled backups: remove it"

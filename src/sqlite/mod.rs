@@ -16,6 +16,7 @@
 pub mod compare;
 pub mod find;
 pub mod holders;
+pub mod import;
 pub mod source;
 pub mod sqltext;
 pub mod target;
@@ -68,8 +69,8 @@ pub(crate) fn sql_error(path: &Path, lock_timeout: Duration, e: &rusqlite::Error
     Error::source(path, problem, message)
 }
 
-/// Reads up to `buf.len()` bytes from the start of `f`.
-pub(crate) fn read_up_to(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Reads up to `buf.len()` bytes (fewer only at the end of `f`).
+pub(crate) fn read_up_to(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match f.read(&mut buf[n..])? {
