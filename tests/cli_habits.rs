@@ -603,3 +603,41 @@ fn forget_named_snapshots_with_prune() {
         .fails(2, &["ids or a policy"]);
     env.run(&["forget", "latest"]).fails(1, &["by id"]);
 }
+
+#[test]
+fn quiet_prints_nothing_on_success() {
+    let env = Env::new();
+    let q = |args: &[&str]| {
+        let mut all = vec!["-q"];
+        all.extend_from_slice(args);
+        let r = env.run(&all);
+        assert_eq!(r.code, 0, "{args:?}: {r:?}");
+        let noise: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| !l.contains("LITEVAULT_TEST_ONLY_INSECURE_KDF"))
+            .collect();
+        assert!(
+            r.stdout.is_empty() && noise.is_empty(),
+            "{args:?} printed: {r:?}"
+        );
+    };
+    q(&["init"]);
+    let db = env.dir.path().join("app.db");
+    small_db(&db, 3);
+    let target = env.dir.path().join("restored.db");
+    let dumped = env.dir.path().join("dumped.db");
+    let pw2 = env.password("second", "another password");
+    q(&["backup", s(&db)]);
+    q(&["backup", s(&db)]);
+    q(&["backup", s(&db), "--force", "--tag", "t"]);
+    q(&["restore", "latest", "--target", s(&target)]);
+    q(&["dump", "latest", "--output", s(&dumped)]);
+    q(&["tag", "latest", "--add", "kept"]);
+    q(&["key", "add", "--new-password-file", s(&pw2)]);
+    q(&["forget", "--keep-last", "1"]);
+    q(&["prune"]);
+    q(&["check"]);
+    q(&["unlock"]);
+    q(&["generate", "--man", s(&env.dir.path().join("man"))]);
+}

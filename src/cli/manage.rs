@@ -442,7 +442,7 @@ pub fn check(ctx: &Ctx, args: &CheckArgs) -> Result<()> {
                 printable(&f.message)
             ))?;
         }
-        out(format_args!(
+        ctx.summary(format_args!(
             "checked {} snapshot(s), {} pack(s), {} blob(s); read {} pack(s) whole; {} error(s), {} warning(s)",
             report.snapshots,
             report.packs,
