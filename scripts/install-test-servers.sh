@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the servers the remote-repository tests start on loopback, when
-# they are missing: OpenSSH's server and client (Debian packages) and Garage,
-# an S3-compatible distributed object store (built from crates.io, about
-# 8 minutes on two cores; an installed binary is reused).
+# Installs what the tests need when it is missing: the servers the remote
+# tests start on loopback, OpenSSH's server and client (Debian packages) and
+# Garage, an S3-compatible distributed object store (built from crates.io,
+# about 8 minutes on two cores; an installed binary is reused); and the
+# tools tests compare with or drive: sqldiff, man, curl, openssl, tzdata.
 # Fails loudly if either cannot be installed: the tests never skip them.
 set -euo pipefail
 
@@ -12,6 +13,12 @@ need_apt=()
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v ssh >/dev/null || need_apt+=(openssh-client)
 command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
+command -v sqldiff >/dev/null || need_apt+=(sqlite3-tools)
+command -v sqlite3 >/dev/null || need_apt+=(sqlite3)
+command -v man >/dev/null || need_apt+=(man-db)
+command -v curl >/dev/null || need_apt+=(curl)
+command -v openssl >/dev/null || need_apt+=(openssl)
+[ -d /usr/share/zoneinfo/Europe ] || need_apt+=(tzdata)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   apt-get update -qq

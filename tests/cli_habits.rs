@@ -641,3 +641,113 @@ fn quiet_prints_nothing_on_success() {
     q(&["unlock"]);
     q(&["generate", "--man", s(&env.dir.path().join("man"))]);
 }
+
+#[test]
+fn show_lists_a_snapshot_s_tables_and_row_counts() {
+    let env = Env::new();
+    env.init();
+    let db = env.dir.path().join("app.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT);
+         CREATE INDEX users_email ON users(email);
+         CREATE VIEW v AS SELECT * FROM users;
+         CREATE VIRTUAL TABLE docs USING fts5(body);
+         INSERT INTO users(email) VALUES ('a@x'), ('b@x'), ('c@x');
+         INSERT INTO docs VALUES ('hello');",
+    )
+    .unwrap();
+    env.run(&["backup", s(&db), "--tag", "env_demo"]).ok();
+    c.execute("DELETE FROM users WHERE id = 1", []).unwrap();
+    let tmp = env.dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let out = env.run(&["show", "latest", "--utc", "--temp-dir", s(&tmp)]);
+    let t = out.ok();
+    for want in [
+        "snapshot ",
+        "env_demo",
+        "pages strategy",
+        "1 index(es), 1 view(s)",
+        "UTC",
+    ] {
+        assert!(t.contains(want), "{want} not in {t}");
+    }
+    let users = t
+        .lines()
+        .find(|l| l.trim_start().starts_with("users "))
+        .unwrap();
+    assert!(users.trim_end().ends_with(" 3"), "{t}");
+    assert!(
+        t.lines()
+            .any(|l| l.contains("docs") && l.contains("(virtual)")),
+        "{t}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(env.run(&["show", "latest", "--json"]).ok()).unwrap();
+    let tables = v["tables"].as_array().unwrap();
+    assert!(tables
+        .iter()
+        .any(|x| x["name"] == "users" && x["rows"] == 3));
+    assert!(tables
+        .iter()
+        .any(|x| x["name"] == "docs_data" && x["rows"].as_u64().is_some()));
+    assert_eq!(v["manifest"]["tags"][0], "env_demo");
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+    env.run(&["show", "ffffffff"]).fails(1, &["ffffffff"]);
+}
+
+#[test]
+fn every_json_output_is_one_object_per_line() {
+    let env = Env::new();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let r = env.run(args);
+        let text = r.ok();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {text}");
+        serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
+    };
+    let v = json(&["init", "--json"]);
+    assert!(
+        v["id"].is_string() && v["key"].is_string() && v["location"].is_string(),
+        "{v}"
+    );
+    let db = env.dir.path().join("app.db");
+    small_db(&db, 3);
+    let v = json(&["backup", s(&db), "--json"]);
+    let snap = v["snapshot"].as_str().unwrap().to_string();
+    assert!(json(&["snapshots", "--json"]).is_array());
+    let v = json(&["tag", &snap, "--add", "x", "--json"]);
+    assert_eq!(v["changed"], true);
+    assert_eq!(v["tags"][0], "x");
+    let out = env.dir.path().join("out.db");
+    let v = json(&["dump", "latest", "--output", s(&out), "--json"]);
+    assert_eq!(v["output"], s(&out));
+    assert!(v["bytes"].as_u64().unwrap() > 0);
+    env.run(&["dump", "latest", "--json"])
+        .fails(1, &["--output FILE"]);
+    let target = env.dir.path().join("r.db");
+    assert!(json(&["restore", "latest", "--target", s(&target), "--json"])["snapshot"].is_string());
+    assert!(json(&["show", "latest", "--json"])["tables"].is_array());
+    assert!(json(&["stats", "--json"]).is_object());
+    assert!(json(&["check", "--json"])["findings"].is_array());
+    let pw2 = env.password("second", "another password");
+    let added = json(&["key", "add", "--new-password-file", s(&pw2), "--json"]);
+    let key = added["added"].as_str().unwrap().to_string();
+    assert!(json(&["key", "list", "--json"]).is_array());
+    assert_eq!(
+        json(&["key", "remove", &key, "--json"])["removed"],
+        key.as_str()
+    );
+    let pw3 = env.password("third", "a third password");
+    let mut c = env.command(&["key", "passwd", "--new-password-file", s(&pw3), "--json"]);
+    let r = util::run(&mut c);
+    let v: serde_json::Value = serde_json::from_str(r.ok().trim()).unwrap();
+    assert!(v["replaced"].is_string() && v["key"].is_string(), "{v}");
+    std::fs::write(&env.password_file, "a third password").unwrap();
+    let v = json(&["unlock", "--json"]);
+    assert!(v["removed"].is_array() && v["still_held"].is_array(), "{v}");
+    assert!(json(&["forget", "--keep-last", "1", "--json"])["groups"].is_array());
+    assert!(json(&["prune", "--json"]).is_object());
+    let v = json(&["diff", "latest", "--target", s(&db), "--json"]);
+    assert!(v["tables"].is_array());
+}

@@ -195,6 +195,12 @@ fn usage_errors_keep_clap_s_whole_message() {
         "{bare:?}"
     );
     assert!(!bare.stderr.contains("litevault: error"), "{bare:?}");
+    // An argument that is not UTF-8: a usage error, not a panic.
+    let mut c = env.bare();
+    c.arg(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"snap\xffshots"));
+    let r = crate::util::run(c);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(!r.stderr.contains("panicked"), "{r:?}");
     // --help and --version are not errors.
     let help = env.run(&["restore", "--help"]);
     assert!(help.ok().contains("--target"), "{help:?}");

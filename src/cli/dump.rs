@@ -1,4 +1,4 @@
-//! `litevault dump SNAPSHOT [--format sqlite|sql] [-o FILE|-]`.
+//! `litevault dump SNAPSHOT [--format sqlite|sql] [--output FILE|-] [--json]`.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -38,6 +38,9 @@ pub struct DumpArgs {
     /// system's temporary directory).
     #[arg(long, value_name = "DIR")]
     temp_dir: Option<PathBuf>,
+    /// With --output FILE: print what was written as one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(ctx: &Ctx, args: &DumpArgs) -> Result<()> {
@@ -46,8 +49,11 @@ pub fn run(ctx: &Ctx, args: &DumpArgs) -> Result<()> {
         Format::Sql => DumpFormat::Sql,
     };
     let to_stdout = args.output.as_os_str() == "-";
+    if to_stdout && args.json {
+        bail!("--json describes a dump written to a file: give --output FILE (standard output carries the dump itself)");
+    }
     if to_stdout && format == DumpFormat::Sqlite && std::io::stdout().is_terminal() {
-        bail!("refusing to write a database image to a terminal: give -o FILE, or redirect the output to a file");
+        bail!("refusing to write a database image to a terminal: give --output FILE, or redirect the output to a file");
     }
     let mut filter = snapshot_filter(&args.filter)?;
     filter.before = super::restore::before_arg(args.before.as_deref())?;
@@ -62,8 +68,14 @@ pub fn run(ctx: &Ctx, args: &DumpArgs) -> Result<()> {
             .and_then(|_| out.flush().context("writing the dump to standard output"))
     } else {
         dump_to_file(&repo, &id, format, &args.output, &temp_dir, &cancel)
-            .map(|_| ())
             .map_err(anyhow::Error::from)
+            .and_then(|s| {
+                if args.json {
+                    super::out(serde_json::to_string(&s)?)
+                } else {
+                    Ok(())
+                }
+            })
     };
     super::warn_notes(&repo);
     result

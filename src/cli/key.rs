@@ -21,6 +21,9 @@ pub enum KeyCommand {
     Remove {
         /// Key id or unique prefix (see `litevault key list`).
         id: String,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Change the password of the key in use.
     Passwd(NewPassword),
@@ -31,6 +34,9 @@ pub struct NewPassword {
     /// File holding the new password (else LITEVAULT_NEW_PASSWORD, else a prompt).
     #[arg(long, env = "LITEVAULT_NEW_PASSWORD_FILE", value_name = "FILE")]
     new_password_file: Option<PathBuf>,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(ctx: &Ctx, cmd: KeyCommand) -> Result<()> {
@@ -62,11 +68,19 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> Result<()> {
         KeyCommand::Add(a) => {
             let pw = password::new_password(a.new_password_file.as_deref())?;
             let id = litevault::commands::key::add_key(&repo, &pw, super::kdf_for_new_keys())?;
+            if a.json {
+                return out(serde_json::to_string(&serde_json::json!({ "added": id }))?);
+            }
             ctx.summary(format_args!("added key {}", id.short()))
         }
-        KeyCommand::Remove { id } => {
+        KeyCommand::Remove { id, json } => {
             let id = repo.find_key(&id)?;
             litevault::commands::key::remove_key(&repo, &id)?;
+            if json {
+                return out(serde_json::to_string(
+                    &serde_json::json!({ "removed": id }),
+                )?);
+            }
             ctx.summary(format_args!("removed key {}", id.short()))
         }
         KeyCommand::Passwd(a) => {
@@ -77,6 +91,11 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> Result<()> {
                 &pw,
                 super::kdf_for_new_keys(),
             )?;
+            if a.json {
+                return out(serde_json::to_string(
+                    &serde_json::json!({ "replaced": old, "key": id }),
+                )?);
+            }
             ctx.summary(format_args!(
                 "changed password: key {} replaced by {}",
                 old.short(),

@@ -120,6 +120,9 @@ pub struct TagArgs {
     /// Replace all tags (comma-separated).
     #[arg(long, value_name = "TAGS")]
     set: Option<String>,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn tag(ctx: &Ctx, args: &TagArgs) -> Result<()> {
@@ -139,6 +142,9 @@ pub fn tag(ctx: &Ctx, args: &TagArgs) -> Result<()> {
     let repo = ctx.open()?;
     let (id, _) = repo.find_snapshot(&args.snapshot, &litevault::SnapshotFilter::default())?;
     let s = litevault::retag(&repo, &id, &change)?;
+    if args.json {
+        return out(serde_json::to_string(&s)?);
+    }
     if s.changed {
         ctx.summary(format_args!(
             "snapshot {} is now {}: tags {}",

@@ -15,6 +15,7 @@ mod password;
 mod repo;
 mod restore;
 mod service;
+mod show;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -140,6 +141,9 @@ enum Command {
     /// Bring existing backup files (SQLite, gzip, zstd, SQL dumps) in as
     /// snapshots of a database.
     Import(import::ImportArgs),
+    /// One snapshot in full: its manifest, what it added, its tables and
+    /// their row counts.
+    Show(show::ShowArgs),
 }
 
 /// Snapshot filters shared by the commands that select snapshots.
@@ -435,6 +439,7 @@ pub fn run() -> Result<()> {
         Command::Generate(a) => generate::run(&ctx, &a),
         Command::Diff(a) => diff::run(&ctx, &a),
         Command::Import(a) => import::run(&ctx, &a),
+        Command::Show(a) => show::run(&ctx, &a),
     }
 }
 
@@ -460,10 +465,12 @@ fn usage_message(e: &clap::Error) -> String {
     let text = text.trim_end();
     let mut cmd = Cli::command();
     cmd.build();
-    let usage = std::env::args()
+    // (args_os: an argument that is not UTF-8 must not panic here.)
+    let usage = std::env::args_os()
         .skip(1)
         .find_map(|a| {
-            cmd.find_subcommand(&a)
+            a.to_str()
+                .and_then(|a| cmd.find_subcommand(a))
                 .map(|s| s.clone().render_usage().to_string())
         })
         .unwrap_or_else(|| cmd.render_usage().to_string());

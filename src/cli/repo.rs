@@ -14,6 +14,9 @@ pub struct InitArgs {
     /// Target pack file size in MiB.
     #[arg(long, default_value_t = Config::DEFAULT_PACK_SIZE >> 20, value_name = "MIB")]
     pack_size: u32,
+    /// Print the new repository's id, location and key as one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<()> {
@@ -49,10 +52,18 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<()> {
         &password,
         &opts,
     )?;
-    ctx.summary(format_args!(
-        "created litevault repository {} at {location}",
-        repo.config().id.short(),
-    ))?;
+    if args.json {
+        super::out(serde_json::to_string(&serde_json::json!({
+            "id": repo.config().id,
+            "location": location.to_string(),
+            "key": repo.key_id(),
+        }))?)?;
+    } else {
+        ctx.summary(format_args!(
+            "created litevault repository {} at {location}",
+            repo.config().id.short(),
+        ))?;
+    }
     if let Some(m) = existing {
         use std::os::unix::fs::PermissionsExt;
         ctx.status(format_args!(
@@ -69,11 +80,38 @@ pub struct UnlockArgs {
     /// Remove every lock, also those that may still be held.
     #[arg(long)]
     remove_all: bool,
+    /// Print what was removed and what is still held as one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn unlock(ctx: &Ctx, args: &UnlockArgs) -> Result<()> {
     let repo = ctx.open()?;
     let removed = repo.unlock(args.remove_all)?;
+    if args.json {
+        let holder = |r: Option<&litevault::LockRecord>| r.map(litevault::LockRecord::holder);
+        let still: Vec<serde_json::Value> = repo
+            .locks()?
+            .iter()
+            .filter(|l| l.record.is_some())
+            .map(|l| serde_json::json!({"id": l.id, "holder": holder(l.record.as_ref())}))
+            .collect();
+        let gone: Vec<serde_json::Value> = removed
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "id": l.id,
+                    "holder": holder(l.record.as_ref()),
+                    "reason": l.stale.as_deref().unwrap_or("removed with --remove-all"),
+                })
+            })
+            .collect();
+        return super::out(serde_json::to_string(&serde_json::json!({
+            "removed": gone,
+            "still_held": still,
+            "io": repo.io_stats(),
+        }))?);
+    }
     for l in &removed {
         let who = l.record.as_ref().map_or_else(
             || "unreadable lock".to_string(),

@@ -11,12 +11,13 @@
 //! disk.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::backend::IoStats;
+use crate::commands::dump::image_to_temp;
 use crate::error::{Error, Result, SourceProblem};
 use crate::format::manifest::Manifest;
 use crate::format::manifest::Strategy;
@@ -25,7 +26,7 @@ use crate::progress::Cancel;
 use crate::repo::Repository;
 use crate::sqlite::compare::{schema_changes, table_diffs, SchemaChange, TableDiff};
 use crate::sqlite::source::{open_source, SourceOptions};
-use crate::sqlite::tempdb::{remove_stale, TempDb};
+use crate::sqlite::tempdb::remove_stale;
 use crate::sqlite::{interrupt_on_cancel, open_database, open_own};
 
 /// What the first snapshot is compared with.
@@ -94,15 +95,6 @@ fn side(id: SnapshotId, m: &Manifest) -> Side {
     }
 }
 
-/// Writes snapshot `m`'s image into a new private file in `dir`.
-fn image_file(repo: &Repository, m: &Manifest, dir: &Path, cancel: &Cancel) -> Result<TempDb> {
-    let (tmp, file) = TempDb::create(dir, "diff", "diff")?;
-    let mut w = BufWriter::new(file);
-    repo.write_image(m, &mut w, cancel)?;
-    w.flush().map_err(|e| Error::io("writing", tmp.path(), e))?;
-    Ok(tmp)
-}
-
 /// Counts the pages that differ between two images.
 fn page_diff(
     first: impl Read,
@@ -154,7 +146,7 @@ pub fn diff(
     let _lock = repo.lock_reading("diff")?;
     remove_stale(temp_dir);
     let ma = repo.load_manifest(from)?;
-    let a = image_file(repo, &ma, temp_dir, cancel)?;
+    let a = image_to_temp(repo, &ma, temp_dir, "diff", "diff", cancel)?;
     let conn = open_own(a.path(), true).map_err(|e| {
         Error::source(
             a.path(),
@@ -174,7 +166,7 @@ pub fn diff(
     let (to_side, pages, _b) = match to {
         DiffTarget::Snapshot(id) => {
             let mb = repo.load_manifest(id)?;
-            let b = image_file(repo, &mb, temp_dir, cancel)?;
+            let b = image_to_temp(repo, &mb, temp_dir, "diff", "diff", cancel)?;
             conn.execute("ATTACH ?1 AS other", [b.path().to_string_lossy()])
                 .map_err(sql)?;
             let pages = page_diff(

@@ -82,13 +82,7 @@ pub fn dump(
         DumpFormat::Sqlite => repo.write_image(&manifest, out, cancel),
         DumpFormat::Sql => {
             remove_stale(temp_dir);
-            let (tmp, file) = TempDb::create(temp_dir, "dump", "sql")?;
-            {
-                let mut f = BufWriter::new(file);
-                repo.write_image(&manifest, &mut f, cancel)
-                    .map_err(|e| name_output(e, tmp.path()))?;
-                f.flush().map_err(|e| Error::io("writing", tmp.path(), e))?;
-            }
+            let tmp = image_to_temp(repo, &manifest, temp_dir, "dump", "sql", cancel)?;
             let conn = open_own(tmp.path(), true).map_err(|e| {
                 Error::source(
                     tmp.path(),
@@ -139,6 +133,26 @@ pub fn dump_sql_in_memory(repo: &Repository, id: &SnapshotId, out: &mut dyn Writ
     };
     sqltext::write_sql(&conn, &mut counting, &cancel)?;
     Ok(counting.bytes)
+}
+
+/// Writes snapshot `m`'s image into a new private file (mode 0600,
+/// removed when the guard drops) in `dir` (see [`TempDb::create`] for
+/// `stem` and `what`).
+pub(crate) fn image_to_temp(
+    repo: &Repository,
+    m: &Manifest,
+    dir: &Path,
+    stem: &str,
+    what: &str,
+    cancel: &Cancel,
+) -> Result<TempDb> {
+    let (tmp, file) = TempDb::create(dir, stem, what)?;
+    let mut w = BufWriter::new(file);
+    repo.write_image(m, &mut w, cancel)
+        .map_err(|e| name_output(e, tmp.path()))?;
+    w.flush().map_err(|e| Error::io("writing", tmp.path(), e))?;
+    drop(w);
+    Ok(tmp)
 }
 
 /// Counts what passes through.

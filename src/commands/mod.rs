@@ -9,7 +9,7 @@
 //! * [`copy`]: snapshots into another repository, sending what it lacks;
 //! * [`diff`]: what changed between two snapshots, or a snapshot and a live database;
 //! * [`import`]: existing backup files (SQLite, gzip, zstd, SQL dumps) as snapshots;
-//! * [`snapshots`]: listing; [`tag`]: retagging;
+//! * [`snapshots`]: listing; [`show`]: one snapshot in full; [`tag`]: retagging;
 //! * [`forget`]: retention as a pure plan, then forgetting;
 //! * [`prune`]: plan, then remove unused data;
 //! * [`check`]: consistency and data integrity;
@@ -26,6 +26,7 @@ pub mod import;
 pub mod key;
 pub mod prune;
 pub mod restore;
+pub mod show;
 pub mod snapshots;
 pub mod stats;
 pub mod tag;
