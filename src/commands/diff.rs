@@ -191,23 +191,17 @@ pub fn diff(
                 cancel: cancel.clone(),
             };
             let mut image = Vec::new();
-            {
+            let page_size_b = {
                 let mut source = open_source(&live, path, repo.key(), &opts)?;
+                let page_size = source.meta().page_size;
                 source.for_each_page(&mut |page| {
                     image.extend_from_slice(page);
                     Ok(())
                 })?;
                 source.finish()?;
-            }
-            drop(live);
-            let page_size_b = if image.len() >= 18 {
-                match u16::from_be_bytes([image[16], image[17]]) {
-                    1 => 65536,
-                    n => u32::from(n),
-                }
-            } else {
-                4096
+                page_size
             };
+            drop(live);
             let pages = page_diff(
                 File::open(a.path()).map_err(|e| Error::io("reading", a.path(), e))?,
                 &image[..],

@@ -26,7 +26,7 @@ use crate::progress::Cancel;
 use crate::repo::Repository;
 use crate::sqlite::holders::{self, Holders};
 use crate::sqlite::tempdb::{remove_stale, TempDb};
-use crate::sqlite::{open_own, sqltext, SQLITE_MAGIC};
+use crate::sqlite::{open_own, sqltext};
 use crate::sys::{fsync, with_suffix};
 
 /// How errors name a stream a dump writes to (see `repo::reader`).
@@ -265,11 +265,7 @@ fn name_output(e: Error, file: &Path) -> Error {
 
 /// Refuses to replace an SQLite database another process has open.
 fn refuse_database_in_use(path: &Path) -> Result<()> {
-    let mut head = [0u8; 16];
-    let is_db = std::fs::File::open(path)
-        .and_then(|mut f| crate::sqlite::read_up_to(&mut f, &mut head))
-        .is_ok_and(|n| n == 16 && &head == SQLITE_MAGIC);
-    if !is_db {
+    if !crate::sqlite::has_sqlite_header(path) {
         return Ok(());
     }
     let why = match holders::find(path) {

@@ -633,7 +633,6 @@ pub fn default_state() -> Option<PathBuf> {
 
 /// `Ok` if `path` is a regular file starting with SQLite's header.
 fn check_sqlite_file(path: &Path) -> std::result::Result<(), String> {
-    use std::io::Read;
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => "does not exist: fix the path".to_string(),
         _ => format!("cannot read it: {e}"),
@@ -645,11 +644,7 @@ fn check_sqlite_file(path: &Path) -> std::result::Result<(), String> {
         // An empty file is a valid, empty database.
         return Ok(());
     }
-    let mut head = [0u8; 16];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .map_err(|_| "not an SQLite database (too short for its header)".to_string())?;
-    if &head != b"SQLite format 3\0" {
+    if !crate::sqlite::has_sqlite_header(path) {
         return Err("not an SQLite database (no SQLite header): fix the path".into());
     }
     Ok(())

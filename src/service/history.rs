@@ -244,17 +244,6 @@ impl History {
         Ok(())
     }
 
-    /// Sets the snapshot count of run `id` (after retention changed it).
-    pub fn set_snapshots(&self, id: i64, snapshots: u64) -> Result<()> {
-        let conn = self.conn.lock().unwrap();
-        conn.execute(
-            "UPDATE runs SET snapshots=?2 WHERE id=?1",
-            params![id, i64::try_from(snapshots).unwrap_or(i64::MAX)],
-        )
-        .map_err(|e| Error::InvalidInput(format!("run history: {e}")))?;
-        Ok(())
-    }
-
     /// Records a run that did not start (`skipped`) or ended at once.
     pub fn record(
         &self,

@@ -406,7 +406,7 @@ impl Service {
                 };
                 let repos = j.repositories.clone();
                 let heartbeat = j.heartbeat_url.clone();
-                match self.start_backup(job, database, &repos) {
+                match self.start_task("backup", database) {
                     Ok(task) => {
                         let ok = self.run_backup_task(&task, job, database, &repos);
                         if ok {
@@ -528,15 +528,14 @@ impl Service {
         Some(v)
     }
 
-    /// Registers a backup of `database` into `repos` as a task, or says
-    /// which task holds the database.
-    fn start_backup(
+    /// Registers a `kind` task on `database`, holding the database, or
+    /// says which task holds it.
+    fn start_task(
         &self,
-        _job: &str,
+        kind: &'static str,
         database: &str,
-        repos: &[String],
     ) -> std::result::Result<Arc<Task>, StartError> {
-        let task = self.new_task("backup", database);
+        let task = self.new_task(kind, database);
         let id = task.view.lock().unwrap().id.clone();
         if let Some(holder) = self.reserve(&[busy_db(database)], &id) {
             self.tasks
@@ -545,7 +544,6 @@ impl Service {
                 .remove(&id.parse::<u64>().unwrap_or(0));
             return Err(StartError::Busy(holder));
         }
-        let _ = repos;
         Ok(task)
     }
 
@@ -576,7 +574,7 @@ impl Service {
                 "database {database:?} is in no job: name the repository to back it up into"
             )));
         }
-        let task = self.start_backup(API_JOB, database, &repos)?;
+        let task = self.start_task("backup", database)?;
         let id = task.view.lock().unwrap().id.clone();
         let me = Arc::clone(self);
         let database = database.to_string();
@@ -608,7 +606,7 @@ impl Service {
                 }
             }
         }
-        let id = {
+        {
             let mut v = task.view.lock().unwrap();
             v.finished = Some(self.clock.now().to_string());
             v.state = if all_ok {
@@ -621,9 +619,7 @@ impl Service {
             if !errors.is_empty() {
                 v.error = Some(errors.join("; "));
             }
-            v.id.clone()
-        };
-        let _ = id;
+        }
         self.release(&[busy_db(database)]);
         all_ok
     }
@@ -684,22 +680,6 @@ impl Service {
                     .snapshot
                     .or(summary.unchanged_since)
                     .map(|s| s.to_hex());
-                let count = repo
-                    .snapshots()
-                    .map(|s| s.iter().filter(|(_, m)| m.database.path == path).count() as u64)
-                    .ok();
-                self.history.finish(
-                    row,
-                    end,
-                    outcome,
-                    &Finish {
-                        snapshot: snapshot.clone(),
-                        bytes_added: Some(summary.added_bytes),
-                        snapshots: count,
-                        detail: None,
-                        error: None,
-                    },
-                )?;
                 for w in &summary.warnings {
                     self.event(Event {
                         event: "warning",
@@ -731,15 +711,26 @@ impl Service {
                 if summary.snapshot.is_some() {
                     if let Some(policy) = config.jobs.get(job).and_then(|j| j.retention.clone()) {
                         self.retention(job, database, repo_name, &repo, &policy, &path);
-                        if let Ok(snaps) = repo.snapshots() {
-                            let n = snaps
-                                .iter()
-                                .filter(|(_, m)| m.database.path == path)
-                                .count();
-                            self.history.set_snapshots(row, n as u64)?;
-                        }
                     }
                 }
+                // The row is completed once retention has run, so its
+                // snapshot count is the one the repository keeps.
+                let count = repo
+                    .snapshots()
+                    .map(|s| s.iter().filter(|(_, m)| m.database.path == path).count() as u64)
+                    .ok();
+                self.history.finish(
+                    row,
+                    end,
+                    outcome,
+                    &Finish {
+                        snapshot: snapshot.clone(),
+                        bytes_added: Some(summary.added_bytes),
+                        snapshots: count,
+                        detail: None,
+                        error: None,
+                    },
+                )?;
                 Ok(serde_json::json!({
                     "repository": repo_name,
                     "backup": summary,
@@ -1022,15 +1013,8 @@ impl Service {
                 "no snapshot {snapshot} in the configured repositories"
             )));
         };
-        let task = self.new_task("restore", database);
+        let task = self.start_task("restore", database)?;
         let task_id = task.view.lock().unwrap().id.clone();
-        if let Some(holder) = self.reserve(&[busy_db(database)], &task_id) {
-            self.tasks
-                .lock()
-                .unwrap()
-                .remove(&task_id.parse::<u64>().unwrap_or(0));
-            return Err(StartError::Busy(holder));
-        }
         let mut opts = db.restore.clone();
         opts.cancel = self.cancel.clone();
         opts.progress = Some(Arc::clone(&task.counters) as Arc<dyn Progress>);

@@ -4,12 +4,11 @@
 //! nothing outside the tree), minus what matches an exclude pattern.
 //! Directories that cannot be read are reported, not fatal.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
-use super::SQLITE_MAGIC;
+use super::has_sqlite_header;
 use crate::error::{Error, Result};
 
 /// What a search found.
@@ -50,14 +49,6 @@ fn side_file(path: &Path) -> bool {
         .any(|s| name.ends_with(s))
 }
 
-/// True if the file starts with SQLite's header.
-fn has_header(path: &Path) -> bool {
-    let mut head = [0u8; 16];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok_and(|()| &head == SQLITE_MAGIC)
-}
-
 /// Every SQLite database under `dir` not excluded by `exclude`.
 pub fn find_databases(dir: &Path, exclude: &GlobSet) -> Result<Found> {
     let meta = std::fs::metadata(dir).map_err(|e| Error::io("searching", dir, e))?;
@@ -88,7 +79,7 @@ pub fn find_databases(dir: &Path, exclude: &GlobSet) -> Result<Found> {
                     .map_or_else(|| e.to_string(), ToString::to_string)
             )),
             Ok(e) => {
-                if e.file_type().is_file() && !side_file(e.path()) && has_header(e.path()) {
+                if e.file_type().is_file() && !side_file(e.path()) && has_sqlite_header(e.path()) {
                     found.databases.push(e.into_path());
                 }
             }

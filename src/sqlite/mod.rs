@@ -69,6 +69,14 @@ pub(crate) fn sql_error(path: &Path, lock_timeout: Duration, e: &rusqlite::Error
     Error::source(path, problem, message)
 }
 
+/// True if the file at `path` starts with SQLite's header.
+pub fn has_sqlite_header(path: &Path) -> bool {
+    let mut head = [0u8; 16];
+    File::open(path)
+        .and_then(|mut f| read_up_to(&mut f, &mut head))
+        .is_ok_and(|n| n == 16 && &head == SQLITE_MAGIC)
+}
+
 /// Reads up to `buf.len()` bytes (fewer only at the end of `f`).
 pub(crate) fn read_up_to(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
