@@ -105,7 +105,9 @@ fn second_backup_after_a_day_of_churn_adds_a_small_fraction() {
         first["added_bytes"].as_u64().unwrap(),
         second["added_bytes"].as_u64().unwrap(),
     );
-    assert!(a2 * 10 < a1, "second backup added {a2} bytes, first {a1}");
+    // Cut points follow the repository's random chunker key, so the share
+    // varies from one repository to the next: 7.5% to 11% in 20 runs.
+    assert!(a2 * 7 < a1, "second backup added {a2} bytes, first {a1}");
     assert!(second["reused_chunks"].as_u64().unwrap() > 0);
 
     let imgs = images(&env);

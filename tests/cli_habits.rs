@@ -751,3 +751,156 @@ fn every_json_output_is_one_object_per_line() {
     let v = json(&["diff", "latest", "--target", s(&db), "--json"]);
     assert!(v["tables"].is_array());
 }
+
+#[test]
+fn verbose_prints_each_phase_with_its_time_bytes_and_requests() {
+    let env = Env::new();
+    env.init();
+    let db = env.dir.path().join("app.db");
+    let target = env.dir.path().join("restored.db");
+    small_db(&db, 500);
+    let phase = |stderr: &str, name: &str| -> String {
+        stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("litevault: phase {name} ")))
+            .unwrap_or_else(|| panic!("no phase {name:?} in {stderr}"))
+            .to_string()
+    };
+    let r = env.run(&["backup", s(&db), "-v"]);
+    r.ok();
+    for name in [
+        "locking",
+        "loading index",
+        "opening source",
+        "saving snapshot",
+    ] {
+        let line = phase(&r.stderr, name);
+        assert!(line.contains(" s"), "{line}");
+    }
+    // The image phase names its bytes and the puts that stored them.
+    let line = phase(&r.stderr, "reading image");
+    assert!(line.contains("KiB at ") && line.contains("puts)"), "{line}");
+    let total = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("litevault: repository "))
+        .unwrap_or_else(|| panic!("{r:?}"));
+    assert!(
+        total.contains("requests (") && total.contains("sent"),
+        "{total}"
+    );
+    assert!(r.stderr.contains("litevault: total "), "{r:?}");
+
+    let r = env.run(&["restore", "latest", "--target", s(&target), "-v"]);
+    r.ok();
+    for name in ["locking", "reading tree", "fetching chunks", "swapping"] {
+        phase(&r.stderr, name);
+    }
+    let line = phase(&r.stderr, "verifying (integrity_check)");
+    assert!(line.contains(" s"), "{line}");
+    assert!(
+        phase(&r.stderr, "fetching chunks").contains(" get"),
+        "{r:?}"
+    );
+
+    // With --json the data stays one line on stdout, the phases on stderr.
+    let r = env.run(&["backup", s(&db), "--force", "-v", "--json"]);
+    assert_eq!(r.ok().trim_end().lines().count(), 1, "{r:?}");
+    serde_json::from_str::<serde_json::Value>(r.stdout.trim()).unwrap();
+    phase(&r.stderr, "reading image");
+
+    // A command without phases still says what it cost.
+    let r = env.run(&["snapshots", "--verbose"]);
+    r.ok();
+    assert!(r.stderr.contains("lists"), "{r:?}");
+    env.run(&["snapshots", "-v", "-q"])
+        .usage(&["--quiet", "--verbose"]);
+}
+
+#[test]
+fn times_show_in_local_time_with_the_zone_in_every_listing() {
+    let env = Env::new();
+    env.init();
+    let db = env.dir.path().join("app.db");
+    small_db(&db, 3);
+    for t in ["2026-01-15T12:00:00Z", "2026-07-15T12:00:00Z"] {
+        env.run(&["backup", s(&db), "--time", t, "--force"]).ok();
+    }
+    let berlin = |args: &[&str]| -> String {
+        let mut c = env.command(args);
+        c.env("TZ", "Europe/Berlin");
+        util::run(c).ok().to_string()
+    };
+    let target = env.dir.path().join("restored.db");
+    let t = berlin(&["restore", "latest", "--target", s(&target)]);
+    assert!(t.contains("2026-07-15 14:00:00 CEST"), "{t}");
+    let t = berlin(&["forget", "--keep-last", "1", "--dry-run"]);
+    assert!(
+        t.contains("2026-07-15 14:00:00 CEST") && t.contains("2026-01-15 13:00:00 CET"),
+        "{t}"
+    );
+    let t = berlin(&["key", "list"]);
+    assert!(t.contains(" CET ") || t.contains(" CEST "), "{t}");
+    let t = berlin(&["forget", "--keep-last", "1", "--dry-run", "--utc"]);
+    assert!(t.contains("2026-01-15 12:00:00 UTC"), "{t}");
+    let t = berlin(&["key", "list", "--utc"]);
+    assert!(t.contains(" UTC "), "{t}");
+    // Import names each file's time the same way.
+    let copy = env.dir.path().join("copy.db");
+    std::fs::copy(&db, &copy).unwrap();
+    let t = berlin(&[
+        "import",
+        s(&copy),
+        "--db",
+        "imported",
+        "--time",
+        "2026-02-01T00:00:00Z",
+    ]);
+    assert!(t.contains("2026-02-01 01:00:00 CET"), "{t}");
+}
+
+#[test]
+fn the_progress_bar_names_every_phase_on_a_terminal() {
+    // `script` (util-linux) gives the command a terminal.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("util-linux's script is needed for this test");
+    }
+    let env = Env::new();
+    env.init();
+    let db = env.dir.path().join("app.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "CREATE TABLE t(v BLOB);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 20000)
+         INSERT INTO t SELECT randomblob(1000) FROM n;",
+    )
+    .unwrap();
+    drop(c);
+    env.run(&["backup", s(&db)]).ok();
+    let target = env.dir.path().join("restored.db");
+    let restore = env.command(&["restore", "latest", "--target", s(&target)]);
+    let line = std::iter::once(restore.get_program())
+        .chain(restore.get_args())
+        .map(|a| format!("'{}'", a.to_str().unwrap()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut c = std::process::Command::new("script");
+    c.args(["-qec", &line, "/dev/null"])
+        .current_dir(env.dir.path())
+        .stdin(std::process::Stdio::null());
+    for (k, v) in restore.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let r = util::run(c);
+    let out = r.ok();
+    assert!(out.contains("fetching chunks"), "{out}");
+    assert!(out.contains("restored snapshot"), "{out}");
+    assert_eq!(rows(&target), 20000);
+}

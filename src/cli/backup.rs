@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::{Args, ValueEnum};
 use litevault::{BackupOptions, Progress, Strategy};
 
-use super::{cancel_on_signals, human, out, printable, Bar, Ctx};
+use super::{cancel_on_signals, human, out, printable, Ctx, Reporter};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum StrategyArg {
@@ -135,15 +135,11 @@ pub fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     opts.cancel = cancel_on_signals()?;
     let repo = ctx.open()?;
 
-    let bar = Bar::for_terminal(
-        ctx,
-        args.json,
-        "{spinner} {bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta}",
-    );
-    opts.progress = bar.clone().map(|b| b as Arc<dyn Progress>);
+    let report = Reporter::new(ctx, args.json, &[&repo]);
+    opts.progress = report.clone().map(|r| r as Arc<dyn Progress>);
     let result = litevault::backup(&repo, &opts);
-    if let Some(b) = &bar {
-        b.finish();
+    if let Some(r) = &report {
+        r.finish();
     }
     let s = result?;
     print_summary(ctx, args.json, &s)
@@ -209,21 +205,15 @@ fn run_many(ctx: &Ctx, args: &BackupArgs, paths: &[PathBuf]) -> Result<()> {
         return Ok(());
     }
     let cancel = cancel_on_signals()?;
-    let bar = Bar::for_terminal(
-        ctx,
-        args.json,
-        "{spinner} {bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta}",
-    );
+    let repo = ctx.open()?;
+    let report = Reporter::accumulating(ctx, args.json, &[&repo]);
     let mut all = Vec::with_capacity(paths.len());
     for p in paths {
         let mut o = options(args, p)?;
         o.cancel = cancel.clone();
-        o.progress = bar
-            .clone()
-            .map(|b| Arc::new(Accumulating(b)) as Arc<dyn Progress>);
+        o.progress = report.clone().map(|r| r as Arc<dyn Progress>);
         all.push(o);
     }
-    let repo = ctx.open()?;
     let mut failed = 0usize;
     let mut printed: Result<()> = Ok(());
     let results = litevault::backup_many(&repo, &all, |i, r| match r {
@@ -241,8 +231,8 @@ fn run_many(ctx: &Ctx, args: &BackupArgs, paths: &[PathBuf]) -> Result<()> {
             );
         }
     });
-    if let Some(b) = &bar {
-        b.finish();
+    if let Some(r) = &report {
+        r.finish();
     }
     let results = results?;
     printed?;
@@ -263,16 +253,4 @@ fn run_many(ctx: &Ctx, args: &BackupArgs, paths: &[PathBuf]) -> Result<()> {
         .into());
     }
     Ok(())
-}
-
-/// One bar over several backups: each adds its size to the total.
-struct Accumulating(Arc<Bar>);
-
-impl Progress for Accumulating {
-    fn start(&self, bytes: u64) {
-        self.0 .0.inc_length(bytes);
-    }
-    fn advance(&self, bytes: u64) {
-        self.0 .0.inc(bytes);
-    }
 }

@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Args;
 use litevault::{CopyOptions, Progress};
 
-use super::{cancel_on_signals, human, out, password, snapshot_filter, Bar, Ctx, FilterArgs};
+use super::{cancel_on_signals, human, out, password, snapshot_filter, Ctx, FilterArgs, Reporter};
 
 #[derive(Debug, Args)]
 pub struct CopyArgs {
@@ -57,21 +57,17 @@ pub fn run(ctx: &Ctx, args: &CopyArgs) -> Result<()> {
             false,
         )
     })?;
-    let bar = Bar::for_terminal(
-        ctx,
-        args.json,
-        "{spinner} copying {bytes}/{total_bytes} {wide_bar} {bytes_per_sec}",
-    );
+    let report = Reporter::new(ctx, args.json, &[&from, &to]);
     let opts = CopyOptions {
         filter,
         snapshots: args.snapshots.clone(),
         temp_dir: args.temp_dir.clone(),
         cancel: cancel_on_signals()?,
-        progress: bar.clone().map(|b| b as Arc<dyn Progress>),
+        progress: report.clone().map(|r| r as Arc<dyn Progress>),
     };
     let result = litevault::copy(&from, &to, &opts);
-    if let Some(b) = &bar {
-        b.finish();
+    if let Some(r) = &report {
+        r.finish();
     }
     super::warn_notes(&from);
     super::warn_notes(&to);

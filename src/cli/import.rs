@@ -95,7 +95,7 @@ pub fn run(ctx: &Ctx, args: &ImportArgs) -> Result<()> {
                 ctx.summary(format_args!(
                     "{} {}: {} ({}), {}",
                     f.snapshot.map_or_else(|| "unchanged".into(), |s| s.short()),
-                    f.time,
+                    ctx.time(&f.time),
                     printable(&file.display().to_string()),
                     serde_json::to_value(f.kind)
                         .ok()

@@ -48,17 +48,17 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> Result<()> {
                 return out(serde_json::to_string(&keys)?);
             }
             out(format_args!(
-                " {:<8}  {:<10}  {:<16}  {:<20}  {}",
+                " {:<8}  {:<10}  {:<16}  {:<23}  {}",
                 "ID", "USER", "HOST", "CREATED", "KDF"
             ))?;
             for k in keys {
                 out(format_args!(
-                    "{}{:<8}  {:<10}  {:<16}  {:<20}  argon2id {} MiB x{}",
+                    "{}{:<8}  {:<10}  {:<16}  {:<23}  argon2id {} MiB x{}",
                     if k.current { "*" } else { " " },
                     k.id.short(),
                     super::printable(&k.meta.username),
                     super::printable(&k.meta.host),
-                    k.meta.created,
+                    ctx.time(&k.meta.created),
                     k.kdf.memory_kib / 1024,
                     k.kdf.iterations
                 ))?;

@@ -21,9 +21,6 @@ pub struct SnapshotsArgs {
     /// Fewer columns: id, time, database.
     #[arg(long)]
     compact: bool,
-    /// Times in UTC (default: local time, with the zone).
-    #[arg(long)]
-    utc: bool,
     /// Print JSON (one array on one line, stable for scripts).
     #[arg(long)]
     json: bool,
@@ -44,7 +41,7 @@ pub fn snapshots(ctx: &Ctx, args: &SnapshotsArgs) -> Result<()> {
     if args.json {
         return out(serde_json::to_string(&snaps)?);
     }
-    let zone = super::display_zone(args.utc);
+    let zone = ctx.zone();
     let Some(g) = group_by else {
         table(&snaps.iter().collect::<Vec<_>>(), args.compact, &zone)?;
         return out(format_args!("{} snapshot(s)", snaps.len()));
@@ -275,12 +272,16 @@ pub fn forget(ctx: &Ctx, args: &ForgetArgs) -> Result<()> {
                 show(format_args!(
                     "  keep    {}  {}  ({})",
                     d.id.short(),
-                    d.time,
+                    ctx.time(&d.time),
                     d.reasons.join(", ")
                 ))?;
             }
             for d in &g.remove {
-                show(format_args!("  remove  {}  {}", d.id.short(), d.time))?;
+                show(format_args!(
+                    "  remove  {}  {}",
+                    d.id.short(),
+                    ctx.time(&d.time)
+                ))?;
             }
         }
     }

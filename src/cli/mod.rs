@@ -13,13 +13,15 @@ mod key;
 mod manage;
 mod password;
 mod repo;
+mod report;
 mod restore;
 mod service;
 mod show;
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -69,6 +71,15 @@ pub struct Cli {
     /// Print only errors and requested data (no summaries, no progress).
     #[arg(short, long, global = true)]
     quiet: bool,
+
+    /// Print on stderr what each phase took: its time, the bytes it
+    /// processed, and the requests and bytes it cost the storage.
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    verbose: bool,
+
+    /// Show times in UTC (default: local time, with the zone).
+    #[arg(long, global = true)]
+    utc: bool,
 
     /// Read the repository without taking a lock (commands that only read;
     /// a read-only repository is read without one anyway, with a warning).
@@ -177,10 +188,16 @@ pub struct Ctx {
     password_file: Option<PathBuf>,
     password_command: Option<String>,
     quiet: bool,
+    verbose: bool,
+    utc: bool,
     no_lock: bool,
     options: Vec<String>,
     cache_dir: Option<PathBuf>,
     no_cache: bool,
+    started: Instant,
+    /// The storage of every repository this run opened, for `--verbose`'s
+    /// totals.
+    opened: Mutex<Vec<(String, Arc<dyn litevault::backend::Backend>)>>,
 }
 
 impl Ctx {
@@ -235,7 +252,51 @@ impl Ctx {
         let opts = litevault::repo::OpenOptions {
             cache_root: self.cache_root(location),
         };
-        Ok(litevault::Repository::open_with(backend, &password, &opts)?)
+        let repo = litevault::Repository::open_with(backend, &password, &opts)?;
+        self.opened
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((location.to_string(), Arc::clone(repo.backend())));
+        Ok(repo)
+    }
+
+    /// The zone times are shown in (`--utc`, else the system's).
+    fn zone(&self) -> jiff::tz::TimeZone {
+        display_zone(self.utc)
+    }
+
+    /// A time from a repository (RFC 3339) as listings show it; the text
+    /// itself if it does not parse.
+    fn time(&self, rfc3339: &str) -> String {
+        match rfc3339.parse::<jiff::Timestamp>() {
+            Ok(t) => format_time(t, &self.zone()),
+            Err(_) => printable(rfc3339),
+        }
+    }
+
+    /// With `--verbose`: the run's time and, per repository opened, the
+    /// requests and bytes it cost, on stderr.
+    fn report_totals(&self) {
+        if !self.verbose {
+            return;
+        }
+        for (location, backend) in self
+            .opened
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            let io = backend.io_stats().unwrap_or_default();
+            eprintln!(
+                "litevault: repository {}: {}",
+                printable(location),
+                report::io_line(&io)
+            );
+        }
+        eprintln!(
+            "litevault: total {:.3} s",
+            self.started.elapsed().as_secs_f64()
+        );
     }
 
     /// Opens the repository for a command that only reads: no lock with
@@ -298,37 +359,7 @@ pub fn printable(s: &str) -> String {
         .collect()
 }
 
-/// A progress bar on stderr, fed by the library's progress reports.
-pub struct Bar(indicatif::ProgressBar);
-
-impl litevault::Progress for Bar {
-    fn start(&self, bytes: u64) {
-        self.0.set_length(bytes);
-    }
-    fn advance(&self, bytes: u64) {
-        self.0.inc(bytes);
-    }
-}
-
-impl Bar {
-    /// A bar when stderr is a terminal and output is for people (not
-    /// `--quiet`, not `--json`); `None` otherwise.
-    fn for_terminal(ctx: &Ctx, json: bool, template: &str) -> Option<Arc<Bar>> {
-        use std::io::IsTerminal;
-        (!ctx.quiet && !json && std::io::stderr().is_terminal()).then(|| {
-            let pb = indicatif::ProgressBar::new(0);
-            pb.set_style(
-                indicatif::ProgressStyle::with_template(template).expect("valid template"),
-            );
-            Arc::new(Bar(pb))
-        })
-    }
-
-    /// Removes the bar from the terminal.
-    fn finish(&self) {
-        self.0.finish_and_clear();
-    }
-}
+pub use report::Reporter;
 
 /// A cancellation token set by SIGINT and SIGTERM, which stop long
 /// operations cleanly.
@@ -413,12 +444,16 @@ pub fn run() -> Result<()> {
         password_file: cli.password_file,
         password_command: cli.password_command,
         quiet: cli.quiet,
+        verbose: cli.verbose,
+        utc: cli.utc,
         no_lock: cli.no_lock,
         options: cli.options,
         cache_dir: cli.cache_dir,
         no_cache: cli.no_cache,
+        started: Instant::now(),
+        opened: Mutex::new(Vec::new()),
     };
-    match cli.command {
+    let result = match cli.command {
         Command::Init(a) => repo::init(&ctx, &a),
         Command::Backup(a) => backup::run(&ctx, &a),
         Command::Dump(a) => dump::run(&ctx, &a),
@@ -440,7 +475,9 @@ pub fn run() -> Result<()> {
         Command::Diff(a) => diff::run(&ctx, &a),
         Command::Import(a) => import::run(&ctx, &a),
         Command::Show(a) => show::run(&ctx, &a),
-    }
+    };
+    ctx.report_totals();
+    result
 }
 
 /// An error with a command-specific exit code (`check`: 1 problems found,

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use litevault::{Progress, RestoreOptions};
 
-use super::{cancel_on_signals, human, out, printable, snapshot_filter, Bar, Ctx, FilterArgs};
+use super::{cancel_on_signals, human, out, printable, snapshot_filter, Ctx, FilterArgs, Reporter};
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -73,15 +73,11 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     opts.live = args.live;
     opts.force = args.force;
     opts.cancel = cancel_on_signals()?;
-    let bar = Bar::for_terminal(
-        ctx,
-        args.json,
-        "{spinner} restoring {bytes}/{total_bytes} {wide_bar} {bytes_per_sec}",
-    );
-    opts.progress = bar.clone().map(|b| b as Arc<dyn Progress>);
+    let report = Reporter::new(ctx, args.json, &[&repo]);
+    opts.progress = report.clone().map(|r| r as Arc<dyn Progress>);
     let result = litevault::restore(&repo, &id, &opts);
-    if let Some(b) = &bar {
-        b.finish();
+    if let Some(r) = &report {
+        r.finish();
     }
     super::warn_notes(&repo);
     let s = result?;
@@ -100,7 +96,7 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         id.short(),
         printable(&manifest.database.name),
         printable(&manifest.host),
-        manifest.time,
+        ctx.time(&manifest.time),
         s.target.display(),
         if s.live { " through SQLite (live)" } else { "" }
     ))?;

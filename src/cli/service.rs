@@ -413,8 +413,12 @@ pub fn status(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
         ctx.summary(format_args!(
             "job {}: last success {}, next run {}, {} failure(s) since",
             j.job,
-            j.last_success.as_deref().unwrap_or("never"),
-            j.next_run.as_deref().unwrap_or("never"),
+            j.last_success
+                .as_deref()
+                .map_or("never".into(), |t| ctx.time(t)),
+            j.next_run
+                .as_deref()
+                .map_or("never".into(), |t| ctx.time(t)),
             j.failures_since_success
         ))?;
         for u in &j.units {
@@ -428,7 +432,7 @@ pub fn status(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
                 |r| {
                     format!(
                         "last {} {}{}",
-                        r.start,
+                        ctx.time(&r.start),
                         serde_json::to_value(r.outcome)
                             .ok()
                             .and_then(|v| v.as_str().map(String::from))
@@ -445,7 +449,9 @@ pub fn status(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
                 u.operation,
                 what,
                 u.schedule,
-                u.next_run.as_deref().unwrap_or("never"),
+                u.next_run
+                    .as_deref()
+                    .map_or("never".into(), |t| ctx.time(t)),
                 last
             ))?;
         }

@@ -14,9 +14,6 @@ pub struct ShowArgs {
     snapshot: String,
     #[command(flatten)]
     filter: FilterArgs,
-    /// Times in UTC (default: local time, with the zone).
-    #[arg(long)]
-    utc: bool,
     /// Directory for the snapshot's temporary copy (mode 0600, removed at
     /// exit; default: the system's temporary directory).
     #[arg(long, value_name = "DIR")]
@@ -38,7 +35,7 @@ pub fn run(ctx: &Ctx, args: &ShowArgs) -> Result<()> {
         return out(serde_json::to_string(&s)?);
     }
     let m = &s.manifest;
-    let zone = super::display_zone(args.utc);
+    let zone = ctx.zone();
     out(format_args!(
         "snapshot {} of {} ({}) on host {} by {}",
         s.short_id,

@@ -588,24 +588,38 @@ fn run<'s>(
 ) -> Result<BackupSummary> {
     opts.validate()?;
     let started = Instant::now();
-    let own = match held {
-        Some(_) => None,
-        None => Some(repo.lock(LockKind::Shared, "backup")?),
+    let phase = |name: &str| {
+        if let Some(p) = &opts.progress {
+            p.phase(name);
+        }
+    };
+    let own = if held.is_some() {
+        None
+    } else {
+        phase("locking");
+        Some(repo.lock(LockKind::Shared, "backup")?)
     };
     let lock = held.or(own.as_ref()).expect("a lock, held or taken");
     opts.cancel.check(STOPPED)?;
+    phase("loading index");
     let known = Known {
         index: repo.index()?,
         new: HashSet::new(),
     };
     if opts.strategy == Strategy::Vacuum {
         crate::sqlite::tempdb::remove_stale(&opts.source_options().temp_dir);
+        phase("vacuum into");
+    } else {
+        phase("opening source");
     }
     let mut source = open()?;
+    phase("reading image");
     let (root, hash, counts, stats) = pipeline(repo, lock, known, source.as_mut(), opts)?;
+    phase("closing source");
     let mut meta = source.finish()?;
     let warnings = std::mem::take(&mut meta.warnings);
     opts.cancel.check(STOPPED)?;
+    phase("saving snapshot");
     let mut manifest = new_manifest(opts, meta, root, hash, &counts, &stats);
     if let Some(o) = origin {
         manifest.time.clone_from(&o.time);

@@ -119,7 +119,13 @@ pub fn copy(from: &Repository, to: &Repository, opts: &CopyOptions) -> Result<Co
             ),
         ));
     }
+    if let Some(p) = &opts.progress {
+        p.phase("locking");
+    }
     let source_lock = from.lock_reading("copy")?;
+    if let Some(p) = &opts.progress {
+        p.phase("listing snapshots");
+    }
     let mut selected: Vec<(SnapshotId, Manifest)> = if opts.snapshots.is_empty() {
         from.snapshots()?
             .into_iter()
@@ -170,12 +176,16 @@ fn copy_one(
     from.reassemble_into(m, &file, tmp.path(), opts.progress.as_deref(), &opts.cancel)?;
     drop(file);
     opts.cancel.check(STOPPED)?;
+    if let Some(p) = &opts.progress {
+        p.phase("checking image");
+    }
     from.check_image_file(m, tmp.path())?;
     let source = ImageFile::new(tmp, &m.image, to.key())?;
     let mut backup = BackupOptions::new(&m.database.path);
     backup.force = true;
     backup.cancel = opts.cancel.clone();
     backup.time = Some(m.timestamp());
+    backup.progress.clone_from(&opts.progress);
     let done = backup_copy(to, Box::new(source), &backup, m)?;
     let target = done
         .snapshot

@@ -137,7 +137,14 @@ pub fn restore(
     if opts.target.as_os_str().is_empty() {
         return Err(Error::option("target", "the target path is empty"));
     }
+    let phase = |name: &str| {
+        if let Some(p) = &opts.progress {
+            p.phase(name);
+        }
+    };
+    phase("locking");
     let lock = repo.lock_reading("restore")?;
+    phase("loading snapshot");
     let manifest = repo.load_manifest(id)?;
     let target = resolve_target(&opts.target)?;
     let dir = check_target(&target)?;
@@ -165,23 +172,14 @@ pub fn restore(
     )?;
     drop(file);
     opts.cancel.check(STOPPED)?;
-    if let Some(p) = &opts.progress {
-        p.phase("verifying");
-    }
-    // The fsync and the hash read-back run beside SQLite's check: all
-    // three must pass before anything replaces the target.
-    std::thread::scope(|s| {
-        let synced =
-            s.spawn(|| fsync(tmp.path()).map_err(|e| Error::io("fsyncing", tmp.path(), e)));
-        let image = s.spawn(|| repo.check_image_file(&manifest, tmp.path()));
-        let db = verify_database(tmp.path(), &manifest, opts.quick, &opts.cancel);
-        let image = image.join().expect("image check thread panicked");
-        let synced = synced.join().expect("fsync thread panicked");
-        image?;
-        synced?;
-        db.map_err(|e| copy_error(&manifest, e))
-    })?;
+    phase(if opts.quick {
+        "verifying (quick_check)"
+    } else {
+        "verifying (integrity_check)"
+    });
+    verify_copy(repo, &manifest, tmp.path(), opts)?;
     if let Some(sql) = &opts.post_sql {
+        phase("running post-sql");
         run_scrub(tmp.path(), sql, "post_sql", &opts.cancel)?;
     }
     opts.cancel.check(STOPPED)?;
@@ -195,6 +193,9 @@ pub fn restore(
     let live = opts.live && matches!(state, TargetState::Database { .. });
     if !live {
         prepare_copy(tmp.path(), &target, own, &manifest.image.journal_mode)?;
+    }
+    if opts.pre_restore && matches!(state, TargetState::Database { .. }) {
+        phase("pre-restore backup");
     }
     let pre_restore = match (&state, opts.pre_restore) {
         (TargetState::Database { .. }, true) => pre_restore_snapshot(repo, &target)?,
@@ -213,8 +214,10 @@ pub fn restore(
     lock.ensure_held()?;
     let mut kept_damaged = None;
     if live {
+        phase("writing through SQLite");
         live_copy(tmp.path(), &target, &opts.cancel)?;
     } else {
+        phase("swapping");
         // The pre-restore backup took a while: check nobody opened the
         // target meanwhile.
         guard(&state)?;
@@ -231,6 +234,22 @@ pub fn restore(
         kept_damaged,
         duration_ms: started.elapsed().as_millis() as u64,
         io: repo.io_stats(),
+    })
+}
+
+/// Checks the reassembled copy at `path` before anything replaces the
+/// target: the fsync and the hash read-back run beside SQLite's check, and
+/// all three must pass.
+fn verify_copy(repo: &Repository, m: &Manifest, path: &Path, opts: &RestoreOptions) -> Result<()> {
+    std::thread::scope(|s| {
+        let synced = s.spawn(|| fsync(path).map_err(|e| Error::io("fsyncing", path, e)));
+        let image = s.spawn(|| repo.check_image_file(m, path));
+        let db = verify_database(path, m, opts.quick, &opts.cancel);
+        let image = image.join().expect("image check thread panicked");
+        let synced = synced.join().expect("fsync thread panicked");
+        image?;
+        synced?;
+        db.map_err(|e| copy_error(m, e))
     })
 }
 

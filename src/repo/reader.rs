@@ -328,9 +328,13 @@ impl Repository {
         progress: Option<&dyn Progress>,
         cancel: &Cancel,
     ) -> Result<()> {
+        if let Some(p) = progress {
+            p.phase("reading tree");
+        }
         let chunks = self.chunk_list(m)?;
         let runs = self.plan_runs(&chunks, &self.pack_sizes()?)?;
         if let Some(p) = progress {
+            p.phase("fetching chunks");
             p.start(m.image.bytes);
         }
         self.fetch_all(&runs, write_at, progress, cancel)
