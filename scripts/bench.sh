@@ -12,6 +12,9 @@
 #   scripts/bench.sh                 # 512 MiB, 8 days
 #   BENCH_SIZE_MB=64 BENCH_DAYS=3 scripts/bench.sh
 #   BENCH_RESTORE_ONLY=1 scripts/bench.sh   # restores only, repositories of the last run
+#   BENCH_WORKLOAD=edits scripts/bench.sh    # benches/edits_workload.py: small in-place
+#                                            # edits, compressed blobs, most pages rewritten daily
+#   BENCH_VACUUM_EVERY=7 scripts/bench.sh    # a VACUUM of the live database every 7th day
 #
 # Needs: python3, sqlite3, /usr/bin/time, restic (apt-get install restic).
 set -euo pipefail
@@ -19,7 +22,13 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 size="${BENCH_SIZE_MB:-512}"
 days="${BENCH_DAYS:-8}"
 work="${BENCH_DIR:-/tmp/litevault-bench}"
-workload="$root/../shared/bench/workload.py"
+kind_of_workload="${BENCH_WORKLOAD:-shared}"
+case "$kind_of_workload" in
+  shared) workload="$root/../shared/bench/workload.py" ;;
+  edits) workload="$root/benches/edits_workload.py" ;;
+  *) echo "bench: BENCH_WORKLOAD is shared or edits, not $kind_of_workload" >&2; exit 2 ;;
+esac
+vacuum_every="${BENCH_VACUUM_EVERY:-0}"
 mkdir -p "$work"
 
 for tool in python3 sqlite3 restic; do
@@ -30,9 +39,9 @@ done
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 lv="$root/target/release/litevault"
 
-base="$work/base-$size.db"
+base="$work/base-$kind_of_workload-$size.db"
 if [ ! -f "$base" ]; then
-  echo "creating the $size MiB workload database..." >&2
+  echo "creating the $size MiB $kind_of_workload workload database..." >&2
   python3 "$workload" create "$base.tmp" --size-mb "$size" --seed 42 >/dev/null
   mv "$base.tmp" "$base"
 fi
@@ -64,7 +73,7 @@ init_repo() { # kind repo
   esac
 }
 
-declare -A first inc_med add_med repo_final rss unchanged restore_s restore_quick_s
+declare -A first_add first inc_med add_med repo_final rss unchanged restore_s restore_quick_s vac_add
 only_restore="${BENCH_RESTORE_ONLY:-}"
 [ -z "$only_restore" ] || for kind in pages vacuum restic; do
   [ -d "$work/repo-$kind" ] || { echo "bench: BENCH_RESTORE_ONLY needs $work/repo-$kind from a full run" >&2; exit 1; }
@@ -78,20 +87,31 @@ for kind in pages vacuum restic; do
   cp "$base" "$db"
   init_repo "$kind" "$repo"
   : > "$work/t"
+  empty=$(repo_bytes "$repo")
   backup_once "$kind" "$db" "$repo"
   first[$kind]=$(awk '{s+=$1} END {print s}' "$work/t")
+  first_add[$kind]=$(( $(repo_bytes "$repo") - empty ))
   peak=$(awk '{if ($2>m) m=$2} END {print m}' "$work/t")
-  incs=(); adds=()
+  incs=(); adds=(); vadds=()
   for d in $(seq 1 "$days"); do
     python3 "$workload" mutate "$db" --step "$d" --seed 42 >/dev/null
+    vacuumed=""
+    if [ "$vacuum_every" -gt 0 ] && [ $(( d % vacuum_every )) -eq 0 ]; then
+      sqlite3 "$db" "VACUUM"; vacuumed=" (after VACUUM)"
+    fi
     before=$(repo_bytes "$repo")
     : > "$work/t"
     backup_once "$kind" "$db" "$repo"
-    incs+=("$(awk '{s+=$1} END {print s}' "$work/t")")
-    adds+=("$(( $(repo_bytes "$repo") - before ))")
+    if [ -n "$vacuumed" ]; then
+      vadds+=("$(( $(repo_bytes "$repo") - before ))")
+    else
+      incs+=("$(awk '{s+=$1} END {print s}' "$work/t")")
+      adds+=("$(( $(repo_bytes "$repo") - before ))")
+    fi
     p=$(awk '{if ($2>m) m=$2} END {print m}' "$work/t"); [ "$p" -gt "$peak" ] && peak=$p
-    echo "   day $d: ${incs[-1]} s, +${adds[-1]} bytes" >&2
+    echo "   day $d$vacuumed: $(awk '{s+=$1} END {print s}' "$work/t") s, +$(( $(repo_bytes "$repo") - before )) bytes" >&2
   done
+  vac_add[$kind]=$( [ ${#vadds[@]} -gt 0 ] && printf '%s\n' "${vadds[@]}" | median || echo 0)
   inc_med[$kind]=$(printf '%s\n' "${incs[@]}" | median)
   add_med[$kind]=$(printf '%s\n' "${adds[@]}" | median)
   repo_final[$kind]=$(repo_bytes "$repo")
@@ -136,14 +156,15 @@ done
 mib() { awk -v b="$1" 'BEGIN {printf "%.2f MiB", b/1048576}'; }
 echo
 if [ -z "$only_restore" ]; then
-echo "workload: $size MiB database, $days daily churn steps (workload.py, seed 42); $(nproc) cores"
+echo "workload: $size MiB database ($kind_of_workload, $(basename "$workload"), seed 42), $days daily churn steps$( [ "$vacuum_every" -gt 0 ] && echo ", VACUUM of the live database every ${vacuum_every}th day"); $(nproc) cores"
 echo
-echo "| | first backup | median incremental | median bytes added / day | unchanged db adds | repository after $days days | peak RSS |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| | first backup | first backup adds | median incremental | median bytes added / day | a day after VACUUM adds | unchanged db adds | repository after $days days | peak RSS |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for kind in pages vacuum restic; do
   case $kind in pages) name="litevault (pages)";; vacuum) name="litevault (vacuum)";; restic) name="VACUUM INTO + restic $(restic version | awk '{print $2}')";; esac
-  printf '| %s | %.2f s | %.2f s | %s | %s | %s | %s |\n' "$name" "${first[$kind]}" "${inc_med[$kind]}" \
-    "$(mib "${add_med[$kind]}")" "$(mib "${unchanged[$kind]}")" "$(mib "${repo_final[$kind]}")" "$(mib $(( ${rss[$kind]} * 1024 )))"
+  printf '| %s | %.2f s | %s | %.2f s | %s | %s | %s | %s | %s |\n' "$name" "${first[$kind]}" "$(mib "${first_add[$kind]}")" "${inc_med[$kind]}" \
+    "$(mib "${add_med[$kind]}")" "$( [ "$vacuum_every" -gt 0 ] && mib "${vac_add[$kind]}" || echo -)" \
+    "$(mib "${unchanged[$kind]}")" "$(mib "${repo_final[$kind]}")" "$(mib $(( ${rss[$kind]} * 1024 )))"
 done
 fi
 echo

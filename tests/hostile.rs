@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use litevault::testing;
 
 use crate::backup::{backup_json, make_db};
-use crate::util::{Env, Run};
+use crate::util::{self, Env, Run};
 
 /// A repository with two snapshots of a small database.
 fn setup() -> (Env, PathBuf) {
@@ -269,6 +269,74 @@ fn index_pointing_blobs_at_the_wrong_offset() {
     }
     testing::save_index(&repo, &shifted).unwrap();
     damaged(&env);
+}
+
+/// A validly sealed blob under another blob's id (a writer's bug, or a
+/// key holder's tampering): authentication passes, the content is wrong.
+/// A restore, which leaves ids to its whole-image check, must still fail
+/// naming the blob, and replace nothing.
+#[test]
+fn index_swapping_the_ids_of_two_blobs_of_equal_size() {
+    use litevault::format::index::IndexFile;
+    // One snapshot: every data blob is part of the image a restore needs.
+    let env = Env::new();
+    env.run(&["init", "--pack-size", "1"]).ok();
+    let db = make_db(&env, "app.db", 2, 77);
+    backup_json(&env, &[db.to_str().unwrap()]);
+    let repo = crate::backup::open(&env);
+    let mut files_seen = Vec::new();
+    let mut all = IndexFile::default();
+    for f in files(&env.repo.join("index")) {
+        let id = f.file_name().unwrap().to_string_lossy().parse().unwrap();
+        all.packs.extend(repo.load_index_file(&id).unwrap().packs);
+        files_seen.push(f);
+    }
+    // Two data blobs of the same plaintext length, anywhere.
+    let mut places = Vec::new();
+    for (p, pack) in all.packs.iter().enumerate() {
+        for (b, blob) in pack.blobs.iter().enumerate() {
+            if blob.entry.ty == litevault::format::pack::BlobType::Data {
+                places.push((p, b, blob.entry.raw_len));
+            }
+        }
+    }
+    let (a, b) = places
+        .iter()
+        .enumerate()
+        .find_map(|(i, x)| {
+            places[i + 1..]
+                .iter()
+                .find(|y| y.2 == x.2)
+                .map(|y| (*x, *y))
+        })
+        .expect("two data blobs of one length");
+    let id_a = all.packs[a.0].blobs[a.1].entry.id;
+    let id_b = all.packs[b.0].blobs[b.1].entry.id;
+    all.packs[a.0].blobs[a.1].entry.id = id_b;
+    all.packs[b.0].blobs[b.1].entry.id = id_a;
+    for f in files_seen {
+        std::fs::remove_file(f).unwrap();
+    }
+    testing::save_index(&repo, &all).unwrap();
+    drop(repo);
+
+    let target = env.dir.path().join("restored.db");
+    let (restore, check) = survey(&env);
+    assert_eq!(check.code, 1, "check missed the swap: {check:?}");
+    assert_ne!(restore.code, 0, "restore used swapped blobs: {restore:?}");
+    assert!(
+        restore.stderr.contains("does not match its id"),
+        "the blob at fault is not named: {restore:?}"
+    );
+    assert!(!target.exists(), "a failed restore left {target:?}");
+    let leftovers: Vec<_> = util::names(env.dir.path())
+        .into_iter()
+        .filter(|n| n.contains("restore"))
+        .collect();
+    assert!(
+        leftovers.iter().all(|n| n == "restored.db"),
+        "{leftovers:?}"
+    );
 }
 
 #[test]
