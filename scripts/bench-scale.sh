@@ -16,6 +16,12 @@
 #
 #   scripts/bench-scale.sh
 #   SCALE_DB_MB=2048 SCALE_SNAPSHOTS=300 SCALE_DATABASES=50 scripts/bench-scale.sh
+#   SCALE_PARTS="2 3" scripts/bench-scale.sh      # only some parts
+#
+# Parts 2 and 3 make their repositories with the test-only key derivation
+# (LITEVAULT_TEST_ONLY_INSECURE_KDF=1): each command would otherwise spend
+# about a second deriving the key (Argon2id, 128 MiB), which is the same at
+# any scale and would make the setup of 1000 snapshots take half an hour.
 #
 # Needs: python3, sqlite3, ../shared/bench/workload.py. The large database
 # is kept in $SCALE_DIR (default /tmp/litevault-scale) between runs.
@@ -24,6 +30,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 size="${SCALE_DB_MB:-10240}"
 nsnap="${SCALE_SNAPSHOTS:-1000}"
 ndb="${SCALE_DATABASES:-100}"
+parts="${SCALE_PARTS:-1 2 3}"
+part() { [[ " $parts " == *" $1 "* ]]; }
 work="${SCALE_DIR:-/tmp/litevault-scale}"
 workload="$root/../shared/bench/workload.py"
 mkdir -p "$work"
@@ -58,6 +66,8 @@ measure() {
 }
 
 # 1. One large database.
+large_repo=0
+if part 1; then
 base="$work/base-$size.db"
 if [ ! -f "$base" ]; then
   echo "creating the $size MiB workload database (about $(( size / 14 )) s)..." >&2
@@ -79,14 +89,16 @@ measure "restore --quick (quick_check)" "$lv" -q --repo "$repo" restore latest -
 rm -f "$work/restored.db"
 large_repo=$(du -sb "$repo" | cut -f1)
 rm -f "$db"
+fi
 
 # 2. Many snapshots: N and N/10, to show the growth.
+export LITEVAULT_TEST_ONLY_INSECURE_KDF=1
 small="$work/small.db"
-for n in $(( nsnap / 10 )) "$nsnap"; do
+part 2 && for n in $(( nsnap / 10 )) "$nsnap"; do
   repo="$work/repo-snaps-$n"
   rm -rf "$repo" "$small" "$small-wal" "$small-shm"
   python3 "$workload" create "$small" --size-mb 4 --seed 7 >/dev/null
-  "$lv" -q --repo "$repo" init
+  "$lv" -q --repo "$repo" init 2>/dev/null
   echo "making $n snapshots..." >&2
   for i in $(seq 1 "$n"); do
     sqlite3 "$small" "CREATE TABLE IF NOT EXISTS bench_tick(i); INSERT INTO bench_tick VALUES ($i);"
@@ -100,6 +112,7 @@ for n in $(( nsnap / 10 )) "$nsnap"; do
 done
 
 # 3. Many databases in one repository.
+if part 3; then
 dir="$work/many"; repo="$work/repo-many"
 rm -rf "$dir" "$repo"; mkdir -p "$dir"
 python3 "$workload" create "$work/one.db" --size-mb 4 --seed 9 >/dev/null
@@ -107,14 +120,15 @@ for i in $(seq 1 "$ndb"); do
   cp "$work/one.db" "$dir/db-$i.db"
   sqlite3 "$dir/db-$i.db" "CREATE TABLE tenant(id); INSERT INTO tenant VALUES ($i);"
 done
-"$lv" -q --repo "$repo" init
+"$lv" -q --repo "$repo" init 2>/dev/null
 measure "backup --find ($ndb databases of 4 MiB)" "$lv" -q --repo "$repo" backup --find "$dir"
 for i in $(seq 1 "$ndb"); do sqlite3 "$dir/db-$i.db" "INSERT INTO tenant VALUES ($i);"; done
 measure "backup --find again (each changed)" "$lv" -q --repo "$repo" backup --find "$dir"
 measure "snapshots ($(( ndb * 2 )) snapshots, $ndb databases)" "$lv" --repo "$repo" snapshots
+fi
 
 echo
-echo "$(nproc) cores; large database $size MiB (workload.py seed 42), its repository $(awk -v b="$large_repo" 'BEGIN {printf "%.0f MiB", b/1048576}') after three backups"
+part 1 && echo "$(nproc) cores; large database $size MiB (workload.py seed 42), its repository $(awk -v b="$large_repo" 'BEGIN {printf "%.0f MiB", b/1048576}') after three backups"
 echo
 echo "| operation | wall | peak anonymous memory (RssAnon) | peak mapped file pages (RssFile) |"
 echo "|---|---:|---:|---:|"

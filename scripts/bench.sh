@@ -73,7 +73,7 @@ init_repo() { # kind repo
   esac
 }
 
-declare -A first_add first inc_med add_med repo_final rss unchanged restore_s restore_quick_s vac_add
+declare -A first_add first inc_med add_med repo_final rss unchanged restore_s restore_quick_s vac_add vac_first
 only_restore="${BENCH_RESTORE_ONLY:-}"
 [ -z "$only_restore" ] || for kind in pages vacuum restic; do
   [ -d "$work/repo-$kind" ] || { echo "bench: BENCH_RESTORE_ONLY needs $work/repo-$kind from a full run" >&2; exit 1; }
@@ -92,7 +92,7 @@ for kind in pages vacuum restic; do
   first[$kind]=$(awk '{s+=$1} END {print s}' "$work/t")
   first_add[$kind]=$(( $(repo_bytes "$repo") - empty ))
   peak=$(awk '{if ($2>m) m=$2} END {print m}' "$work/t")
-  incs=(); adds=(); vadds=()
+  incs=(); adds=(); vadds=(); vfirsts=()
   for d in $(seq 1 "$days"); do
     python3 "$workload" mutate "$db" --step "$d" --seed 42 >/dev/null
     vacuumed=""
@@ -104,6 +104,12 @@ for kind in pages vacuum restic; do
     backup_once "$kind" "$db" "$repo"
     if [ -n "$vacuumed" ]; then
       vadds+=("$(( $(repo_bytes "$repo") - before ))")
+      # the yardstick: a first backup of this same database
+      init_repo "$kind" "$work/scratch-$kind"
+      empty=$(repo_bytes "$work/scratch-$kind")
+      backup_once "$kind" "$db" "$work/scratch-$kind"
+      vfirsts+=("$(( $(repo_bytes "$work/scratch-$kind") - empty ))")
+      rm -rf "$work/scratch-$kind"
     else
       incs+=("$(awk '{s+=$1} END {print s}' "$work/t")")
       adds+=("$(( $(repo_bytes "$repo") - before ))")
@@ -112,6 +118,7 @@ for kind in pages vacuum restic; do
     echo "   day $d$vacuumed: $(awk '{s+=$1} END {print s}' "$work/t") s, +$(( $(repo_bytes "$repo") - before )) bytes" >&2
   done
   vac_add[$kind]=$( [ ${#vadds[@]} -gt 0 ] && printf '%s\n' "${vadds[@]}" | median || echo 0)
+  vac_first[$kind]=$( [ ${#vfirsts[@]} -gt 0 ] && printf '%s\n' "${vfirsts[@]}" | median || echo 0)
   inc_med[$kind]=$(printf '%s\n' "${incs[@]}" | median)
   add_med[$kind]=$(printf '%s\n' "${adds[@]}" | median)
   repo_final[$kind]=$(repo_bytes "$repo")
@@ -163,7 +170,7 @@ echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for kind in pages vacuum restic; do
   case $kind in pages) name="litevault (pages)";; vacuum) name="litevault (vacuum)";; restic) name="VACUUM INTO + restic $(restic version | awk '{print $2}')";; esac
   printf '| %s | %.2f s | %s | %.2f s | %s | %s | %s | %s | %s |\n' "$name" "${first[$kind]}" "$(mib "${first_add[$kind]}")" "${inc_med[$kind]}" \
-    "$(mib "${add_med[$kind]}")" "$( [ "$vacuum_every" -gt 0 ] && mib "${vac_add[$kind]}" || echo -)" \
+    "$(mib "${add_med[$kind]}")" "$( [ "$vacuum_every" -gt 0 ] && echo "$(mib "${vac_add[$kind]}") ($(awk -v a="${vac_add[$kind]}" -v f="${vac_first[$kind]}" 'BEGIN {printf "%.2f", a/(f>0?f:1)}')x a first backup of it)" || echo -)" \
     "$(mib "${unchanged[$kind]}")" "$(mib "${repo_final[$kind]}")" "$(mib $(( ${rss[$kind]} * 1024 )))"
 done
 fi

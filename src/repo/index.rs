@@ -99,6 +99,18 @@ impl Index {
         })
     }
 
+    /// Where the blob is listed: (pack, blob) positions for
+    /// [`Index::at`]; smaller to keep than a [`BlobLocation`].
+    pub fn position(&self, id: &BlobId) -> Option<(u32, u32)> {
+        self.blobs.get(id).copied()
+    }
+
+    /// The pack and blob at positions from [`Index::position`].
+    pub fn at(&self, pack: u32, blob: u32) -> (PackId, &PackedBlob) {
+        let p = &self.packs[pack as usize];
+        (p.id, &p.blobs[blob as usize])
+    }
+
     /// True if the blob is indexed.
     pub fn contains(&self, id: &BlobId) -> bool {
         self.blobs.contains_key(id)

@@ -11,7 +11,8 @@
 //!   blobs sorted by pack and offset (parallel compression stores adjacent
 //!   chunks out of order), neighbours less than [`MAX_GAP`] apart joined
 //!   into range reads of at most [`MAX_RUN`] bytes, several in flight, each
-//!   blob authenticated and id-checked, written at its image offsets;
+//!   blob authenticated, written at its image offsets (ids are left to the
+//!   whole-image check, see [`Repository::reassemble_into`]);
 //! * [`Repository::write_image`]: the image in order to a stream, window
 //!   by window, each reassembled as above;
 //!   [`Repository::check_image_file`]: a reassembled image file read back
@@ -69,13 +70,32 @@ impl PackBytes {
     }
 }
 
+/// A chunk of an image where the index lists it: 16 bytes, so that the
+/// plan of a 10 GiB image (650 000 chunks) stays small beside the index.
+#[derive(Clone, Copy)]
+struct Located {
+    /// Offset in the image.
+    offset: u64,
+    /// Pack and blob positions in the index ([`Index::at`]).
+    pack: u32,
+    blob: u32,
+}
+
 /// A run of blobs close together in one pack, fetched with one range read.
 struct Run {
     pack: PackId,
     start: u64,
     len: u64,
-    /// (image offset, blob) in pack order.
-    items: Vec<(u64, PackedBlob)>,
+    /// Its blobs: a range of [`Plan::located`], in pack order.
+    items: std::ops::Range<usize>,
+}
+
+/// What a reassembly reads: every chunk located, sorted by pack and offset
+/// in the pack, cut into runs.
+struct Plan {
+    index: std::sync::Arc<Index>,
+    located: Vec<Located>,
+    runs: Vec<Run>,
 }
 
 /// Turns a range read past the end of a pack into damage to that pack.
@@ -89,6 +109,79 @@ fn truncated(e: Error, object: &str) -> Error {
         }
         e => e,
     }
+}
+
+/// Where the index lists chunk `id` (at image offset `offset`).
+fn locate(index: &Index, offset: u64, id: &BlobId) -> Result<Located> {
+    let (pack, blob) = index.position(id).ok_or_else(|| {
+        Error::damaged(
+            format!("blob {id}"),
+            "no index lists it: the snapshot's data is missing",
+        )
+    })?;
+    Ok(Located { offset, pack, blob })
+}
+
+/// Sorts the located chunks by pack and offset in the pack and cuts them
+/// into range reads, checking every pack is present before anything is
+/// read.
+fn plan(
+    index: std::sync::Arc<Index>,
+    mut located: Vec<Located>,
+    packs: &std::collections::HashMap<String, u64>,
+) -> Result<Plan> {
+    located.sort_unstable_by_key(|l| (l.pack, index.at(l.pack, l.blob).1.offset, l.offset));
+    let mut runs: Vec<Run> = Vec::new();
+    for (i, l) in located.iter().enumerate() {
+        let (pack, b) = index.at(l.pack, l.blob);
+        let (start, len) = (u64::from(b.offset), u64::from(b.entry.stored_len));
+        match runs.last_mut() {
+            Some(r)
+                if r.pack == pack
+                    && start >= r.start + r.len
+                    && start - (r.start + r.len) <= MAX_GAP
+                    && start + len - r.start <= MAX_RUN =>
+            {
+                r.len = start + len - r.start;
+                r.items.end = i + 1;
+            }
+            // The same blob at another offset of the image: one read.
+            Some(r) if r.pack == pack && start + len <= r.start + r.len => {
+                r.items.end = i + 1;
+            }
+            _ => {
+                let name = pack.to_hex();
+                if !packs.contains_key(&name) {
+                    return Err(Error::damaged(
+                        FileType::Pack.describe(&name),
+                        "the pack is missing",
+                    ));
+                }
+                runs.push(Run {
+                    pack,
+                    start,
+                    len,
+                    items: i..i + 1,
+                });
+            }
+        }
+    }
+    Ok(Plan {
+        index,
+        located,
+        runs,
+    })
+}
+
+/// Checks a snapshot's chunks add up to its manifest's image size.
+fn check_total(m: &Manifest, total: u64) -> Result<()> {
+    if total != m.image.bytes {
+        return Err(Error::damaged(
+            format!("snapshot of {} taken at {}", m.database.name, m.time),
+            format!("its chunks add up to {total} bytes, not {}", m.image.bytes),
+        ));
+    }
+    Ok(())
 }
 
 fn blob_object(id: &BlobId, pack: &str) -> String {
@@ -212,69 +305,38 @@ impl Repository {
             offset += e.len;
             Ok(())
         })?;
-        if offset != m.image.bytes {
-            return Err(Error::damaged(
-                format!("snapshot of {} taken at {}", m.database.name, m.time),
-                format!("its chunks add up to {offset} bytes, not {}", m.image.bytes),
-            ));
-        }
+        check_total(m, offset)?;
         Ok(out)
     }
 
-    /// Groups the chunks into range reads, checking every blob is indexed
-    /// and every pack present before anything is read.
-    fn plan_runs(
+    /// The plan for reading the whole image of `m`: its chunks located as
+    /// the tree is walked (no list of ids is kept beside the plan).
+    fn plan_image(&self, m: &Manifest) -> Result<Plan> {
+        let index = self.index()?;
+        let expected = usize::try_from(m.stats.chunks).unwrap_or(0).min(1 << 24);
+        let mut located = Vec::with_capacity(expected);
+        let mut offset = 0u64;
+        self.walk_chunks(m, None, &mut |e| {
+            located.push(locate(&index, offset, &e.id)?);
+            offset += e.len;
+            Ok(())
+        })?;
+        check_total(m, offset)?;
+        plan(index, located, &self.pack_sizes()?)
+    }
+
+    /// The plan for reading `chunks` (a window of [`Repository::chunk_list`]).
+    fn plan_chunks(
         &self,
         chunks: &[(u64, BlobId)],
         packs: &std::collections::HashMap<String, u64>,
-    ) -> Result<Vec<Run>> {
+    ) -> Result<Plan> {
         let index = self.index()?;
-        let mut located = Vec::with_capacity(chunks.len());
-        for (offset, id) in chunks {
-            let loc = index.get(id).ok_or_else(|| {
-                Error::damaged(
-                    format!("blob {id}"),
-                    "no index lists it: the snapshot's data is missing",
-                )
-            })?;
-            located.push((loc.pack, *offset, loc.blob));
-        }
-        located.sort_unstable_by_key(|(pack, offset, b)| (*pack, b.offset, *offset));
-        let mut runs: Vec<Run> = Vec::new();
-        for (pack, offset, b) in located {
-            let (start, len) = (u64::from(b.offset), u64::from(b.entry.stored_len));
-            match runs.last_mut() {
-                Some(r)
-                    if r.pack == pack
-                        && start >= r.start + r.len
-                        && start - (r.start + r.len) <= MAX_GAP
-                        && start + len - r.start <= MAX_RUN =>
-                {
-                    r.len = start + len - r.start;
-                    r.items.push((offset, b));
-                }
-                // The same blob at another offset of the image: one read.
-                Some(r) if r.pack == pack && start + len <= r.start + r.len => {
-                    r.items.push((offset, b));
-                }
-                _ => {
-                    let name = pack.to_hex();
-                    if !packs.contains_key(&name) {
-                        return Err(Error::damaged(
-                            FileType::Pack.describe(&name),
-                            "the pack is missing",
-                        ));
-                    }
-                    runs.push(Run {
-                        pack,
-                        start,
-                        len,
-                        items: vec![(offset, b)],
-                    });
-                }
-            }
-        }
-        Ok(runs)
+        let located = chunks
+            .iter()
+            .map(|(offset, id)| locate(&index, *offset, id))
+            .collect::<Result<Vec<_>>>()?;
+        plan(index, located, packs)
     }
 
     /// Reads the image file at `path` back to check its size and keyed hash
@@ -308,9 +370,8 @@ impl Repository {
     /// Decodes every chunk of `m` again, checking each against its id;
     /// the first that does not match is the error.
     fn find_damaged_blob(&self, m: &Manifest) -> Result<()> {
-        let chunks = self.chunk_list(m)?;
-        let runs = self.plan_runs(&chunks, &self.pack_sizes()?)?;
-        self.fetch_all(&runs, &|_, _| Ok(()), None, &Cancel::new(), Ids::Check)
+        let plan = self.plan_image(m)?;
+        self.fetch_all(&plan, &|_, _| Ok(()), None, &Cancel::new(), Ids::Check)
     }
 
     /// Reassembles the image of `m` into `file` (at `path`, for messages),
@@ -366,20 +427,19 @@ impl Repository {
         if let Some(p) = progress {
             p.phase("reading tree");
         }
-        let chunks = self.chunk_list(m)?;
-        let runs = self.plan_runs(&chunks, &self.pack_sizes()?)?;
+        let plan = self.plan_image(m)?;
         if let Some(p) = progress {
             p.phase("fetching chunks");
             p.start(m.image.bytes);
         }
-        self.fetch_all(&runs, write_at, progress, cancel, ids)
+        self.fetch_all(&plan, write_at, progress, cancel, ids)
     }
 
     /// Fetches `runs` on as many threads as the storage wants reads in
     /// flight, calling `write_at` for every blob.
     fn fetch_all(
         &self,
-        runs: &[Run],
+        plan: &Plan,
         write_at: &(dyn Fn(u64, &[u8]) -> Result<()> + Sync),
         progress: Option<&dyn Progress>,
         cancel: &Cancel,
@@ -391,7 +451,7 @@ impl Repository {
             let handles: Vec<_> = (0..threads)
                 .map(|_| {
                     s.spawn(|| -> Result<()> {
-                        let result = self.fetch_runs(runs, &next, write_at, progress, cancel, ids);
+                        let result = self.fetch_runs(plan, &next, write_at, progress, cancel, ids);
                         if result.is_err() {
                             // Stop the other threads: the reassembly has failed.
                             next.store(usize::MAX / 2, Ordering::Relaxed);
@@ -413,7 +473,7 @@ impl Repository {
     /// One reader thread: takes runs until none is left.
     fn fetch_runs(
         &self,
-        runs: &[Run],
+        plan: &Plan,
         next: &AtomicUsize,
         write_at: &(dyn Fn(u64, &[u8]) -> Result<()> + Sync),
         progress: Option<&dyn Progress>,
@@ -427,7 +487,7 @@ impl Repository {
         let mut raw = Vec::new();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(run) = runs.get(i) else {
+            let Some(run) = plan.runs.get(i) else {
                 return Ok(());
             };
             cancel.check("reading stopped")?;
@@ -437,7 +497,8 @@ impl Repository {
                 .read_range(FileType::Pack, &name, run.start, run.len)
                 .map_err(|e| truncated(e, &FileType::Pack.describe(&name)))?;
             let mut done: Option<(u32, BlobId)> = None;
-            for (offset, b) in &run.items {
+            for l in &plan.located[run.items.clone()] {
+                let (_, b) = plan.index.at(l.pack, l.blob);
                 let at = (u64::from(b.offset) - run.start) as usize;
                 // A repeat of the blob just decoded (decrypting in place
                 // consumed it) is written again from `raw`.
@@ -452,7 +513,7 @@ impl Repository {
                     )?;
                     done = Some((b.offset, b.entry.id));
                 }
-                write_at(*offset, &raw)?;
+                write_at(l.offset, &raw)?;
                 if let Some(p) = progress {
                     p.advance(raw.len() as u64);
                 }
@@ -486,9 +547,9 @@ impl Repository {
                     .count();
             let stop = chunks.get(end).map_or(manifest.image.bytes, |c| c.0);
             let window = std::sync::Mutex::new(vec![0u8; (stop - base) as usize]);
-            let runs = self.plan_runs(&chunks[first..end], &packs)?;
+            let plan = self.plan_chunks(&chunks[first..end], &packs)?;
             self.fetch_all(
-                &runs,
+                &plan,
                 &|offset, bytes| {
                     let mut w = window
                         .lock()
