@@ -180,7 +180,7 @@ echo "|---|---:|---:|"
 echo "| litevault (pages) | ${restore_s[pages]} | ${restore_quick_s[pages]} |"
 echo "| litevault (vacuum) | ${restore_s[vacuum]} | ${restore_quick_s[vacuum]} |"
 echo "| restic restore | ${restore_s[restic]} | - |"
-echo "(litevault: fsync, whole-image hash and per-blob id checks, then integrity_check or quick_check; restic: writes the file)"
+echo "(litevault: blob authentication, fsync, whole-image keyed hash, then integrity_check or quick_check; restic: writes the file)"
 echo
 [ -n "$only_restore" ] || awk -v a="${add_med[pages]}" -v r="${add_med[restic]}" -v ti="${inc_med[pages]}" -v tr="${inc_med[restic]}" \
   'BEGIN {printf "pages vs VACUUM INTO + restic: bytes added per day %.1fx smaller, incremental backup %.1fx faster\n", r/(a>0?a:1), tr/(ti>0?ti:0.001)}'
