@@ -66,10 +66,11 @@ for mode in wal delete; do
   db="$work/app-$mode.db"; repo="$work/repo-$mode"
   rm -rf "$db" "$db-wal" "$db-shm" "$db-journal" "$repo" "$work/stop" "$work/lat-$mode.json"
   cp "$base" "$db"
-  sqlite3 "$db" "PRAGMA journal_mode=$mode" >/dev/null
   "$lv" -q --repo "$repo" init
   "$lv" -q --repo "$repo" backup "$db"   # the first backup: what follows is a daily one
   python3 "$workload" mutate "$db" --step 1 --seed 42 >/dev/null
+  # (workload.py puts the database back in WAL mode)
+  [ "$(sqlite3 "$db" "PRAGMA journal_mode=$mode")" = "$mode" ] || { echo "bench: cannot set journal_mode=$mode" >&2; exit 1; }
   python3 "$work/writer.py" "$db" "$work/stop" "$work/lat-$mode.json" "$rate" "$mode" &
   writer=$!
   sleep 2

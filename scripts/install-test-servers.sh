@@ -19,6 +19,7 @@ command -v man >/dev/null || need_apt+=(man-db)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v openssl >/dev/null || need_apt+=(openssl)
 [ -d /usr/share/zoneinfo/Europe ] || need_apt+=(tzdata)
+command -v mkfs.xfs >/dev/null || need_apt+=(xfsprogs)   # a filesystem with reflinks, on a loop device
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   apt-get update -qq

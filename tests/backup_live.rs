@@ -58,10 +58,13 @@ fn check_ledger(path: &std::path::Path) -> i64 {
     n
 }
 
-fn backup_while_writing(wal: bool) {
+/// Three backups of a ledger while a writer commits without pause; each
+/// snapshot must be a committed state. `dir`: where the database lives
+/// (default: the test's directory). Returns the backups' summaries.
+fn backup_while_writing(wal: bool, dir: Option<&std::path::Path>) -> Vec<litevault::BackupSummary> {
     let env = Env::new();
     env.init();
-    let db = env.dir.path().join("ledger.db");
+    let db = dir.unwrap_or(env.dir.path()).join("ledger.db");
     ledger(&db, wal);
     let stop = Arc::new(AtomicBool::new(false));
     let commits = Arc::new(AtomicU64::new(0));
@@ -88,14 +91,14 @@ fn backup_while_writing(wal: bool) {
     }
     let repo = Repository::open_local(&env.repo, PASSWORD.as_bytes()).unwrap();
     let before = commits.load(Ordering::Relaxed);
-    let mut snaps = 0;
+    let mut summaries = Vec::new();
     for _ in 0..3 {
         let mut opts = BackupOptions::new(&db);
         opts.force = true;
         opts.lock_timeout = Duration::from_secs(60);
-        litevault::backup(&repo, &opts).unwrap();
-        snaps += 1;
+        summaries.push(litevault::backup(&repo, &opts).unwrap());
     }
+    let snaps = summaries.len();
     let during = commits.load(Ordering::Relaxed) - before;
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
@@ -111,16 +114,50 @@ fn backup_while_writing(wal: bool) {
         let n = check_ledger(&p);
         assert!(n >= 20_000, "{n}");
     }
+    summaries
 }
 
 #[test]
 fn backup_during_continuous_commits_in_wal_mode_is_a_committed_state() {
-    backup_while_writing(true);
+    for s in backup_while_writing(true, None) {
+        assert!(!s.cloned, "a WAL database needs no clone");
+    }
 }
 
 #[test]
 fn backup_during_continuous_commits_in_rollback_mode_is_a_committed_state() {
-    backup_while_writing(false);
+    // The test directory's filesystem (ext4, tmpfs) cannot clone a file:
+    // the pages are read under the lock.
+    for s in backup_while_writing(false, None) {
+        assert!(!s.cloned && s.read_lock_ms > 0, "{s:?}");
+    }
+}
+
+/// On a filesystem with reflinks a rollback-journal backup clones the
+/// file under the lock and reads the clone after releasing it: the lock
+/// is held for the clone only, the snapshot is still one committed state,
+/// and no clone is left behind.
+#[test]
+fn rollback_mode_backup_on_a_reflink_filesystem_reads_a_clone_made_under_the_lock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(fs) = crate::util::XfsFs::mount(tmp.path()) else {
+        eprintln!("mkfs.xfs or loop mounts are not available here; skipped");
+        return;
+    };
+    for s in backup_while_writing(false, Some(fs.path())) {
+        assert!(s.cloned, "{s:?}");
+        assert!(
+            s.read_lock_ms * 2 < s.manifest.stats.duration_ms.max(2),
+            "the lock was held for {} ms of {} ms",
+            s.read_lock_ms,
+            s.manifest.stats.duration_ms
+        );
+    }
+    let left: Vec<_> = crate::util::names(fs.path())
+        .into_iter()
+        .filter(|n| n.contains("litevault"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]

@@ -187,8 +187,22 @@ fn print_summary(ctx: &Ctx, json: bool, s: &litevault::BackupSummary) -> Result<
         human(s.added_bytes),
         s.packs
     ))?;
+    // In rollback-journal mode writers wait while the read lock is held.
+    let lock = if s.cloned {
+        format!(
+            "; writers waited {:.3} s (read from a clone)",
+            s.read_lock_ms as f64 / 1000.0
+        )
+    } else if !m.image.journal_mode.eq_ignore_ascii_case("wal") && s.read_lock_ms > 0 {
+        format!(
+            "; writers waited up to {:.2} s",
+            s.read_lock_ms as f64 / 1000.0
+        )
+    } else {
+        String::new()
+    };
     ctx.summary(format_args!(
-        "  time    {:.2} s, {}/s",
+        "  time    {:.2} s, {}/s{lock}",
         m.stats.duration_ms as f64 / 1000.0,
         human(s.throughput as u64)
     ))

@@ -222,6 +222,16 @@ pub struct BackupSummary {
     /// repository to the end of this command (lock released).
     #[serde(default)]
     pub io: IoStats,
+    /// How long the database's read transaction was held, in
+    /// milliseconds (in rollback-journal mode, how long writers waited at
+    /// most): the page read, or the `VACUUM INTO` export; 0 for a copy.
+    #[serde(default)]
+    pub read_lock_ms: u64,
+    /// The pages were read from a copy-on-write clone of the database
+    /// file made under the lock (rollback-journal mode, a filesystem with
+    /// reflinks), so the lock was held only while cloning.
+    #[serde(default)]
+    pub cloned: bool,
 }
 
 /// A chunk or tree blob to compress and seal.
@@ -618,6 +628,7 @@ fn run<'s>(
     phase("closing source");
     let mut meta = source.finish()?;
     let warnings = std::mem::take(&mut meta.warnings);
+    let (read_lock_ms, cloned) = (meta.read_lock_ms, meta.cloned);
     opts.cancel.check(STOPPED)?;
     phase("saving snapshot");
     let mut manifest = new_manifest(opts, meta, root, hash, &counts, &stats);
@@ -644,6 +655,8 @@ fn run<'s>(
             throughput,
             warnings: warnings.clone(),
             io: IoStats::default(),
+            read_lock_ms,
+            cloned,
         };
     let unchanged = if opts.force {
         None

@@ -53,6 +53,13 @@ pub struct ImageMeta {
     /// What SQLite reported while reading that did not stop the backup
     /// (a corrupt schema: the image is kept as it is on disk).
     pub warnings: Vec<String>,
+    /// The pages were read from a copy-on-write clone of the file, made
+    /// under the read lock, which was then released (rollback-journal
+    /// mode on a filesystem with reflinks).
+    pub cloned: bool,
+    /// How long the source's read transaction was held, in milliseconds:
+    /// in rollback-journal mode, how long writers could not commit.
+    pub read_lock_ms: u64,
 }
 
 /// A consistent image of a database, page by page.
@@ -190,9 +197,14 @@ fn begin_read(
     first
 }
 
-/// Reads a consistent page image inside one read transaction.
+/// Reads a consistent page image inside one read transaction, or from a
+/// copy-on-write clone of the file made inside one (see [`clone_file`]).
 pub struct PageReader<'c> {
     conn: &'c Connection,
+    /// The clone and a connection reading it, when one was made.
+    clone: Option<(TempDb, Connection)>,
+    /// When the source's read transaction began; `None` once it ended.
+    locked_at: Option<std::time::Instant>,
     path: PathBuf,
     lock_timeout: Duration,
     meta: ImageMeta,
@@ -279,7 +291,51 @@ fn freelist(
     Ok(Some((bits, trunk_use)))
 }
 
+/// In rollback-journal mode a reader's SHARED lock keeps every writer
+/// from committing for as long as the read lasts (seconds for a few GiB).
+/// Where the filesystem can clone a file by reference (`FICLONE`: XFS,
+/// Btrfs, bcachefs, ZFS 2.2), the file is cloned under the lock, which
+/// takes milliseconds and copies nothing, and the pages are read from the
+/// clone after the lock is released. The lock guarantees no writer is
+/// changing the file (a writer needs EXCLUSIVE to write it, and a hot
+/// journal is rolled back before SHARED is granted), so the clone is the
+/// same consistent image. The clone is private (0600), beside the
+/// database (a clone cannot cross filesystems) and removed like every
+/// temporary file. `None` where cloning is not possible: the read then
+/// happens under the lock, as before.
+///
+/// The source's own descriptor stays open until the lock is released
+/// (returned to the caller): closing any descriptor of a file drops every
+/// POSIX lock this process holds on it, SQLite's included.
+fn clone_file(path: &Path) -> Option<(TempDb, std::fs::File)> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let stem = path.file_name()?.to_string_lossy().into_owned();
+    let source = std::fs::File::open(path).ok()?;
+    super::tempdb::remove_stale(dir);
+    let (clone, file) = TempDb::create(dir, &stem, "clone").ok()?;
+    rustix::fs::ioctl_ficlone(&file, &source).ok()?;
+    Some((clone, source))
+}
+
 impl<'c> PageReader<'c> {
+    /// The connection the pages are read with: the clone's, or the
+    /// source's inside its read transaction.
+    fn reading(&self) -> &Connection {
+        self.clone.as_ref().map_or(self.conn, |(_, c)| c)
+    }
+
+    /// Ends the source's read transaction (once).
+    fn release(&mut self) -> rusqlite::Result<()> {
+        if let Some(t) = self.locked_at.take() {
+            self.meta.read_lock_ms = t.elapsed().as_millis() as u64;
+            self.conn.execute_batch("COMMIT")?;
+        }
+        Ok(())
+    }
+
     /// Begins the read transaction and reads the image's metadata in it.
     pub fn begin(
         conn: &'c Connection,
@@ -295,6 +351,8 @@ impl<'c> PageReader<'c> {
         let (page_size, page_count) = started.map_err(err)?;
         let mut reader = Self {
             conn,
+            clone: None,
+            locked_at: Some(std::time::Instant::now()),
             path: path.to_path_buf(),
             lock_timeout,
             meta: ImageMeta {
@@ -307,6 +365,8 @@ impl<'c> PageReader<'c> {
                 change_counter: 0,
                 zeroed_free_pages: 0,
                 warnings: Vec::new(),
+                cloned: false,
+                read_lock_ms: 0,
             },
             free: Vec::new(),
             trunks: std::collections::HashMap::new(),
@@ -334,7 +394,17 @@ impl<'c> PageReader<'c> {
         reader.meta.journal_mode = conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .map_err(err)?;
-        match schema_hash(conn, key) {
+        if !reader.meta.journal_mode.eq_ignore_ascii_case("wal") {
+            if let Some((clone, source)) = clone_file(path) {
+                if let Ok(c) = open_immutable(clone.path()) {
+                    reader.clone = Some((clone, c));
+                    reader.meta.cloned = true;
+                    reader.release().map_err(err)?;
+                }
+                drop(source);
+            }
+        }
+        match schema_hash(reader.reading(), key) {
             Ok(h) => reader.meta.schema_hash = h,
             // The pages are read raw: a corrupt schema does not stop the
             // backup of the file as it is, but it is said.
@@ -347,11 +417,11 @@ impl<'c> PageReader<'c> {
             Err(e) => return Err(err(e)),
         }
         if opts.verify {
-            reader.meta.quick_check = Some(quick_check(conn, path, lock_timeout)?);
+            reader.meta.quick_check = Some(quick_check(reader.reading(), path, lock_timeout)?);
         }
         if !opts.keep_free_pages && reader.meta.page_count > 0 {
-            let page1 = read_page(conn, 1).map_err(err)?;
-            match freelist(conn, &page1, reader.meta.page_count).map_err(err)? {
+            let page1 = read_page(reader.reading(), 1).map_err(err)?;
+            match freelist(reader.reading(), &page1, reader.meta.page_count).map_err(err)? {
                 Some((bits, trunks)) => {
                     reader.free = bits;
                     reader.trunks = trunks;
@@ -378,12 +448,13 @@ impl ImageSource for PageReader<'_> {
     }
 
     fn for_each_page(&mut self, f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
-        let _interrupt = super::interrupt_on_cancel(self.conn, &self.cancel);
+        // (Borrowing the two fields, not `self`: the loop updates `meta`.)
+        let conn = self.clone.as_ref().map_or(self.conn, |(_, c)| c);
+        let _interrupt = super::interrupt_on_cancel(conn, &self.cancel);
         let err = |e: rusqlite::Error| sql_error(&self.path, self.lock_timeout, &e);
         let ps = self.meta.page_size as usize;
         let lock_page = lock_byte_page(self.meta.page_size, self.meta.page_count);
-        let mut stmt = self
-            .conn
+        let mut stmt = conn
             .prepare("SELECT pgno, data FROM sqlite_dbpage('main') WHERE pgno <> ?1")
             .map_err(err)?;
         let mut rows = stmt.query([lock_page.unwrap_or(0)]).map_err(err)?;
@@ -454,8 +525,7 @@ impl ImageSource for PageReader<'_> {
 
     fn finish(mut self: Box<Self>) -> Result<ImageMeta> {
         self.open = false;
-        self.conn
-            .execute_batch("COMMIT")
+        self.release()
             .map_err(|e| sql_error(&self.path, self.lock_timeout, &e))?;
         Ok(self.meta.clone())
     }
@@ -463,7 +533,7 @@ impl ImageSource for PageReader<'_> {
 
 impl Drop for PageReader<'_> {
     fn drop(&mut self) {
-        if self.open {
+        if self.open && self.locked_at.is_some() {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
     }
@@ -515,6 +585,8 @@ impl VacuumExport {
                 change_counter: 0,
                 zeroed_free_pages: 0,
                 warnings: Vec::new(),
+                cloned: false,
+                read_lock_ms: 0,
             },
         };
         if opts.verify {
@@ -531,7 +603,10 @@ impl VacuumExport {
             )
         })?;
         let interrupt = super::interrupt_on_cancel(conn, &opts.cancel);
+        let started = std::time::Instant::now();
         let result = conn.execute("VACUUM INTO ?1", [target]);
+        // The export is one read transaction.
+        export.meta.read_lock_ms = started.elapsed().as_millis() as u64;
         drop(interrupt);
         result.map_err(|e| match e.sqlite_error_code() {
             Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::DiskFull) => {
@@ -628,6 +703,8 @@ impl ImageFile {
             change_counter: origin.change_counter,
             zeroed_free_pages: origin.zeroed_free_pages,
             warnings: Vec::new(),
+            cloned: false,
+            read_lock_ms: 0,
         };
         match open_immutable(path).and_then(|c| schema_hash(&c, key)) {
             Ok(h) => meta.schema_hash = h,

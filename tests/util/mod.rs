@@ -234,3 +234,45 @@ impl Drop for SmallFs {
         let _ = Command::new("umount").arg(&self.0).status();
     }
 }
+
+/// An XFS filesystem (reflinks on) in a sparse file on a loop device,
+/// mounted at `dir/mnt` for the life of the value; `None` where mkfs.xfs
+/// or loop mounts are not available.
+pub struct XfsFs(PathBuf);
+
+impl XfsFs {
+    pub fn mount(dir: &Path) -> Option<Self> {
+        std::fs::create_dir_all(dir).unwrap();
+        let image = dir.join("xfs.img");
+        let mnt = dir.join("mnt");
+        std::fs::create_dir_all(&mnt).unwrap();
+        // XFS needs at least 300 MiB; the file is sparse.
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(320 << 20)
+            .unwrap();
+        let made = Command::new("mkfs.xfs")
+            .args(["-q", "-f", "-m", "reflink=1"])
+            .arg(&image)
+            .status()
+            .is_ok_and(|s| s.success());
+        let mounted = made
+            && Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(&image)
+                .arg(&mnt)
+                .status()
+                .is_ok_and(|s| s.success());
+        mounted.then(|| Self(mnt))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for XfsFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
