@@ -446,7 +446,10 @@ fn ssh_wrapper(dir: &Path, config: &Path) {
     std::fs::write(
         &path,
         format!(
-            "#!/bin/sh\nexec /usr/bin/ssh -F '{}' \"$@\"\n",
+            // The first value of an option wins: a master connection left
+            // by a process the tests kill (SIGKILL: no `ssh -O exit`) ends
+            // 30 s after its last use instead of persisting.
+            "#!/bin/sh\nexec /usr/bin/ssh -F '{}' -o ControlPersist=30 \"$@\"\n",
             config.display()
         ),
     )
