@@ -295,6 +295,14 @@ fn backup_of_several_databases_and_of_a_directory_tree() {
     .unwrap();
     std::os::unix::fs::symlink(&a, root.join("link-to-a.db")).unwrap();
     std::os::unix::fs::symlink(&root, root.join("sub/loop")).unwrap();
+    // Another litevault's temporary copies (a clone, a restore's copy).
+    for what in ["clone", "restore"] {
+        std::fs::copy(
+            &a,
+            root.join(format!(".a.db.litevault-{what}-4242-0123456789abcdef")),
+        )
+        .unwrap();
+    }
 
     // Two named databases: two snapshots, one JSON object per line.
     let out = env.run(&["backup", a.to_str().unwrap(), b.to_str().unwrap(), "--json"]);
@@ -338,7 +346,8 @@ fn backup_of_several_databases_and_of_a_directory_tree() {
         !names.iter().any(|n| n.contains("scratch")
             || n.contains("old.db")
             || n.contains("link-to")
-            || n.contains("loop")),
+            || n.contains("loop")
+            || n.contains("litevault-")),
         "{names:?}"
     );
 

@@ -38,7 +38,9 @@ pub fn excludes<S: AsRef<str>>(patterns: &[S]) -> Result<GlobSet> {
         .map_err(|e| Error::option("exclude", format!("exclude patterns: {e}")))
 }
 
-/// True if `path` names a side file of a database, not a database.
+/// True if `path` names a side file of a database, or a temporary copy
+/// litevault is making (a clone beside a database being backed up, a
+/// restore's copy beside its target), not a database.
 fn side_file(path: &Path) -> bool {
     let name = path
         .file_name()
@@ -47,6 +49,7 @@ fn side_file(path: &Path) -> bool {
     ["-wal", "-shm", "-journal"]
         .iter()
         .any(|s| name.ends_with(s))
+        || super::tempdb::is_temporary(&name)
 }
 
 /// Every SQLite database under `dir` not excluded by `exclude`.

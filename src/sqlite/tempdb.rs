@@ -78,6 +78,12 @@ impl Drop for TempDb {
     }
 }
 
+/// True if `name` is a temporary file litevault made (a restore's copy, a
+/// clone, an export) or one of its side files: never a database to back up.
+pub fn is_temporary(name: &str) -> bool {
+    owner_pid(name).is_some()
+}
+
 /// The pid in a temporary name litevault made, if `name` is one.
 fn owner_pid(name: &str) -> Option<u32> {
     let rest = &name[name.find(".litevault-")? + ".litevault-".len()..];
