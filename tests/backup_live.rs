@@ -133,6 +133,65 @@ fn backup_during_continuous_commits_in_rollback_mode_is_a_committed_state() {
     }
 }
 
+/// Where no clone can be made (this test's filesystem), the pages are
+/// read under the lock: a writer in another process cannot commit while
+/// they are read. (Trying a clone opens the database file; closing that
+/// descriptor before the read ends would drop SQLite's POSIX lock, and a
+/// writer in this process would not notice: SQLite tracks its own.)
+#[test]
+fn rollback_mode_read_without_a_clone_keeps_writers_out_until_it_ends() {
+    struct TryWrite {
+        db: std::path::PathBuf,
+        tried: AtomicBool,
+        outcome: std::sync::Mutex<Option<std::process::Output>>,
+    }
+    impl litevault::Progress for TryWrite {
+        fn start(&self, _: u64) {}
+        fn advance(&self, _: u64) {
+            // The first chunk: the read transaction is open.
+            if self.tried.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            let out = std::process::Command::new("sqlite3")
+                .arg(&self.db)
+                .arg(
+                    "BEGIN IMMEDIATE; INSERT INTO rows(val, pad) VALUES (7, x'');
+                     UPDATE totals SET n = n + 1, total = total + 7; COMMIT;",
+                )
+                .output()
+                .expect("the sqlite3 command-line tool");
+            *self.outcome.lock().unwrap() = Some(out);
+        }
+    }
+    let env = Env::new();
+    env.init();
+    let db = env.dir.path().join("ledger.db");
+    ledger(&db, false);
+    let probe = Arc::new(TryWrite {
+        db: db.clone(),
+        tried: AtomicBool::new(false),
+        outcome: std::sync::Mutex::new(None),
+    });
+    let repo = Repository::open_local(&env.repo, PASSWORD.as_bytes()).unwrap();
+    let mut opts = BackupOptions::new(&db);
+    opts.progress = Some(probe.clone());
+    let s = litevault::backup(&repo, &opts).unwrap();
+    assert!(!s.cloned, "{s:?}");
+    let out = probe.outcome.lock().unwrap().take().expect("the probe ran");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("locked"),
+        "a writer committed during the read: {out:?}"
+    );
+    // Once the backup is done, the same write commits.
+    let again = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg("BEGIN IMMEDIATE; INSERT INTO rows(val, pad) VALUES (7, x''); UPDATE totals SET n = n + 1, total = total + 7; COMMIT;")
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{again:?}");
+}
+
 /// On a filesystem with reflinks a rollback-journal backup clones the
 /// file under the lock and reads the clone after releasing it: the lock
 /// is held for the clone only, the snapshot is still one committed state,

@@ -214,7 +214,6 @@ pub struct PageReader<'c> {
     /// over from what the page held before, is stored as zeros).
     trunks: std::collections::HashMap<u64, usize>,
     cancel: Cancel,
-    open: bool,
 }
 
 /// Reads one page inside the read transaction.
@@ -304,20 +303,37 @@ fn freelist(
 /// temporary file. `None` where cloning is not possible: the read then
 /// happens under the lock, as before.
 ///
-/// The source's own descriptor stays open until the lock is released
-/// (returned to the caller): closing any descriptor of a file drops every
-/// POSIX lock this process holds on it, SQLite's included.
-fn clone_file(path: &Path) -> Option<(TempDb, std::fs::File)> {
+/// The clone is made by another process (`cp --reflink=always`), never
+/// by opening the database file here: closing any descriptor of a file
+/// drops every POSIX lock this process holds on it, SQLite's included,
+/// and an application's other connections to it too.
+fn clone_file(path: &Path) -> Option<TempDb> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     let stem = path.file_name()?.to_string_lossy().into_owned();
-    let source = std::fs::File::open(path).ok()?;
     super::tempdb::remove_stale(dir);
-    let (clone, file) = TempDb::create(dir, &stem, "clone").ok()?;
-    rustix::fs::ioctl_ficlone(&file, &source).ok()?;
-    Some((clone, source))
+    // Made first, so the clone has its mode (0600): cp keeps an existing
+    // target's mode.
+    let (clone, _) = TempDb::create(dir, &stem, "clone").ok()?;
+    let cp = if Path::new("/bin/cp").exists() {
+        "/bin/cp"
+    } else {
+        "cp"
+    };
+    std::process::Command::new(cp)
+        .arg("--reflink=always")
+        .arg("--")
+        .arg(path)
+        .arg(clone.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .ok()?
+        .success()
+        .then_some(clone)
 }
 
 impl<'c> PageReader<'c> {
@@ -329,9 +345,10 @@ impl<'c> PageReader<'c> {
 
     /// Ends the source's read transaction (once).
     fn release(&mut self) -> rusqlite::Result<()> {
-        if let Some(t) = self.locked_at.take() {
-            self.meta.read_lock_ms = t.elapsed().as_millis() as u64;
+        if let Some(t) = self.locked_at {
             self.conn.execute_batch("COMMIT")?;
+            self.meta.read_lock_ms = t.elapsed().as_millis() as u64;
+            self.locked_at = None;
         }
         Ok(())
     }
@@ -371,7 +388,6 @@ impl<'c> PageReader<'c> {
             free: Vec::new(),
             trunks: std::collections::HashMap::new(),
             cancel: opts.cancel.clone(),
-            open: true,
         };
         reader.meta.page_size = u32::try_from(page_size).map_err(|_| {
             Error::source(
@@ -395,13 +411,12 @@ impl<'c> PageReader<'c> {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .map_err(err)?;
         if !reader.meta.journal_mode.eq_ignore_ascii_case("wal") {
-            if let Some((clone, source)) = clone_file(path) {
+            if let Some(clone) = clone_file(path) {
                 if let Ok(c) = open_immutable(clone.path()) {
                     reader.clone = Some((clone, c));
                     reader.meta.cloned = true;
                     reader.release().map_err(err)?;
                 }
-                drop(source);
             }
         }
         match schema_hash(reader.reading(), key) {
@@ -524,7 +539,6 @@ impl ImageSource for PageReader<'_> {
     }
 
     fn finish(mut self: Box<Self>) -> Result<ImageMeta> {
-        self.open = false;
         self.release()
             .map_err(|e| sql_error(&self.path, self.lock_timeout, &e))?;
         Ok(self.meta.clone())
@@ -533,7 +547,9 @@ impl ImageSource for PageReader<'_> {
 
 impl Drop for PageReader<'_> {
     fn drop(&mut self) {
-        if self.open && self.locked_at.is_some() {
+        // A read that did not finish (an error, a signal): end the
+        // transaction.
+        if self.locked_at.is_some() {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
     }
