@@ -36,6 +36,20 @@ impl IoStats {
         self.lists + self.gets + self.puts + self.deletes
     }
 
+    /// The two together (several backends, or several phases).
+    #[must_use]
+    pub fn plus(&self, other: &IoStats) -> IoStats {
+        IoStats {
+            lists: self.lists + other.lists,
+            gets: self.gets + other.gets,
+            puts: self.puts + other.puts,
+            deletes: self.deletes + other.deletes,
+            bytes_sent: self.bytes_sent + other.bytes_sent,
+            bytes_received: self.bytes_received + other.bytes_received,
+            cache_hits: self.cache_hits + other.cache_hits,
+        }
+    }
+
     /// What happened between `earlier` and `self`.
     #[must_use]
     pub fn since(&self, earlier: &IoStats) -> IoStats {

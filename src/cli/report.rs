@@ -61,7 +61,7 @@ impl PhaseLog {
             r.runs += 1;
             r.time += time;
             r.bytes += c.bytes;
-            r.io = add(&r.io, &io);
+            r.io = r.io.plus(&io);
         } else {
             self.done.push(Row {
                 name: c.name,
@@ -71,18 +71,6 @@ impl PhaseLog {
                 io,
             });
         }
-    }
-}
-
-fn add(a: &IoStats, b: &IoStats) -> IoStats {
-    IoStats {
-        lists: a.lists + b.lists,
-        gets: a.gets + b.gets,
-        puts: a.puts + b.puts,
-        deletes: a.deletes + b.deletes,
-        bytes_sent: a.bytes_sent + b.bytes_sent,
-        bytes_received: a.bytes_received + b.bytes_received,
-        cache_hits: a.cache_hits + b.cache_hits,
     }
 }
 
@@ -154,7 +142,7 @@ impl Reporter {
 
     fn io_now(&self) -> IoStats {
         self.backends.iter().fold(IoStats::default(), |sum, b| {
-            add(&sum, &b.io_stats().unwrap_or_default())
+            sum.plus(&b.io_stats().unwrap_or_default())
         })
     }
 
