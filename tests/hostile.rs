@@ -552,3 +552,226 @@ fn tree_blob_swapped_for_a_data_blob() {
     assert_eq!(restore.code, 13, "{restore:?}");
     assert_eq!(check.code, 1);
 }
+
+// ---- Delta blobs (format 2): chains that are missing, looping, damaged,
+// absurdly long, or of the wrong kind. The index is what a restore follows,
+// so each case forges it (check also finds the index disagreeing with the
+// pack headers).
+
+/// Every index file merged into one, the old files removed, `f` applied,
+/// the result stored; `setup`'s second snapshot must have made deltas.
+fn forge_index(env: &Env, f: impl FnOnce(&mut litevault::format::index::IndexFile)) {
+    use litevault::format::index::IndexFile;
+    let repo = crate::backup::open(env);
+    let mut all = IndexFile::default();
+    let old = files(&env.repo.join("index"));
+    for p in &old {
+        let id = p.file_name().unwrap().to_string_lossy().parse().unwrap();
+        all.packs.extend(repo.load_index_file(&id).unwrap().packs);
+    }
+    let deltas = all
+        .packs
+        .iter()
+        .flat_map(|p| &p.blobs)
+        .filter(|b| b.entry.base.is_some())
+        .count();
+    assert!(deltas > 0, "the second backup stored no delta blob");
+    f(&mut all);
+    for p in old {
+        std::fs::remove_file(p).unwrap();
+    }
+    testing::save_index(&repo, &all).unwrap();
+}
+
+/// Positions (pack, blob) of the delta blobs of the forged index.
+fn delta_positions(all: &litevault::format::index::IndexFile) -> Vec<(usize, usize)> {
+    let mut v = Vec::new();
+    for (p, pack) in all.packs.iter().enumerate() {
+        for (b, blob) in pack.blobs.iter().enumerate() {
+            if blob.entry.base.is_some() {
+                v.push((p, b));
+            }
+        }
+    }
+    v
+}
+
+/// The latest snapshot's restore fails with a one-line damage error naming
+/// `needle`, leaves nothing behind, and check reports the damage.
+fn restore_refuses(env: &Env, needle: &str) {
+    let target = env.dir.path().join("restored.db");
+    let (restore, check) = survey(env);
+    assert_eq!(check.code, 1, "check missed the damage: {check:?}");
+    restore.fails(13, &[needle]);
+    assert!(
+        !target.exists(),
+        "a failed restore left {}",
+        target.display()
+    );
+}
+
+#[test]
+fn delta_whose_base_is_missing() {
+    let (env, _) = setup();
+    forge_index(&env, |all| {
+        for (p, b) in delta_positions(all) {
+            let e = &mut all.packs[p].blobs[b].entry;
+            e.base.as_mut().unwrap().id = litevault::BlobId::from_bytes([0xab; 32]);
+        }
+    });
+    restore_refuses(&env, "the base is missing");
+    let prune = env.run(&["prune"]);
+    sane(&prune);
+    assert_ne!(
+        prune.code, 0,
+        "prune ran on a repository missing bases: {prune:?}"
+    );
+}
+
+#[test]
+fn delta_chain_that_loops() {
+    let (env, _) = setup();
+    forge_index(&env, |all| {
+        let d = delta_positions(all);
+        // Every delta's base becomes the next delta, the last the first: a
+        // cycle, whatever depths they claim.
+        let ids: Vec<_> = d
+            .iter()
+            .map(|&(p, b)| all.packs[p].blobs[b].entry.id)
+            .collect();
+        for (i, &(p, b)) in d.iter().enumerate() {
+            let next = ids[(i + 1) % ids.len()];
+            let e = &mut all.packs[p].blobs[b].entry;
+            if next == e.id {
+                // A single delta: it claims a chain deeper than its base's.
+                e.base.as_mut().unwrap().depth = 5;
+            } else {
+                e.base.as_mut().unwrap().id = next;
+            }
+        }
+    });
+    restore_refuses(&env, "delta chain");
+}
+
+#[test]
+fn delta_chain_of_absurd_length() {
+    let (env, _) = setup();
+    // Deeper than any reader follows: the index is refused as it loads.
+    forge_index(&env, |all| {
+        for (p, b) in delta_positions(all) {
+            all.packs[p].blobs[b].entry.base.as_mut().unwrap().depth = u16::MAX;
+        }
+    });
+    restore_refuses(&env, "exceeds the 64");
+}
+
+#[test]
+fn delta_claiming_a_deeper_chain_than_it_has() {
+    let (env, _) = setup();
+    // 64 is within the format's bound, but the chain below is shorter.
+    forge_index(&env, |all| {
+        for (p, b) in delta_positions(all) {
+            all.packs[p].blobs[b].entry.base.as_mut().unwrap().depth = 64;
+        }
+    });
+    restore_refuses(&env, "depth");
+}
+
+#[test]
+fn delta_whose_base_is_a_tree_blob() {
+    let (env, _) = setup();
+    forge_index(&env, |all| {
+        let tree = all
+            .packs
+            .iter()
+            .flat_map(|p| &p.blobs)
+            .find(|b| {
+                b.entry.ty == litevault::format::pack::BlobType::Tree && b.entry.base.is_none()
+            })
+            .unwrap()
+            .entry
+            .id;
+        for (p, b) in delta_positions(all) {
+            let e = &mut all.packs[p].blobs[b].entry;
+            if e.ty == litevault::format::pack::BlobType::Data {
+                *e.base.as_mut().unwrap() =
+                    litevault::format::pack::DeltaBase { id: tree, depth: 1 };
+            }
+        }
+    });
+    restore_refuses(&env, "Tree blob");
+}
+
+#[test]
+fn delta_against_the_wrong_base_of_a_valid_chain() {
+    let (env, _) = setup();
+    // A full data blob of the same length stands in for the real base: the
+    // chain looks whole, the decoded bytes are wrong, and the id check
+    // catches them.
+    forge_index(&env, |all| {
+        let fulls: Vec<_> = all
+            .packs
+            .iter()
+            .flat_map(|p| &p.blobs)
+            .filter(|b| {
+                b.entry.ty == litevault::format::pack::BlobType::Data && b.entry.base.is_none()
+            })
+            .map(|b| b.entry.id)
+            .collect();
+        for (p, b) in delta_positions(all) {
+            let e = &mut all.packs[p].blobs[b].entry;
+            let real = e.base.unwrap().id;
+            if e.ty == litevault::format::pack::BlobType::Data && e.base.unwrap().depth == 1 {
+                let other = *fulls.iter().find(|f| **f != real).unwrap();
+                e.base.as_mut().unwrap().id = other;
+            }
+        }
+    });
+    let (restore, check) = survey(&env);
+    assert_eq!(check.code, 1, "check missed the damage: {check:?}");
+    assert_ne!(
+        restore.code, 0,
+        "restore used a delta against the wrong base: {restore:?}"
+    );
+    assert!(!env.dir.path().join("restored.db").exists());
+}
+
+#[test]
+fn damaged_base_breaks_only_its_chain_and_is_reported() {
+    let (env, db) = setup();
+    // Flip one byte inside a base blob where it lies in its pack.
+    let repo = crate::backup::open(&env);
+    let index = repo.index().unwrap();
+    let base = index
+        .packs()
+        .iter()
+        .flat_map(|p| &p.blobs)
+        .find_map(|b| b.entry.base)
+        .expect("a delta blob")
+        .id;
+    let loc = index.get(&base).unwrap();
+    let name = loc.pack.to_hex();
+    let path = env.repo.join("data").join(&name[..2]).join(&name);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[(loc.blob.offset + loc.blob.entry.stored_len / 2) as usize] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    drop(repo);
+    let (restore, check) = survey(&env);
+    assert_eq!(check.code, 1, "check missed the damaged base: {check:?}");
+    assert!(
+        check.stdout.contains(&base.short()) || check.stderr.contains(&base.short()),
+        "{check:?}"
+    );
+    restore.fails(13, &["failed authentication"]);
+    // A backup after the damage still works: a base that cannot be read
+    // only costs a full blob.
+    crate::backup::workload(&[
+        "mutate",
+        db.to_str().unwrap(),
+        "--step",
+        "2",
+        "--seed",
+        "77",
+    ]);
+    backup_json(&env, &[db.to_str().unwrap(), "--tag", "a"]);
+}

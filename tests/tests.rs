@@ -14,6 +14,7 @@ mod contract;
 mod corruption;
 mod crash;
 mod faults;
+mod formats;
 mod hostile;
 mod import;
 mod layers;

@@ -14,6 +14,17 @@ pub struct InitArgs {
     /// Target pack file size in MiB.
     #[arg(long, default_value_t = Config::DEFAULT_PACK_SIZE >> 20, value_name = "MIB")]
     pack_size: u32,
+    /// Repository format: 2 stores changed chunks as deltas; 1 is read by
+    /// litevault releases before format 2.
+    #[arg(long, default_value_t = litevault::format::REPOSITORY_VERSION, value_name = "N",
+          value_parser = clap::value_parser!(u8).range(1..=2))]
+    repository_version: u8,
+    /// Longest chain of delta blobs a backup writes (format 2): a restore
+    /// decodes at most this many blobs before each chunk; 0 stores every
+    /// changed chunk whole.
+    #[arg(long, default_value_t = litevault::format::config::DeltaParams::DEFAULT.max_depth,
+          value_name = "N", value_parser = clap::value_parser!(u16).range(0..=64))]
+    max_delta_depth: u16,
     /// Print the new repository's id, location and key as one JSON object.
     #[arg(long)]
     json: bool,
@@ -45,6 +56,8 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<()> {
             zstd_level: args.compression_level,
         },
         pack_size: args.pack_size << 20,
+        version: args.repository_version,
+        max_delta_depth: args.max_delta_depth,
         ..InitOptions::default()
     };
     let repo = Repository::init(

@@ -34,15 +34,15 @@ use serde::{Deserialize, Serialize};
 use crate::backend::IoStats;
 use crate::error::{Error, Result};
 use crate::format::chunker::PageChunker;
-use crate::format::crypto::MasterKey;
 use crate::format::lock::LockKind;
 use crate::format::manifest::{BackupStats, DatabaseInfo, ImageInfo, Manifest, Strategy};
-use crate::format::pack::BlobType;
+use crate::format::pack::{BlobType, DeltaBase};
 use crate::format::tree::{TreeBuilder, TreeEntry, TreeNode, TreeRoot};
 use crate::id::{BlobId, SnapshotId};
 use crate::progress::{Cancel, Progress};
-use crate::repo::packer::{seal_blob, IndexMode, Packer, PackerStats, SealedBlob};
-use crate::repo::{validate_tag, GroupBy, Index, LockGuard, Repository};
+use crate::repo::packer::{seal_blob_against, IndexMode, Packer, PackerStats, SealedBlob};
+use crate::repo::walker::TreeLayout;
+use crate::repo::{validate_tag, BaseCache, GroupBy, Index, LockGuard, Repository};
 use crate::sqlite::source::{open_source, ImageMeta, ImageSource, SourceOptions};
 
 const STOPPED: &str = "backup stopped; no snapshot was written";
@@ -239,71 +239,184 @@ struct Job {
     ty: BlobType,
     id: BlobId,
     data: Vec<u8>,
+    /// The blob to try compressing it against (format 2).
+    base: Option<DeltaBase>,
 }
 
-/// Chunk-side state, on its own thread: the image hash, chunk ids, dedup
-/// against the index, the chunk-list tree. It receives whole chunks in
-/// order from the reader, which meanwhile fetches pages and finds cuts.
+/// Where a blob sits: a data blob's bytes of the image, or the bytes a
+/// tree blob of `level` covers.
+#[derive(Clone, Copy)]
+struct Span {
+    level: u8,
+    offset: u64,
+    len: u64,
+}
+
+/// The previous version of the image, for choosing delta bases: the layout
+/// of the latest snapshot of the same database, loaded when the first new
+/// blob needs it (an unchanged database never does).
+struct Parent {
+    snapshot: Option<Manifest>,
+    layout: Option<TreeLayout>,
+    max_depth: u16,
+}
+
+impl Parent {
+    /// The latest snapshot of the database at `path` on `host`, if the
+    /// repository writes deltas.
+    fn find(repo: &Repository, path: &str, host: &str) -> Result<Self> {
+        let max_depth = repo.config().max_delta_depth();
+        let snapshot = if max_depth == 0 {
+            None
+        } else {
+            repo.snapshots()?
+                .into_iter()
+                .filter(|(_, m)| m.database.path == path && m.host == host)
+                .max_by_key(|(_, m)| m.timestamp())
+                .map(|(_, m)| m)
+        };
+        Ok(Self {
+            snapshot,
+            layout: None,
+            max_depth,
+        })
+    }
+
+    /// The base for a new blob at `at`: the parent's blob of the same kind
+    /// (and tree level) overlapping it most, or the nearest ancestor in its
+    /// delta chain shallow enough that the new blob stays within the depth
+    /// limit.
+    fn base_for(
+        &mut self,
+        repo: &Repository,
+        index: &Index,
+        ty: BlobType,
+        at: Span,
+    ) -> Option<DeltaBase> {
+        let m = self.snapshot.as_ref()?;
+        if self.layout.is_none() {
+            // A parent that cannot be read gives no bases; the backup goes on.
+            self.layout = Some(repo.tree_layout(m).unwrap_or_default());
+        }
+        let layout = self.layout.as_ref()?;
+        let spans: &[(u64, u64, BlobId)] = match ty {
+            BlobType::Data => &layout.chunks,
+            BlobType::Tree => layout.nodes.get(usize::from(at.level))?,
+        };
+        let end = at.offset + at.len;
+        let first = spans
+            .partition_point(|s| s.0 <= at.offset)
+            .saturating_sub(1);
+        let mut best: Option<(u64, BlobId)> = None;
+        for &(start, stop, id) in spans.get(first..)? {
+            if start >= end {
+                break;
+            }
+            let overlap = stop.min(end).saturating_sub(start.max(at.offset));
+            if overlap > 0 && best.is_none_or(|(o, _)| overlap > o) {
+                best = Some((overlap, id));
+            }
+        }
+        let (_, mut id) = best?;
+        loop {
+            let entry = index.get(&id)?.blob.entry;
+            if entry.ty != ty {
+                return None;
+            }
+            let depth = entry.base.map_or(0, |b| b.depth);
+            if depth < self.max_depth {
+                return Some(DeltaBase {
+                    id,
+                    depth: depth + 1,
+                });
+            }
+            id = entry.base?.id;
+        }
+    }
+}
+
 struct Indexer<'a> {
-    repo: &'a Repository,
-    known: Known,
-    jobs: Sender<Job>,
+    out: Emitter<'a>,
     tree: TreeBuilder,
     image: blake3::Hasher,
     counts: ReaderCounts,
 }
 
-impl Indexer<'_> {
-    /// Queues a blob for sealing unless the repository (or this backup)
-    /// already has it; true if queued.
-    fn queue(
-        jobs: &Sender<Job>,
-        known: &mut Known,
-        ty: BlobType,
-        id: BlobId,
-        data: Vec<u8>,
-    ) -> Result<bool> {
-        if !known.insert(id) {
+/// Queues new blobs for the workers, each with the base a delta would be
+/// made against.
+struct Emitter<'a> {
+    repo: &'a Repository,
+    known: Known,
+    parent: Parent,
+    jobs: Sender<Job>,
+    /// Image bytes covered by the tree blobs stored so far, per level: where
+    /// the next tree blob of each level starts.
+    tree_offsets: Vec<u64>,
+}
+
+impl Emitter<'_> {
+    /// Queues a blob covering `offset..offset + len` of the image (a tree
+    /// blob: of its level) unless the repository or this backup already
+    /// has it; true if queued.
+    fn queue(&mut self, ty: BlobType, id: BlobId, data: Vec<u8>, at: Span) -> Result<bool> {
+        if !self.known.insert(id) {
             return Ok(false);
         }
-        jobs.send(Job { ty, id, data }).map_err(|_| stopped())?;
+        let base = self.parent.base_for(self.repo, &self.known.index, ty, at);
+        self.jobs
+            .send(Job { ty, id, data, base })
+            .map_err(|_| stopped())?;
         Ok(true)
     }
 
-    fn store_tree_node(
-        jobs: &Sender<Job>,
-        known: &mut Known,
-        key: &MasterKey,
-        node: &TreeNode,
-    ) -> Result<BlobId> {
+    fn tree_node(&mut self, node: &TreeNode) -> Result<BlobId> {
         let bytes = node.encode();
-        let id = key.blob_id(&bytes);
-        Self::queue(jobs, known, BlobType::Tree, id, bytes)?;
+        let id = self.repo.key().blob_id(&bytes);
+        let level = usize::from(node.level);
+        if self.tree_offsets.len() <= level {
+            self.tree_offsets.resize(level + 1, 0);
+        }
+        let len: u64 = node.entries.iter().map(|e| e.len).sum();
+        let at = Span {
+            level: node.level,
+            offset: self.tree_offsets[level],
+            len,
+        };
+        self.tree_offsets[level] += len;
+        self.queue(BlobType::Tree, id, bytes, at)?;
         Ok(id)
     }
+}
 
+impl Indexer<'_> {
     fn chunk(&mut self, chunk: Vec<u8>) -> Result<()> {
         self.image.update(&chunk);
-        let id = self.repo.key().blob_id(&chunk);
+        let id = self.out.repo.key().blob_id(&chunk);
         let len = chunk.len() as u64;
+        let offset = self.counts.read;
         self.counts.chunks += 1;
         self.counts.read += len;
-        if Self::queue(&self.jobs, &mut self.known, BlobType::Data, id, chunk)? {
+        let at = Span {
+            level: 0,
+            offset,
+            len,
+        };
+        if self.out.queue(BlobType::Data, id, chunk, at)? {
             self.counts.new_chunks += 1;
             self.counts.new_bytes += len;
         }
-        let (jobs, known, key) = (&self.jobs, &mut self.known, self.repo.key());
+        let out = &mut self.out;
         self.tree
             .push(TreeEntry { id, len }, &mut |node: TreeNode| {
-                Self::store_tree_node(jobs, known, key, &node)
+                out.tree_node(&node)
             })
     }
 
-    fn finish(mut self) -> Result<(TreeRoot, BlobId, ReaderCounts)> {
-        let (jobs, known, key) = (&self.jobs, &mut self.known, self.repo.key());
+    fn finish(self) -> Result<(TreeRoot, BlobId, ReaderCounts)> {
+        let mut out = self.out;
         let root = self
             .tree
-            .finish(&mut |node: TreeNode| Self::store_tree_node(jobs, known, key, &node))?;
+            .finish(&mut |node: TreeNode| out.tree_node(&node))?;
         Ok((
             root,
             BlobId::from_bytes(*self.image.finalize().as_bytes()),
@@ -348,6 +461,7 @@ fn pipeline(
     repo: &Repository,
     lock: &LockGuard,
     known: Known,
+    parent: Parent,
     source: &mut dyn ImageSource,
     opts: &BackupOptions,
 ) -> Result<PipelineOutput> {
@@ -357,14 +471,24 @@ fn pipeline(
     let (chunk_tx, chunk_rx) = bounded::<Vec<u8>>(16);
     let (job_tx, job_rx) = bounded::<Job>(workers * 4);
     let (sealed_tx, sealed_rx) = bounded::<SealedBlob>(workers * 4);
+    let bases = BaseCache::default();
+    let index = Arc::clone(&known.index);
     std::thread::scope(|s| {
         let worker_handles: Vec<_> = (0..workers)
             .map(|_| {
                 let rx: Receiver<Job> = job_rx.clone();
                 let tx = sealed_tx.clone();
+                let (bases, index) = (&bases, &index);
                 s.spawn(move || -> Result<()> {
                     for job in rx {
-                        let b = seal_blob(repo.key(), job.ty, job.id, &job.data, level)?;
+                        // A base that cannot be read (damaged, unreachable)
+                        // only costs a full blob.
+                        let base = job.base.and_then(|b| {
+                            Some((b, repo.blob_plaintext(index, &b.id, bases).ok()?))
+                        });
+                        let base = base.as_ref().map(|(b, p)| (*b, p.as_slice()));
+                        let b =
+                            seal_blob_against(repo.key(), job.ty, job.id, &job.data, level, base)?;
                         if tx.send(b).is_err() {
                             break;
                         }
@@ -384,9 +508,13 @@ fn pipeline(
         });
         let indexer = s.spawn(move || {
             let mut ix = Indexer {
-                repo,
-                known,
-                jobs: job_tx,
+                out: Emitter {
+                    repo,
+                    known,
+                    parent,
+                    jobs: job_tx,
+                    tree_offsets: Vec::new(),
+                },
                 tree: TreeBuilder::new(),
                 image: repo.key().blob_hasher(),
                 counts: ReaderCounts::default(),
@@ -445,6 +573,18 @@ fn absolute(path: &Path) -> PathBuf {
 }
 
 /// The manifest of a finished backup (duration filled in by the caller).
+/// The database path a snapshot of `opts` records.
+fn recorded_path(opts: &BackupOptions) -> PathBuf {
+    opts.recorded_path
+        .as_deref()
+        .map_or_else(|| absolute(&opts.path), absolute)
+}
+
+/// The host a snapshot of `opts` records.
+fn recorded_host(opts: &BackupOptions) -> String {
+    opts.host.clone().unwrap_or_else(crate::sys::hostname)
+}
+
 fn new_manifest(
     opts: &BackupOptions,
     meta: ImageMeta,
@@ -454,10 +594,7 @@ fn new_manifest(
     stats: &PackerStats,
 ) -> Manifest {
     let file = absolute(&opts.path);
-    let path = opts
-        .recorded_path
-        .as_deref()
-        .map_or_else(|| file.clone(), absolute);
+    let path = recorded_path(opts);
     let name = opts.name.clone().unwrap_or_else(|| {
         path.file_name()
             .map_or_else(|| "database".into(), |n| n.to_string_lossy().into_owned())
@@ -465,7 +602,7 @@ fn new_manifest(
     let mut tags = opts.tags.clone();
     tags.sort();
     tags.dedup();
-    let host = opts.host.clone().unwrap_or_else(crate::sys::hostname);
+    let host = recorded_host(opts);
     let time = opts.time.unwrap_or_else(jiff::Timestamp::now);
     Manifest {
         time: time
@@ -622,9 +759,17 @@ fn run<'s>(
     } else {
         phase("opening source");
     }
+    let (path, host) = match origin {
+        Some(o) => (o.database.path.clone(), o.host.clone()),
+        None => (
+            recorded_path(opts).to_string_lossy().into_owned(),
+            recorded_host(opts),
+        ),
+    };
+    let parent = Parent::find(repo, &path, &host)?;
     let mut source = open()?;
     phase("reading image");
-    let (root, hash, counts, stats) = pipeline(repo, lock, known, source.as_mut(), opts)?;
+    let (root, hash, counts, stats) = pipeline(repo, lock, known, parent, source.as_mut(), opts)?;
     phase("closing source");
     let mut meta = source.finish()?;
     let warnings = std::mem::take(&mut meta.warnings);

@@ -5,6 +5,8 @@
 //! * every indexed pack exists and its header lists exactly the blobs the
 //!   index says, at the same offsets; packs no index names are warnings
 //!   (`prune` removes them);
+//! * every delta blob's chain is whole: its base indexed, of its type and
+//!   one level shallower, down to a full blob;
 //! * every snapshot opens and every blob its chunk-list tree reaches is
 //!   indexed (tree blobs are read and decoded);
 //! * `read_data`: every selected pack is read whole and every blob
@@ -121,7 +123,9 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     let index = check_index_files(repo, &mut report)?;
     let bad_packs = check_packs(repo, &index, &mut report)?;
+    check_delta_chains(&index, &mut report);
     check_snapshots(repo, &index, &mut report)?;
+    let bases = crate::repo::BaseCache::default();
     let mut selected: Vec<&PackId> = index
         .packs()
         .iter()
@@ -137,7 +141,7 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
         };
         if take {
             report.packs_read += 1;
-            if let Err(e) = repo.read_pack(id) {
+            if let Err(e) = repo.read_pack_with(id, &index, &bases) {
                 report.error(FileType::Pack.describe(&id.to_hex()), e.to_string());
             }
         }
@@ -221,6 +225,44 @@ fn check_packs(
 
 /// Every snapshot opens and reaches only indexed blobs; a missing or
 /// damaged tree blob is reported and its subtree skipped.
+/// Every delta blob's base is indexed, of the same type, one level
+/// shallower; a blob whose chain breaks is reported once, with the break.
+fn check_delta_chains(index: &Index, report: &mut CheckReport) {
+    for p in index.packs() {
+        for b in &p.blobs {
+            let Some(base) = b.entry.base else { continue };
+            if !index.is_primary(&p.id, &b.entry.id) {
+                continue;
+            }
+            let object = format!("blob {}", b.entry.id.short());
+            match index.get(&base.id) {
+                None => report.error(
+                    object,
+                    format!(
+                        "it is a delta against {}, which no index lists: it cannot be decoded",
+                        base.id.short()
+                    ),
+                ),
+                Some(l) => {
+                    let depth = l.blob.entry.base.map_or(0, |b| b.depth);
+                    if l.blob.entry.ty != b.entry.ty || depth + 1 != base.depth {
+                        report.error(
+                            object,
+                            format!(
+                                "its delta base {} is a {:?} blob of depth {depth}, not a {:?} blob of depth {}",
+                                base.id.short(),
+                                l.blob.entry.ty,
+                                b.entry.ty,
+                                base.depth - 1
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn check_snapshots(repo: &Repository, index: &Index, report: &mut CheckReport) -> Result<()> {
     let mut walked: HashSet<BlobId> = HashSet::new();
     for f in repo.backend().list(FileType::Snapshot)? {

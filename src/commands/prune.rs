@@ -159,7 +159,37 @@ fn used_blobs(repo: &Repository, index: &Index) -> Result<(usize, HashSet<BlobId
         )?;
     }
     used.extend(trees);
+    keep_delta_bases(index, &mut used)?;
     Ok((snapshots.len(), used))
+}
+
+/// Adds to `used` every blob a used delta blob needs decoded first: its
+/// base, the base's base, down to a full blob. A base no index lists stops
+/// prune: the repository is damaged.
+fn keep_delta_bases(index: &Index, used: &mut HashSet<BlobId>) -> Result<()> {
+    let mut todo: Vec<BlobId> = used
+        .iter()
+        .filter(|id| index.get(id).is_some_and(|l| l.blob.entry.base.is_some()))
+        .copied()
+        .collect();
+    while let Some(id) = todo.pop() {
+        let Some(base) = index.get(&id).and_then(|l| l.blob.entry.base) else {
+            continue;
+        };
+        if !index.contains(&base.id) {
+            return Err(Error::damaged(
+                format!("blob {}", id.short()),
+                format!(
+                    "it is a delta against {}, which no index lists; prune refuses to run on a damaged repository",
+                    base.id.short()
+                ),
+            ));
+        }
+        if used.insert(base.id) {
+            todo.push(base.id);
+        }
+    }
+    Ok(())
 }
 
 /// Plans a prune; reads the repository, changes nothing.
@@ -198,7 +228,7 @@ pub fn plan_prune(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         let used_bytes: u64 = if kept.is_empty() {
             0
         } else {
-            pack::framing_len(kept.len())
+            pack::framing_len(&kept.iter().map(|b| **b).collect::<Vec<_>>())
                 + kept
                     .iter()
                     .map(|b| u64::from(b.entry.stored_len))
@@ -257,6 +287,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneSummary> {
     // 1. Copy the used blobs of packs being repacked into new packs.
     let mut packer = Packer::new(repo, &lock, IndexMode::Caller);
     let mut written: HashSet<BlobId> = HashSet::new();
+    let bases = crate::repo::BaseCache::default();
     for id in &plan.repack {
         let pack = repo.read_pack_bytes(id)?;
         for b in &pack.blobs {
@@ -266,12 +297,14 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneSummary> {
             }
             // Copied sealed, after checking it opens: a damaged blob is
             // never carried into a new pack.
-            pack.open(repo.key(), b)?;
+            let base = repo.base_plaintext(&index, &b.entry, &bases)?;
+            pack.open(repo.key(), b, base.as_deref().map(Vec::as_slice))?;
             packer.add_sealed(
                 b.entry.ty,
                 b.entry.id,
                 b.entry.compression,
                 b.entry.raw_len as usize,
+                b.entry.base,
                 pack.sealed(b),
             )?;
         }

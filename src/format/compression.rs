@@ -55,6 +55,89 @@ thread_local! {
         const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { RefCell::new(None) };
+    // Delta frames load their base as a dictionary: contexts of their own,
+    // so the plain ones above never carry a dictionary.
+    static DELTA_COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { RefCell::new(None) };
+    static DELTA_DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+/// zstd's dictionary magic (`37 a4 30 ec`): a base starting with it would be
+/// read as a structured dictionary, not as raw content, so no delta uses one.
+pub const DICTIONARY_MAGIC: [u8; 4] = [0x37, 0xa4, 0x30, 0xec];
+
+/// True if `base` can serve as the raw-content dictionary of a delta frame:
+/// not empty and not opening with [`DICTIONARY_MAGIC`].
+pub fn usable_base(base: &[u8]) -> bool {
+    !base.is_empty() && !base.starts_with(&DICTIONARY_MAGIC)
+}
+
+/// Compresses `data` at `level` with `base` as a raw-content dictionary
+/// (what `zstd --patch-from` does): bytes shared with the base cost a
+/// match instead of a literal. `None` if the base cannot be one
+/// ([`usable_base`]) or zstd fails.
+pub fn compress_delta(data: &[u8], base: &[u8], level: i32) -> Option<Vec<u8>> {
+    if !usable_base(base) {
+        return None;
+    }
+    DELTA_COMPRESSOR.with_borrow_mut(|slot| {
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Compressor::new(level).ok()?);
+        }
+        let z = slot.as_mut().expect("set above");
+        z.set_dictionary(level, base).ok()?;
+        z.compress(data).ok()
+    })
+}
+
+/// Reverses [`compress_delta`] into `out` (cleared first): exactly
+/// `raw_len` bytes (at most [`MAX_RAW_LEN`]) or an error.
+pub fn decompress_delta_into(
+    data: &[u8],
+    base: &[u8],
+    raw_len: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    recorded(raw_len)?;
+    if !usable_base(base) {
+        return Err("its delta base is empty or opens with zstd's dictionary magic".into());
+    }
+    out.clear();
+    out.reserve_exact(raw_len);
+    DELTA_DECOMPRESSOR
+        .with_borrow_mut(|slot| -> std::io::Result<()> {
+            if slot.is_none() {
+                *slot = Some(zstd::bulk::Decompressor::new()?);
+            }
+            let z = slot.as_mut().expect("set above");
+            z.set_dictionary(base)?;
+            z.decompress_to_buffer(data, out)?;
+            Ok(())
+        })
+        .map_err(|e| format!("zstd delta: {e}"))?;
+    decoded_to(out, raw_len)
+}
+
+/// Checks a recorded plaintext size before anything is allocated for it.
+fn recorded(raw_len: usize) -> Result<(), String> {
+    if raw_len > MAX_RAW_LEN {
+        return Err(format!(
+            "recorded size {raw_len} exceeds the {MAX_RAW_LEN}-byte limit"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a decompressed plaintext has its recorded size.
+fn decoded_to(out: &[u8], raw_len: usize) -> Result<(), String> {
+    if out.len() != raw_len {
+        return Err(format!(
+            "decompressed to {} bytes, recorded size is {raw_len}",
+            out.len()
+        ));
+    }
+    Ok(())
 }
 
 fn with_compressor<T>(
@@ -101,11 +184,7 @@ pub fn decompress_into(
     raw_len: usize,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
-    if raw_len > MAX_RAW_LEN {
-        return Err(format!(
-            "recorded size {raw_len} exceeds the {MAX_RAW_LEN}-byte limit"
-        ));
-    }
+    recorded(raw_len)?;
     out.clear();
     match compression {
         Compression::None => out.extend_from_slice(data),
@@ -127,13 +206,7 @@ pub fn decompress_into(
                 .map_err(|e| format!("zstd: {e}"))?;
         }
     }
-    if out.len() != raw_len {
-        return Err(format!(
-            "decompressed to {} bytes, recorded size is {raw_len}",
-            out.len()
-        ));
-    }
-    Ok(())
+    decoded_to(out, raw_len)
 }
 
 #[cfg(test)]
@@ -200,7 +273,54 @@ mod tests {
         assert!(decompress(c, &z, data.len() - 5).is_err());
     }
 
+    #[test]
+    fn a_delta_against_the_previous_version_is_small_and_exact() {
+        let mut base = vec![0u8; 16_384];
+        blake3::Hasher::new()
+            .update(b"delta base")
+            .finalize_xof()
+            .fill(&mut base);
+        let mut new = base.clone();
+        new[5000..5010].copy_from_slice(b"0123456789");
+        let full = compress(&new, Some(3)).1.len();
+        let delta = compress_delta(&new, &base, 3).unwrap();
+        assert!(
+            delta.len() * 20 < full,
+            "delta {} vs full {full}",
+            delta.len()
+        );
+        let mut out = Vec::new();
+        decompress_delta_into(&delta, &base, new.len(), &mut out).unwrap();
+        assert_eq!(out, new);
+        // The wrong base, a wrong size, a bad frame: errors, never wrong bytes.
+        let mut other = base.clone();
+        other[100] ^= 1;
+        assert!(decompress_delta_into(&delta, &other, new.len(), &mut out)
+            .map_or(true, |()| out != new));
+        assert!(decompress_delta_into(&delta, &base, new.len() - 1, &mut out).is_err());
+        assert!(decompress_delta_into(&delta, &base, new.len() + 1, &mut out).is_err());
+        assert!(decompress_delta_into(b"garbage", &base, 10, &mut out).is_err());
+        // A base zstd would take for a structured dictionary is refused.
+        let mut magic = base.clone();
+        magic[..4].copy_from_slice(&DICTIONARY_MAGIC);
+        assert!(compress_delta(&new, &magic, 3).is_none());
+        assert!(decompress_delta_into(&delta, &magic, new.len(), &mut out).is_err());
+        assert!(compress_delta(&new, &[], 3).is_none());
+        // The plain contexts carry no dictionary afterwards.
+        let (c, z) = compress(&new, Some(3));
+        assert_eq!(decompress(c, &z, new.len()).unwrap(), new);
+    }
+
     proptest! {
+        #[test]
+        fn delta_decompress_inverts_delta_compress(base in proptest::collection::vec(0u8..8, 1..5_000), data in proptest::collection::vec(0u8..8, 0..5_000)) {
+            prop_assume!(usable_base(&base));
+            let z = compress_delta(&data, &base, 3).unwrap();
+            let mut out = Vec::new();
+            decompress_delta_into(&z, &base, data.len(), &mut out).unwrap();
+            prop_assert_eq!(out, data);
+        }
+
         #[test]
         fn decompress_inverts_compress(data in proptest::collection::vec(0u8..4, 0..20_000)) {
             let (c, stored) = compress(&data, Some(3));

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::format::FORMAT_VERSION;
+use crate::format::REPOSITORY_VERSION;
 use crate::id::RepositoryId;
 
 /// Parameters of the page-aligned content-defined chunker, in pages.
@@ -66,10 +66,27 @@ impl CompressionParams {
     }
 }
 
+/// How a format-2 repository stores changed chunks as deltas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaParams {
+    /// Longest chain a backup writes: a changed chunk is a delta against
+    /// the nearest ancestor of its previous version whose depth is below
+    /// this, so no blob needs more than this many others decoded first.
+    /// 0 writes no deltas.
+    pub max_depth: u16,
+}
+
+impl DeltaParams {
+    /// Chains of at most 4 (SPEC.md, "Delta blobs", for the measurements).
+    pub const DEFAULT: DeltaParams = DeltaParams { max_depth: 4 };
+}
+
 /// The repository config.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Format version, equal to the version byte of the config's header.
+    /// Repository format (1 or 2), equal to the version byte of the
+    /// config's header.
     pub version: u8,
     /// Random id of this repository.
     pub id: RepositoryId,
@@ -79,6 +96,9 @@ pub struct Config {
     pub compression: CompressionParams,
     /// Target size of a pack file in bytes.
     pub pack_size: u32,
+    /// Delta blobs: present in format 2, absent in format 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<DeltaParams>,
 }
 
 impl Config {
@@ -87,19 +107,48 @@ impl Config {
     /// Default target pack size (16 MiB).
     pub const DEFAULT_PACK_SIZE: u32 = 16 << 20;
 
-    /// A config for a new repository with the given id.
+    /// A config for a new repository of the newest format with the given id.
     pub fn new(id: RepositoryId) -> Self {
         Self {
-            version: FORMAT_VERSION,
+            version: REPOSITORY_VERSION,
             id,
             chunker: ChunkerParams::DEFAULT,
             compression: CompressionParams::DEFAULT,
             pack_size: Self::DEFAULT_PACK_SIZE,
+            delta: Some(DeltaParams::DEFAULT),
         }
+    }
+
+    /// A config for a new format-1 repository (read by litevault releases
+    /// older than format 2): no delta blobs.
+    pub fn new_v1(id: RepositoryId) -> Self {
+        Self {
+            version: 1,
+            delta: None,
+            ..Self::new(id)
+        }
+    }
+
+    /// The longest delta chain a backup writes (0: none).
+    pub fn max_delta_depth(&self) -> u16 {
+        self.delta.map_or(0, |d| d.max_depth)
     }
 
     /// Checks every field is within range.
     pub fn validate(&self) -> std::result::Result<(), String> {
+        match (self.version, self.delta) {
+            (1, Some(_)) => return Err("a format-1 config has no delta parameters".into()),
+            (2, None) => return Err("a format-2 config needs its delta parameters".into()),
+            (1 | 2, _) => {}
+            (v, _) => return Err(format!("unknown repository format {v}")),
+        }
+        let max = crate::format::pack::MAX_DELTA_DEPTH;
+        if self.max_delta_depth() > max {
+            return Err(format!(
+                "delta depth {} exceeds the {max} a chain may have",
+                self.max_delta_depth()
+            ));
+        }
         self.chunker.validate()?;
         if !(0..=22).contains(&self.compression.zstd_level) {
             return Err(format!(
@@ -122,15 +171,27 @@ impl Config {
         serde_json::to_vec(self).expect("config serialises")
     }
 
-    /// Decodes and validates a config payload.
-    pub fn from_json(json: &[u8]) -> Result<Self> {
+    /// The config object: sealed, its header's version byte the format.
+    pub fn seal(&self, key: &crate::format::crypto::MasterKey) -> Result<Vec<u8>> {
+        crate::format::seal_object_version(
+            key,
+            crate::format::ObjectType::Config,
+            self.version,
+            &self.to_json(),
+            None,
+        )
+    }
+
+    /// Decodes and validates a config payload whose header says format
+    /// `header_version`.
+    pub fn from_json(json: &[u8], header_version: u8) -> Result<Self> {
         let c: Config =
             serde_json::from_slice(json).map_err(|e| Error::damaged("config", e.to_string()))?;
-        if c.version != FORMAT_VERSION {
+        if c.version != header_version {
             return Err(Error::damaged(
                 "config",
                 format!(
-                    "its body says format {} but its header says {FORMAT_VERSION}",
+                    "its body says format {} but its header says {header_version}",
                     c.version
                 ),
             ));

@@ -1,7 +1,9 @@
-//! Golden vectors: `repo-format/vectors/` holds a key file, a config, a pack,
-//! an index and a snapshot made from documented inputs with seeded
-//! randomness. These tests decode them with the documented password and
-//! re-encode them byte for byte, so an accidental format change fails here.
+//! Golden vectors: `repo-format/vectors/` (format 1) and
+//! `repo-format/vectors-v2/` (format 2) each hold a key file, a config, a
+//! pack, an index and a snapshot made from documented inputs with seeded
+//! randomness; format 2's pack adds a delta blob. These tests decode them
+//! with the documented password and re-encode them byte for byte, so an
+//! accidental format change fails here.
 //!
 //! Regenerate (only for a deliberate, versioned format change):
 //! `LITEVAULT_REGEN_VECTORS=1 cargo test --lib golden`.
@@ -13,7 +15,7 @@ use crate::format::crypto::{deterministic, KdfParams, MasterKey};
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::key::{self, KeyMeta};
 use crate::format::manifest::{BackupStats, DatabaseInfo, ImageInfo, Manifest, Strategy};
-use crate::format::pack::{self, BlobType, PackWriter};
+use crate::format::pack::{self, BlobType, DeltaBase, PackWriter};
 use crate::format::tree::{TreeEntry, TreeNode, TreeRoot};
 use crate::format::{self, ObjectType};
 use crate::id::{storage_hash, BlobId, IndexId, RepositoryId};
@@ -21,8 +23,11 @@ use crate::id::{storage_hash, BlobId, IndexId, RepositoryId};
 const SEED: &str = "litevault golden vectors, format 1";
 const PASSWORD: &[u8] = b"litevault golden vector password";
 
-fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("repo-format/vectors")
+fn dir(version: u8) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(match version {
+        1 => "repo-format/vectors",
+        _ => "repo-format/vectors-v2",
+    })
 }
 
 /// A 4096-byte page as SQLite might store it: a header and repeated rows.
@@ -49,16 +54,28 @@ struct Vectors {
     config_value: Config,
 }
 
-fn blobs() -> Vec<(BlobType, Vec<u8>)> {
-    vec![
+/// Page 1 with one row changed: format 2 stores it as a delta against
+/// page 1.
+fn edited_page() -> Vec<u8> {
+    let mut p = page(1);
+    p[100..116].copy_from_slice(b"an edited row!!!");
+    p
+}
+
+fn blobs(version: u8) -> Vec<(BlobType, Vec<u8>)> {
+    let mut b = vec![
         (BlobType::Data, page(1)),
         (BlobType::Data, page(2)),
         (BlobType::Data, b"litevault\n".to_vec()),
-    ]
+    ];
+    if version >= 2 {
+        b.push((BlobType::Data, edited_page()));
+    }
+    b
 }
 
 #[allow(clippy::too_many_lines)]
-fn make() -> Vectors {
+fn make(version: u8) -> Vectors {
     deterministic::with_seed(SEED, || {
         let master = MasterKey::generate().unwrap();
         let secret = *master.secret();
@@ -71,26 +88,49 @@ fn make() -> Vectors {
 
         let mut repo_id = [0u8; 32];
         crate::format::crypto::random_bytes(&mut repo_id).unwrap();
+        let repo_id = RepositoryId::from_bytes(repo_id);
         let config_value = Config {
             chunker: ChunkerParams::DEFAULT,
             compression: CompressionParams::DEFAULT,
-            ..Config::new(RepositoryId::from_bytes(repo_id))
+            ..if version == 1 {
+                Config::new_v1(repo_id)
+            } else {
+                Config::new(repo_id)
+            }
         };
-        let config =
-            format::seal_object(&master, ObjectType::Config, &config_value.to_json(), None)
-                .unwrap();
+        let config = config_value.seal(&master).unwrap();
 
-        let mut blobs = blobs();
+        let mut blobs = blobs(version);
         let mut w = PackWriter::new();
         let mut leaf = Vec::new();
-        for (ty, data) in &blobs {
+        for (i, (ty, data)) in blobs.iter().enumerate() {
             let id = master.blob_id(data);
-            w.add(&master, *ty, id, data, Some(3)).unwrap();
+            if i == 3 {
+                let base = DeltaBase {
+                    id: master.blob_id(&blobs[0].1),
+                    depth: 1,
+                };
+                let b = pack::seal_blob_against(
+                    &master,
+                    *ty,
+                    id,
+                    data,
+                    Some(3),
+                    Some((base, &blobs[0].1)),
+                )
+                .unwrap();
+                assert_eq!(b.base, Some(base), "the edited page is stored as a delta");
+                w.add_sealed(*ty, id, b.compression, b.raw_len, b.base, &b.sealed)
+                    .unwrap();
+            } else {
+                w.add(&master, *ty, id, data, Some(3)).unwrap();
+            }
             leaf.push(TreeEntry {
                 id,
                 len: data.len() as u64,
             });
         }
+        let leaf_count = leaf.len() as u64;
         let tree = TreeNode {
             level: 0,
             entries: leaf,
@@ -146,8 +186,8 @@ fn make() -> Vectors {
                 zeroed_free_pages: 0,
             },
             stats: BackupStats {
-                chunks: 3,
-                new_chunks: 3,
+                chunks: leaf_count,
+                new_chunks: leaf_count,
                 new_bytes: 8202,
                 added_bytes: 1234,
                 duration_ms: 5,
@@ -187,7 +227,21 @@ fn files(v: &Vectors) -> [(&'static str, &[u8]); 5] {
 
 #[test]
 fn golden_vectors_are_reproduced_byte_for_byte() {
-    let v = make();
+    for version in [1, 2] {
+        reproduced_byte_for_byte(version);
+    }
+}
+
+#[test]
+fn golden_vectors_decode_with_the_documented_password() {
+    for version in [1, 2] {
+        decode_with_the_documented_password(version);
+    }
+}
+
+fn reproduced_byte_for_byte(version: u8) {
+    let dir = || dir(version);
+    let v = make(version);
     if std::env::var_os("LITEVAULT_REGEN_VECTORS").is_some() {
         std::fs::create_dir_all(dir()).unwrap();
         for (name, bytes) in files(&v) {
@@ -201,20 +255,20 @@ fn golden_vectors_are_reproduced_byte_for_byte() {
     }
     for (name, bytes) in files(&v) {
         let stored = std::fs::read(dir().join(name))
-            .unwrap_or_else(|e| panic!("repo-format/vectors/{name}: {e}"));
+            .unwrap_or_else(|e| panic!("{}/{name}: {e}", dir().display()));
         assert!(
             stored == bytes,
-            "repo-format/vectors/{name} differs from what this build writes: the on-disk format changed. If deliberate, bump the format version and regenerate (see src/golden.rs)"
+            "{}/{name} differs from what this build writes: the on-disk format changed. If deliberate, bump the format version and regenerate (see src/golden.rs)",
+            dir().display()
         );
     }
     let secret = std::fs::read_to_string(dir().join("master-secret.hex")).unwrap();
     assert_eq!(secret.trim(), hex::encode(v.secret));
 }
 
-#[test]
-fn golden_vectors_decode_with_the_documented_password() {
-    let read = |n: &str| std::fs::read(dir().join(n)).unwrap();
-    let expected = make();
+fn decode_with_the_documented_password(version: u8) {
+    let read = |n: &str| std::fs::read(dir(version).join(n)).unwrap();
+    let expected = make(version);
 
     let key_bytes = read("key");
     let kf = key::parse(&key_bytes, "key").unwrap();
@@ -227,8 +281,14 @@ fn golden_vectors_decode_with_the_documented_password() {
     assert!(kf.open(b"not the password").unwrap().is_none());
     assert_eq!(kf.meta(&master, "key").unwrap().host, "golden");
 
+    let config_bytes = read("config");
+    assert_eq!(
+        config_bytes[4], version,
+        "the config's header is its format"
+    );
     let config = Config::from_json(
-        &format::open_object(&master, ObjectType::Config, &read("config"), "config").unwrap(),
+        &format::open_object(&master, ObjectType::Config, &config_bytes, "config").unwrap(),
+        version,
     )
     .unwrap();
     assert_eq!(config, expected.config_value);
@@ -237,14 +297,35 @@ fn golden_vectors_decode_with_the_documented_password() {
     let pack_bytes = read("pack");
     let packed = pack::parse_header(&master, &pack_bytes, "pack").unwrap();
     assert_eq!(packed.len(), expected.blobs.len());
-    for (p, (ty, data)) in packed.iter().zip(&expected.blobs) {
+    for (i, (p, (ty, data))) in packed.iter().zip(&expected.blobs).enumerate() {
         assert_eq!(p.entry.ty, *ty);
         let sealed = &pack_bytes[p.offset as usize..(p.offset + p.entry.stored_len) as usize];
+        let base = p.entry.base.map(|b| {
+            assert_eq!(
+                (i, b.id, b.depth),
+                (3, master.blob_id(&expected.blobs[0].1), 1)
+            );
+            expected.blobs[0].1.as_slice()
+        });
         assert_eq!(
-            &pack::open_blob(&master, &p.entry, sealed, "blob").unwrap(),
+            &pack::open_blob(&master, &p.entry, sealed, base, "blob").unwrap(),
             data
         );
+        if base.is_some() {
+            assert!(pack::open_blob(
+                &master,
+                &p.entry,
+                sealed,
+                Some(&expected.blobs[1].1),
+                "blob"
+            )
+            .is_err());
+        }
     }
+    assert_eq!(
+        packed.iter().filter(|p| p.entry.base.is_some()).count(),
+        usize::from(version >= 2)
+    );
 
     let index_payload =
         format::open_object(&master, ObjectType::Index, &read("index"), "index").unwrap();
@@ -267,6 +348,6 @@ fn golden_vectors_decode_with_the_documented_password() {
         snap_payload,
         "manifest re-encodes to the same bytes"
     );
-    let (_, tree) = &expected.blobs[3];
+    let (_, tree) = expected.blobs.last().unwrap();
     assert_eq!(master.blob_id(tree), manifest.tree.id);
 }

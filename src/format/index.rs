@@ -9,8 +9,9 @@
 //! per pack:
 //!   32       pack id
 //!   u32 LE   n_blobs
-//!   48 × n   blob entries: type u8, compression u8, reserved u16 = 0,
-//!            offset u32, stored_len u32, raw_len u32, blob id (32)
+//!   48 × n   blob entries: type u8, compression u8, delta depth u16,
+//!            offset u32, stored_len u32, raw_len u32, blob id (32),
+//!            and for a delta (depth > 0) its base's id (32)
 //! ```
 //!
 //! Index files are written after the packs they describe and before the
@@ -22,7 +23,8 @@ use crate::format::pack::{BlobEntry, PackedBlob};
 use crate::format::Reader;
 use crate::id::{IndexId, PackId};
 
-/// Length of one blob entry in an index file.
+/// Length of one blob entry in an index file (a delta blob's has its
+/// base's id after it).
 pub const ENTRY_LEN: usize = 48;
 const PACK_MIN_LEN: usize = 36;
 
@@ -60,7 +62,7 @@ impl IndexFile {
             out.extend_from_slice(p.id.as_bytes());
             out.extend_from_slice(&(p.blobs.len() as u32).to_le_bytes());
             for b in &p.blobs {
-                let mut e = Vec::with_capacity(44);
+                let mut e = Vec::with_capacity(b.entry.encoded_len());
                 b.entry.encode(&mut e);
                 // Entry layout: the pack-header entry with the offset inserted after the reserved field.
                 out.extend_from_slice(&e[..4]);
@@ -90,9 +92,13 @@ impl IndexFile {
                 let head = r.take(4).map_err(bad)?;
                 let offset = r.u32().map_err(bad)?;
                 let rest = r.take(40).map_err(bad)?;
-                let mut e = Vec::with_capacity(44);
+                let mut e = Vec::with_capacity(76);
                 e.extend_from_slice(head);
                 e.extend_from_slice(rest);
+                if head[2..4] != [0, 0] {
+                    // A delta blob: its base's id follows.
+                    e.extend_from_slice(r.take(32).map_err(bad)?);
+                }
                 let entry = BlobEntry::decode(&mut Reader::new(&e)).map_err(bad)?;
                 blobs.push(PackedBlob { offset, entry });
             }
@@ -120,7 +126,7 @@ mod tests {
                 } else {
                     BlobType::Tree
                 },
-                compression: if i % 3 == 0 {
+                compression: if i % 3 == 0 && i % 5 != 1 {
                     Compression::None
                 } else {
                     Compression::Zstd
@@ -128,6 +134,10 @@ mod tests {
                 stored_len: 40 + u32::from(i),
                 raw_len: u32::from(i) * 3,
                 id: BlobId::from_bytes([i; 32]),
+                base: (i % 5 == 1).then(|| crate::format::pack::DeltaBase {
+                    id: BlobId::from_bytes([i ^ 0x80; 32]),
+                    depth: u16::from(i % 7) + 1,
+                }),
             },
         }
     }

@@ -48,8 +48,13 @@ use crypto::MasterKey;
 
 /// Magic bytes opening every repository file.
 pub const MAGIC: [u8; 4] = *b"LVLT";
-/// The on-disk format version this build writes and reads.
+/// The version byte of every object's header except the config's: the
+/// envelope and the encodings of sections 2 to 9 of SPEC.md.
 pub const FORMAT_VERSION: u8 = 1;
+/// The newest repository format this build reads and writes: the config's
+/// header byte. Format 2 adds delta blobs (SPEC.md, "Delta blobs"); a
+/// format-1 repository is read and written as format 1.
+pub const REPOSITORY_VERSION: u8 = 2;
 /// Length of the object header.
 pub const HEADER_LEN: usize = 6;
 /// Largest whole object (config, index, snapshot, lock) litevault reads:
@@ -114,14 +119,13 @@ impl ObjectType {
 
 /// The 6-byte header of an object of type `ty`.
 pub fn header(ty: ObjectType) -> [u8; HEADER_LEN] {
-    [
-        MAGIC[0],
-        MAGIC[1],
-        MAGIC[2],
-        MAGIC[3],
-        FORMAT_VERSION,
-        ty as u8,
-    ]
+    header_version(ty, FORMAT_VERSION)
+}
+
+/// The 6-byte header of an object of type `ty` with version byte `version`
+/// (a config's is its repository's format).
+pub fn header_version(ty: ObjectType, version: u8) -> [u8; HEADER_LEN] {
+    [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], version, ty as u8]
 }
 
 /// Checks that `bytes` opens with the header of a `ty` object of a version
@@ -137,14 +141,19 @@ pub fn check_header(bytes: &[u8], ty: ObjectType, object: &str) -> Result<()> {
         ));
     }
     let version = bytes[4];
-    if version > FORMAT_VERSION {
+    let supported = if ty == ObjectType::Config {
+        REPOSITORY_VERSION
+    } else {
+        FORMAT_VERSION
+    };
+    if version > supported {
         return Err(Error::NewerFormat {
             object: object.to_string(),
             version,
-            supported: FORMAT_VERSION,
+            supported,
         });
     }
-    if version != FORMAT_VERSION {
+    if version == 0 {
         return Err(Error::damaged(
             object,
             format!("unknown format version {version}"),
@@ -219,7 +228,18 @@ pub fn seal_object(
     payload: &[u8],
     zstd_level: Option<i32>,
 ) -> Result<Vec<u8>> {
-    let hdr = header(ty);
+    seal_object_version(key, ty, FORMAT_VERSION, payload, zstd_level)
+}
+
+/// [`seal_object`] with header version byte `version` (a config's).
+pub fn seal_object_version(
+    key: &MasterKey,
+    ty: ObjectType,
+    version: u8,
+    payload: &[u8],
+    zstd_level: Option<i32>,
+) -> Result<Vec<u8>> {
+    let hdr = header_version(ty, version);
     let plain = encode_plaintext(payload, zstd_level)?;
     let sealed = key.seal(&hdr, &plain)?;
     let mut out = Vec::with_capacity(HEADER_LEN + sealed.len());

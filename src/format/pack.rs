@@ -19,8 +19,15 @@ use crate::format::crypto::{MasterKey, SEAL_OVERHEAD};
 use crate::format::{self, ObjectType, Reader, HEADER_LEN};
 use crate::id::{BlobId, PackId};
 
-/// Length of one pack-header entry.
+/// Length of one pack-header entry of a full blob; a delta blob's entry
+/// has its base's id after it ([`DELTA_ENTRY_EXTRA`] more bytes).
 pub const ENTRY_LEN: usize = 44;
+/// Bytes a delta blob's entry adds: the base's id.
+pub const DELTA_ENTRY_EXTRA: usize = 32;
+/// Longest delta chain a reader follows (format 2): a blob at depth `d`
+/// needs `d` others decoded first. Writers stay far below it
+/// ([`crate::format::config::DeltaParams`]).
+pub const MAX_DELTA_DEPTH: u16 = 64;
 /// Largest raw blob accepted (64 MiB); chunks are far smaller.
 pub const MAX_BLOB_LEN: u32 = 64 << 20;
 /// Largest sealed pack header accepted (64 MiB).
@@ -57,6 +64,17 @@ impl BlobType {
     }
 }
 
+/// The blob a delta blob was compressed against (format 2): its plaintext
+/// is the delta's zstd dictionary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DeltaBase {
+    /// The base blob; of the same type as the delta.
+    pub id: BlobId,
+    /// The delta's depth: 1 + the base's (a full blob has depth 0), at most
+    /// [`MAX_DELTA_DEPTH`].
+    pub depth: u16,
+}
+
 /// One blob as a pack header (and an index) describes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlobEntry {
@@ -70,16 +88,26 @@ pub struct BlobEntry {
     pub raw_len: u32,
     /// Keyed hash of the plaintext.
     pub id: BlobId,
+    /// For a delta blob, the blob it was compressed against.
+    pub base: Option<DeltaBase>,
 }
 
 impl BlobEntry {
+    /// Bytes of the entry in a pack header (an index entry has 4 more).
+    pub fn encoded_len(&self) -> usize {
+        ENTRY_LEN + self.base.map_or(0, |_| DELTA_ENTRY_EXTRA)
+    }
+
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         out.push(self.ty as u8);
         out.push(self.compression as u8);
-        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&self.base.map_or(0u16, |b| b.depth).to_le_bytes());
         out.extend_from_slice(&self.stored_len.to_le_bytes());
         out.extend_from_slice(&self.raw_len.to_le_bytes());
         out.extend_from_slice(self.id.as_bytes());
+        if let Some(b) = &self.base {
+            out.extend_from_slice(b.id.as_bytes());
+        }
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> std::result::Result<Self, String> {
@@ -88,9 +116,16 @@ impl BlobEntry {
         let c = r.u8()?;
         let compression =
             Compression::from_tag(c).ok_or_else(|| format!("unknown compression {c}"))?;
-        let reserved = r.u16()?;
-        if reserved != 0 {
-            return Err(format!("reserved field is {reserved}, not 0"));
+        let depth = r.u16()?;
+        if depth > MAX_DELTA_DEPTH {
+            return Err(format!(
+                "delta depth {depth} exceeds the {MAX_DELTA_DEPTH} a chain may have"
+            ));
+        }
+        if depth > 0 && compression != Compression::Zstd {
+            return Err(format!(
+                "a delta blob (depth {depth}) must be zstd-compressed, not compression {c}"
+            ));
         }
         let stored_len = r.u32()?;
         let raw_len = r.u32()?;
@@ -100,12 +135,22 @@ impl BlobEntry {
             ));
         }
         let id = BlobId::from_slice(r.take(32)?);
+        let base = if depth > 0 {
+            let base = BlobId::from_slice(r.take(32)?);
+            if base == id {
+                return Err(format!("blob {} is its own delta base", id.short()));
+            }
+            Some(DeltaBase { id: base, depth })
+        } else {
+            None
+        };
         Ok(Self {
             ty,
             compression,
             stored_len,
             raw_len,
             id,
+            base,
         })
     }
 }
@@ -129,6 +174,8 @@ pub struct SealedBlob {
     pub compression: Compression,
     /// Plaintext length.
     pub raw_len: usize,
+    /// The base it is a delta against, if it is one.
+    pub base: Option<DeltaBase>,
     /// The envelope.
     pub sealed: Vec<u8>,
 }
@@ -141,13 +188,50 @@ pub fn seal_blob(
     raw: &[u8],
     zstd_level: Option<i32>,
 ) -> Result<SealedBlob> {
-    let (compression, data) = compression::compress(raw, zstd_level);
+    seal_blob_against(key, ty, id, raw, zstd_level, None)
+}
+
+/// [`seal_blob`], as a delta against `base` (its description and
+/// plaintext) where that is clearly smaller than the blob compressed
+/// alone: under half the plaintext, or under 9/10 of the plain frame.
+pub fn seal_blob_against(
+    key: &MasterKey,
+    ty: BlobType,
+    id: BlobId,
+    raw: &[u8],
+    zstd_level: Option<i32>,
+    base: Option<(DeltaBase, &[u8])>,
+) -> Result<SealedBlob> {
+    let delta = match (base, zstd_level) {
+        (Some((b, plain)), Some(level)) if b.depth <= MAX_DELTA_DEPTH => {
+            compression::compress_delta(raw, plain, level).map(|z| (b, z))
+        }
+        _ => None,
+    };
+    let (compression, data, base) = match delta {
+        Some((b, z)) if z.len() * 2 <= raw.len() => {
+            (Compression::Zstd, std::borrow::Cow::Owned(z), Some(b))
+        }
+        Some((b, z)) => {
+            let (c, full) = compression::compress(raw, zstd_level);
+            if z.len() * 10 < full.len() * 9 {
+                (Compression::Zstd, std::borrow::Cow::Owned(z), Some(b))
+            } else {
+                (c, full, None)
+            }
+        }
+        None => {
+            let (c, full) = compression::compress(raw, zstd_level);
+            (c, full, None)
+        }
+    };
     let sealed = key.seal(&ty.aad(), &data)?;
     Ok(SealedBlob {
         ty,
         id,
         compression,
         raw_len: raw.len(),
+        base,
         sealed,
     })
 }
@@ -193,7 +277,7 @@ impl PackWriter {
         zstd_level: Option<i32>,
     ) -> Result<PackedBlob> {
         let b = seal_blob(key, ty, id, raw, zstd_level)?;
-        self.add_sealed(ty, id, b.compression, b.raw_len, &b.sealed)
+        self.add_sealed(ty, id, b.compression, b.raw_len, b.base, &b.sealed)
     }
 
     /// Adds an envelope sealed elsewhere (by a parallel worker).
@@ -203,6 +287,7 @@ impl PackWriter {
         id: BlobId,
         compression: Compression,
         raw_len: usize,
+        base: Option<DeltaBase>,
         sealed: &[u8],
     ) -> Result<PackedBlob> {
         let raw_len = u32::try_from(raw_len)
@@ -223,6 +308,7 @@ impl PackWriter {
                 stored_len: sealed.len() as u32,
                 raw_len,
                 id,
+                base,
             },
         };
         self.buf.extend_from_slice(sealed);
@@ -373,8 +459,9 @@ pub fn open_header_at(
 
 /// Bytes of a pack that are not blobs: the file header, the sealed pack
 /// header (its count, one entry per blob, the seal) and its length.
-pub fn framing_len(blobs: usize) -> u64 {
-    (HEADER_LEN + 4 + SEAL_OVERHEAD + 4 + ENTRY_LEN * blobs) as u64
+pub fn framing_len(blobs: &[PackedBlob]) -> u64 {
+    let entries: usize = blobs.iter().map(|b| b.entry.encoded_len()).sum();
+    (HEADER_LEN + 4 + SEAL_OVERHEAD + 4 + entries) as u64
 }
 
 /// Parses the header of a pack already read whole.
@@ -398,10 +485,11 @@ pub fn open_blob_into(
     key: &MasterKey,
     entry: &BlobEntry,
     sealed: &mut [u8],
+    base: Option<&[u8]>,
     object: &str,
     out: &mut Vec<u8>,
 ) -> Result<()> {
-    open_blob_into_unhashed(key, entry, sealed, object, out)?;
+    open_blob_into_unhashed(key, entry, sealed, base, object, out)?;
     if key.blob_id(out) != entry.id {
         return Err(Error::damaged(object, "its content does not match its id"));
     }
@@ -412,10 +500,14 @@ pub fn open_blob_into(
 /// reader that checks the keyed hash of everything it decodes at once (a
 /// restored image against its manifest) and looks for the blob at fault
 /// only if that fails. The blob is still authenticated.
+///
+/// A delta blob needs `base`, the plaintext of its base (already checked
+/// against the base's id by the caller); a full blob ignores it.
 pub fn open_blob_into_unhashed(
     key: &MasterKey,
     entry: &BlobEntry,
     sealed: &mut [u8],
+    base: Option<&[u8]>,
     object: &str,
     out: &mut Vec<u8>,
 ) -> Result<()> {
@@ -428,8 +520,21 @@ pub fn open_blob_into_unhashed(
     let plain = key
         .open_in_place(&entry.ty.aad(), sealed)
         .ok_or_else(|| Error::damaged(object, "it failed authentication"))?;
-    compression::decompress_into(entry.compression, plain, entry.raw_len as usize, out)
-        .map_err(|e| Error::damaged(object, e))
+    match (entry.base, base) {
+        (None, _) => {
+            compression::decompress_into(entry.compression, plain, entry.raw_len as usize, out)
+        }
+        (Some(_), Some(base)) => {
+            compression::decompress_delta_into(plain, base, entry.raw_len as usize, out)
+        }
+        (Some(b), None) => {
+            return Err(Error::Internal(format!(
+                "{object} is a delta against {} and was opened without it",
+                b.id.short()
+            )))
+        }
+    }
+    .map_err(|e| Error::damaged(object, e))
 }
 
 /// Opens one sealed blob: authenticates, decompresses, and checks that the
@@ -438,10 +543,11 @@ pub fn open_blob(
     key: &MasterKey,
     entry: &BlobEntry,
     sealed: &[u8],
+    base: Option<&[u8]>,
     object: &str,
 ) -> Result<Vec<u8>> {
     let mut raw = Vec::new();
-    open_blob_into(key, entry, &mut sealed.to_vec(), object, &mut raw)?;
+    open_blob_into(key, entry, &mut sealed.to_vec(), base, object, &mut raw)?;
     Ok(raw)
 }
 
@@ -484,10 +590,13 @@ mod tests {
         for (b, pb) in blobs.iter().zip(&read) {
             let start = pb.offset as usize;
             let sealed = &bytes[start..start + pb.entry.stored_len as usize];
-            assert_eq!(&open_blob(&key, &pb.entry, sealed, "blob").unwrap(), b);
+            assert_eq!(
+                &open_blob(&key, &pb.entry, sealed, None, "blob").unwrap(),
+                b
+            );
         }
         let blob_bytes: u64 = written.iter().map(|b| u64::from(b.entry.stored_len)).sum();
-        assert_eq!(framing_len(written.len()) + blob_bytes, bytes.len() as u64);
+        assert_eq!(framing_len(&written) + blob_bytes, bytes.len() as u64);
     }
 
     #[test]

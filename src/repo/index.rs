@@ -178,6 +178,7 @@ mod tests {
                 stored_len: 100,
                 raw_len: 60,
                 id: BlobId::from_bytes([i; 32]),
+                base: None,
             },
         }
     }

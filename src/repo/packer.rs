@@ -18,8 +18,8 @@ use crate::backend::FileType;
 use crate::error::Result;
 use crate::format::compression::Compression;
 use crate::format::index::{IndexFile, IndexPack};
-pub use crate::format::pack::{seal_blob, SealedBlob};
-use crate::format::pack::{BlobType, PackWriter};
+pub use crate::format::pack::{seal_blob, seal_blob_against, SealedBlob};
+use crate::format::pack::{BlobType, DeltaBase, PackWriter};
 use crate::id::{BlobId, IndexId};
 
 /// An index file is written after this many new packs in
@@ -76,7 +76,7 @@ impl<'r> Packer<'r> {
 
     /// Adds a sealed blob; stores the pack if it reached the target size.
     pub fn add(&mut self, b: &SealedBlob) -> Result<()> {
-        self.add_sealed(b.ty, b.id, b.compression, b.raw_len, &b.sealed)
+        self.add_sealed(b.ty, b.id, b.compression, b.raw_len, b.base, &b.sealed)
     }
 
     /// Adds an envelope sealed elsewhere (a worker's, or one copied from
@@ -87,9 +87,11 @@ impl<'r> Packer<'r> {
         id: BlobId,
         compression: Compression,
         raw_len: usize,
+        base: Option<DeltaBase>,
         sealed: &[u8],
     ) -> Result<()> {
-        self.pack.add_sealed(ty, id, compression, raw_len, sealed)?;
+        self.pack
+            .add_sealed(ty, id, compression, raw_len, base, sealed)?;
         self.stats.blobs += 1;
         if self.pack.len() >= self.repo.config().pack_size as usize {
             self.flush_pack()?;

@@ -20,17 +20,26 @@
 //!
 //! Every blob read is authenticated, decompressed within its recorded
 //! size, and checked against its id before it is used.
+//!
+//! A delta blob (format 2) is decoded against its base's plaintext, which
+//! [`Repository::base_plaintext`] decodes first: the chain is followed in
+//! the index (every link present, of the same type, one level shallower
+//! than the last, so it ends within [`pack::MAX_DELTA_DEPTH`] steps and
+//! cannot loop), then decoded from its full blob up, each link checked
+//! against its id. A [`BaseCache`] keeps the plaintexts for one operation.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::index::Index;
 use super::repository::Repository;
 use crate::backend::FileType;
 use crate::error::{BackendErrorKind, Error, Result};
 use crate::format::manifest::Manifest;
-use crate::format::pack::{self, BlobType, PackedBlob, TailHeader};
+use crate::format::pack::{self, BlobEntry, BlobType, PackedBlob, TailHeader};
 use crate::format::tree::TreeNode;
 use crate::format::{self, ObjectType, HEADER_LEN};
 use crate::id::{BlobId, PackId};
@@ -59,14 +68,71 @@ impl PackBytes {
         &self.bytes[b.offset as usize..(b.offset + b.entry.stored_len) as usize]
     }
 
-    /// Opens one of its blobs: authenticated, decompressed, id-checked.
-    pub fn open(&self, key: &crate::format::crypto::MasterKey, b: &PackedBlob) -> Result<Vec<u8>> {
+    /// Opens one of its blobs: authenticated, decompressed, id-checked; a
+    /// delta blob against `base`, its base's plaintext.
+    pub fn open(
+        &self,
+        key: &crate::format::crypto::MasterKey,
+        b: &PackedBlob,
+        base: Option<&[u8]>,
+    ) -> Result<Vec<u8>> {
         pack::open_blob(
             key,
             &b.entry,
             self.sealed(b),
+            base,
             &blob_object(&b.entry.id, &self.id.to_hex()),
         )
+    }
+}
+
+/// Plaintexts of delta bases decoded during one operation, shared by its
+/// threads; emptied when it holds more than its budget.
+pub struct BaseCache {
+    /// The plaintexts, and their total length.
+    map: Mutex<(Plaintexts, usize)>,
+    budget: usize,
+}
+
+type Plaintexts = HashMap<BlobId, Arc<Vec<u8>>>;
+
+impl Default for BaseCache {
+    fn default() -> Self {
+        Self::new(BASE_CACHE_BYTES)
+    }
+}
+
+/// Bytes of base plaintexts a [`BaseCache`] keeps by default.
+pub const BASE_CACHE_BYTES: usize = 32 << 20;
+
+impl BaseCache {
+    /// A cache keeping at most `budget` bytes.
+    pub fn new(budget: usize) -> Self {
+        Self {
+            map: Mutex::new((HashMap::new(), 0)),
+            budget,
+        }
+    }
+
+    fn get(&self, id: &BlobId) -> Option<Arc<Vec<u8>>> {
+        let m = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        m.0.get(id).cloned()
+    }
+
+    fn put(&self, id: BlobId, plain: Arc<Vec<u8>>) {
+        let mut m = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if m.1 + plain.len() > self.budget {
+            m.0.clear();
+            m.1 = 0;
+        }
+        m.1 += plain.len();
+        m.0.insert(id, plain);
     }
 }
 
@@ -211,18 +277,119 @@ impl Repository {
                 "no index lists it (the data is missing)",
             )
         })?;
-        let name = loc.pack.to_hex();
-        let object = blob_object(id, &name);
+        let base = self.base_plaintext(index, &loc.blob.entry, &BaseCache::new(0))?;
+        self.read_located(loc.pack, &loc.blob, base.as_deref().map(Vec::as_slice))
+    }
+
+    /// Reads and opens one blob where the index lists it, against its
+    /// base's plaintext if it is a delta.
+    fn read_located(&self, pack: PackId, b: &PackedBlob, base: Option<&[u8]>) -> Result<Vec<u8>> {
+        let name = pack.to_hex();
+        let object = blob_object(&b.entry.id, &name);
         let sealed = self
             .backend()
             .read_range(
                 FileType::Pack,
                 &name,
-                u64::from(loc.blob.offset),
-                u64::from(loc.blob.entry.stored_len),
+                u64::from(b.offset),
+                u64::from(b.entry.stored_len),
             )
             .map_err(|e| truncated(e, &object))?;
-        pack::open_blob(self.key(), &loc.blob.entry, &sealed, &object)
+        pack::open_blob(self.key(), &b.entry, &sealed, base, &object)
+    }
+
+    /// The plaintext of the base of the blob `entry` describes, if it is a
+    /// delta; `None` for a full blob. The chain is checked in the index
+    /// before anything is read (see the module docs); its links are read
+    /// one range read each, from the full blob up, and kept in `cache`.
+    pub fn base_plaintext(
+        &self,
+        index: &Index,
+        entry: &BlobEntry,
+        cache: &BaseCache,
+    ) -> Result<Option<Arc<Vec<u8>>>> {
+        match entry.base {
+            None => Ok(None),
+            Some(base) => self.chain_plaintext(index, entry, base, cache).map(Some),
+        }
+    }
+
+    /// The plaintext of blob `id` (a delta's base, decoded with its chain),
+    /// through `cache`.
+    pub fn blob_plaintext(
+        &self,
+        index: &Index,
+        id: &BlobId,
+        cache: &BaseCache,
+    ) -> Result<Arc<Vec<u8>>> {
+        if let Some(p) = cache.get(id) {
+            return Ok(p);
+        }
+        let loc = index.get(id).ok_or_else(|| {
+            Error::damaged(
+                format!("blob {id}"),
+                "no index lists it (the data is missing)",
+            )
+        })?;
+        let base = self.base_plaintext(index, &loc.blob.entry, cache)?;
+        let plain =
+            Arc::new(self.read_located(loc.pack, &loc.blob, base.as_deref().map(Vec::as_slice))?);
+        cache.put(*id, Arc::clone(&plain));
+        Ok(plain)
+    }
+
+    fn chain_plaintext(
+        &self,
+        index: &Index,
+        entry: &BlobEntry,
+        first: pack::DeltaBase,
+        cache: &BaseCache,
+    ) -> Result<Arc<Vec<u8>>> {
+        let mut chain: Vec<(PackId, PackedBlob)> = Vec::new();
+        let mut found = None;
+        let (mut child, mut next) = (entry.id, first);
+        loop {
+            if let Some(p) = cache.get(&next.id) {
+                found = Some(p);
+                break;
+            }
+            let object = format!("delta chain of blob {}", entry.id.short());
+            let loc = index.get(&next.id).ok_or_else(|| {
+                Error::damaged(
+                    &object,
+                    format!(
+                        "blob {} is a delta against {}, which no index lists (the base is missing)",
+                        child.short(),
+                        next.id.short()
+                    ),
+                )
+            })?;
+            let e = loc.blob.entry;
+            let depth = e.base.map_or(0, |b| b.depth);
+            if e.ty != entry.ty || depth + 1 != next.depth {
+                return Err(Error::damaged(
+                    &object,
+                    format!(
+                        "its base {} is a {:?} blob of depth {depth}, not a {:?} blob of depth {}",
+                        next.id.short(),
+                        e.ty,
+                        entry.ty,
+                        next.depth - 1
+                    ),
+                ));
+            }
+            chain.push((loc.pack, loc.blob));
+            match e.base {
+                Some(b) => (child, next) = (next.id, b),
+                None => break,
+            }
+        }
+        for (pack, b) in chain.iter().rev() {
+            let p = Arc::new(self.read_located(*pack, b, found.as_deref().map(Vec::as_slice))?);
+            cache.put(b.entry.id, Arc::clone(&p));
+            found = Some(p);
+        }
+        Ok(found.expect("a chain ends in a cached or a full blob"))
     }
 
     /// Reads and decodes one tree blob of a snapshot's chunk list; the index
@@ -286,12 +453,31 @@ impl Repository {
         })
     }
 
-    /// Reads a whole pack, verified, and returns every blob's plaintext.
+    /// Reads a whole pack, verified, and returns every blob's plaintext; a
+    /// delta blob's base is read through the index.
     pub fn read_pack(&self, id: &PackId) -> Result<Vec<(PackedBlob, Vec<u8>)>> {
+        let index = self.index()?;
+        self.read_pack_with(id, &index, &BaseCache::default())
+    }
+
+    /// [`Repository::read_pack`] through a given index, keeping the bases
+    /// it decodes in `bases`.
+    pub fn read_pack_with(
+        &self,
+        id: &PackId,
+        index: &Index,
+        bases: &BaseCache,
+    ) -> Result<Vec<(PackedBlob, Vec<u8>)>> {
         let pack = self.read_pack_bytes(id)?;
         pack.blobs
             .iter()
-            .map(|b| Ok((*b, pack.open(self.key(), b)?)))
+            .map(|b| {
+                let base = self.base_plaintext(index, &b.entry, bases)?;
+                Ok((
+                    *b,
+                    pack.open(self.key(), b, base.as_deref().map(Vec::as_slice))?,
+                ))
+            })
             .collect()
     }
 
@@ -447,11 +633,13 @@ impl Repository {
     ) -> Result<()> {
         let next = AtomicUsize::new(0);
         let threads = self.backend().read_parallelism();
+        let bases = BaseCache::default();
         std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
                 .map(|_| {
                     s.spawn(|| -> Result<()> {
-                        let result = self.fetch_runs(plan, &next, write_at, progress, cancel, ids);
+                        let result =
+                            self.fetch_runs(plan, &next, write_at, progress, cancel, ids, &bases);
                         if result.is_err() {
                             // Stop the other threads: the reassembly has failed.
                             next.store(usize::MAX / 2, Ordering::Relaxed);
@@ -471,6 +659,7 @@ impl Repository {
     }
 
     /// One reader thread: takes runs until none is left.
+    #[allow(clippy::too_many_arguments)]
     fn fetch_runs(
         &self,
         plan: &Plan,
@@ -479,6 +668,7 @@ impl Repository {
         progress: Option<&dyn Progress>,
         cancel: &Cancel,
         ids: Ids,
+        bases: &BaseCache,
     ) -> Result<()> {
         let open = match ids {
             Ids::Check => pack::open_blob_into,
@@ -503,11 +693,13 @@ impl Repository {
                 // A repeat of the blob just decoded (decrypting in place
                 // consumed it) is written again from `raw`.
                 if done != Some((b.offset, b.entry.id)) {
+                    let base = self.base_plaintext(&plan.index, &b.entry, bases)?;
                     let sealed = &mut bytes[at..at + b.entry.stored_len as usize];
                     open(
                         self.key(),
                         &b.entry,
                         sealed,
+                        base.as_deref().map(Vec::as_slice),
                         &blob_object(&b.entry.id, &name),
                         &mut raw,
                     )?;

@@ -24,7 +24,7 @@ use crate::backend::counting::CountingBackend;
 use crate::backend::local::LocalBackend;
 use crate::backend::{Backend, FileInfo, FileType, IoStats};
 use crate::error::{Error, Result};
-use crate::format::config::{ChunkerParams, CompressionParams, Config};
+use crate::format::config::{ChunkerParams, CompressionParams, Config, DeltaParams};
 use crate::format::crypto::{self, KdfParams, MasterKey};
 use crate::format::index::IndexFile;
 use crate::format::key::{self, KeyMeta};
@@ -43,11 +43,18 @@ pub struct InitOptions {
     pub compression: CompressionParams,
     /// Target pack size in bytes.
     pub pack_size: u32,
+    /// Repository format: 2 (delta blobs), or 1 for litevault releases
+    /// older than format 2.
+    pub version: u8,
+    /// Longest delta chain backups write (format 2; 0 writes none).
+    pub max_delta_depth: u16,
 }
 
 impl Default for InitOptions {
     fn default() -> Self {
         Self {
+            version: format::REPOSITORY_VERSION,
+            max_delta_depth: DeltaParams::DEFAULT.max_depth,
             kdf: KdfParams::DEFAULT,
             chunker: ChunkerParams::DEFAULT,
             compression: CompressionParams::DEFAULT,
@@ -164,11 +171,26 @@ impl Repository {
         opts.kdf.validate().map_err(|m| Error::option("kdf", m))?;
         let mut repo_id = [0u8; 32];
         crypto::random_bytes(&mut repo_id)?;
+        let id = RepositoryId::from_bytes(repo_id);
         let config = Config {
             chunker: opts.chunker,
             compression: opts.compression,
             pack_size: opts.pack_size,
-            ..Config::new(RepositoryId::from_bytes(repo_id))
+            ..match opts.version {
+                1 => Config::new_v1(id),
+                2 => Config {
+                    delta: Some(DeltaParams {
+                        max_depth: opts.max_delta_depth,
+                    }),
+                    ..Config::new(id)
+                },
+                v => {
+                    return Err(Error::option(
+                        "repository_version",
+                        format!("repository format {v} is not 1 or 2"),
+                    ))
+                }
+            }
         };
         config
             .chunker
@@ -180,6 +202,16 @@ impl Repository {
                 format!(
                     "zstd level {} is outside 0..=22",
                     config.compression.zstd_level
+                ),
+            ));
+        }
+        if config.max_delta_depth() > crate::format::pack::MAX_DELTA_DEPTH {
+            return Err(Error::option(
+                "max_delta_depth",
+                format!(
+                    "delta depth {} exceeds the {} a chain may have",
+                    config.max_delta_depth(),
+                    crate::format::pack::MAX_DELTA_DEPTH
                 ),
             ));
         }
@@ -199,7 +231,7 @@ impl Repository {
         let key_bytes = key::encode(&key, password, opts.kdf, &KeyMeta::now())?;
         let key_id = KeyId::from_bytes(storage_hash(&key_bytes));
         backend.write(FileType::Key, &key_id.to_hex(), &key_bytes)?;
-        let config_bytes = format::seal_object(&key, ObjectType::Config, &config.to_json(), None)?;
+        let config_bytes = config.seal(&key)?;
         backend.write(FileType::Config, "config", &config_bytes)?;
         Ok(Self::new(backend, key, key_id, config))
     }
@@ -252,7 +284,7 @@ impl Repository {
         let unlocking = remembered.as_ref().map_or(&backend, |(_, b)| b);
         let (key, key_id, key_bytes) = Self::unlock_key(unlocking.as_ref(), password)?;
         let json = format::open_object(&key, ObjectType::Config, &config_bytes, "config")?;
-        let config = Config::from_json(&json)?;
+        let config = Config::from_json(&json, config_bytes[4])?;
         let Some(root) = &opts.cache_root else {
             return Ok(Self::new(backend, key, key_id, config));
         };
@@ -298,7 +330,9 @@ impl Repository {
             else {
                 continue;
             };
-            let (Ok(config), Ok(key_id)) = (Config::from_json(&json), name.parse()) else {
+            let (Ok(config), Ok(key_id)) =
+                (Config::from_json(&json, config_bytes[4]), name.parse())
+            else {
                 continue;
             };
             if config.id.to_hex() != id {

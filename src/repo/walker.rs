@@ -65,7 +65,53 @@ fn visit(
     Ok(())
 }
 
+/// Where each blob of a snapshot's tree sits in its image: what a backup
+/// chooses delta bases from.
+#[derive(Debug, Default)]
+pub struct TreeLayout {
+    /// Every chunk: (start, end, id), in image order.
+    pub chunks: Vec<(u64, u64, BlobId)>,
+    /// Every tree blob by level: (start, end, id) of the image bytes it
+    /// covers, in image order.
+    pub nodes: Vec<Vec<(u64, u64, BlobId)>>,
+}
+
 impl Repository {
+    /// The layout of `manifest`'s tree (see [`TreeLayout`]), read strictly.
+    pub fn tree_layout(&self, manifest: &Manifest) -> Result<TreeLayout> {
+        let index = self.index()?;
+        let nodes = self.prefetch_trees(&index, &manifest.tree, None)?;
+        let offset = std::cell::Cell::new(0u64);
+        let layout = std::cell::RefCell::new(TreeLayout::default());
+        walk(
+            &manifest.tree,
+            None,
+            &mut |id, level| {
+                let node = match nodes.get(id) {
+                    Some(node) => node.clone(),
+                    None => self.read_tree_with(&index, id)?,
+                };
+                let start = offset.get();
+                let len: u64 = node.entries.iter().map(|e| e.len).sum();
+                let mut l = layout.borrow_mut();
+                let level = usize::from(level);
+                if l.nodes.len() <= level {
+                    l.nodes.resize_with(level + 1, Vec::new);
+                }
+                l.nodes[level].push((start, start.saturating_add(len), *id));
+                Ok(Some(node))
+            },
+            &mut |e| {
+                let start = offset.get();
+                let end = start.saturating_add(e.len);
+                layout.borrow_mut().chunks.push((start, end, e.id));
+                offset.set(end);
+                Ok(())
+            },
+        )?;
+        Ok(layout.into_inner())
+    }
+
     /// Calls `leaf` for every chunk of the snapshot in image order, reading
     /// its tree blobs strictly (any problem is an error). With `seen`, tree
     /// blobs already walked are skipped.
