@@ -237,3 +237,72 @@ fn a_day_of_churn_costs_far_less_as_deltas() {
         "format 2 added {v2} bytes over two days, format 1 {v1}"
     );
 }
+
+#[test]
+fn init_chunker_params_and_delta_depth_are_kept_and_checked() {
+    let env = Env::new();
+    for bad in ["1,2", "4,2,64", "0,1,2", "a,b,c", "1,2,5000"] {
+        env.run(&["init", "--chunker-params", bad])
+            .usage(&["--chunker-params"]);
+    }
+    env.run(&["init", "--max-delta-depth", "65"])
+        .usage(&["--max-delta-depth"]);
+    env.run(&[
+        "init",
+        "--chunker-params",
+        "2,4,32",
+        "--max-delta-depth",
+        "0",
+    ])
+    .ok();
+    let config = open(&env).config().clone();
+    assert_eq!(
+        (
+            config.chunker.min_pages,
+            config.chunker.avg_pages,
+            config.chunker.max_pages
+        ),
+        (2, 4, 32)
+    );
+    assert_eq!(config.max_delta_depth(), 0);
+    // Depth 0: format 2, but every changed chunk is stored whole.
+    let db = make_db(&env, "app.db", 2, 3);
+    backup_json(&env, &[s(&db)]);
+    mutate(&db, 1, 3);
+    backup_json(&env, &[s(&db)]);
+    assert!(entries(&env).iter().all(|e| e.base.is_none()));
+}
+
+/// After a `VACUUM` of the live database every page has moved: the backup
+/// stops trying deltas after a sample (each costs a base read) and stores
+/// no more than a first backup of the vacuumed database would.
+#[test]
+fn a_backup_after_vacuum_stops_trying_deltas_and_stays_below_a_first_backup() {
+    let env = Env::new();
+    env.init();
+    let db = make_db(&env, "app.db", 16, 8);
+    backup_json(&env, &[s(&db)]);
+    mutate(&db, 1, 8);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("VACUUM").unwrap();
+    drop(conn);
+    let out = backup_json(&env, &[s(&db)]);
+    let new_chunks = out["manifest"]["stats"]["new_chunks"].as_u64().unwrap();
+    let gets = out["io"]["gets"].as_u64().unwrap();
+    // The index files, the manifest and the config are read too (no cache
+    // for a local repository); the bases tried are at most a sample of 64
+    // plus those already queued to the workers when it was judged.
+    assert!(new_chunks > 200, "{out}");
+    assert!(
+        gets < 64 + 64,
+        "{gets} reads for {new_chunks} new chunks: {out}"
+    );
+
+    let fresh = Env::new();
+    fresh.init();
+    let first = backup_json(&fresh, &[s(&db)]);
+    assert!(
+        out["added_bytes"].as_u64().unwrap() <= first["added_bytes"].as_u64().unwrap(),
+        "after VACUUM {out}, first backup {first}"
+    );
+}

@@ -76,7 +76,7 @@ fn mkdir(p: &Path) {
 
 /// Writes a private file atomically (temporary name, rename); failures
 /// only mean the object is not cached.
-fn store(path: &Path, data: &[u8]) {
+pub(crate) fn store_private(path: &Path, data: &[u8]) {
     let Some(dir) = path.parent() else { return };
     mkdir(dir);
     let tmp = dir.join(format!(".tmp-{}", crate::sys::random_hex(8)));
@@ -110,7 +110,7 @@ impl CachedBackend {
     /// hash is that name).
     pub fn insert(&self, ty: FileType, name: &str, data: &[u8]) {
         if cached_type(ty) && blake3::hash(data).to_hex().as_str() == name {
-            store(&self.path(ty, name), data);
+            store_private(&self.path(ty, name), data);
         }
     }
 
@@ -135,8 +135,8 @@ impl CachedBackend {
     /// Remembers that `location` holds repository `id` with this config
     /// object (kept in the repository's cache directory).
     pub fn remember_location(root: &Path, location: &str, id: &str, config: &[u8]) {
-        store(&root.join(id).join("config"), config);
-        store(&location_path(root, location), id.as_bytes());
+        store_private(&root.join(id).join("config"), config);
+        store_private(&location_path(root, location), id.as_bytes());
     }
 
     /// The repository id and config object remembered for `location`.
@@ -167,7 +167,7 @@ impl CachedBackend {
 
     /// Remembers which repository a config object belongs to.
     pub fn remember_config(root: &Path, config: &[u8], repository: &str) {
-        store(
+        store_private(
             &root
                 .join("configs")
                 .join(blake3::hash(config).to_hex().as_str()),
@@ -203,7 +203,7 @@ impl Backend for CachedBackend {
     fn write(&self, ty: FileType, name: &str, data: &[u8]) -> Result<()> {
         self.inner.write(ty, name, data)?;
         if cached_type(ty) {
-            store(&self.path(ty, name), data);
+            store_private(&self.path(ty, name), data);
         }
         Ok(())
     }
@@ -220,7 +220,7 @@ impl Backend for CachedBackend {
             }
             let bytes = self.inner.read(ty, name)?;
             if blake3::hash(&bytes).to_hex().as_str() == name {
-                store(&path, &bytes);
+                store_private(&path, &bytes);
             }
             return Ok(bytes);
         }

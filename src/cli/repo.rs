@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use litevault::{CompressionParams, Config, InitOptions, Repository};
+use litevault::{ChunkerParams, CompressionParams, Config, InitOptions, Repository};
 
 use super::{password, Ctx};
 
@@ -25,9 +25,31 @@ pub struct InitArgs {
     #[arg(long, default_value_t = litevault::format::config::DeltaParams::DEFAULT.max_depth,
           value_name = "N", value_parser = clap::value_parser!(u16).range(0..=64))]
     max_delta_depth: u16,
+    /// Chunk sizes in pages, MIN,AVG,MAX (fixed for the repository's life;
+    /// SPEC.md section 15 has the measurements behind the default).
+    #[arg(long, value_name = "MIN,AVG,MAX", value_parser = parse_chunker)]
+    chunker_params: Option<ChunkerParams>,
     /// Print the new repository's id, location and key as one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+fn parse_chunker(s: &str) -> std::result::Result<ChunkerParams, String> {
+    let n: Vec<u32> = s
+        .split(',')
+        .map(|p| p.trim().parse::<u32>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("{s:?} is not three page counts MIN,AVG,MAX: {e}"))?;
+    let [min_pages, avg_pages, max_pages] = n[..] else {
+        return Err(format!("{s:?} is not three page counts MIN,AVG,MAX"));
+    };
+    let p = ChunkerParams {
+        min_pages,
+        avg_pages,
+        max_pages,
+    };
+    p.validate()?;
+    Ok(p)
 }
 
 pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<()> {
@@ -57,8 +79,8 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<()> {
         },
         pack_size: args.pack_size << 20,
         version: args.repository_version,
+        chunker: args.chunker_params,
         max_delta_depth: args.max_delta_depth,
-        ..InitOptions::default()
     };
     let repo = Repository::init(
         location.for_init(&ctx.backend_options()?)?,

@@ -366,6 +366,9 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneSummary> {
         stats.packs_deleted += 1;
     }
     stats.freed_bytes = deleted_bytes.saturating_sub(repacked.bytes + written_bytes);
+    if let Some(cache) = repo.blob_cache() {
+        cache.retain(&|id| plan.used.contains(id));
+    }
     std::mem::drop(lock);
     Ok(PruneSummary {
         plan,

@@ -90,7 +90,11 @@ fn make(version: u8) -> Vectors {
         crate::format::crypto::random_bytes(&mut repo_id).unwrap();
         let repo_id = RepositoryId::from_bytes(repo_id);
         let config_value = Config {
-            chunker: ChunkerParams::DEFAULT,
+            chunker: if version == 1 {
+                ChunkerParams::FORMAT_1
+            } else {
+                ChunkerParams::DEFAULT
+            },
             compression: CompressionParams::DEFAULT,
             ..if version == 1 {
                 Config::new_v1(repo_id)

@@ -17,6 +17,7 @@
 //! * [`testing`] (feature `test-support`): what tests need to forge
 //!   hostile repositories.
 
+mod blob_cache;
 pub mod index;
 mod index_files;
 pub mod keys;

@@ -108,6 +108,16 @@ impl<'r> Packer<'r> {
         self.repo
             .backend()
             .write(FileType::Pack, &id.to_hex(), &bytes)?;
+        // Tree and delta blobs are what the next backup reads back.
+        if let Some(cache) = self.repo.blob_cache() {
+            for b in blobs
+                .iter()
+                .filter(|b| b.entry.ty == BlobType::Tree || b.entry.base.is_some())
+            {
+                let at = b.offset as usize;
+                cache.put(&b.entry.id, &bytes[at..at + b.entry.stored_len as usize]);
+            }
+        }
         self.stats.packs += 1;
         self.stats.bytes += bytes.len() as u64;
         self.unindexed.push(IndexPack { id, blobs });

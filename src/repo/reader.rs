@@ -283,9 +283,18 @@ impl Repository {
 
     /// Reads and opens one blob where the index lists it, against its
     /// base's plaintext if it is a delta.
+    /// With a local cache, a cached envelope is used if it opens, and a
+    /// fetched one is cached (see [`super::blob_cache`]).
     fn read_located(&self, pack: PackId, b: &PackedBlob, base: Option<&[u8]>) -> Result<Vec<u8>> {
         let name = pack.to_hex();
         let object = blob_object(&b.entry.id, &name);
+        let cache = self.blob_cache();
+        if let Some(sealed) = cache.as_ref().and_then(|c| c.get(&b.entry)) {
+            match pack::open_blob(self.key(), &b.entry, &sealed, base, &object) {
+                Ok(plain) => return Ok(plain),
+                Err(_) => cache.as_ref().map_or((), |c| c.remove(&b.entry.id)),
+            }
+        }
         let sealed = self
             .backend()
             .read_range(
@@ -295,7 +304,11 @@ impl Repository {
                 u64::from(b.entry.stored_len),
             )
             .map_err(|e| truncated(e, &object))?;
-        pack::open_blob(self.key(), &b.entry, &sealed, base, &object)
+        let plain = pack::open_blob(self.key(), &b.entry, &sealed, base, &object)?;
+        if let Some(c) = cache {
+            c.put(&b.entry.id, &sealed);
+        }
+        Ok(plain)
     }
 
     /// The plaintext of the base of the blob `entry` describes, if it is a

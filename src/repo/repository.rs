@@ -37,8 +37,9 @@ use crate::id::{storage_hash, IndexId, KeyId, RepositoryId, SnapshotId};
 pub struct InitOptions {
     /// Argon2id parameters of the first key.
     pub kdf: KdfParams,
-    /// Chunker parameters (fixed for the repository's life).
-    pub chunker: ChunkerParams,
+    /// Chunker parameters (fixed for the repository's life); `None`: the
+    /// format's default.
+    pub chunker: Option<ChunkerParams>,
     /// Compression of blobs.
     pub compression: CompressionParams,
     /// Target pack size in bytes.
@@ -56,7 +57,7 @@ impl Default for InitOptions {
             version: format::REPOSITORY_VERSION,
             max_delta_depth: DeltaParams::DEFAULT.max_depth,
             kdf: KdfParams::DEFAULT,
-            chunker: ChunkerParams::DEFAULT,
+            chunker: None,
             compression: CompressionParams::DEFAULT,
             pack_size: Config::DEFAULT_PACK_SIZE,
         }
@@ -172,8 +173,12 @@ impl Repository {
         let mut repo_id = [0u8; 32];
         crypto::random_bytes(&mut repo_id)?;
         let id = RepositoryId::from_bytes(repo_id);
+        let format_default = match opts.version {
+            1 => Config::new_v1(id),
+            _ => Config::new(id),
+        };
         let config = Config {
-            chunker: opts.chunker,
+            chunker: opts.chunker.unwrap_or(format_default.chunker),
             compression: opts.compression,
             pack_size: opts.pack_size,
             ..match opts.version {
@@ -483,6 +488,13 @@ impl Repository {
     /// backend that does not count.
     pub fn io_stats(&self) -> IoStats {
         self.backend.io_stats().unwrap_or_default()
+    }
+
+    /// The cached sealed blobs, when there is a local cache.
+    pub(crate) fn blob_cache(&self) -> Option<super::blob_cache::BlobCache> {
+        self.cache_dir
+            .as_deref()
+            .map(super::blob_cache::BlobCache::new)
     }
 
     /// What the local cache holds, when there is one.
