@@ -583,6 +583,18 @@ fn forge_index(env: &Env, f: impl FnOnce(&mut litevault::format::index::IndexFil
     testing::save_index(&repo, &all).unwrap();
 }
 
+/// `setup`'s database a day later.
+fn next_day(db: &Path) {
+    crate::backup::workload(&[
+        "mutate",
+        db.to_str().unwrap(),
+        "--step",
+        "2",
+        "--seed",
+        "77",
+    ]);
+}
+
 /// Positions (pack, blob) of the delta blobs of the forged index.
 fn delta_positions(all: &litevault::format::index::IndexFile) -> Vec<(usize, usize)> {
     let mut v = Vec::new();
@@ -630,9 +642,16 @@ fn delta_whose_base_is_missing() {
 
 #[test]
 fn delta_chain_that_loops() {
-    let (env, _) = setup();
+    let (env, db) = setup();
     forge_index(&env, |all| {
-        let d = delta_positions(all);
+        // Data deltas only: the trees stay sound, so a backup reads the
+        // previous snapshot's layout and walks the looping chains.
+        let d: Vec<_> = delta_positions(all)
+            .into_iter()
+            .filter(|&(p, b)| {
+                all.packs[p].blobs[b].entry.ty == litevault::format::pack::BlobType::Data
+            })
+            .collect();
         // Every delta's base becomes the next delta, the last the first: a
         // cycle, whatever depths they claim.
         let ids: Vec<_> = d
@@ -648,9 +667,29 @@ fn delta_chain_that_loops() {
             } else {
                 e.base.as_mut().unwrap().id = next;
             }
+            // As deep as a writer goes: a backup choosing a base walks
+            // down such a chain, and must stop.
+            e.base.as_mut().unwrap().depth = 4;
         }
     });
     restore_refuses(&env, "delta chain");
+    // A backup over the forged index ends (the walk is bounded) and stores
+    // the changed chunks whole or against a sound base.
+    next_day(&db);
+    let mut c = env.command(&["backup", db.to_str().unwrap(), "--tag", "a"]);
+    let mut child = c.stdout(std::process::Stdio::null()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            child.kill().unwrap();
+            panic!("a backup over a looping delta chain did not end");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]
@@ -765,13 +804,6 @@ fn damaged_base_breaks_only_its_chain_and_is_reported() {
     restore.fails(13, &["failed authentication"]);
     // A backup after the damage still works: a base that cannot be read
     // only costs a full blob.
-    crate::backup::workload(&[
-        "mutate",
-        db.to_str().unwrap(),
-        "--step",
-        "2",
-        "--seed",
-        "77",
-    ]);
+    next_day(&db);
     backup_json(&env, &[db.to_str().unwrap(), "--tag", "a"]);
 }

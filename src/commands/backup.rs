@@ -318,20 +318,25 @@ impl Parent {
             }
         }
         let (_, mut id) = best?;
-        loop {
+        // Down the candidate's chain, each link one level shallower (a
+        // forged index cannot make this loop: at most 64 steps).
+        let mut expect: Option<u16> = None;
+        for _ in 0..=crate::format::pack::MAX_DELTA_DEPTH {
             let entry = index.get(&id)?.blob.entry;
-            if entry.ty != ty {
+            let depth = entry.base.map_or(0, |b| b.depth);
+            if entry.ty != ty || expect.is_some_and(|d| d != depth) {
                 return None;
             }
-            let depth = entry.base.map_or(0, |b| b.depth);
             if depth < self.max_depth {
                 return Some(DeltaBase {
                     id,
                     depth: depth + 1,
                 });
             }
+            expect = Some(depth - 1);
             id = entry.base?.id;
         }
+        None
     }
 }
 
