@@ -317,26 +317,23 @@ impl Parent {
                 best = Some((overlap, id));
             }
         }
-        let (_, mut id) = best?;
-        // Down the candidate's chain, each link one level shallower (a
-        // forged index cannot make this loop: at most 64 steps).
-        let mut expect: Option<u16> = None;
-        for _ in 0..=crate::format::pack::MAX_DELTA_DEPTH {
-            let entry = index.get(&id)?.blob.entry;
+        let (_, id) = best?;
+        // Down the candidate's chain through checked links, each one level
+        // shallower, so a forged index cannot make this loop.
+        let mut entry = index.get(&id)?.blob.entry;
+        if entry.ty != ty {
+            return None;
+        }
+        loop {
             let depth = entry.base.map_or(0, |b| b.depth);
-            if entry.ty != ty || expect.is_some_and(|d| d != depth) {
-                return None;
-            }
             if depth < self.max_depth {
                 return Some(DeltaBase {
-                    id,
+                    id: entry.id,
                     depth: depth + 1,
                 });
             }
-            expect = Some(depth - 1);
-            id = entry.base?.id;
+            entry = index.delta_base(&entry)?.ok()?.blob.entry;
         }
-        None
     }
 }
 

@@ -230,34 +230,11 @@ fn check_packs(
 fn check_delta_chains(index: &Index, report: &mut CheckReport) {
     for p in index.packs() {
         for b in &p.blobs {
-            let Some(base) = b.entry.base else { continue };
             if !index.is_primary(&p.id, &b.entry.id) {
                 continue;
             }
-            let object = format!("blob {}", b.entry.id.short());
-            match index.get(&base.id) {
-                None => report.error(
-                    object,
-                    format!(
-                        "it is a delta against {}, which no index lists: it cannot be decoded",
-                        base.id.short()
-                    ),
-                ),
-                Some(l) => {
-                    let depth = l.blob.entry.base.map_or(0, |b| b.depth);
-                    if l.blob.entry.ty != b.entry.ty || depth + 1 != base.depth {
-                        report.error(
-                            object,
-                            format!(
-                                "its delta base {} is a {:?} blob of depth {depth}, not a {:?} blob of depth {}",
-                                base.id.short(),
-                                l.blob.entry.ty,
-                                b.entry.ty,
-                                base.depth - 1
-                            ),
-                        );
-                    }
-                }
+            if let Some(Err(broken)) = index.delta_base(&b.entry) {
+                report.error(format!("blob {}", b.entry.id.short()), broken);
             }
         }
     }

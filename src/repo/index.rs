@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::format::index::IndexFile;
-use crate::format::pack::{BlobType, PackedBlob};
+use crate::format::pack::{BlobEntry, BlobType, PackedBlob};
 use crate::id::{BlobId, IndexId, PackId};
 
 /// Where one blob is stored.
@@ -109,6 +109,37 @@ impl Index {
     pub fn at(&self, pack: u32, blob: u32) -> (PackId, &PackedBlob) {
         let p = &self.packs[pack as usize];
         (p.id, &p.blobs[blob as usize])
+    }
+
+    /// Where the base of the delta blob `entry` is, checked as one link of
+    /// its chain: indexed, of the delta's type, one level shallower (so no
+    /// walk down such links can loop or outrun the depth bound). `None`
+    /// for a full blob; `Some(Err)` says how the link is broken.
+    pub fn delta_base(
+        &self,
+        entry: &BlobEntry,
+    ) -> Option<std::result::Result<BlobLocation, String>> {
+        let base = entry.base?;
+        let Some(loc) = self.get(&base.id) else {
+            return Some(Err(format!(
+                "blob {} is a delta against {}, which no index lists (the base is missing)",
+                entry.id.short(),
+                base.id.short()
+            )));
+        };
+        let b = loc.blob.entry;
+        let depth = b.base.map_or(0, |x| x.depth);
+        if b.ty != entry.ty || depth + 1 != base.depth {
+            return Some(Err(format!(
+                "blob {}'s base {} is a {:?} blob of depth {depth}, not a {:?} blob of depth {}",
+                entry.id.short(),
+                base.id.short(),
+                b.ty,
+                entry.ty,
+                base.depth - 1
+            )));
+        }
+        Some(Ok(loc))
     }
 
     /// True if the blob is indexed.

@@ -123,6 +123,9 @@ impl BaseCache {
     }
 
     fn put(&self, id: BlobId, plain: Arc<Vec<u8>>) {
+        if plain.len() > self.budget {
+            return;
+        }
         let mut m = self
             .map
             .lock()
@@ -271,13 +274,18 @@ impl Repository {
 
     /// [`Repository::read_blob`] through a given index.
     pub fn read_blob_with(&self, index: &Index, id: &BlobId) -> Result<Vec<u8>> {
+        self.read_blob_through(index, id, &BaseCache::new(0))
+    }
+
+    /// Reads one blob through the index, a delta's chain through `cache`.
+    fn read_blob_through(&self, index: &Index, id: &BlobId, cache: &BaseCache) -> Result<Vec<u8>> {
         let loc = index.get(id).ok_or_else(|| {
             Error::damaged(
                 format!("blob {id}"),
                 "no index lists it (the data is missing)",
             )
         })?;
-        let base = self.base_plaintext(index, &loc.blob.entry, &BaseCache::new(0))?;
+        let base = self.base_plaintext(index, &loc.blob.entry, cache)?;
         self.read_located(loc.pack, &loc.blob, base.as_deref().map(Vec::as_slice))
     }
 
@@ -321,10 +329,10 @@ impl Repository {
         entry: &BlobEntry,
         cache: &BaseCache,
     ) -> Result<Option<Arc<Vec<u8>>>> {
-        match entry.base {
-            None => Ok(None),
-            Some(base) => self.chain_plaintext(index, entry, base, cache).map(Some),
+        if entry.base.is_none() {
+            return Ok(None);
         }
+        self.chain_plaintext(index, entry, cache).map(Some)
     }
 
     /// The plaintext of blob `id` (a delta's base, decoded with its chain),
@@ -338,15 +346,7 @@ impl Repository {
         if let Some(p) = cache.get(id) {
             return Ok(p);
         }
-        let loc = index.get(id).ok_or_else(|| {
-            Error::damaged(
-                format!("blob {id}"),
-                "no index lists it (the data is missing)",
-            )
-        })?;
-        let base = self.base_plaintext(index, &loc.blob.entry, cache)?;
-        let plain =
-            Arc::new(self.read_located(loc.pack, &loc.blob, base.as_deref().map(Vec::as_slice))?);
+        let plain = Arc::new(self.read_blob_through(index, id, cache)?);
         cache.put(*id, Arc::clone(&plain));
         Ok(plain)
     }
@@ -355,47 +355,21 @@ impl Repository {
         &self,
         index: &Index,
         entry: &BlobEntry,
-        first: pack::DeltaBase,
         cache: &BaseCache,
     ) -> Result<Arc<Vec<u8>>> {
         let mut chain: Vec<(PackId, PackedBlob)> = Vec::new();
         let mut found = None;
-        let (mut child, mut next) = (entry.id, first);
-        loop {
-            if let Some(p) = cache.get(&next.id) {
+        let mut link = *entry;
+        while let Some(base) = index.delta_base(&link) {
+            let base = base.map_err(|m| {
+                Error::damaged(format!("delta chain of blob {}", entry.id.short()), m)
+            })?;
+            if let Some(p) = cache.get(&base.blob.entry.id) {
                 found = Some(p);
                 break;
             }
-            let object = format!("delta chain of blob {}", entry.id.short());
-            let loc = index.get(&next.id).ok_or_else(|| {
-                Error::damaged(
-                    &object,
-                    format!(
-                        "blob {} is a delta against {}, which no index lists (the base is missing)",
-                        child.short(),
-                        next.id.short()
-                    ),
-                )
-            })?;
-            let e = loc.blob.entry;
-            let depth = e.base.map_or(0, |b| b.depth);
-            if e.ty != entry.ty || depth + 1 != next.depth {
-                return Err(Error::damaged(
-                    &object,
-                    format!(
-                        "its base {} is a {:?} blob of depth {depth}, not a {:?} blob of depth {}",
-                        next.id.short(),
-                        e.ty,
-                        entry.ty,
-                        next.depth - 1
-                    ),
-                ));
-            }
-            chain.push((loc.pack, loc.blob));
-            match e.base {
-                Some(b) => (child, next) = (next.id, b),
-                None => break,
-            }
+            chain.push((base.pack, base.blob));
+            link = base.blob.entry;
         }
         for (pack, b) in chain.iter().rev() {
             let p = Arc::new(self.read_located(*pack, b, found.as_deref().map(Vec::as_slice))?);
