@@ -156,6 +156,146 @@ fn unchanged_database_is_skipped_unless_forced() {
     assert_eq!(open(&env).snapshots().unwrap().len(), 3);
 }
 
+/// Waits until files written before now count as settled (a stamp is kept
+/// only for files last written 2 s before the read began).
+fn settle() {
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+}
+
+/// Backs `db` up and says whether it was read: (read, stored a snapshot).
+fn backed_up(env: &Env, db: &Path, extra: &[&str]) -> (bool, bool) {
+    let mut args = vec![db.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let s = backup_json(env, &args);
+    (s["not_read"] == false, s["skipped"] == false)
+}
+
+/// The newest snapshot's manifest of the database at `db`.
+fn newest(env: &Env, db: &Path) -> litevault::Manifest {
+    let path = std::fs::canonicalize(db).unwrap();
+    open(env)
+        .snapshots()
+        .unwrap()
+        .into_iter()
+        .map(|(_, m)| m)
+        .filter(|m| Path::new(&m.database.path) == path)
+        .max_by_key(litevault::Manifest::timestamp)
+        .unwrap()
+}
+
+#[test]
+fn unchanged_file_is_not_read_until_anything_writes_it() {
+    let env = Env::new();
+    env.init();
+    let wal = make_db(&env, "app.db", 2, 1);
+    let journal = env.dir.path().join("journal.db");
+    {
+        let c = rusqlite::Connection::open(&journal).unwrap();
+        c.execute_batch(
+            "PRAGMA journal_mode=delete; CREATE TABLE t(x); INSERT INTO t VALUES (randomblob(100000));",
+        )
+        .unwrap();
+    }
+    // Written just now: the stamp is not kept, so the next backup reads.
+    assert_eq!(backed_up(&env, &journal, &[]), (true, true));
+    assert_eq!(newest(&env, &journal).image.file, None);
+    assert_eq!(backed_up(&env, &journal, &[]), (true, false));
+
+    settle();
+    for db in [&wal, &journal] {
+        assert_eq!(backed_up(&env, db, &["--force"]), (true, true), "{db:?}");
+        assert!(newest(&env, db).image.file.is_some(), "{db:?}");
+        assert_eq!(backed_up(&env, db, &[]), (false, false), "{db:?}");
+        let human = env.run(&["backup", db.to_str().unwrap()]);
+        assert!(
+            human.ok().contains("not written since (not read)"),
+            "{human:?}"
+        );
+        // What needs the read gets it.
+        for flags in [
+            &["--verify-source"][..],
+            &["--keep-free-pages"],
+            &["--strategy", "vacuum"],
+        ] {
+            assert!(backed_up(&env, db, flags).0, "{db:?} {flags:?}");
+        }
+        // Another series (other tags) has no stamp yet.
+        assert_eq!(backed_up(&env, db, &["--tag", "other"]), (true, true));
+    }
+
+    // Every kind of write is seen, each on a settled, stamped file.
+    type Write<'a> = (&'a str, &'a Path, Box<dyn Fn() + 'a>);
+    let writes: Vec<Write> = vec![
+        (
+            "a commit into the WAL, the writer still open",
+            &wal,
+            Box::new(|| {
+                let c = rusqlite::Connection::open(&wal).unwrap();
+                c.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS extra(x); INSERT INTO extra VALUES (1);",
+                )
+                .unwrap();
+                // Kept open: the WAL is not checkpointed into the file.
+                std::mem::forget(c);
+            }),
+        ),
+        (
+            "a commit in rollback-journal mode",
+            &journal,
+            Box::new(|| {
+                let c = rusqlite::Connection::open(&journal).unwrap();
+                c.execute("UPDATE t SET x = randomblob(100000)", [])
+                    .unwrap();
+            }),
+        ),
+        (
+            "bytes written in place, the modification time put back",
+            &journal,
+            Box::new(|| {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&journal)
+                    .unwrap();
+                let mtime = f.metadata().unwrap().modified().unwrap();
+                std::os::unix::fs::FileExt::write_all_at(&f, b"\x7f\x7f\x7f\x7f", 24).unwrap();
+                f.set_modified(mtime).unwrap();
+            }),
+        ),
+        (
+            "another file of the same size and times renamed over it",
+            &journal,
+            Box::new(|| {
+                let other = env.dir.path().join("other.db");
+                let bytes = std::fs::read(&journal).unwrap();
+                let mut changed = bytes.clone();
+                changed[24..28].copy_from_slice(b"\x01\x02\x03\x04");
+                std::fs::write(&other, changed).unwrap();
+                let times = std::fs::metadata(&journal).unwrap().modified().unwrap();
+                std::fs::File::options()
+                    .write(true)
+                    .open(&other)
+                    .unwrap()
+                    .set_modified(times)
+                    .unwrap();
+                std::fs::rename(&other, &journal).unwrap();
+            }),
+        ),
+    ];
+    for (what, db, write) in &writes {
+        settle();
+        assert_eq!(backed_up(&env, db, &["--force"]), (true, true), "{what}");
+        assert_eq!(backed_up(&env, db, &[]), (false, false), "{what}");
+        write();
+        assert_eq!(backed_up(&env, db, &[]), (true, true), "after {what}");
+        // Written just now: no stamp, and the next backup reads again.
+        assert_eq!(newest(&env, db).image.file, None, "after {what}");
+        assert_eq!(backed_up(&env, db, &[]), (true, false), "after {what}");
+    }
+    // Each stored snapshot restores to what was read.
+    let check = env.run(&["check", "--read-data"]);
+    check.ok();
+}
+
 #[test]
 fn vacuum_strategy_stores_a_compacted_export() {
     let env = Env::new();

@@ -86,6 +86,7 @@ pub fn manifest(repo: &Repository, tree: litevault::BlobId) -> Manifest {
             quick_check: None,
             change_counter: 1,
             zeroed_free_pages: 0,
+            file: None,
         },
         stats: BackupStats::default(),
         tree: TreeRoot { id: tree, level: 0 },

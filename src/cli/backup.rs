@@ -47,7 +47,9 @@ pub struct BackupArgs {
     /// Host name recorded in the snapshot (default: this host).
     #[arg(long)]
     host: Option<String>,
-    /// Store a snapshot even if the database is unchanged since the last one.
+    /// Read the database and store a snapshot even if it is unchanged
+    /// since the last one (a file nothing wrote since the last snapshot
+    /// is otherwise not even read).
     #[arg(long)]
     force: bool,
     /// Run `PRAGMA quick_check` on the source and record the result.
@@ -156,8 +158,13 @@ fn print_summary(ctx: &Ctx, json: bool, s: &litevault::BackupSummary) -> Result<
     let m = &s.manifest;
     let name = printable(&m.database.name);
     if let (None, Some(prev)) = (s.snapshot, s.unchanged_since) {
+        let how = if s.not_read {
+            ", its file not written since (not read)"
+        } else {
+            ""
+        };
         return ctx.summary(format_args!(
-            "database {name} unchanged since snapshot {}: nothing added (use --force to store a snapshot anyway)",
+            "database {name} unchanged since snapshot {}{how}: nothing added (use --force to read it and store a snapshot anyway)",
             prev.short()
         ));
     }

@@ -42,7 +42,7 @@ use crate::id::{BlobId, SnapshotId};
 use crate::progress::{Cancel, Progress};
 use crate::repo::packer::{seal_blob_against, IndexMode, Packer, PackerStats, SealedBlob};
 use crate::repo::walker::TreeLayout;
-use crate::repo::{validate_tag, BaseCache, GroupBy, Index, LockGuard, Repository};
+use crate::repo::{validate_tag, BaseCache, GroupBy, GroupKey, Index, LockGuard, Repository};
 use crate::sqlite::source::{open_source, ImageMeta, ImageSource, SourceOptions};
 
 const STOPPED: &str = "backup stopped; no snapshot was written";
@@ -232,6 +232,33 @@ pub struct BackupSummary {
     /// reflinks), so the lock was held only while cloning.
     #[serde(default)]
     pub cloned: bool,
+    /// The database was not read: it and its WAL are as `stat` saw them
+    /// throughout the read of `unchanged_since` (same inode, size and
+    /// times, last written well before), so nothing changed them.
+    #[serde(default)]
+    pub not_read: bool,
+}
+
+impl BackupSummary {
+    /// A backup that found the file unchanged since snapshot `id` (whose
+    /// manifest is `m`) and did not read it.
+    fn not_read(id: SnapshotId, m: Manifest, io: IoStats) -> Self {
+        Self {
+            snapshot: None,
+            skipped: true,
+            unchanged_since: Some(id),
+            reused_chunks: m.stats.chunks,
+            manifest: m,
+            packs: 0,
+            added_bytes: 0,
+            throughput: 0.0,
+            warnings: Vec::new(),
+            io,
+            read_lock_ms: 0,
+            cloned: false,
+            not_read: true,
+        }
+    }
 }
 
 /// A chunk or tree blob to compress and seal.
@@ -644,9 +671,7 @@ fn new_manifest(
         path.file_name()
             .map_or_else(|| "database".into(), |n| n.to_string_lossy().into_owned())
     });
-    let mut tags = opts.tags.clone();
-    tags.sort();
-    tags.dedup();
+    let tags = sorted_tags(&opts.tags);
     let host = recorded_host(opts);
     let time = opts.time.unwrap_or_else(jiff::Timestamp::now);
     Manifest {
@@ -677,6 +702,7 @@ fn new_manifest(
             quick_check: meta.quick_check,
             change_counter: meta.change_counter,
             zeroed_free_pages: meta.zeroed_free_pages,
+            file: meta.file,
         },
         stats: BackupStats {
             chunks: counts.chunks,
@@ -703,7 +729,7 @@ pub fn backup_connection(
     conn: &Connection,
     opts: &BackupOptions,
 ) -> Result<BackupSummary> {
-    run(repo, opts, None, None, || {
+    run(repo, opts, None, None, true, || {
         open_source(conn, &opts.path, repo.key(), &opts.source_options())
     })
 }
@@ -717,7 +743,7 @@ pub(crate) fn backup_held(
 ) -> Result<BackupSummary> {
     opts.validate()?;
     let conn = crate::sqlite::open_database(&opts.path, opts.lock_timeout)?;
-    run(repo, opts, None, Some(lock), || {
+    run(repo, opts, None, Some(lock), true, || {
         open_source(&conn, &opts.path, repo.key(), &opts.source_options())
     })
 }
@@ -753,7 +779,7 @@ pub fn backup_source(
     source: Box<dyn ImageSource + '_>,
     opts: &BackupOptions,
 ) -> Result<BackupSummary> {
-    run(repo, opts, None, None, || Ok(source))
+    run(repo, opts, None, None, false, || Ok(source))
 }
 
 /// Stores another repository's snapshot `origin`, whose image `source`
@@ -765,17 +791,20 @@ pub(crate) fn backup_copy(
     opts: &BackupOptions,
     origin: &Manifest,
 ) -> Result<BackupSummary> {
-    run(repo, opts, Some(origin), None, || Ok(source))
+    run(repo, opts, Some(origin), None, false, || Ok(source))
 }
 
 /// Takes the lock (unless the caller holds one), loads the index, then
 /// opens the source (so its read transaction starts late and stays short)
-/// and backs it up.
+/// and backs it up. With `file` (the source reads the database file at
+/// `opts.path`), a file unchanged since the latest snapshot of its group
+/// is not read at all (see [`unchanged_file`]).
 fn run<'s>(
     repo: &Repository,
     opts: &BackupOptions,
     origin: Option<&Manifest>,
     held: Option<&LockGuard>,
+    file: bool,
     open: impl FnOnce() -> Result<Box<dyn ImageSource + 's>>,
 ) -> Result<BackupSummary> {
     opts.validate()?;
@@ -793,6 +822,20 @@ fn run<'s>(
     };
     let lock = held.or(own.as_ref()).expect("a lock, held or taken");
     opts.cancel.check(STOPPED)?;
+    let (path, host) = match origin {
+        Some(o) => (o.database.path.clone(), o.host.clone()),
+        None => (
+            recorded_path(opts).to_string_lossy().into_owned(),
+            recorded_host(opts),
+        ),
+    };
+    if file && origin.is_none() {
+        phase("checking the file");
+        if let Some((id, m)) = unchanged_file(repo, opts, &path, &host)? {
+            drop(own);
+            return Ok(BackupSummary::not_read(id, m, repo.io_stats()));
+        }
+    }
     phase("loading index");
     let known = Known {
         index: repo.index()?,
@@ -804,13 +847,6 @@ fn run<'s>(
     } else {
         phase("opening source");
     }
-    let (path, host) = match origin {
-        Some(o) => (o.database.path.clone(), o.host.clone()),
-        None => (
-            recorded_path(opts).to_string_lossy().into_owned(),
-            recorded_host(opts),
-        ),
-    };
     let parent = Parent::find(repo, &path, &host)?;
     let mut source = open()?;
     phase("reading image");
@@ -847,6 +883,7 @@ fn run<'s>(
             io: IoStats::default(),
             read_lock_ms,
             cloned,
+            not_read: false,
         };
     let unchanged = if opts.force {
         None
@@ -865,16 +902,54 @@ fn run<'s>(
     Ok(done)
 }
 
+/// The latest snapshot of `group` (database, host and tags).
+fn latest_of(repo: &Repository, group: &GroupKey) -> Result<Option<(SnapshotId, Manifest)>> {
+    Ok(repo
+        .snapshots()?
+        .into_iter()
+        .filter(|(_, s)| GroupBy::default().key(s) == *group)
+        .max_by_key(|(_, s)| s.timestamp()))
+}
+
 /// The latest snapshot of the same group (database, host and tags), if its
 /// image equals `m`'s.
 fn latest_matching(repo: &Repository, m: &Manifest) -> Result<Option<SnapshotId>> {
-    let group = GroupBy::default().key(m);
-    let latest = repo
-        .snapshots()?
-        .into_iter()
-        .filter(|(_, s)| GroupBy::default().key(s) == group)
-        .max_by_key(|(_, s)| s.timestamp());
-    Ok(latest
+    Ok(latest_of(repo, &GroupBy::default().key(m))?
         .filter(|(_, s)| s.image.hash == m.image.hash && s.image.bytes == m.image.bytes)
         .map(|(id, _)| id))
+}
+
+/// The latest snapshot of the group this backup would join, if it read
+/// the database file and its WAL while `stat` saw them exactly as now:
+/// nothing wrote either since, so the image would be that snapshot's
+/// (SPEC.md 9.3, "Unchanged files"). Never with `--force`, a source check
+/// or kept free pages, which need the read.
+fn unchanged_file(
+    repo: &Repository,
+    opts: &BackupOptions,
+    path: &str,
+    host: &str,
+) -> Result<Option<(SnapshotId, Manifest)>> {
+    if opts.force || opts.verify_source || opts.keep_free_pages || opts.strategy != Strategy::Pages
+    {
+        return Ok(None);
+    }
+    let Some(now) = crate::sqlite::source::file_stamp(&opts.path) else {
+        return Ok(None);
+    };
+    let group = GroupKey {
+        host: Some(host.to_owned()),
+        database: Some(path.to_owned()),
+        tags: Some(sorted_tags(&opts.tags)),
+    };
+    Ok(latest_of(repo, &group)?
+        .filter(|(_, s)| s.image.strategy == Strategy::Pages && s.image.file == Some(now)))
+}
+
+/// Tags as a manifest records them: sorted, each once.
+fn sorted_tags(tags: &[String]) -> Vec<String> {
+    let mut tags = tags.to_vec();
+    tags.sort();
+    tags.dedup();
+    tags
 }

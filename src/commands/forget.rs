@@ -384,6 +384,7 @@ mod tests {
                     quick_check: None,
                     change_counter: 0,
                     zeroed_free_pages: 0,
+                    file: None,
                 },
                 stats: BackupStats::default(),
                 tree: TreeRoot {

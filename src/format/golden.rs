@@ -188,6 +188,7 @@ fn make(version: u8) -> Vectors {
                 quick_check: Some("ok".into()),
                 change_counter: 7,
                 zeroed_free_pages: 0,
+                file: None,
             },
             stats: BackupStats {
                 chunks: leaf_count,

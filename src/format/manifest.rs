@@ -64,6 +64,66 @@ pub struct ImageInfo {
     /// Freelist leaf pages stored as zeros (they held only deleted data).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub zeroed_free_pages: u64,
+    /// What `stat` said of the database file and its WAL throughout the
+    /// read, when that can later show the file was not written since
+    /// (SPEC.md 9.1, "Unchanged files"); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileStamp>,
+}
+
+/// `stat` of one file: what a write, a rename over it or a copy onto it
+/// changes. Times are nanoseconds since the Unix epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStat {
+    /// Device.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification.
+    pub mtime_ns: i64,
+    /// Last status change (set by the kernel on every write, rename or
+    /// `chmod`; no call sets it to a chosen value).
+    pub ctime_ns: i64,
+}
+
+impl FileStat {
+    /// The later of the two times.
+    pub fn latest_ns(&self) -> i64 {
+        self.mtime_ns.max(self.ctime_ns)
+    }
+}
+
+/// A database file and its WAL as `stat` saw them while a backup read the
+/// image, with free pages stored as zeros (the default). A later backup
+/// that sees the same stamp, under the same path, needs not read the image
+/// again: nothing wrote either file since.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStamp {
+    /// The database file.
+    pub db: FileStat,
+    /// Its `-wal` file, absent when there is none or it is empty (an
+    /// empty WAL adds nothing to the image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal: Option<FileStat>,
+}
+
+impl FileStamp {
+    /// How long before a stamp is taken the files must have been last
+    /// written for the stamp to be kept: the coarsest timestamp of a
+    /// common filesystem (FAT: 2 s) and more than a kernel tick, so that
+    /// a write in the same tick as a later one cannot hide it.
+    pub const SETTLED_NS: i64 = 2_000_000_000;
+
+    /// True if both files were last written at least
+    /// [`Self::SETTLED_NS`] before `at_ns`.
+    pub fn settled(&self, at_ns: i64) -> bool {
+        let latest = self.wal.map_or(self.db.latest_ns(), |w| {
+            w.latest_ns().max(self.db.latest_ns())
+        });
+        latest.saturating_add(Self::SETTLED_NS) <= at_ns
+    }
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
@@ -142,5 +202,63 @@ impl Manifest {
             ));
         }
         Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FileStamp, FileStat};
+
+    fn stat(mtime_ns: i64, ctime_ns: i64) -> FileStat {
+        FileStat {
+            dev: 1,
+            ino: 2,
+            size: 4096,
+            mtime_ns,
+            ctime_ns,
+        }
+    }
+
+    #[test]
+    fn a_stamp_is_settled_only_two_seconds_after_the_last_write_to_either_file() {
+        let s = 1_000_000_000_000;
+        let db_only = FileStamp {
+            db: stat(s, s),
+            wal: None,
+        };
+        assert!(!db_only.settled(s + FileStamp::SETTLED_NS - 1));
+        assert!(db_only.settled(s + FileStamp::SETTLED_NS));
+        // ctime later than mtime (a touch putting mtime back) counts.
+        let touched = FileStamp {
+            db: stat(s, s + 5),
+            wal: None,
+        };
+        assert!(!touched.settled(s + FileStamp::SETTLED_NS));
+        let wal_later = FileStamp {
+            db: stat(s, s),
+            wal: Some(stat(s + 10, s + 10)),
+        };
+        assert!(!wal_later.settled(s + FileStamp::SETTLED_NS));
+        assert!(wal_later.settled(s + 10 + FileStamp::SETTLED_NS));
+        // Far-future times do not overflow.
+        let future = FileStamp {
+            db: stat(i64::MAX, i64::MAX),
+            wal: None,
+        };
+        assert!(!future.settled(i64::MAX - 1));
+    }
+
+    #[test]
+    fn a_stamp_keeps_its_json_form() {
+        let stamp = FileStamp {
+            db: stat(7, 8),
+            wal: None,
+        };
+        let json = serde_json::to_string(&stamp).unwrap();
+        assert_eq!(
+            json,
+            r#"{"db":{"dev":1,"ino":2,"size":4096,"mtime_ns":7,"ctime_ns":8}}"#
+        );
+        assert_eq!(serde_json::from_str::<FileStamp>(&json).unwrap(), stamp);
     }
 }

@@ -27,7 +27,7 @@ use super::tempdb::TempDb;
 use super::{open_own, sql_error};
 use crate::error::{Error, Result, SourceProblem};
 use crate::format::crypto::MasterKey;
-use crate::format::manifest::{ImageInfo, Strategy};
+use crate::format::manifest::{FileStamp, FileStat, ImageInfo, Strategy};
 use crate::id::BlobId;
 use crate::progress::Cancel;
 
@@ -60,6 +60,50 @@ pub struct ImageMeta {
     /// How long the source's read transaction was held, in milliseconds:
     /// in rollback-journal mode, how long writers could not commit.
     pub read_lock_ms: u64,
+    /// The database file and its WAL as `stat` saw them from before the
+    /// read began to after it ended, unchanged, and last written long
+    /// enough before it (see [`FileStamp::settled`]); `None` otherwise.
+    pub file: Option<FileStamp>,
+}
+
+/// `stat` of the database file at `path` and of its WAL, or `None` if the
+/// file cannot be stat'ed.
+pub fn file_stamp(path: &Path) -> Option<FileStamp> {
+    fn stat(path: &Path) -> Option<FileStat> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileStat {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: m
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(m.mtime_nsec()),
+            ctime_ns: m
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(m.ctime_nsec()),
+        })
+    }
+    // SQLite follows a symbolic link to the database, and keeps the WAL
+    // beside the file it points to.
+    let path = &std::fs::canonicalize(path).ok()?;
+    let db = stat(path)?;
+    let wal = match std::fs::symlink_metadata(crate::sys::with_suffix(path, "-wal")) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Ok(m) if m.is_file() && m.len() == 0 => None,
+        // A WAL that cannot be stat'ed: no stamp (the image is read).
+        _ => Some(stat(&crate::sys::with_suffix(path, "-wal"))?),
+    };
+    Some(FileStamp { db, wal })
+}
+
+/// Nanoseconds since the Unix epoch, now.
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// A consistent image of a database, page by page.
@@ -214,6 +258,9 @@ pub struct PageReader<'c> {
     /// over from what the page held before, is stored as zeros).
     trunks: std::collections::HashMap<u64, usize>,
     cancel: Cancel,
+    /// The file's stamp before the read transaction began, and when it was
+    /// taken (free pages stored as zeros only: see [`FileStamp`]).
+    stamp: Option<(FileStamp, i64)>,
 }
 
 /// Reads one page inside the read transaction.
@@ -343,8 +390,15 @@ impl<'c> PageReader<'c> {
         self.clone.as_ref().map_or(self.conn, |(_, c)| c)
     }
 
-    /// Ends the source's read transaction (once).
+    /// Ends the source's read transaction (once), keeping the file's stamp
+    /// if nothing wrote the file since before it began.
     fn release(&mut self) -> rusqlite::Result<()> {
+        if let Some((before, at)) = self.stamp.take() {
+            let after = self.conn.path().and_then(|p| file_stamp(Path::new(p)));
+            if after == Some(before) && before.settled(at) {
+                self.meta.file = Some(before);
+            }
+        }
         if let Some(t) = self.locked_at {
             self.conn.execute_batch("COMMIT")?;
             self.meta.read_lock_ms = t.elapsed().as_millis() as u64;
@@ -362,6 +416,17 @@ impl<'c> PageReader<'c> {
     ) -> Result<Self> {
         let lock_timeout = opts.lock_timeout;
         let err = |e: rusqlite::Error| sql_error(path, lock_timeout, &e);
+        // Taken before the transaction begins: a commit between the two
+        // would then show in the stamp taken after the read.
+        let stamp = if opts.keep_free_pages {
+            None
+        } else {
+            let at = now_ns();
+            conn.path()
+                .filter(|p| !p.is_empty())
+                .and_then(|p| file_stamp(Path::new(p)))
+                .map(|s| (s, at))
+        };
         let started = begin_read(conn, lock_timeout, &opts.cancel);
         opts.cancel
             .check("backup stopped; no snapshot was written")?;
@@ -384,10 +449,12 @@ impl<'c> PageReader<'c> {
                 warnings: Vec::new(),
                 cloned: false,
                 read_lock_ms: 0,
+                file: None,
             },
             free: Vec::new(),
             trunks: std::collections::HashMap::new(),
             cancel: opts.cancel.clone(),
+            stamp,
         };
         reader.meta.page_size = u32::try_from(page_size).map_err(|_| {
             Error::source(
@@ -603,6 +670,7 @@ impl VacuumExport {
                 warnings: Vec::new(),
                 cloned: false,
                 read_lock_ms: 0,
+                file: None,
             },
         };
         if opts.verify {
@@ -721,6 +789,7 @@ impl ImageFile {
             warnings: Vec::new(),
             cloned: false,
             read_lock_ms: 0,
+            file: None,
         };
         match open_immutable(path).and_then(|c| schema_hash(&c, key)) {
             Ok(h) => meta.schema_hash = h,
