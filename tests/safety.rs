@@ -1007,6 +1007,88 @@ fn advice_names_the_path_that_failed() {
     drop(ro);
 }
 
+/// The full check runs in parts side by side (`quick_check`, and
+/// `integrity_check(T)` per table): each kind of damage that only one part
+/// sees still fails the restore, as SQLite's single full check would.
+#[test]
+fn the_split_integrity_check_misses_nothing_the_full_check_finds() {
+    let env = Env::new();
+    env.init();
+    let make = |name: &str, sql: &str| -> PathBuf {
+        let p = env.dir.path().join(name);
+        let c = rusqlite::Connection::open(&p).unwrap();
+        c.execute_batch(sql).unwrap();
+        p
+    };
+    const ROWS: &str =
+        "WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 500)";
+    // Seen only by integrity_check(T): an index that does not hold its
+    // table's rows (quick_check does not compare them).
+    let index = make(
+        "index.db",
+        &format!(
+            "CREATE TABLE other(x); INSERT INTO other VALUES (1);
+             CREATE TABLE t(a, b); CREATE INDEX i ON t(a);
+             INSERT INTO t {ROWS} SELECT v, v * 7 FROM n;
+             PRAGMA writable_schema = ON;
+             UPDATE sqlite_schema SET sql = 'CREATE INDEX i ON t(b)' WHERE name = 'i';"
+        ),
+    );
+    // Seen only by quick_check's page accounting: a page no b-tree uses
+    // (SQLite's check of one table skips the accounting).
+    let unused = make(
+        "unused.db",
+        &format!("CREATE TABLE t(a); INSERT INTO t {ROWS} SELECT randomblob(100) FROM n;"),
+    );
+    let mut bytes = std::fs::read(&unused).unwrap();
+    let page_size = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
+    let pages = u32::from_be_bytes(bytes[28..32].try_into().unwrap());
+    bytes[28..32].copy_from_slice(&(pages + 1).to_be_bytes());
+    bytes.resize(bytes.len() + page_size, 0);
+    std::fs::write(&unused, &bytes).unwrap();
+    // A CHECK constraint a row breaks.
+    let checked = make(
+        "checked.db",
+        &format!(
+            "CREATE TABLE t(a CHECK (a < 1000)); INSERT INTO t {ROWS} SELECT v FROM n;
+             PRAGMA ignore_check_constraints = ON; INSERT INTO t VALUES (5000);"
+        ),
+    );
+    for (db, problem, quick_sees_it) in [
+        (&index, "missing from index i", false),
+        (&unused, "never used", true),
+        (&checked, "CHECK constraint failed", true),
+    ] {
+        backup_json(&env, &[s(db)]);
+        let target = env.dir.path().join("restored.db");
+        let group = ["--db", s(db)];
+        let line = restore(
+            &env,
+            &["latest", group[0], group[1], "--target", s(&target)],
+        )
+        .fails(15, &["already corrupt when it was backed up", problem]);
+        assert!(!target.exists(), "{line}");
+        let quick = restore(
+            &env,
+            &[
+                "latest",
+                group[0],
+                group[1],
+                "--target",
+                s(&target),
+                "--quick",
+            ],
+        );
+        if quick_sees_it {
+            quick.fails(15, &[problem]);
+            assert!(!target.exists());
+        } else {
+            quick.ok();
+            std::fs::remove_file(&target).unwrap();
+        }
+    }
+}
+
 #[test]
 fn a_database_corrupt_when_backed_up_is_told_apart_from_damage() {
     let env = Env::new();
