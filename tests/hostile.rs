@@ -632,11 +632,18 @@ fn delta_whose_base_is_missing() {
         }
     });
     restore_refuses(&env, "the base is missing");
-    let prune = env.run(&["prune"]);
-    sane(&prune);
-    assert_ne!(
-        prune.code, 0,
-        "prune ran on a repository missing bases: {prune:?}"
+    prune_refuses(&env, "the base is missing");
+}
+
+/// Prune refuses, with a one-line damage error naming `needle`, and
+/// deletes nothing.
+fn prune_refuses(env: &Env, needle: &str) {
+    let before = crate::util::tree(&env.repo.join("data"));
+    env.run(&["prune", "--max-unused", "0%"])
+        .fails(13, &[needle]);
+    assert!(
+        crate::util::tree(&env.repo.join("data")) == before,
+        "prune changed data/"
     );
 }
 
@@ -673,6 +680,7 @@ fn delta_chain_that_loops() {
         }
     });
     restore_refuses(&env, "delta chain");
+    prune_refuses(&env, "depth");
     // A backup over the forged index ends (the walk is bounded) and stores
     // the changed chunks whole or against a sound base.
     next_day(&db);
@@ -714,6 +722,7 @@ fn delta_claiming_a_deeper_chain_than_it_has() {
         }
     });
     restore_refuses(&env, "depth");
+    prune_refuses(&env, "depth");
 }
 
 #[test]
@@ -739,6 +748,7 @@ fn delta_whose_base_is_a_tree_blob() {
         }
     });
     restore_refuses(&env, "Tree blob");
+    prune_refuses(&env, "Tree blob");
 }
 
 #[test]

@@ -173,20 +173,20 @@ fn keep_delta_bases(index: &Index, used: &mut HashSet<BlobId>) -> Result<()> {
         .copied()
         .collect();
     while let Some(id) = todo.pop() {
-        let Some(base) = index.get(&id).and_then(|l| l.blob.entry.base) else {
+        let Some(link) = index.get(&id).and_then(|l| index.delta_base(&l.blob.entry)) else {
             continue;
         };
-        if !index.contains(&base.id) {
-            return Err(Error::damaged(
+        // The same check of a chain link as every reader's: a base missing,
+        // of the other type or of the wrong depth is damage, and what a
+        // prune would delete next to it cannot be told.
+        let base = link.map_err(|problem| {
+            Error::damaged(
                 format!("blob {}", id.short()),
-                format!(
-                    "it is a delta against {}, which no index lists; prune refuses to run on a damaged repository",
-                    base.id.short()
-                ),
-            ));
-        }
-        if used.insert(base.id) {
-            todo.push(base.id);
+                format!("{problem}; prune refuses to run on a damaged repository (run `litevault check`)"),
+            )
+        })?;
+        if used.insert(base.blob.entry.id) {
+            todo.push(base.blob.entry.id);
         }
     }
     Ok(())
