@@ -449,6 +449,86 @@ fn empty_config() {
         .fails(13, &["config is damaged", "empty"]);
 }
 
+/// Configs sealed with the repository's own key whose format and fields
+/// disagree: each is refused as damaged, naming what is wrong, by every
+/// command that opens the repository, and nothing is written.
+#[test]
+fn config_whose_format_and_fields_disagree() {
+    use litevault::format::{seal_object_version, ObjectType};
+    let (env, _) = setup();
+    let repo = crate::backup::open(&env);
+    let key = repo.key();
+    let good = repo.config().clone();
+    let json = |c: &litevault::format::config::Config| serde_json::to_vec(c).unwrap();
+    let mut v1_with_delta = good.clone();
+    v1_with_delta.version = 1;
+    let mut v2_without_delta = good.clone();
+    v2_without_delta.delta = None;
+    let mut too_deep = good.clone();
+    too_deep.delta.as_mut().unwrap().max_depth = 65;
+    let mut unknown = serde_json::to_value(&good).unwrap();
+    unknown["dictionary"] = serde_json::json!("abc");
+    let cases: Vec<(&str, u8, Vec<u8>, &str)> = vec![
+        (
+            "format 1 with delta parameters",
+            1,
+            json(&v1_with_delta),
+            "no delta parameters",
+        ),
+        (
+            "format 2 without them",
+            2,
+            json(&v2_without_delta),
+            "needs its delta parameters",
+        ),
+        (
+            "a body of format 2 under a header of format 1",
+            1,
+            json(&good),
+            "header says 1",
+        ),
+        (
+            "a chain depth past the format's bound",
+            2,
+            json(&too_deep),
+            "65",
+        ),
+        (
+            "a field no format has",
+            2,
+            serde_json::to_vec(&unknown).unwrap(),
+            "dictionary",
+        ),
+    ];
+    let original = std::fs::read(env.repo.join("config")).unwrap();
+    for (what, header, body, needle) in cases {
+        let sealed = seal_object_version(key, ObjectType::Config, header, &body, None).unwrap();
+        std::fs::write(env.repo.join("config"), &sealed).unwrap();
+        let before = crate::util::tree(&env.repo);
+        // (`check` says it could not run with its own code, 2.)
+        for (args, code) in [(&["snapshots"][..], 13), (&["check"], 2), (&["prune"], 13)] {
+            let line = env
+                .run(args)
+                .fails(code, &["config is damaged", needle, "put back"]);
+            assert_eq!(line.lines().count(), 1, "{what}: {line}");
+            assert!(!line.contains("litevault check"), "{what}: {line}");
+        }
+        assert!(
+            crate::util::tree(&env.repo) == before,
+            "{what}: the repository changed"
+        );
+    }
+    // A format this litevault does not know is not damage: exit 14.
+    let mut newer = good.clone();
+    newer.version = 3;
+    let sealed = seal_object_version(key, ObjectType::Config, 3, &json(&newer), None).unwrap();
+    std::fs::write(env.repo.join("config"), &sealed).unwrap();
+    env.run(&["snapshots"])
+        .fails(14, &["newer litevault", "format 3", "upgrade"]);
+    std::fs::write(env.repo.join("config"), original).unwrap();
+    env.run(&["check"]).ok();
+}
+
 #[test]
 fn config_from_another_repository() {
     let (env, _) = setup();

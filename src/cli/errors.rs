@@ -85,6 +85,10 @@ fn advice(e: &Error) -> Option<String> {
         Error::AlreadyExists { .. } => "choose an empty or new location".into(),
         Error::NewerFormat { .. } => "upgrade litevault".into(),
         Error::KeyGone { .. } => "run the command again".into(),
+        // Nothing opens a repository without its config, `check` neither.
+        Error::Damaged { object, .. } if object == "config" => {
+            "nothing can open the repository without it: put back its `config` file from a copy of the repository".into()
+        }
         Error::Damaged { .. } => "run `litevault check` to see the extent".into(),
         Error::Locked { .. } => "use `litevault unlock` if that process is gone".into(),
         Error::LockLost { .. } => {
