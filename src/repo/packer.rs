@@ -151,6 +151,11 @@ impl<'r> Packer<'r> {
             IndexMode::Every => self.flush_index()?,
             IndexMode::Caller => self.stats.unindexed = std::mem::take(&mut self.unindexed),
         }
+        if self.stats.packs > 0 {
+            if let Some(cache) = self.repo.blob_cache() {
+                cache.trim(super::blob_cache::LIMIT);
+            }
+        }
         Ok(self.stats)
     }
 }
