@@ -1007,11 +1007,12 @@ fn advice_names_the_path_that_failed() {
     drop(ro);
 }
 
-/// The full check runs in parts side by side (`quick_check`, and
-/// `integrity_check(T)` per table): each kind of damage that only one part
-/// sees still fails the restore, as SQLite's single full check would.
+/// Damage of three kinds in a database as it was backed up: the full
+/// check of a restore finds each (exit 15, no target), and `--quick`
+/// finds all but the index whose content is not its table's, which
+/// `quick_check` does not compare (as documented).
 #[test]
-fn the_split_integrity_check_misses_nothing_the_full_check_finds() {
+fn a_restore_check_finds_each_kind_of_damage_and_quick_all_but_index_content() {
     let env = Env::new();
     env.init();
     let make = |name: &str, sql: &str| -> PathBuf {
@@ -1022,8 +1023,8 @@ fn the_split_integrity_check_misses_nothing_the_full_check_finds() {
     };
     const ROWS: &str =
         "WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 500)";
-    // Seen only by integrity_check(T): an index that does not hold its
-    // table's rows (quick_check does not compare them).
+    // An index that does not hold its table's rows (quick_check does not
+    // compare them).
     let index = make(
         "index.db",
         &format!(
@@ -1034,8 +1035,7 @@ fn the_split_integrity_check_misses_nothing_the_full_check_finds() {
              UPDATE sqlite_schema SET sql = 'CREATE INDEX i ON t(b)' WHERE name = 'i';"
         ),
     );
-    // Seen only by quick_check's page accounting: a page no b-tree uses
-    // (SQLite's check of one table skips the accounting).
+    // A page no b-tree uses (the page accounting).
     let unused = make(
         "unused.db",
         &format!("CREATE TABLE t(a); INSERT INTO t {ROWS} SELECT randomblob(100) FROM n;"),

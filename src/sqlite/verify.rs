@@ -109,104 +109,12 @@ pub fn verify_database(
     } else {
         "integrity_check"
     };
-    let checked = if quick {
-        check(&conn, true)
-    } else {
-        integrity_check_split(&conn, path, m.image.bytes, cancel)
-    };
-    match checked {
+    match check(&conn, quick) {
         Ok(()) => Ok(()),
         Err(CheckFailure::Sql(e)) => Err(broken(e)),
         Err(CheckFailure::Problems(p)) => {
             Err(CopyCheck::Failed(format!("PRAGMA {pragma} failed: {p}")))
         }
-    }
-}
-
-/// `PRAGMA integrity_check` of the database behind `conn` (at `path`,
-/// `bytes` long), split over connections running side by side: SQLite's
-/// check is one thread however many cores there are.
-///
-/// The parts, together, check what `integrity_check` checks (SQLite's
-/// `pragma.c`): `quick_check` walks every b-tree and accounts for every
-/// page (the freelist, and each page used exactly once), and
-/// `integrity_check(T)` checks table T's b-trees and, which `quick_check`
-/// does not, that each of its indexes holds exactly its rows, and its
-/// CHECK constraints. Given a table, SQLite checks no freelist nor page
-/// accounting; `quick_check` does. A schema with a virtual table is
-/// checked whole, as the module's own check belongs to the full pass; so
-/// is a schema SQLite cannot read, which the full check then reports.
-fn integrity_check_split(
-    conn: &Connection,
-    path: &Path,
-    bytes: u64,
-    cancel: &Cancel,
-) -> std::result::Result<(), CheckFailure> {
-    let tables: rusqlite::Result<Vec<(String, bool)>> = conn
-        .prepare("SELECT name, coalesce(sql, '') LIKE 'CREATE VIRTUAL%' FROM sqlite_schema WHERE type = 'table'")
-        .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect());
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    let Ok(tables) = tables else {
-        return check(conn, false);
-    };
-    if threads < 2 || tables.iter().any(|(_, virtual_)| *virtual_) {
-        return check(conn, false);
-    }
-    let mut parts = vec!["PRAGMA quick_check".to_owned()];
-    parts.push("PRAGMA integrity_check('sqlite_schema')".to_owned());
-    parts.extend(
-        tables
-            .iter()
-            .map(|(t, _)| format!("PRAGMA integrity_check('{}')", t.replace('\'', "''"))),
-    );
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let run_parts = |conn: &Connection| -> std::result::Result<Vec<String>, CheckFailure> {
-        let mut problems = Vec::new();
-        loop {
-            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some(sql) = parts.get(i) else {
-                return Ok(problems);
-            };
-            let mut stmt = conn.prepare(sql).map_err(CheckFailure::Sql)?;
-            let rows: Vec<String> = stmt
-                .query_map([], |r| r.get(0))
-                .and_then(|rows| rows.collect())
-                .map_err(CheckFailure::Sql)?;
-            if rows != ["ok"] {
-                problems.extend(rows);
-            }
-        }
-    };
-    let results: Vec<std::result::Result<Vec<String>, CheckFailure>> = std::thread::scope(|s| {
-        let helpers: Vec<_> = (1..threads.min(parts.len()))
-            .map(|_| {
-                s.spawn(|| {
-                    let c = open_own(path, false).map_err(CheckFailure::Sql)?;
-                    let _interrupt = interrupt_on_cancel(&c, cancel);
-                    c.pragma_update(None, "mmap_size", bytes)
-                        .map_err(CheckFailure::Sql)?;
-                    run_parts(&c)
-                })
-            })
-            .collect();
-        let mut out = vec![run_parts(conn)];
-        out.extend(
-            helpers
-                .into_iter()
-                .map(|h| h.join().expect("check thread panicked")),
-        );
-        out
-    });
-    let mut problems = Vec::new();
-    for r in results {
-        problems.extend(r?);
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(CheckFailure::Problems(
-            problems.join("; ").chars().take(300).collect(),
-        ))
     }
 }
 
