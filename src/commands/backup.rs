@@ -937,11 +937,7 @@ fn unchanged_file(
     let Some(now) = crate::sqlite::source::file_stamp(&opts.path) else {
         return Ok(None);
     };
-    let group = GroupKey {
-        host: Some(host.to_owned()),
-        database: Some(path.to_owned()),
-        tags: Some(sorted_tags(&opts.tags)),
-    };
+    let group = GroupBy::default().key_of(host, path, &sorted_tags(&opts.tags));
     Ok(latest_of(repo, &group)?
         .filter(|(_, s)| s.image.strategy == Strategy::Pages && s.image.file == Some(now)))
 }

@@ -182,7 +182,7 @@ fn keep_delta_bases(index: &Index, used: &mut HashSet<BlobId>) -> Result<()> {
         let base = link.map_err(|problem| {
             Error::damaged(
                 format!("blob {}", id.short()),
-                format!("{problem}; prune refuses to run on a damaged repository (run `litevault check`)"),
+                format!("{problem}; prune refuses to run on a damaged repository"),
             )
         })?;
         if used.insert(base.blob.entry.id) {

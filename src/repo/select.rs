@@ -169,10 +169,16 @@ impl GroupBy {
 
     /// The group `m` belongs to.
     pub fn key(self, m: &Manifest) -> GroupKey {
+        self.key_of(&m.host, &m.database.path, &m.tags)
+    }
+
+    /// The group of a snapshot of the database at `path` on `host` with
+    /// `tags` (sorted and unique, as a manifest holds them).
+    pub fn key_of(self, host: &str, path: &str, tags: &[String]) -> GroupKey {
         GroupKey {
-            host: self.host.then(|| m.host.clone()),
-            database: self.database.then(|| m.database.path.clone()),
-            tags: self.tags.then(|| m.tags.clone()),
+            host: self.host.then(|| host.to_owned()),
+            database: self.database.then(|| path.to_owned()),
+            tags: self.tags.then(|| tags.to_vec()),
         }
     }
 

@@ -90,13 +90,21 @@ pub fn file_stamp(path: &Path) -> Option<FileStamp> {
     // beside the file it points to.
     let path = &std::fs::canonicalize(path).ok()?;
     let db = stat(path)?;
-    let wal = match std::fs::symlink_metadata(crate::sys::with_suffix(path, "-wal")) {
+    let wal_path = crate::sys::with_suffix(path, "-wal");
+    let wal = match std::fs::symlink_metadata(&wal_path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Ok(m) if m.is_file() && m.len() == 0 => None,
         // A WAL that cannot be stat'ed: no stamp (the image is read).
-        _ => Some(stat(&crate::sys::with_suffix(path, "-wal"))?),
+        _ => Some(stat(&wal_path)?),
     };
     Some(FileStamp { db, wal })
+}
+
+/// The stamp of the file behind `conn`, if it has one (not in memory).
+fn conn_stamp(conn: &Connection) -> Option<FileStamp> {
+    conn.path()
+        .filter(|p| !p.is_empty())
+        .and_then(|p| file_stamp(Path::new(p)))
 }
 
 /// Nanoseconds since the Unix epoch, now.
@@ -394,8 +402,7 @@ impl<'c> PageReader<'c> {
     /// if nothing wrote the file since before it began.
     fn release(&mut self) -> rusqlite::Result<()> {
         if let Some((before, at)) = self.stamp.take() {
-            let after = self.conn.path().and_then(|p| file_stamp(Path::new(p)));
-            if after == Some(before) && before.settled(at) {
+            if conn_stamp(self.conn) == Some(before) && before.settled(at) {
                 self.meta.file = Some(before);
             }
         }
@@ -422,10 +429,7 @@ impl<'c> PageReader<'c> {
             None
         } else {
             let at = now_ns();
-            conn.path()
-                .filter(|p| !p.is_empty())
-                .and_then(|p| file_stamp(Path::new(p)))
-                .map(|s| (s, at))
+            conn_stamp(conn).map(|s| (s, at))
         };
         let started = begin_read(conn, lock_timeout, &opts.cancel);
         opts.cancel
