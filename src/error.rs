@@ -173,6 +173,8 @@ pub enum SourceProblem {
     NoPageReader,
     /// `VACUUM INTO` could not write its export.
     ExportFailed,
+    /// Its file name leaves no room for SQLite's side files.
+    NameTooLong,
 }
 
 /// Everything that can go wrong in litevault.
@@ -257,6 +259,15 @@ pub enum Error {
     LockLost {
         /// Minutes since the last successful refresh.
         minutes: u64,
+    },
+
+    /// What this process wrote under its lock may be gone: its lock file
+    /// was removed, or a pack it wrote has disappeared, so another process
+    /// (a prune) did not respect its lock. Nothing was made visible.
+    #[error("{reason}, so another process may have deleted what this one wrote; stopped without writing a snapshot")]
+    WritesLost {
+        /// What was found missing.
+        reason: String,
     },
 
     /// An id or id prefix names no object of its kind.
@@ -394,7 +405,7 @@ pub enum Error {
     },
 
     /// Not enough free space where a file must be written.
-    #[error("not enough free space in {}: the {what} needs {needed} bytes, {free} are free", path.display())]
+    #[error("not enough free space in {}: the {what} {}", path.display(), if *needed > 0 { format!("needs {needed} bytes, {free} are free") } else { "found the filesystem full".into() })]
     NoSpace {
         /// The directory.
         path: PathBuf,
@@ -523,7 +534,7 @@ impl Error {
             Error::WrongPassword { .. } | Error::KeyGone { .. } => ErrorKind::WrongPassword,
             Error::Damaged { .. } => ErrorKind::Damaged,
             Error::Locked { .. } => ErrorKind::Locked,
-            Error::LockLost { .. } => ErrorKind::LockLost,
+            Error::LockLost { .. } | Error::WritesLost { .. } => ErrorKind::LockLost,
             Error::NotFound { .. } | Error::NoSnapshot { .. } => ErrorKind::NotFound,
             Error::Ambiguous { .. } | Error::AmbiguousLatest { .. } => ErrorKind::Ambiguous,
             Error::InvalidOption { .. } | Error::InvalidInput(_) | Error::LivePageSize { .. } => {

@@ -86,6 +86,10 @@ pub use commands::forget::{
     forget, plan_forget, plan_forget_ids, ForgetPlan, ForgetPolicy, ForgetSummary,
 };
 pub use commands::prune::{plan_prune, prune, PruneOptions, PrunePlan, PruneStats, PruneSummary};
+pub use commands::repair::{
+    repair_index, repair_snapshots, RepairIndexOptions, RepairIndexSummary, RepairSnapshotsOptions,
+    RepairSnapshotsSummary,
+};
 pub use commands::restore::{restore, RestoreOptions, RestoreSummary};
 pub use commands::stats::{stats, Stats};
 pub use commands::tag::{retag, TagChange, TagSummary};

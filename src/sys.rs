@@ -64,6 +64,83 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// A path's bytes as text that names them exactly: valid UTF-8 stays as it
+/// is except `\` (written `\\`); each byte that is not part of valid UTF-8
+/// is written `\xNN`. [`unescape_path`] reads it back, so two different
+/// paths never show the same (`caf\xe9.db` and `caf\xff.db`).
+pub fn escape_path(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' {
+                out.push_str("\\\\");
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            use std::fmt::Write as _;
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
+/// The bytes [`escape_path`] wrote; `None` if `s` has a `\` that is not
+/// `\\` or `\xNN`.
+pub fn unescape_path(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
+        match b.get(i + 1) {
+            Some(b'\\') => {
+                out.push(b'\\');
+                i += 2;
+            }
+            Some(b'x') => {
+                let hex = s.get(i + 2..i + 4)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 4;
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// This boot of this machine's kernel: `/proc/sys/kernel/random/boot_id`
+/// (a random UUID made at boot, the same in every container of the
+/// machine). `None` where it cannot be read.
+pub fn boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = id.trim();
+    (!id.is_empty() && id.len() <= 64).then(|| id.to_string())
+}
+
+/// The pid namespace this process lives in (the inode of
+/// `/proc/self/ns/pid`): pids mean the same process only within one.
+pub fn pid_namespace() -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid").ok().map(|m| m.ino())
+}
+
+/// When process `pid` started, in clock ticks after boot (field 22 of
+/// `/proc/PID/stat`): with the pid, it names one process of this boot,
+/// even after the pid is reused. `None` if there is no such process or
+/// `/proc` cannot tell.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// `n` random bytes as hex, for names that must not collide (temporary
 /// files); not for secrets.
 pub fn random_hex(n: usize) -> String {
@@ -94,6 +171,27 @@ pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 /// Flushes a file or directory to stable storage.
 pub fn fsync(path: &Path) -> std::io::Result<()> {
     File::open(path)?.sync_all()
+}
+
+/// Reads at most `max` bytes from `r`; more is an error of kind
+/// `InvalidData` ("more than N bytes") after reading only `max + 1`, so a
+/// file like `/dev/zero` or a runaway command cannot fill the memory.
+pub fn read_limited(r: impl std::io::Read, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    r.take(max + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("more than {max} bytes"),
+        ));
+    }
+    Ok(out)
+}
+
+/// [`read_limited`] of the file at `path`.
+pub fn read_file_limited(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    read_limited(File::open(path)?, max)
 }
 
 /// Parses a duration: a sequence of numbers with units `ms`, `s`, `m`
@@ -158,35 +256,65 @@ fn seconds(secs: f64) -> Option<Duration> {
         .then(|| Duration::from_secs_f64(secs))
 }
 
-/// Parses a time: RFC 3339 (`2026-11-21T09:30:00Z`), or a date and time in
-/// UTC (`2026-11-21 09:30:00`, `2026-11-21`). Returns the message for an
-/// error.
+/// The zone a time without one is read in, and listings show times in:
+/// the system's (`TZ`, `/etc/localtime`), else UTC.
+pub fn local_zone() -> jiff::tz::TimeZone {
+    jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC)
+}
+
+/// Parses a time as [`parse_time_in`] does, in the system's zone.
 pub fn parse_time(s: &str) -> std::result::Result<jiff::Timestamp, String> {
+    parse_time_in(s, &local_zone())
+}
+
+/// Parses a time: RFC 3339 with its offset (`2026-11-21T09:30:00Z`,
+/// `2026-11-21T10:30:00+01:00`, fractions of a second too), a time with
+/// its zone (`2026-11-21T10:30[Europe/Berlin]`), or a date and time
+/// without a zone, read in `zone` as listings show times there
+/// (`2026-11-21 10:30:00`, `2026-11-21 10:30`, `2026-11-21` for
+/// midnight). Returns the message for an error.
+pub fn parse_time_in(
+    s: &str,
+    zone: &jiff::tz::TimeZone,
+) -> std::result::Result<jiff::Timestamp, String> {
+    let s = s.trim();
+    let zone_name = zone.iana_name().unwrap_or("UTC");
     let bad = || {
-        format!("invalid time {s:?}: write RFC 3339 (2026-11-21T09:30:00Z) or \"2026-11-21 09:30:00\" (UTC)")
+        format!("invalid time {s:?}: write RFC 3339 (2026-11-21T09:30:00Z) or \"2026-11-21 10:30:00\" (read in {zone_name}, as times are listed)")
     };
     if let Ok(t) = s.parse::<jiff::Timestamp>() {
         return Ok(t);
     }
-    let utc = |dt: jiff::civil::DateTime| {
-        dt.to_zoned(jiff::tz::TimeZone::UTC)
+    if let Ok(z) = s.parse::<jiff::Zoned>() {
+        return Ok(z.timestamp());
+    }
+    let local = |dt: jiff::civil::DateTime| {
+        dt.to_zoned(zone.clone())
             .map(|z| z.timestamp())
             .map_err(|_| bad())
     };
     if let Ok(dt) = s.parse::<jiff::civil::DateTime>() {
-        return utc(dt);
+        return local(dt);
     }
     if let Ok(d) = s.parse::<jiff::civil::Date>() {
-        return utc(d.to_datetime(jiff::civil::Time::midnight()));
+        return local(d.to_datetime(jiff::civil::Time::midnight()));
     }
     Err(bad())
 }
 
-/// Parses a time as [`parse_time`] does, or a duration meaning that long
-/// before `now` (`2h`, `3d`). Returns the message for an error.
+/// True if `s` names its own offset or zone (so the zone it is read in
+/// does not matter).
+pub fn time_has_zone(s: &str) -> bool {
+    let s = s.trim();
+    s.parse::<jiff::Timestamp>().is_ok() || s.parse::<jiff::Zoned>().is_ok()
+}
+
+/// Parses a time as [`parse_time_in`] does, or a duration meaning that
+/// long before `now` (`2h`, `3d`). Returns the message for an error.
 pub fn parse_time_or_ago(
     s: &str,
     now: jiff::Timestamp,
+    zone: &jiff::tz::TimeZone,
 ) -> std::result::Result<jiff::Timestamp, String> {
     if let Ok(d) = parse_duration(s) {
         if !s.trim().chars().all(|c| c.is_ascii_digit()) {
@@ -195,7 +323,7 @@ pub fn parse_time_or_ago(
                 .map_err(|_| format!("{s:?} ago is before any time litevault can write"));
         }
     }
-    parse_time(s).map_err(|m| format!("{m}, or a duration ago (2h, 3d)"))
+    parse_time_in(s, zone).map_err(|m| format!("{m}, or a duration ago (2h, 3d)"))
 }
 
 /// The time a backup file's name carries, in UTC: `20260113T143000Z`
@@ -396,15 +524,63 @@ mod tests {
 
     #[test]
     fn times() {
+        let utc = jiff::tz::TimeZone::UTC;
+        let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+        let ny = jiff::tz::TimeZone::get("America/New_York").unwrap();
+        for (text, zone, want) in [
+            ("2026-01-02 03:04:05", &utc, "2026-01-02T03:04:05Z"),
+            ("2026-01-02", &utc, "2026-01-02T00:00:00Z"),
+            // Without a zone: read in the zone listings use.
+            ("2026-12-05 12:00", &berlin, "2026-12-05T11:00:00Z"),
+            ("2026-07-05 12:00:00", &berlin, "2026-07-05T10:00:00Z"),
+            ("2026-12-05", &ny, "2026-12-05T05:00:00Z"),
+            (
+                "2026-12-05T12:00:00.250",
+                &berlin,
+                "2026-12-05T11:00:00.25Z",
+            ),
+            // With one: the zone given wins.
+            ("2026-12-05T12:00:00Z", &berlin, "2026-12-05T12:00:00Z"),
+            ("2026-12-05T12:00:00+01:00", &ny, "2026-12-05T11:00:00Z"),
+            (
+                "2026-12-05T12:00[Europe/Berlin]",
+                &ny,
+                "2026-12-05T11:00:00Z",
+            ),
+        ] {
+            assert_eq!(
+                parse_time_in(text, zone).unwrap().to_string(),
+                want,
+                "{text} in {zone:?}"
+            );
+            assert_eq!(
+                time_has_zone(text),
+                text.ends_with('Z') || text.contains('+') || text.contains('['),
+                "{text}"
+            );
+        }
+        assert!(parse_time_in("yesterday", &utc).is_err());
+        let now: jiff::Timestamp = "2026-12-05T12:00:00Z".parse().unwrap();
         assert_eq!(
-            parse_time("2026-01-02 03:04:05").unwrap().to_string(),
-            "2026-01-02T03:04:05Z"
+            parse_time_or_ago("2h", now, &berlin).unwrap().to_string(),
+            "2026-12-05T10:00:00Z"
         );
-        assert_eq!(
-            parse_time("2026-01-02").unwrap().to_string(),
-            "2026-01-02T00:00:00Z"
-        );
-        assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn paths_escape_injectively_and_back() {
+        for (raw, shown) in [
+            (&b"/srv/app.db"[..], "/srv/app.db"),
+            (b"caf\xe9.db", "caf\\xe9.db"),
+            (b"caf\xff.db", "caf\\xff.db"),
+            (b"caf\\xe9.db", "caf\\\\xe9.db"),
+            ("café.db".as_bytes(), "café.db"),
+        ] {
+            assert_eq!(escape_path(raw), shown);
+            assert_eq!(unescape_path(shown).as_deref(), Some(raw));
+        }
+        assert_eq!(unescape_path("a\\q"), None);
+        assert_eq!(unescape_path("a\\x4"), None);
     }
 
     #[test]
@@ -414,5 +590,21 @@ mod tests {
         let pid = child.id();
         child.wait().unwrap();
         assert!(!process_alive(pid));
+        assert!(process_start(pid).is_none());
+        // A process's start time is stable, and differs from another's
+        // started later.
+        let me = process_start(std::process::id()).unwrap();
+        assert_eq!(process_start(std::process::id()), Some(me));
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let it = process_start(sleeper.id()).unwrap();
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        assert!(it >= me);
+        assert_eq!(boot_id().unwrap().len(), 36);
+        assert!(pid_namespace().is_some());
     }
 }

@@ -71,6 +71,7 @@ pub fn manifest(repo: &Repository, tree: litevault::BlobId) -> Manifest {
         database: DatabaseInfo {
             name: "app.db".into(),
             path: "/srv/app.db".into(),
+            path_bytes: None,
             mode: None,
         },
         tags: vec!["env_production".into()],
@@ -155,8 +156,18 @@ fn flipped_index_byte_is_detected() {
     let b = build(dir.path());
     let (file, name) = only_file(&b.path.join("index"));
     // A fresh process each time: one command reads an index file once.
+    // The damaged file is left out of the index (the rest of the
+    // repository stays usable) and named.
     flip_every_byte(&file, &format!("index/{name}"), || {
-        Repository::open_local(&b.path, PW).and_then(|r| r.index())
+        let r = Repository::open_local(&b.path, PW)?;
+        r.index()?;
+        match r.damaged_index_files().pop() {
+            Some((id, reason)) => Err(litevault::Error::Damaged {
+                object: format!("index/{}", id.to_hex()),
+                reason,
+            }),
+            None => Ok(()),
+        }
     });
 }
 

@@ -71,7 +71,11 @@ fn verify(backend: &Arc<dyn Backend>, dir: Option<&Path>) -> Option<Repository> 
     if let Some(path) = dir {
         for entry in walkdir::WalkDir::new(path).into_iter().map(|e| e.unwrap()) {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.file_type().is_file() && name != "config" && !name.starts_with(".tmp-") {
+            if entry.file_type().is_file()
+                && name != "config"
+                && name != ".reserve"
+                && !name.starts_with(".tmp-")
+            {
                 let bytes = std::fs::read(entry.path()).unwrap();
                 assert_eq!(blake3::hash(&bytes).to_hex().as_str(), name);
             }

@@ -313,7 +313,7 @@ fn not_enough_free_space_is_checked_before_writing() {
         return;
     };
     restore(&env, &["latest", "--target", s(&mnt.join("app.db"))])
-        .fails(1, &["not enough free space", "needs"]);
+        .fails(16, &["not enough free space", "needs"]);
     assert!(crate::util::names(&mnt).is_empty());
 }
 

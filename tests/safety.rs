@@ -959,7 +959,7 @@ fn advice_names_the_path_that_failed() {
     // The dump's output is on a full filesystem.
     let out = small.join("out.db");
     let line = env.run(&["dump", "latest", "--output", s(&out)]).fails(
-        1,
+        16,
         &[
             "No space left on device",
             "free space on the filesystem of",
@@ -980,7 +980,7 @@ fn advice_names_the_path_that_failed() {
             "--output",
             s(&env.dir.path().join("d.sql")),
         ])
-        .fails(1, &["No space left on device", s(&small)]);
+        .fails(16, &["No space left on device", s(&small)]);
     assert!(!line.contains("repository"), "{line}");
     drop(fs);
     // The restore target's directory is read-only.

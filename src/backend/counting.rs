@@ -173,6 +173,24 @@ impl Backend for CountingBackend {
         self.inner.remove(ty, name)
     }
 
+    fn list_leftovers(&self) -> Result<Vec<super::Leftover>> {
+        add(&self.counters.lists, 1);
+        self.inner.list_leftovers()
+    }
+
+    fn remove_leftover(&self, path: &str) -> Result<()> {
+        add(&self.counters.deletes, 1);
+        self.inner.remove_leftover(path)
+    }
+
+    fn reserve(&self, bytes: u64) -> Result<()> {
+        self.inner.reserve(bytes)
+    }
+
+    fn release_reserve(&self) -> Result<bool> {
+        self.inner.release_reserve()
+    }
+
     fn leave_interrupted_write(&self, ty: FileType, name: &str, data: &[u8], how: Interrupted) {
         self.inner.leave_interrupted_write(ty, name, data, how);
     }

@@ -160,6 +160,22 @@ impl Backend for FaultyBackend {
         self.inner.remove(ty, name)
     }
 
+    fn list_leftovers(&self) -> Result<Vec<super::Leftover>> {
+        self.inner.list_leftovers()
+    }
+
+    fn remove_leftover(&self, path: &str) -> Result<()> {
+        self.inner.remove_leftover(path)
+    }
+
+    fn reserve(&self, bytes: u64) -> Result<()> {
+        self.inner.reserve(bytes)
+    }
+
+    fn release_reserve(&self) -> Result<bool> {
+        self.inner.release_reserve()
+    }
+
     fn leave_interrupted_write(&self, ty: FileType, name: &str, data: &[u8], how: Interrupted) {
         self.inner.leave_interrupted_write(ty, name, data, how);
     }

@@ -11,8 +11,14 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{check_name, is_object_name, Backend, FileInfo, FileType, Interrupted};
+use super::{
+    check_name, is_leftover_name, is_object_name, Backend, FileInfo, FileType, Interrupted,
+    Leftover,
+};
 use crate::error::{BackendError, BackendErrorKind, BackendOp, Error, Result};
+
+/// The file that holds a local repository's reserve of space.
+const RESERVE: &str = ".reserve";
 
 /// A repository stored in a local directory.
 #[derive(Debug)]
@@ -306,6 +312,92 @@ impl Backend for LocalBackend {
             Ok(()) => sync_dir(&self.dir_of(ty, name)).map_err(|e| err(&e)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(err(&e)),
+        }
+    }
+
+    fn reserve(&self, bytes: u64) -> Result<()> {
+        let path = self.root.join(RESERVE);
+        let tmp = self
+            .root
+            .join(format!(".tmp-reserve-{}", crate::sys::random_hex(8)));
+        let err = |e: &io::Error| -> Error {
+            BackendError::from_io(BackendOp::Write, RESERVE.to_string(), e).into()
+        };
+        let written = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(self.file_mode)
+                .open(&tmp)?;
+            // Real blocks, not a hole: the space must be taken now.
+            let zeros = vec![0u8; 1 << 16];
+            let mut left = bytes;
+            while left > 0 {
+                let n = left.min(zeros.len() as u64) as usize;
+                f.write_all(&zeros[..n])?;
+                left -= n as u64;
+            }
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(err(&e));
+        }
+        Ok(())
+    }
+
+    fn release_reserve(&self) -> Result<bool> {
+        match fs::remove_file(self.root.join(RESERVE)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(BackendError::from_io(BackendOp::Delete, RESERVE.to_string(), &e).into()),
+        }
+    }
+
+    fn list_leftovers(&self) -> Result<Vec<Leftover>> {
+        let mut out = Vec::new();
+        for ty in FileType::ALL {
+            let (dir, depth) = match ty {
+                FileType::Config => (self.root.clone(), 1),
+                FileType::Pack => (self.root.join(ty.dir()), 2),
+                _ => (self.root.join(ty.dir()), 1),
+            };
+            let walker = walkdir::WalkDir::new(&dir)
+                .min_depth(depth)
+                .max_depth(depth)
+                .follow_links(false)
+                .sort_by_file_name();
+            for entry in walker.into_iter().filter_map(std::result::Result::ok) {
+                let name = entry.file_name().to_string_lossy();
+                if !entry.file_type().is_file() || !is_leftover_name(&name) {
+                    continue;
+                }
+                let Ok(m) = entry.metadata() else { continue };
+                let path = entry
+                    .path()
+                    .strip_prefix(&self.root)
+                    .unwrap_or(entry.path())
+                    .to_string_lossy()
+                    .into_owned();
+                out.push(Leftover {
+                    path,
+                    size: m.len(),
+                    modified: m.modified().ok(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn remove_leftover(&self, path: &str) -> Result<()> {
+        // Only a temporary file of this repository, never anything else.
+        super::check_leftover_path(path)?;
+        let full = self.root.join(path);
+        match fs::remove_file(&full) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(BackendError::from_io(BackendOp::Delete, path.to_string(), &e).into()),
         }
     }
 

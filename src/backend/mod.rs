@@ -126,6 +126,44 @@ pub struct FileInfo {
     pub size: u64,
 }
 
+/// A temporary file an interrupted write left behind (`.tmp-…`, SPEC.md
+/// 11): never an object, removed by `prune` once no live lock may still
+/// be writing it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leftover {
+    /// Its path inside the repository (`data/3f/.tmp-3fa2…-9c1d…`).
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last written, if the storage says.
+    pub modified: Option<std::time::SystemTime>,
+}
+
+/// True for the name of a temporary file of an interrupted write.
+pub fn is_leftover_name(name: &str) -> bool {
+    name.starts_with(".tmp-")
+}
+
+/// Checks a path [`Backend::list_leftovers`] gave before anything deletes
+/// it: relative, each component a plain name, the last a temporary file's.
+pub(crate) fn check_leftover_path(path: &str) -> Result<()> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    if is_leftover_name(name)
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+    {
+        return Ok(());
+    }
+    Err(BackendError::new(
+        BackendErrorKind::Permanent,
+        BackendOp::Delete,
+        path.to_string(),
+        "not a temporary file of an interrupted write",
+    )
+    .into())
+}
+
 /// How far an interrupted write got (see [`Backend::leave_interrupted_write`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Interrupted {
@@ -198,6 +236,33 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// temporary file; an object store's interrupted upload leaves nothing
     /// visible, which is the default.
     fn leave_interrupted_write(&self, _ty: FileType, _name: &str, _data: &[u8], _how: Interrupted) {
+    }
+
+    /// The temporary files interrupted writes left (a directory, SFTP);
+    /// an object store's interrupted upload leaves none, the default.
+    fn list_leftovers(&self) -> Result<Vec<Leftover>> {
+        Ok(Vec::new())
+    }
+
+    /// Removes a temporary file [`Backend::list_leftovers`] listed.
+    fn remove_leftover(&self, path: &str) -> Result<()> {
+        let _ = path;
+        Ok(())
+    }
+
+    /// Sets aside `bytes` of the storage's space (a file `.reserve` in a
+    /// directory or over SFTP; nothing in an object store, which does not
+    /// fill up), replacing any earlier reserve: what a full repository
+    /// frees so that `forget` and `prune` can write their lock and index
+    /// and free space again.
+    fn reserve(&self, bytes: u64) -> Result<()> {
+        let _ = bytes;
+        Ok(())
+    }
+
+    /// Gives the reserve back to the storage; true if there was one.
+    fn release_reserve(&self) -> Result<bool> {
+        Ok(false)
     }
 
     /// Requests made so far, when the backend counts them

@@ -345,6 +345,9 @@ impl RemoteBackend {
     }
 }
 
+/// The file that holds an SFTP repository's reserve of space.
+const RESERVE: &str = ".reserve";
+
 /// `dir/.tmp-<name>-<random>` beside `path`.
 fn temp_path(path: &str, name: &str) -> String {
     let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
@@ -595,6 +598,63 @@ impl Backend for RemoteBackend {
                 &self.object(ty, name),
                 &e,
             )),
+        }
+    }
+
+    fn reserve(&self, bytes: u64) -> Result<()> {
+        // An object store does not fill up; an SFTP server's disk does.
+        if self.protocol != Protocol::Sftp {
+            return Ok(());
+        }
+        let zeros = vec![0u8; usize::try_from(bytes).unwrap_or(usize::MAX).min(64 << 20)];
+        self.block(self.op.write(RESERVE, zeros))
+            .map(|_| ())
+            .map_err(|e| backend_error(self.protocol, BackendOp::Write, RESERVE, &e))
+    }
+
+    fn release_reserve(&self) -> Result<bool> {
+        if self.protocol != Protocol::Sftp {
+            return Ok(false);
+        }
+        let there = self.block(self.op.stat(RESERVE)).is_ok();
+        if there {
+            self.block(self.op.delete(RESERVE))
+                .map_err(|e| backend_error(self.protocol, BackendOp::Delete, RESERVE, &e))?;
+        }
+        Ok(there)
+    }
+
+    fn list_leftovers(&self) -> Result<Vec<super::Leftover>> {
+        // Only SFTP uploads under temporary names.
+        if self.protocol != Protocol::Sftp {
+            return Ok(Vec::new());
+        }
+        let object = format!("the temporary files in {}", self.location);
+        let entries = match self.block(self.op.list_with("/").recursive(true)) {
+            Ok(e) => e,
+            Err(e) if e.kind() == OdErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(backend_error(self.protocol, BackendOp::List, &object, &e)),
+        };
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.metadata().is_file() && super::is_leftover_name(e.name()))
+            .map(|e| super::Leftover {
+                path: e.path().trim_start_matches('/').to_string(),
+                size: e.metadata().content_length(),
+                modified: e
+                    .metadata()
+                    .last_modified()
+                    .map(std::time::SystemTime::from),
+            })
+            .collect())
+    }
+
+    fn remove_leftover(&self, path: &str) -> Result<()> {
+        super::check_leftover_path(path)?;
+        match self.block(self.op.delete(path)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == OdErrorKind::NotFound => Ok(()),
+            Err(e) => Err(backend_error(self.protocol, BackendOp::Delete, path, &e)),
         }
     }
 

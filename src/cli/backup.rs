@@ -38,7 +38,8 @@ pub struct BackupArgs {
     /// How to take a consistent image.
     #[arg(long, value_enum, default_value = "pages")]
     strategy: StrategyArg,
-    /// Snapshot time instead of now (RFC 3339, or "YYYY-MM-DD[ HH:MM:SS]" in UTC).
+    /// Snapshot time instead of now (RFC 3339, or "YYYY-MM-DD[ HH:MM[:SS]]"
+    /// in the zone times are listed in: local, or UTC with --utc).
     #[arg(long, value_name = "TIME")]
     time: Option<String>,
     /// Database name recorded in the snapshot (default: the file name).
@@ -76,18 +77,18 @@ pub fn duration_arg(s: &str, flag: &str) -> Result<Duration> {
 }
 
 /// The options for backing up `path`, from the flags.
-fn options(args: &BackupArgs, path: &std::path::Path) -> Result<BackupOptions> {
+fn options(
+    args: &BackupArgs,
+    path: &std::path::Path,
+    time: Option<jiff::Timestamp>,
+) -> Result<BackupOptions> {
     let mut opts = BackupOptions::new(path);
     opts.tags = litevault::repo::split_tags(&args.tags)?;
     opts.strategy = match args.strategy {
         StrategyArg::Pages => Strategy::Pages,
         StrategyArg::Vacuum => Strategy::Vacuum,
     };
-    opts.time = args
-        .time
-        .as_deref()
-        .map(|t| litevault::sys::parse_time(t).map_err(|m| anyhow::anyhow!("{m} (check --time)")))
-        .transpose()?;
+    opts.time = time;
     opts.name.clone_from(&args.name);
     opts.host.clone_from(&args.host);
     opts.force = args.force;
@@ -133,7 +134,12 @@ pub fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     if paths.len() != 1 || !args.find.is_empty() {
         return run_many(ctx, args, &paths);
     }
-    let mut opts = options(args, &paths[0])?;
+    let time = args
+        .time
+        .as_deref()
+        .map(|t| ctx.time_arg("--time", t, false))
+        .transpose()?;
+    let mut opts = options(args, &paths[0], time)?;
     opts.cancel = cancel_on_signals()?;
     let repo = ctx.open()?;
 
@@ -229,8 +235,14 @@ fn run_many(ctx: &Ctx, args: &BackupArgs, paths: &[PathBuf]) -> Result<()> {
     let repo = ctx.open()?;
     let report = Reporter::accumulating(ctx, args.json, &[&repo]);
     let mut all = Vec::with_capacity(paths.len());
+    // The time is read (and its instant said) once for all.
+    let time = args
+        .time
+        .as_deref()
+        .map(|t| ctx.time_arg("--time", t, false))
+        .transpose()?;
     for p in paths {
-        let mut o = options(args, p)?;
+        let mut o = options(args, p, time)?;
         o.cancel = cancel.clone();
         o.progress = report.clone().map(|r| r as Arc<dyn Progress>);
         all.push(o);

@@ -24,7 +24,8 @@ pub struct DumpArgs {
     #[command(flatten)]
     filter: FilterArgs,
     /// With `latest`: the newest snapshot taken at or before TIME (RFC 3339,
-    /// "YYYY-MM-DD[ HH:MM:SS]" UTC, or a duration ago: 2h, 3d).
+    /// "YYYY-MM-DD[ HH:MM[:SS]]" in the zone times are listed in, or a
+    /// duration ago: 2h, 3d).
     #[arg(long, value_name = "TIME")]
     before: Option<String>,
     /// Output format.
@@ -56,7 +57,7 @@ pub fn run(ctx: &Ctx, args: &DumpArgs) -> Result<()> {
         bail!("refusing to write a database image to a terminal: give --output FILE, or redirect the output to a file");
     }
     let mut filter = snapshot_filter(&args.filter)?;
-    filter.before = super::restore::before_arg(args.before.as_deref())?;
+    filter.before = super::restore::before_arg(ctx, args.before.as_deref())?;
     let cancel = cancel_on_signals()?;
     let temp_dir = args.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
     let repo = ctx.open_reading()?;

@@ -46,13 +46,17 @@ pub mod code {
 pub fn exit_code(e: &Error) -> u8 {
     match e {
         Error::RepositoryNotFound { .. } | Error::NotARepository { .. } => code::NO_REPOSITORY,
-        Error::Locked { .. } | Error::LockLost { .. } => code::LOCKED,
+        Error::Locked { .. } | Error::LockLost { .. } | Error::WritesLost { .. } => code::LOCKED,
         Error::WrongPassword { .. } | Error::KeyGone { .. } => code::WRONG_PASSWORD,
         Error::Damaged { .. } => code::DAMAGED,
         Error::NewerFormat { .. } => code::NEWER_FORMAT,
         Error::CorruptSnapshot { .. } => code::CORRUPT_SNAPSHOT,
         Error::Source { .. } => code::SOURCE,
         Error::Config { .. } => code::CONFIG,
+        // A full local disk (a temporary directory, a restore's target
+        // directory) is a storage failure as much as a full repository.
+        Error::NoSpace { .. } => code::STORAGE,
+        Error::Io { source, .. } if source.raw_os_error() == Some(28) => code::STORAGE,
         Error::Interrupted(_) => code::INTERRUPTED,
         Error::Backend(b)
             if !matches!(
@@ -89,10 +93,19 @@ fn advice(e: &Error) -> Option<String> {
         Error::Damaged { object, .. } if object == "config" => {
             "nothing can open the repository without it: put back its `config` file from a copy of the repository".into()
         }
+        Error::Damaged { object, .. } if object.starts_with("index/") => {
+            "run `litevault repair index` to rebuild the index from the packs".into()
+        }
+        Error::Damaged { object, .. } if object.starts_with("snapshots/") => {
+            "run `litevault repair snapshots` to set it aside, or `litevault forget` it".into()
+        }
         Error::Damaged { .. } => "run `litevault check` to see the extent".into(),
         Error::Locked { .. } => "use `litevault unlock` if that process is gone".into(),
         Error::LockLost { .. } => {
             "check that the repository is writable, then run the command again".into()
+        }
+        Error::WritesLost { .. } => {
+            "do not remove the locks of running processes; run the command again".into()
         }
         Error::NotFound { what: "key", .. } => "see `litevault key list`".into(),
         Error::NotFound { .. } => "see `litevault snapshots`".into(),
@@ -151,6 +164,11 @@ fn advice(e: &Error) -> Option<String> {
             "salvage what it holds with `litevault dump`, or restore an earlier snapshot".into()
         }
         Error::LivePageSize { .. } => "stop the application and restore without --live".into(),
+        Error::NoSpace {
+            what: "VACUUM INTO export",
+            ..
+        } => "free space there, or choose another directory with --temp-dir".into(),
+        Error::NoSpace { .. } => "free space on that filesystem, or choose another one".into(),
         Error::Backend(b) => return storage_advice(b),
         Error::Io { path, source, .. } => match source.raw_os_error() {
             Some(28) => format!("free space on the filesystem of {}", path.display()),

@@ -18,8 +18,9 @@ pub struct ImportArgs {
     /// they group with its own backups.
     #[arg(long, value_name = "PATH")]
     db: PathBuf,
-    /// Snapshot time for every file (RFC 3339 or "YYYY-MM-DD[ HH:MM:SS]"
-    /// UTC; default: each file's modification time).
+    /// Snapshot time for every file (RFC 3339, or "YYYY-MM-DD[ HH:MM[:SS]]"
+    /// in the zone times are listed in; default: each file's modification
+    /// time).
     #[arg(long, value_name = "TIME", conflicts_with = "time_from_name")]
     time: Option<String>,
     /// Read each snapshot's time from its file name
@@ -68,9 +69,7 @@ fn size_arg(s: &str) -> Result<u64> {
 
 pub fn run(ctx: &Ctx, args: &ImportArgs) -> Result<()> {
     let time = if let Some(t) = &args.time {
-        ImportTime::Fixed(
-            litevault::sys::parse_time(t).map_err(|m| anyhow::anyhow!("{m} (check --time)"))?,
-        )
+        ImportTime::Fixed(ctx.time_arg("--time", t, false)?)
     } else if args.time_from_name {
         ImportTime::FromName
     } else {

@@ -230,6 +230,43 @@ pub struct ForgetArgs {
     json: bool,
 }
 
+/// Prints a forget plan: what a dry run asks for, otherwise a summary.
+fn print_forget_plan(ctx: &Ctx, plan: &litevault::ForgetPlan, dry_run: bool) -> Result<()> {
+    let show = |line: std::fmt::Arguments<'_>| {
+        if dry_run {
+            out(line)
+        } else {
+            ctx.summary(line)
+        }
+    };
+    for g in &plan.groups {
+        show(format_args!("group {}:", printable(&g.key.to_string())))?;
+        for d in &g.keep {
+            show(format_args!(
+                "  keep    {}  {}  ({})",
+                d.id.short(),
+                ctx.time(&d.time),
+                d.reasons.join(", ")
+            ))?;
+        }
+        for d in &g.remove {
+            show(format_args!(
+                "  remove  {}  {}",
+                d.id.short(),
+                ctx.time(&d.time)
+            ))?;
+        }
+    }
+    for d in &plan.damaged {
+        show(format_args!(
+            "  remove  {}  ({})",
+            d.id.short(),
+            printable(&d.reasons.join(", "))
+        ))?;
+    }
+    Ok(())
+}
+
 pub fn forget(ctx: &Ctx, args: &ForgetArgs) -> Result<()> {
     let policy = ForgetPolicy {
         keep_last: args.keep_last,
@@ -257,38 +294,14 @@ pub fn forget(ctx: &Ctx, args: &ForgetArgs) -> Result<()> {
     } else {
         litevault::plan_forget_ids(&repo, &args.ids)?
     };
-    // The plan is what a dry run asks for; otherwise it is a summary.
-    let show = |line: std::fmt::Arguments<'_>| {
-        if args.dry_run {
-            out(line)
-        } else {
-            ctx.summary(line)
-        }
-    };
     if !args.json {
-        for g in &plan.groups {
-            show(format_args!("group {}:", printable(&g.key.to_string())))?;
-            for d in &g.keep {
-                show(format_args!(
-                    "  keep    {}  {}  ({})",
-                    d.id.short(),
-                    ctx.time(&d.time),
-                    d.reasons.join(", ")
-                ))?;
-            }
-            for d in &g.remove {
-                show(format_args!(
-                    "  remove  {}  {}",
-                    d.id.short(),
-                    ctx.time(&d.time)
-                ))?;
-            }
-        }
+        print_forget_plan(ctx, &plan, args.dry_run)?;
     }
     if args.dry_run {
         if args.json {
             let report = serde_json::json!({
                 "groups": plan.groups,
+                "damaged": plan.damaged,
                 "dry_run": true,
                 "removed": 0,
                 "io": repo.io_stats(),
@@ -324,6 +337,7 @@ pub fn forget(ctx: &Ctx, args: &ForgetArgs) -> Result<()> {
     if args.json {
         let report = serde_json::json!({
             "groups": plan.groups,
+            "damaged": plan.damaged,
             "dry_run": false,
             "removed": done.removed,
             "prune": pruned,
@@ -362,12 +376,21 @@ fn print_prune(ctx: &Ctx, s: &PruneSummary, json: bool) -> Result<()> {
         human(p.unused_bytes)
     ))?;
     ctx.summary(format_args!(
-        "prune {verb} delete {} unused and {} orphan pack(s), repack {} pack(s) ({} copied), replace {} index file(s): {} freed",
+        "prune {verb} delete {} unused and {} orphan pack(s), repack {} pack(s) ({} copied), replace {} index file(s){}: {} freed",
         p.delete.len(),
         p.orphans.len(),
         p.repack.len(),
         human(p.repack_bytes),
         p.index_files.len() + p.leftover_index_files.len(),
+        if p.leftover_files.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", delete {} temporary file(s) of interrupted writes ({})",
+                p.leftover_files.len(),
+                human(p.leftover_bytes)
+            )
+        },
         human(p.freed_bytes)
     ))?;
     if p.is_noop() {
@@ -439,8 +462,24 @@ pub fn check(ctx: &Ctx, args: &CheckArgs) -> Result<()> {
             } else {
                 "warning"
             };
+            use litevault::commands::check::Remedy;
+            let forget;
             let remedy = match f.remedy {
-                Some(litevault::commands::check::Remedy::Prune) => "; `litevault prune` removes it",
+                Some(Remedy::Prune) => "; `litevault prune` removes it",
+                Some(Remedy::RepairIndex) => {
+                    "; `litevault repair index` rebuilds the index from the packs"
+                }
+                Some(Remedy::RepairSnapshots) => {
+                    "; `litevault repair snapshots` sets it aside (its bytes saved locally)"
+                }
+                Some(Remedy::Forget) => {
+                    let id = f.object.rsplit('/').next().unwrap_or("ID");
+                    forget = format!(
+                        "; `litevault forget {}` removes it",
+                        id.get(..8).unwrap_or(id)
+                    );
+                    forget.as_str()
+                }
                 None => "",
             };
             out(format_args!(

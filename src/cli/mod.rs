@@ -12,6 +12,7 @@ mod import;
 mod key;
 mod manage;
 mod password;
+mod repair;
 mod repo;
 mod report;
 mod restore;
@@ -131,6 +132,10 @@ enum Command {
     Stats(manage::StatsArgs),
     /// Remove stale locks left by processes that are gone.
     Unlock(repo::UnlockArgs),
+    /// Repair a damaged repository: rebuild the index, set damaged
+    /// snapshots aside.
+    #[command(subcommand)]
+    Repair(repair::RepairCommand),
     /// Copy snapshots from another repository into this one, sending only
     /// what it lacks.
     Copy(copy::CopyArgs),
@@ -167,16 +172,27 @@ pub struct FilterArgs {
     /// Only snapshots from this host (repeatable).
     #[arg(long = "host", value_name = "HOST")]
     hosts: Vec<String>,
-    /// Only snapshots of this database, by name or absolute path (repeatable).
+    /// Only snapshots of this database, by name or absolute path (repeatable;
+    /// a path that is not UTF-8 as given, or as listed: `caf\xe9.db`).
     #[arg(long = "db", value_name = "NAME")]
-    databases: Vec<String>,
+    databases: Vec<std::ffi::OsString>,
 }
 
 /// The library filter for `FilterArgs`.
 fn snapshot_filter(f: &FilterArgs) -> Result<litevault::SnapshotFilter> {
     Ok(litevault::SnapshotFilter {
         hosts: f.hosts.clone(),
-        databases: f.databases.clone(),
+        databases: f
+            .databases
+            .iter()
+            .filter_map(|d| d.to_str().map(String::from))
+            .collect(),
+        database_paths: f
+            .databases
+            .iter()
+            .filter(|d| d.to_str().is_none())
+            .map(|d| litevault::format::manifest::DbPath::of(std::path::Path::new(d)))
+            .collect(),
         ..litevault::SnapshotFilter::default()
     }
     .with_tag_sets(&f.tags)?)
@@ -198,6 +214,8 @@ pub struct Ctx {
     /// The storage of every repository this run opened, for `--verbose`'s
     /// totals.
     opened: Mutex<Vec<(String, Arc<dyn litevault::backend::Backend>)>>,
+    /// Their notes, said once the command is done if it did not say them.
+    notes: Mutex<Vec<litevault::repo::repository::Notes>>,
 }
 
 impl Ctx {
@@ -257,12 +275,39 @@ impl Ctx {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push((location.to_string(), Arc::clone(repo.backend())));
+        self.notes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(repo.notes());
         Ok(repo)
     }
 
     /// The zone times are shown in (`--utc`, else the system's).
     fn zone(&self) -> jiff::tz::TimeZone {
         display_zone(self.utc)
+    }
+
+    /// A time argument (`--before`, `--time`): one without a zone is read
+    /// in the zone listings use (local, or UTC with `--utc`), and the
+    /// instant it resolved to is said on stderr; with `ago`, a duration
+    /// (`2h`) is that long before now.
+    fn time_arg(&self, flag: &str, s: &str, ago: bool) -> Result<jiff::Timestamp> {
+        let zone = self.zone();
+        let t = if ago {
+            litevault::sys::parse_time_or_ago(s, jiff::Timestamp::now(), &zone)
+        } else {
+            litevault::sys::parse_time_in(s, &zone)
+        }
+        .map_err(|m| anyhow::anyhow!("{m} (check {flag})"))?;
+        if !litevault::sys::time_has_zone(s) && litevault::sys::parse_duration(s).is_err() {
+            self.status(format_args!(
+                "litevault: note: {flag} {:?} is {} ({})",
+                printable(s),
+                format_time(t, &zone),
+                t.round(jiff::Unit::Second).unwrap_or(t)
+            ));
+        }
+        Ok(t)
     }
 
     /// A time from a repository (RFC 3339) as listings show it; the text
@@ -452,6 +497,7 @@ pub fn run() -> Result<()> {
         no_cache: cli.no_cache,
         started: Instant::now(),
         opened: Mutex::new(Vec::new()),
+        notes: Mutex::new(Vec::new()),
     };
     let result = match cli.command {
         Command::Init(a) => repo::init(&ctx, &a),
@@ -460,6 +506,7 @@ pub fn run() -> Result<()> {
         Command::Restore(a) => restore::run(&ctx, &a),
         Command::Key(k) => key::run(&ctx, k),
         Command::Unlock(a) => repo::unlock(&ctx, &a),
+        Command::Repair(c) => repair::run(&ctx, &c),
         Command::Snapshots(a) => manage::snapshots(&ctx, &a),
         Command::Tag(a) => manage::tag(&ctx, &a),
         Command::Forget(a) => manage::forget(&ctx, &a),
@@ -476,6 +523,15 @@ pub fn run() -> Result<()> {
         Command::Import(a) => import::run(&ctx, &a),
         Command::Show(a) => show::run(&ctx, &a),
     };
+    for n in ctx
+        .notes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .flat_map(litevault::repo::repository::Notes::take)
+    {
+        warn(&n);
+    }
     ctx.report_totals();
     result
 }

@@ -9,6 +9,9 @@ use litevault::{Progress, RestoreOptions};
 
 use super::{cancel_on_signals, human, out, printable, snapshot_filter, Ctx, FilterArgs, Reporter};
 
+/// The largest `--post-sql` file read.
+const MAX_POST_SQL: u64 = 16 * 1024 * 1024;
+
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// Snapshot id, unique id prefix, or `latest` (narrowed by the filters).
@@ -19,7 +22,8 @@ pub struct RestoreArgs {
     #[command(flatten)]
     filter: FilterArgs,
     /// With `latest`: the newest snapshot taken at or before TIME (RFC 3339,
-    /// "YYYY-MM-DD[ HH:MM:SS]" UTC, or a duration ago: 2h, 3d).
+    /// "YYYY-MM-DD[ HH:MM[:SS]]" in the zone times are listed in, or a
+    /// duration ago: 2h, 3d).
     #[arg(long, value_name = "TIME")]
     before: Option<String>,
     /// Do nothing, successfully, if the target already exists (a
@@ -29,9 +33,15 @@ pub struct RestoreArgs {
     /// Check the restored copy with quick_check instead of integrity_check.
     #[arg(long)]
     quick: bool,
-    /// SQL file run on the restored copy before it replaces the target (e.g. to anonymise).
+    /// SQL file run on the restored copy before it replaces the target (e.g.
+    /// to anonymise), confined to the copy; the copy is then rebuilt
+    /// (VACUUM) so that it holds none of what the SQL deleted or overwrote.
     #[arg(long, value_name = "FILE")]
     post_sql: Option<PathBuf>,
+    /// With --post-sql: do not rebuild the copy afterwards (faster on large
+    /// databases, but the file keeps the bytes the SQL deleted or overwrote).
+    #[arg(long, requires = "post_sql")]
+    no_vacuum: bool,
     /// Do not back up the existing target (tagged pre-restore) before replacing it.
     #[arg(long)]
     no_pre_restore: bool,
@@ -58,17 +68,23 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         .post_sql
         .as_ref()
         .map(|p| {
-            std::fs::read_to_string(p)
+            litevault::sys::read_file_limited(p, MAX_POST_SQL)
+                .and_then(|b| {
+                    String::from_utf8(b).map_err(|_| {
+                        std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text")
+                    })
+                })
                 .with_context(|| format!("cannot read --post-sql file {}", p.display()))
         })
         .transpose()?;
     let mut filter = snapshot_filter(&args.filter)?;
-    filter.before = before_arg(args.before.as_deref())?;
+    filter.before = before_arg(ctx, args.before.as_deref())?;
     let repo = ctx.open_reading()?;
     let (id, manifest) = repo.find_snapshot(&args.snapshot, &filter)?;
     let mut opts = RestoreOptions::new(&args.target);
     opts.quick = args.quick;
     opts.post_sql = post_sql;
+    opts.vacuum = !args.no_vacuum;
     opts.pre_restore = !args.no_pre_restore;
     opts.live = args.live;
     opts.force = args.force;
@@ -105,6 +121,20 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         human(s.bytes),
         s.duration_ms as f64 / 1000.0
     ))?;
+    if let Some(sc) = &s.scrub {
+        ctx.summary(format_args!(
+            "  post-sql ran confined to the copy with secure_delete; {}",
+            if sc.vacuumed {
+                format!(
+                    "the copy was rebuilt (VACUUM, {} to {}): none of what it deleted or overwrote is left in the file",
+                    human(sc.bytes_before),
+                    human(sc.bytes_after)
+                )
+            } else {
+                "not rebuilt (--no-vacuum): the file may keep bytes it deleted or overwrote".into()
+            }
+        ))?;
+    }
     if let Some(pre) = s.pre_restore {
         ctx.summary(format_args!(
             "  the previous content is snapshot {} (tag pre-restore): `litevault restore {} --target {}` undoes this",
@@ -117,10 +147,6 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
 }
 
 /// `--before TIME`: the library's time, the flag named in an error.
-pub fn before_arg(s: Option<&str>) -> Result<Option<jiff::Timestamp>> {
-    s.map(|t| {
-        litevault::sys::parse_time_or_ago(t, jiff::Timestamp::now())
-            .map_err(|m| anyhow::anyhow!("{m} (check --before)"))
-    })
-    .transpose()
+pub fn before_arg(ctx: &Ctx, s: Option<&str>) -> Result<Option<jiff::Timestamp>> {
+    s.map(|t| ctx.time_arg("--before", t, true)).transpose()
 }

@@ -389,10 +389,28 @@ pub fn serve(_ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         );
     };
     let cancel = cancel_on_signals()?;
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .map_err(|e| anyhow::anyhow!("installing the signal handler: {e}"))?;
     let svc = Service::new(config, clock()?, cancel.clone(), sink(args.log_format))?;
     svc.check_repositories()?;
     svc.history().mark_interrupted()?;
     let t = start_api(&svc, api)?;
+    // SIGHUP reloads the config (tokens included) while the API serves.
+    while !t.is_finished() {
+        if reload.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            match load(&args.config) {
+                Ok(c) => svc.reload(c),
+                Err(e) => svc.event(Event {
+                    event: "reload",
+                    level: "error",
+                    message: format!("config not reloaded, the old one stays: {e}"),
+                    ..Event::default()
+                }),
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let r = t
         .join()
         .map_err(|_| anyhow::anyhow!("the API thread panicked"))?;

@@ -40,7 +40,7 @@ pub fn run(ctx: &Ctx, args: &ShowArgs) -> Result<()> {
         "snapshot {} of {} ({}) on host {} by {}",
         s.short_id,
         printable(&m.database.name),
-        printable(&m.database.path),
+        printable(&m.database.shown_path()),
         printable(&m.host),
         printable(&m.username)
     ))?;

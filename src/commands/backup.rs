@@ -35,7 +35,7 @@ use crate::backend::IoStats;
 use crate::error::{Error, Result};
 use crate::format::chunker::PageChunker;
 use crate::format::lock::LockKind;
-use crate::format::manifest::{BackupStats, DatabaseInfo, ImageInfo, Manifest, Strategy};
+use crate::format::manifest::{BackupStats, DatabaseInfo, DbPath, ImageInfo, Manifest, Strategy};
 use crate::format::pack::{BlobType, DeltaBase};
 use crate::format::tree::{TreeBuilder, TreeEntry, TreeNode, TreeRoot};
 use crate::id::{BlobId, SnapshotId};
@@ -291,14 +291,14 @@ struct Parent {
 impl Parent {
     /// The latest snapshot of the database at `path` on `host`, if the
     /// repository writes deltas.
-    fn find(repo: &Repository, path: &str, host: &str) -> Result<Self> {
+    fn find(repo: &Repository, path: &DbPath, host: &str) -> Result<Self> {
         let max_depth = repo.config().max_delta_depth();
         let snapshot = if max_depth == 0 {
             None
         } else {
             repo.snapshots()?
                 .into_iter()
-                .filter(|(_, m)| m.database.path == path && m.host == host)
+                .filter(|(_, m)| m.database.key() == *path && m.host == host)
                 .max_by_key(|(_, m)| m.timestamp())
                 .map(|(_, m)| m)
         };
@@ -667,10 +667,6 @@ fn new_manifest(
 ) -> Manifest {
     let file = absolute(&opts.path);
     let path = recorded_path(opts);
-    let name = opts.name.clone().unwrap_or_else(|| {
-        path.file_name()
-            .map_or_else(|| "database".into(), |n| n.to_string_lossy().into_owned())
-    });
     let tags = sorted_tags(&opts.tags);
     let host = recorded_host(opts);
     let time = opts.time.unwrap_or_else(jiff::Timestamp::now);
@@ -681,14 +677,14 @@ fn new_manifest(
             .to_string(),
         host,
         username: crate::sys::username(),
-        database: DatabaseInfo {
-            name,
-            mode: std::fs::metadata(&file).ok().map(|m| {
+        database: DatabaseInfo::new(
+            &path,
+            opts.name.clone(),
+            std::fs::metadata(&file).ok().map(|m| {
                 use std::os::unix::fs::MetadataExt;
                 m.mode() & 0o7777
             }),
-            path: path.to_string_lossy().into_owned(),
-        },
+        ),
         tags,
         image: ImageInfo {
             strategy: opts.strategy,
@@ -823,11 +819,8 @@ fn run<'s>(
     let lock = held.or(own.as_ref()).expect("a lock, held or taken");
     opts.cancel.check(STOPPED)?;
     let (path, host) = match origin {
-        Some(o) => (o.database.path.clone(), o.host.clone()),
-        None => (
-            recorded_path(opts).to_string_lossy().into_owned(),
-            recorded_host(opts),
-        ),
+        Some(o) => (o.database.key(), o.host.clone()),
+        None => (DbPath::of(&recorded_path(opts)), recorded_host(opts)),
     };
     if file && origin.is_none() {
         phase("checking the file");
@@ -894,6 +887,11 @@ fn run<'s>(
         summary(None, Some(id), manifest, stats.bytes)
     } else {
         lock.ensure_held()?;
+        // A snapshot must not name data a prune deleted meanwhile: the
+        // lock that kept prunes off is still there, and so is every pack
+        // this backup wrote.
+        lock.confirm()?;
+        repo.confirm_packs(&stats.pack_ids)?;
         let (id, len) = repo.save_manifest(&manifest)?;
         summary(Some(id), None, manifest, stats.bytes + len)
     };
@@ -927,7 +925,7 @@ fn latest_matching(repo: &Repository, m: &Manifest) -> Result<Option<SnapshotId>
 fn unchanged_file(
     repo: &Repository,
     opts: &BackupOptions,
-    path: &str,
+    path: &DbPath,
     host: &str,
 ) -> Result<Option<(SnapshotId, Manifest)>> {
     if opts.force || opts.verify_source || opts.keep_free_pages || opts.strategy != Strategy::Pages

@@ -21,7 +21,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{FileType, IoStats};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId};
 use crate::repo::walker::walk;
 use crate::repo::{Index, Repository};
@@ -36,12 +36,18 @@ pub enum Severity {
     Warning,
 }
 
-/// What tidies up a finding.
+/// What tidies up or repairs a finding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Remedy {
     /// A prune removes it.
     Prune,
+    /// Rebuilding the index from the packs (`repair index`) replaces it.
+    RepairIndex,
+    /// Setting damaged manifests aside (`repair snapshots`) removes it.
+    RepairSnapshots,
+    /// Forgetting the snapshot removes it (its data is gone).
+    Forget,
 }
 
 /// One problem found.
@@ -99,20 +105,38 @@ impl CheckReport {
     }
 
     fn error(&mut self, object: impl Into<String>, message: impl Into<String>) {
+        self.repairable(object, message, None);
+    }
+
+    fn repairable(
+        &mut self,
+        object: impl Into<String>,
+        message: impl Into<String>,
+        remedy: Option<Remedy>,
+    ) {
         self.findings.push(Finding {
             severity: Severity::Error,
             object: object.into(),
             message: message.into(),
-            remedy: None,
+            remedy,
         });
     }
 
     fn leftover(&mut self, object: impl Into<String>, message: impl Into<String>) {
+        self.leftover_with(object, message, Remedy::Prune);
+    }
+
+    fn leftover_with(
+        &mut self,
+        object: impl Into<String>,
+        message: impl Into<String>,
+        remedy: Remedy,
+    ) {
         self.findings.push(Finding {
             severity: Severity::Warning,
             object: object.into(),
             message: message.into(),
-            remedy: Some(Remedy::Prune),
+            remedy: Some(remedy),
         });
     }
 }
@@ -124,6 +148,15 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
     let index = check_index_files(repo, &mut report)?;
     let bad_packs = check_packs(repo, &index, &mut report)?;
     check_delta_chains(&index, &mut report);
+    for l in repo.backend().list_leftovers()? {
+        report.leftover(
+            l.path,
+            format!(
+                "a temporary file of an interrupted write ({} bytes)",
+                l.size
+            ),
+        );
+    }
     check_snapshots(repo, &index, &mut report)?;
     let bases = crate::repo::BaseCache::default();
     let mut selected: Vec<&PackId> = index
@@ -158,7 +191,11 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
 /// are warnings.
 fn check_index_files(repo: &Repository, report: &mut CheckReport) -> Result<Index> {
     let index = repo.load_index_files(Some(&mut |id, e| {
-        report.error(FileType::Index.describe(&id.to_hex()), e.to_string());
+        report.repairable(
+            FileType::Index.describe(&id.to_hex()),
+            e.to_string(),
+            Some(Remedy::RepairIndex),
+        );
     }))?;
     for id in index.superseded() {
         report.leftover(
@@ -183,7 +220,11 @@ fn check_packs(
         let name = p.id.to_hex();
         let object = FileType::Pack.describe(&name);
         if !stored.contains_key(&name) {
-            report.error(&object, "an index lists it but it is missing");
+            report.repairable(
+                &object,
+                "an index lists it but it is missing",
+                Some(Remedy::RepairIndex),
+            );
             bad.insert(p.id);
             continue;
         }
@@ -211,12 +252,23 @@ fn check_packs(
             }
         }
     }
+    // With an index file damaged, an unindexed pack may be one it listed:
+    // prune refuses then, and repair index takes it back.
+    let damaged_index = report
+        .findings
+        .iter()
+        .any(|f| f.remedy == Some(Remedy::RepairIndex) && f.object.starts_with("index/"));
     for name in stored.keys() {
         let id: PackId = name.parse()?;
         if index.pack(&id).is_none() {
-            report.leftover(
+            report.leftover_with(
                 FileType::Pack.describe(name),
-                "no index lists it (left by an interrupted backup or prune)",
+                "no index lists it (left by an interrupted backup or prune, or listed by a damaged index file)",
+                if damaged_index {
+                    Remedy::RepairIndex
+                } else {
+                    Remedy::Prune
+                },
             );
         }
     }
@@ -246,6 +298,10 @@ fn check_snapshots(repo: &Repository, index: &Index, report: &mut CheckReport) -
         let object = FileType::Snapshot.describe(&f.name);
         let m = match repo.load_manifest(&f.name.parse()?) {
             Ok(m) => m,
+            Err(e @ Error::Damaged { .. }) => {
+                report.repairable(&object, e.to_string(), Some(Remedy::RepairSnapshots));
+                continue;
+            }
             Err(e) => {
                 report.error(&object, e.to_string());
                 continue;
@@ -287,9 +343,10 @@ fn check_snapshots(repo: &Repository, index: &Index, report: &mut CheckReport) -
         )?;
         let missing = missing.get();
         if missing > 0 {
-            report.error(
+            report.repairable(
                 &object,
                 format!("{missing} of its blobs are not in any index: its data is missing"),
+                Some(Remedy::Forget),
             );
         }
         if let Some(p) = problem {

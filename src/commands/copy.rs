@@ -99,7 +99,7 @@ fn identity(m: &Manifest) -> impl PartialEq + '_ {
         &m.time,
         &m.host,
         &m.username,
-        &m.database.path,
+        m.database.key(),
         &m.database.name,
         &m.tags,
         m.image.bytes,
@@ -181,7 +181,7 @@ fn copy_one(
     }
     from.check_image_file(m, tmp.path())?;
     let source = ImageFile::new(tmp, &m.image, to.key())?;
-    let mut backup = BackupOptions::new(&m.database.path);
+    let mut backup = BackupOptions::new(m.database.os_path());
     backup.force = true;
     backup.cancel = opts.cancel.clone();
     backup.time = Some(m.timestamp());

@@ -89,7 +89,7 @@ pub struct DiffSummary {
 fn side(id: SnapshotId, m: &Manifest) -> Side {
     Side {
         snapshot: Some(id),
-        database: m.database.path.clone(),
+        database: m.database.shown_path(),
         time: Some(m.time.clone()),
         added_bytes: Some(m.stats.added_bytes),
     }

@@ -25,6 +25,7 @@ use crate::id::SnapshotId;
 use crate::progress::Cancel;
 use crate::repo::Repository;
 use crate::sqlite::holders::{self, Holders};
+use crate::sqlite::planted::refuse_planted_database;
 use crate::sqlite::tempdb::{remove_stale, TempDb};
 use crate::sqlite::{open_own, sqltext};
 use crate::sys::{fsync, with_suffix};
@@ -77,6 +78,20 @@ pub fn dump(
     cancel: &Cancel,
 ) -> Result<u64> {
     let _lock = repo.lock_reading("dump")?;
+    dump_held(repo, id, format, temp_dir, out, cancel)
+}
+
+/// [`dump`] for a caller that already holds the repository's lock (a
+/// server that locks before it answers, so a prune running then is a
+/// refusal rather than a download cut short).
+pub fn dump_held(
+    repo: &Repository,
+    id: &SnapshotId,
+    format: DumpFormat,
+    temp_dir: &Path,
+    out: &mut dyn Write,
+    cancel: &Cancel,
+) -> Result<u64> {
     let manifest: Manifest = repo.load_manifest(id)?;
     match format {
         DumpFormat::Sqlite => repo.write_image(&manifest, out, cancel),
@@ -98,41 +113,6 @@ pub fn dump(
             Ok(counting.bytes)
         }
     }
-}
-
-/// Writes snapshot `id` as SQL text to `out` with no file on disk (for a
-/// server streaming it): the image is read into memory, as much as the
-/// database's size, and SQLite reads it there. Returns the bytes written.
-pub fn dump_sql_in_memory(repo: &Repository, id: &SnapshotId, out: &mut dyn Write) -> Result<u64> {
-    let _lock = repo.lock_reading("dump")?;
-    let manifest: Manifest = repo.load_manifest(id)?;
-    let cancel = Cancel::new();
-    let mut image = Vec::with_capacity(usize::try_from(manifest.image.bytes).unwrap_or(0));
-    repo.write_image(&manifest, &mut image, &cancel)?;
-    // An in-memory database cannot be in WAL mode: read it as a rollback
-    // journal database (header bytes 18 and 19, the file format versions).
-    if image.len() >= 100 {
-        image[18] = 1;
-        image[19] = 1;
-    }
-    let bad = |e: rusqlite::Error| {
-        Error::source(
-            Path::new(&manifest.database.path),
-            SourceProblem::Unreadable,
-            format!("opening the snapshot's database in memory: {e}"),
-        )
-    };
-    let mut conn = rusqlite::Connection::open_in_memory().map_err(bad)?;
-    let len = image.len();
-    conn.deserialize_read_exact("main", &image[..], len, true)
-        .map_err(bad)?;
-    drop(image);
-    let mut counting = Counting {
-        inner: out,
-        bytes: 0,
-    };
-    sqltext::write_sql(&conn, &mut counting, &cancel)?;
-    Ok(counting.bytes)
 }
 
 /// Writes snapshot `m`'s image into a new private file (mode 0600,
@@ -189,6 +169,7 @@ pub fn dump_to_file(
         bytes,
         io: repo.io_stats(),
     };
+    refuse_planted_database(output, "output")?;
     let existing = std::fs::metadata(output).ok();
     if let Some(m) = &existing {
         if m.is_dir() {

@@ -115,12 +115,19 @@ pub struct GroupPlan {
 pub struct ForgetPlan {
     /// One entry per group.
     pub groups: Vec<GroupPlan>,
+    /// Snapshots named by id whose manifests are damaged: they belong to
+    /// no group that can be told, and are removed without being read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<Decision>,
 }
 
 impl ForgetPlan {
     /// Every snapshot the plan removes.
     pub fn removed(&self) -> impl Iterator<Item = &Decision> {
-        self.groups.iter().flat_map(|g| g.remove.iter())
+        self.groups
+            .iter()
+            .flat_map(|g| g.remove.iter())
+            .chain(&self.damaged)
     }
 
     /// Groups in which nothing would be kept.
@@ -264,6 +271,7 @@ pub fn plan_forget(
 /// Only groups with a named snapshot appear.
 pub fn plan_forget_ids<S: AsRef<str>>(repo: &Repository, ids: &[S]) -> Result<ForgetPlan> {
     let mut named = Vec::with_capacity(ids.len());
+    let mut out = ForgetPlan::default();
     for spec in ids {
         let spec = spec.as_ref();
         if spec == "latest" {
@@ -271,13 +279,27 @@ pub fn plan_forget_ids<S: AsRef<str>>(repo: &Repository, ids: &[S]) -> Result<Fo
                 "name snapshots by id to forget them (latest is not accepted here)".into(),
             ));
         }
-        let (id, _) = repo.find_snapshot(spec, &SnapshotFilter::default())?;
-        if !named.contains(&id) {
-            named.push(id);
+        let id = repo.find_snapshot_id(spec)?;
+        match repo.load_manifest(&id) {
+            Ok(_) => {
+                if !named.contains(&id) {
+                    named.push(id);
+                }
+            }
+            // A damaged manifest can still be removed by its id.
+            Err(Error::Damaged { reason, .. }) => {
+                if !out.damaged.iter().any(|d| d.id == id) {
+                    out.damaged.push(Decision {
+                        id,
+                        time: String::new(),
+                        reasons: vec![format!("damaged: {reason}")],
+                    });
+                }
+            }
+            Err(e) => return Err(e),
         }
     }
     let snaps = repo.snapshots()?;
-    let mut out = ForgetPlan::default();
     for (key, members) in GroupBy::default().group(&snaps) {
         if !members.iter().any(|(id, _)| named.contains(id)) {
             continue;
@@ -369,6 +391,7 @@ mod tests {
                 database: DatabaseInfo {
                     name: "app.db".into(),
                     path: "/app.db".into(),
+                    path_bytes: None,
                     mode: None,
                 },
                 tags: tags.iter().map(|t| (*t).to_string()).collect(),

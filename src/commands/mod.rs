@@ -12,7 +12,8 @@
 //! * [`snapshots`]: listing; [`show`]: one snapshot in full; [`tag`]: retagging;
 //! * [`forget`]: retention as a pure plan, then forgetting;
 //! * [`prune`]: plan, then remove unused data;
-//! * [`check`]: consistency and data integrity;
+//! * [`check`]: consistency and data integrity; [`repair`]: the way back
+//!   from a damaged index file or manifest;
 //! * [`stats`]: sizes and ratios;
 //! * [`key`]: key management.
 
@@ -25,6 +26,7 @@ pub mod forget;
 pub mod import;
 pub mod key;
 pub mod prune;
+pub mod repair;
 pub mod restore;
 pub mod show;
 pub mod snapshots;

@@ -21,15 +21,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{FileType, IoStats};
 use crate::error::{Error, Result};
-use crate::format::index::{IndexFile, IndexPack};
+use crate::format::index::IndexPack;
 use crate::format::lock::LockKind;
 use crate::format::pack;
 use crate::id::{BlobId, IndexId, PackId};
 use crate::repo::packer::{IndexMode, Packer};
+use crate::repo::repository::RESERVE_MIN;
 use crate::repo::{Index, Repository};
-
-/// Most blob entries per index file written by prune.
-const INDEX_ENTRIES_PER_FILE: usize = 500_000;
 
 /// Options of [`prune`].
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -77,6 +75,12 @@ pub struct PrunePlan {
     pub index_files: Vec<IndexId>,
     /// Superseded index files left by an interrupted prune.
     pub leftover_index_files: Vec<IndexId>,
+    /// Temporary files of interrupted writes (`data/3f/.tmp-…`) last
+    /// written before this prune took its exclusive lock, so no live
+    /// process is writing them.
+    pub leftover_files: Vec<String>,
+    /// Their bytes.
+    pub leftover_bytes: u64,
     /// The blobs in use (tree blobs included).
     #[serde(skip)]
     used: HashSet<BlobId>,
@@ -89,6 +93,7 @@ impl PrunePlan {
             && self.repack.is_empty()
             && self.orphans.is_empty()
             && self.leftover_index_files.is_empty()
+            && self.leftover_files.is_empty()
     }
 }
 
@@ -105,6 +110,9 @@ pub struct PruneStats {
     pub index_files_written: usize,
     /// Index files deleted.
     pub index_files_deleted: usize,
+    /// Temporary files of interrupted writes deleted.
+    #[serde(default)]
+    pub leftover_files_deleted: usize,
     /// Bytes of packs deleted minus bytes of packs written.
     pub freed_bytes: u64,
 }
@@ -192,6 +200,116 @@ fn keep_delta_bases(index: &Index, used: &mut HashSet<BlobId>) -> Result<()> {
     Ok(())
 }
 
+/// Copies the used blobs of the packs `plan` repacks into new packs (not
+/// indexed yet); checks every one of them made it.
+fn repack_used(
+    repo: &Repository,
+    lock: &crate::repo::LockGuard,
+    plan: &PrunePlan,
+    index: &Index,
+) -> Result<crate::repo::packer::PackerStats> {
+    let mut packer = Packer::new(repo, lock, IndexMode::Caller);
+    let mut written: HashSet<BlobId> = HashSet::new();
+    let bases = crate::repo::BaseCache::default();
+    for id in &plan.repack {
+        let pack = repo.read_pack_bytes(id)?;
+        for b in &pack.blobs {
+            let keep = plan.used.contains(&b.entry.id) && index.is_primary(id, &b.entry.id);
+            if !keep || !written.insert(b.entry.id) {
+                continue;
+            }
+            // Copied sealed, after checking it opens: a damaged blob is
+            // never carried into a new pack.
+            let base = repo.base_plaintext(index, &b.entry, &bases)?;
+            pack.open(repo.key(), b, base.as_deref().map(Vec::as_slice))?;
+            packer.add_sealed(
+                b.entry.ty,
+                b.entry.id,
+                b.entry.compression,
+                b.entry.raw_len as usize,
+                b.entry.base,
+                pack.sealed(b),
+            )?;
+        }
+    }
+    let repacked = packer.finish()?;
+    // Every used blob of a repacked pack must now be in a new pack,
+    // whatever the pack headers said: else nothing is deleted.
+    for id in &plan.repack {
+        let listed = index.pack(id).map_or(&[][..], |p| &p.blobs[..]);
+        for b in listed {
+            let kept_here = plan.used.contains(&b.entry.id) && index.is_primary(id, &b.entry.id);
+            if kept_here && !written.contains(&b.entry.id) {
+                return Err(Error::damaged(
+                    FileType::Pack.describe(&id.to_hex()),
+                    format!(
+                        "its header lacks blob {} that the index lists; nothing was deleted",
+                        b.entry.id.short()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(repacked)
+}
+
+/// `opts`, without repacking when the storage is full (its reserve was
+/// used for our lock): what is wholly unused is deleted first.
+fn room_to_repack(repo: &Repository, opts: &PruneOptions) -> PruneOptions {
+    let mut opts = *opts;
+    if repo.reserve_used() && opts.max_unused < 1.0 {
+        opts.max_unused = 1.0;
+        repo.note(
+            "no pack is repacked while the storage is full: run prune again afterwards to repack"
+                .into(),
+        );
+    }
+    opts
+}
+
+/// Sets the storage's reserve aside again (or for the first time), as
+/// large as the index plus [`RESERVE_MIN`] (at most 64 MiB), so that the
+/// next prune of a full repository can write its index. Best effort: a
+/// storage still full keeps what it has.
+fn restore_reserve(repo: &Repository) {
+    let index: u64 = repo
+        .backend()
+        .list(FileType::Index)
+        .map_or(0, |l| l.iter().map(|f| f.size).sum());
+    let _ = repo.backend().reserve((index + RESERVE_MIN).min(64 << 20));
+}
+
+/// Deletes temporary files of interrupted writes; returns how many.
+fn remove_leftovers(repo: &Repository, paths: &[String]) -> Result<usize> {
+    for path in paths {
+        repo.backend().remove_leftover(path)?;
+    }
+    Ok(paths.len())
+}
+
+/// Prune deletes nothing while an index file or a manifest is damaged: the
+/// packs a damaged index file lists would look unindexed, and the blobs a
+/// damaged snapshot uses unused.
+fn refuse_if_damaged(repo: &Repository) -> Result<()> {
+    if let Some((id, why)) = repo.damaged_index_files().into_iter().next() {
+        return Err(Error::Damaged {
+            object: FileType::Index.describe(&id.to_hex()),
+            reason: format!(
+                "{why}; prune deletes nothing while an index file is damaged (the packs it lists would look unused)"
+            ),
+        });
+    }
+    if let Some((id, why)) = repo.damaged_snapshots().into_iter().next() {
+        return Err(Error::Damaged {
+            object: FileType::Snapshot.describe(&id.to_hex()),
+            reason: format!(
+                "{why}; prune deletes nothing while a snapshot is damaged (the data it uses cannot be told)"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Plans a prune; reads the repository, changes nothing.
 pub fn plan_prune(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
     if !(0.0..=1.0).contains(&opts.max_unused) {
@@ -201,6 +319,8 @@ pub fn plan_prune(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         ));
     }
     let index = repo.index()?;
+    repo.snapshots()?;
+    refuse_if_damaged(repo)?;
     let (snapshots, used) = used_blobs(repo, &index)?;
     let stored = repo.pack_sizes()?;
     let mut plan = PrunePlan {
@@ -255,6 +375,16 @@ pub fn plan_prune(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
             plan.freed_bytes += size;
         }
     }
+    // Under the exclusive lock nobody writes: a temporary file last
+    // written before now was left by a process that is gone.
+    let now = std::time::SystemTime::now();
+    for l in repo.backend().list_leftovers()? {
+        if l.modified.is_some_and(|m| m < now) {
+            plan.leftover_bytes += l.size;
+            plan.freed_bytes += l.size;
+            plan.leftover_files.push(l.path);
+        }
+    }
     plan.delete.sort();
     plan.repack.sort();
     plan.orphans.sort();
@@ -269,8 +399,12 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneSummary> {
     // ones, then lock (which may list some of them at once).
     repo.refresh();
     let lock = repo.lock(LockKind::Exclusive, "prune")?;
-    let plan = plan_prune(repo, opts)?;
+    let opts = room_to_repack(repo, opts);
+    let plan = plan_prune(repo, &opts)?;
     if opts.dry_run || plan.is_noop() {
+        if !opts.dry_run {
+            restore_reserve(repo);
+        }
         drop(lock);
         return Ok(PruneSummary {
             plan,
@@ -285,48 +419,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneSummary> {
     let mut stats = PruneStats::default();
 
     // 1. Copy the used blobs of packs being repacked into new packs.
-    let mut packer = Packer::new(repo, &lock, IndexMode::Caller);
-    let mut written: HashSet<BlobId> = HashSet::new();
-    let bases = crate::repo::BaseCache::default();
-    for id in &plan.repack {
-        let pack = repo.read_pack_bytes(id)?;
-        for b in &pack.blobs {
-            let keep = plan.used.contains(&b.entry.id) && index.is_primary(id, &b.entry.id);
-            if !keep || !written.insert(b.entry.id) {
-                continue;
-            }
-            // Copied sealed, after checking it opens: a damaged blob is
-            // never carried into a new pack.
-            let base = repo.base_plaintext(&index, &b.entry, &bases)?;
-            pack.open(repo.key(), b, base.as_deref().map(Vec::as_slice))?;
-            packer.add_sealed(
-                b.entry.ty,
-                b.entry.id,
-                b.entry.compression,
-                b.entry.raw_len as usize,
-                b.entry.base,
-                pack.sealed(b),
-            )?;
-        }
-    }
-    let repacked = packer.finish()?;
-    // Every used blob of a repacked pack must now be in a new pack,
-    // whatever the pack headers said: else nothing is deleted.
-    for id in &plan.repack {
-        let listed = index.pack(id).map_or(&[][..], |p| &p.blobs[..]);
-        for b in listed {
-            let kept_here = plan.used.contains(&b.entry.id) && index.is_primary(id, &b.entry.id);
-            if kept_here && !written.contains(&b.entry.id) {
-                return Err(Error::damaged(
-                    FileType::Pack.describe(&id.to_hex()),
-                    format!(
-                        "its header lacks blob {} that the index lists; nothing was deleted",
-                        b.entry.id.short()
-                    ),
-                ));
-            }
-        }
-    }
+    let repacked = repack_used(repo, &lock, &plan, &index)?;
     stats.new_packs = repacked.packs as usize;
     stats.blobs_copied = repacked.blobs;
 
@@ -349,7 +442,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneSummary> {
         .copied()
         .collect();
     lock.ensure_held()?;
-    let (files, written_bytes) = write_index_split(repo, &supersedes, packs)?;
+    let (files, written_bytes) = repo.save_index_superseding(&supersedes, packs)?;
     stats.index_files_written = files;
     lock.ensure_held()?;
 
@@ -365,52 +458,17 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneSummary> {
         deleted_bytes += stored.get(&name).copied().unwrap_or(0);
         stats.packs_deleted += 1;
     }
+    stats.leftover_files_deleted = remove_leftovers(repo, &plan.leftover_files)?;
+    deleted_bytes += plan.leftover_bytes;
     stats.freed_bytes = deleted_bytes.saturating_sub(repacked.bytes + written_bytes);
     if let Some(cache) = repo.blob_cache() {
         cache.retain(&|id| plan.used.contains(id));
     }
+    restore_reserve(repo);
     std::mem::drop(lock);
     Ok(PruneSummary {
         plan,
         stats: Some(stats),
         io: repo.io_stats(),
     })
-}
-
-/// Writes `packs` as index files of bounded size. Only the last one lists
-/// `supersedes`: until it is stored the old index files stay in force, so a
-/// crash between two of these writes loses no entry. Returns the number of
-/// files and their bytes.
-fn write_index_split(
-    repo: &Repository,
-    supersedes: &[IndexId],
-    packs: Vec<IndexPack>,
-) -> Result<(usize, u64)> {
-    let mut batches: Vec<Vec<IndexPack>> = vec![Vec::new()];
-    let mut entries = 0;
-    for p in packs {
-        if entries + p.blobs.len() > INDEX_ENTRIES_PER_FILE
-            && !batches.last().is_some_and(Vec::is_empty)
-        {
-            batches.push(Vec::new());
-            entries = 0;
-        }
-        entries += p.blobs.len();
-        batches.last_mut().expect("one batch").push(p);
-    }
-    let last = batches.len() - 1;
-    let mut bytes = 0;
-    let n = batches.len();
-    for (i, batch) in batches.into_iter().enumerate() {
-        let (_, len) = repo.save_index(IndexFile {
-            supersedes: if i == last {
-                supersedes.to_vec()
-            } else {
-                Vec::new()
-            },
-            packs: batch,
-        })?;
-        bytes += len;
-    }
-    Ok((n, bytes))
 }

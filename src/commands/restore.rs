@@ -8,8 +8,10 @@
 //!    keyed hash and size.
 //! 2. **Verify** the database: `PRAGMA integrity_check` (`quick_check` with
 //!    `quick`), page size and page count against the manifest.
-//! 3. **Scrub** (optional): run SQL on the copy, checkpoint it,
-//!    `quick_check` it again.
+//! 3. **Scrub** (optional, `sqlite::scrub`): run SQL on the copy, confined
+//!    to it and with `secure_delete` on, then rebuild it with `VACUUM` so
+//!    no byte the SQL deleted or overwrote remains, and check it again on
+//!    a fresh connection.
 //! 4. **Protect** what is there: refuse if another process has the target
 //!    open or may have it open (unless live or forced); back the target up
 //!    as a `pre-restore` snapshot, or, if SQLite cannot read it (a
@@ -31,16 +33,18 @@ use serde::{Deserialize, Serialize};
 use super::backup::{backup, BackupOptions};
 use crate::backend::IoStats;
 use crate::error::{BackendErrorKind, Error, Result, SourceProblem};
-use crate::format::manifest::{Manifest, Strategy};
+use crate::format::manifest::{DbPath, Manifest, Strategy};
 use crate::id::SnapshotId;
 use crate::progress::{Cancel, Progress};
 use crate::repo::{Repository, PRE_RESTORE_TAG};
+use crate::sqlite::planted::refuse_planted_database;
+use crate::sqlite::scrub::{scrub, ScrubReport};
 use crate::sqlite::target::{
     check_space, check_target, inspect, live_copy, prepare_copy, refuse_if_open, resolve_target,
     swap, Ownership, TargetState,
 };
 use crate::sqlite::tempdb::{remove_stale, TempDb};
-use crate::sqlite::verify::{run_scrub, verify_database, CopyCheck};
+use crate::sqlite::verify::{verify_database, CopyCheck};
 use crate::sys::fsync;
 
 const STOPPED: &str = "restore stopped; the target was not touched";
@@ -57,6 +61,12 @@ pub struct RestoreOptions {
     /// SQL run on the restored copy before it goes live.
     #[serde(default)]
     pub post_sql: Option<String>,
+    /// After `post_sql`, rebuild the copy with `VACUUM` so that it holds
+    /// none of what the SQL deleted or overwrote (default). Off, the
+    /// restore is faster on large databases but the file keeps those bytes
+    /// in free pages and inside pages.
+    #[serde(default = "yes")]
+    pub vacuum: bool,
     /// Back the existing target up first (tagged `pre-restore`).
     #[serde(default = "yes")]
     pub pre_restore: bool,
@@ -95,6 +105,7 @@ impl RestoreOptions {
             target: target.into(),
             quick: false,
             post_sql: None,
+            vacuum: true,
             pre_restore: true,
             live: false,
             force: false,
@@ -119,6 +130,9 @@ pub struct RestoreSummary {
     pub live: bool,
     /// Where a target SQLite could not read was kept, renamed.
     pub kept_damaged: Option<PathBuf>,
+    /// What the `post_sql` scrub did, if one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrub: Option<ScrubReport>,
     /// Wall-clock duration in milliseconds.
     pub duration_ms: u64,
     /// Requests made to the storage and bytes moved, from opening the
@@ -146,10 +160,7 @@ pub fn restore(
     let lock = repo.lock_reading("restore")?;
     phase("loading snapshot");
     let manifest = repo.load_manifest(id)?;
-    let target = resolve_target(&opts.target)?;
-    let dir = check_target(&target)?;
-    remove_stale(&dir);
-    check_space(&dir, manifest.image.bytes, "restore")?;
+    let (target, dir) = where_to(&opts.target, manifest.image.bytes)?;
     let before = inspect(&target);
     let guard = |state: &TargetState| -> Result<()> {
         if opts.live || opts.force || *state == TargetState::Missing {
@@ -172,16 +183,7 @@ pub fn restore(
     )?;
     drop(file);
     opts.cancel.check(STOPPED)?;
-    phase(if opts.quick {
-        "verifying (quick_check)"
-    } else {
-        "verifying (integrity_check)"
-    });
-    verify_copy(repo, &manifest, tmp.path(), opts)?;
-    if let Some(sql) = &opts.post_sql {
-        phase("running post-sql");
-        run_scrub(tmp.path(), sql, "post_sql", &opts.cancel)?;
-    }
+    let scrubbed = verify_and_scrub(repo, &manifest, tmp.path(), opts, &phase)?;
     opts.cancel.check(STOPPED)?;
     // The target may have appeared, or changed, while the copy was made.
     let state = inspect(&target);
@@ -219,8 +221,9 @@ pub fn restore(
     } else {
         phase("swapping");
         // The pre-restore backup took a while: check nobody opened the
-        // target meanwhile.
+        // target, or planted a name beside it, meanwhile.
         guard(&state)?;
+        refuse_planted_database(&target, "target")?;
         kept_damaged = swap(tmp.path(), &target, &dir, &state)?;
         tmp.keep();
     }
@@ -232,9 +235,53 @@ pub fn restore(
         pre_restore,
         live,
         kept_damaged,
+        scrub: scrubbed,
         duration_ms: started.elapsed().as_millis() as u64,
         io: repo.io_stats(),
     })
+}
+
+/// The target to write (a symlink resolved, unless another user may have
+/// planted it) and its directory, with room for `bytes`.
+fn where_to(given: &Path, bytes: u64) -> Result<(PathBuf, PathBuf)> {
+    // Names another user may have planted (a symlink to one of ours) are
+    // refused before anything follows them.
+    refuse_planted_database(given, "target")?;
+    let target = resolve_target(given)?;
+    if let Some(why) = crate::sqlite::name_too_long(&target) {
+        return Err(Error::InvalidInput(format!(
+            "target {}: {why}",
+            target.display()
+        )));
+    }
+    refuse_planted_database(&target, "target")?;
+    let dir = check_target(&target)?;
+    remove_stale(&dir);
+    check_space(&dir, bytes, "restore")?;
+    Ok((target, dir))
+}
+
+/// Steps 2 and 3: the copy verified, then scrubbed (with `post_sql`).
+fn verify_and_scrub(
+    repo: &Repository,
+    m: &Manifest,
+    path: &Path,
+    opts: &RestoreOptions,
+    phase: &dyn Fn(&str),
+) -> Result<Option<ScrubReport>> {
+    phase(if opts.quick {
+        "verifying (quick_check)"
+    } else {
+        "verifying (integrity_check)"
+    });
+    verify_copy(repo, m, path, opts)?;
+    opts.post_sql
+        .as_deref()
+        .map(|sql| {
+            phase("running post-sql");
+            scrub(path, sql, "post_sql", opts.vacuum, opts.quick, &opts.cancel)
+        })
+        .transpose()
 }
 
 /// Checks the reassembled copy at `path` before anything replaces the
@@ -278,12 +325,11 @@ fn copy_error(m: &Manifest, e: CopyCheck) -> Error {
 /// snapshot had. `None` when SQLite cannot read the target (then its bytes
 /// are kept aside instead).
 fn pre_restore_snapshot(repo: &Repository, target: &Path) -> Result<Option<SnapshotId>> {
-    let path = target.to_string_lossy();
-    let own = repo
-        .snapshots()?
-        .into_iter()
-        .rev()
-        .find(|(_, m)| m.database.path == path && !m.tags.iter().any(|t| t == PRE_RESTORE_TAG));
+    let path = DbPath::of(target);
+    let own =
+        repo.snapshots()?.into_iter().rev().find(|(_, m)| {
+            m.database.key() == path && !m.tags.iter().any(|t| t == PRE_RESTORE_TAG)
+        });
     let mut opts = BackupOptions::new(target);
     opts.force = true;
     opts.strategy = Strategy::Pages;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::cache::CacheInfo;
 use crate::backend::{FileType, IoStats};
 use crate::error::Result;
+use crate::format::manifest::DbPath;
 use crate::format::pack::BlobType;
 use crate::id::BlobId;
 use crate::repo::Repository;
@@ -92,12 +93,12 @@ pub fn stats(repo: &Repository) -> Result<Stats> {
     }
     let snapshots = repo.snapshots()?;
     s.snapshots = snapshots.len();
-    let mut per: BTreeMap<String, (DatabaseStats, HashSet<BlobId>)> = BTreeMap::new();
+    let mut per: BTreeMap<DbPath, (DatabaseStats, HashSet<BlobId>)> = BTreeMap::new();
     for (_, m) in &snapshots {
         s.total_image_bytes += m.image.bytes;
-        let (d, ids) = per.entry(m.database.path.clone()).or_default();
+        let (d, ids) = per.entry(m.database.key()).or_default();
         d.name.clone_from(&m.database.name);
-        d.path.clone_from(&m.database.path);
+        d.path = m.database.shown_path();
         d.snapshots += 1;
         d.latest_bytes = m.image.bytes;
         d.total_image_bytes += m.image.bytes;

@@ -173,6 +173,7 @@ fn make(version: u8) -> Vectors {
             database: DatabaseInfo {
                 name: "app.db".into(),
                 path: "/srv/app/app.db".into(),
+                path_bytes: None,
                 mode: None,
             },
             tags: vec!["db_app".into(), "env_production".into()],

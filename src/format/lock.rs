@@ -3,9 +3,13 @@
 //!
 //! A lock is a small sealed object under `locks/` recording its holder:
 //! host, pid, user, command, when it was taken and last refreshed, and
-//! whether it is exclusive. A lock is **stale** when it was not refreshed
-//! for [`STALE_AFTER`], or when it was taken on this host by a process that
-//! no longer exists.
+//! whether it is exclusive, and what makes its pid mean one process: the
+//! boot (`boot_id`), the pid namespace and the process's start time. A
+//! lock is **stale** when it was not refreshed for [`STALE_AFTER`], or
+//! when it was taken in this boot and pid namespace of this host by a
+//! process that no longer exists. A pid from another namespace (a
+//! container sharing the host name), another machine of the same name, or
+//! a lock that does not say, tells nothing: only the refresh time counts.
 
 use std::time::Duration;
 
@@ -47,20 +51,59 @@ pub struct LockRecord {
     pub created: String,
     /// When it was last written, RFC 3339.
     pub refreshed: String,
+    /// The holder's boot of its machine (`/proc/sys/kernel/random/boot_id`);
+    /// absent in locks of litevault before it recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    /// The holder's pid namespace (inode of `/proc/self/ns/pid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_ns: Option<u64>,
+    /// When the holder started, in clock ticks after boot (a reused pid
+    /// has another).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<u64>,
+}
+
+/// Where a process runs, as far as pids are concerned: a pid names the
+/// same process only on the same host, boot and pid namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PidScope {
+    /// Host name.
+    pub host: String,
+    /// Boot id, if known.
+    pub boot_id: Option<String>,
+    /// Pid namespace, if known.
+    pub pid_ns: Option<u64>,
+}
+
+impl PidScope {
+    /// This process's.
+    pub fn here() -> Self {
+        Self {
+            host: crate::sys::hostname(),
+            boot_id: crate::sys::boot_id(),
+            pid_ns: crate::sys::pid_namespace(),
+        }
+    }
 }
 
 impl LockRecord {
     /// A record for a lock of `kind` taken now by this process.
     pub fn new(kind: LockKind, command: &str) -> Self {
         let now = crate::sys::now_rfc3339();
+        let scope = PidScope::here();
+        let pid = std::process::id();
         Self {
-            host: crate::sys::hostname(),
-            pid: std::process::id(),
+            host: scope.host,
+            pid,
             username: crate::sys::username(),
             command: command.to_string(),
             exclusive: kind == LockKind::Exclusive,
             created: now.clone(),
             refreshed: now,
+            boot_id: scope.boot_id,
+            pid_ns: scope.pid_ns,
+            start: crate::sys::process_start(pid),
         }
     }
 
@@ -72,22 +115,41 @@ impl LockRecord {
         )
     }
 
-    /// Why this lock is stale, or `None` if it may still be held.
+    /// Why this lock is stale, or `None` if it may still be held. `here`
+    /// is the judging process's scope; `start_of(pid)` says when the
+    /// process with that pid started there (`None`: no such process).
+    ///
+    /// A dead pid makes a lock stale only when the lock was taken on the
+    /// same host, boot and pid namespace (the lock says so); elsewhere the
+    /// pid may be a live process this one cannot see, and only the
+    /// refresh time counts.
     pub fn staleness(
         &self,
         now: jiff::Timestamp,
-        this_host: &str,
-        alive: impl Fn(u32) -> bool,
+        here: &PidScope,
+        start_of: impl Fn(u32) -> Option<u64>,
     ) -> Option<String> {
         let refreshed = self.refreshed.parse::<jiff::Timestamp>().ok()?;
         let age = now.duration_since(refreshed);
         if age > jiff::SignedDuration::try_from(STALE_AFTER).expect("small duration") {
             return Some(format!("not refreshed for {} minutes", age.as_secs() / 60));
         }
-        if self.host == this_host && !alive(self.pid) {
-            return Some(format!("process {} on this host is gone", self.pid));
+        let same_scope = self.host == here.host
+            && self.boot_id.is_some()
+            && self.boot_id == here.boot_id
+            && self.pid_ns.is_some()
+            && self.pid_ns == here.pid_ns;
+        if !same_scope {
+            return None;
         }
-        None
+        match (start_of(self.pid), self.start) {
+            (None, _) => Some(format!("process {} on this host is gone", self.pid)),
+            (Some(now), Some(then)) if now != then => Some(format!(
+                "process {} on this host is gone (its pid now belongs to a later process)",
+                self.pid
+            )),
+            _ => None,
+        }
     }
 
     /// The sealed lock object and its id (= its name).
@@ -122,30 +184,73 @@ mod tests {
             exclusive: false,
             created: refreshed.into(),
             refreshed: refreshed.into(),
+            boot_id: Some("boot-a".into()),
+            pid_ns: Some(7),
+            start: Some(100),
+        }
+    }
+
+    fn scope(host: &str, boot: &str, ns: u64) -> PidScope {
+        PidScope {
+            host: host.into(),
+            boot_id: Some(boot.into()),
+            pid_ns: Some(ns),
         }
     }
 
     #[test]
     fn staleness_rules() {
         let now: jiff::Timestamp = "2026-11-21T12:00:00Z".parse().unwrap();
+        let here = scope("h", "boot-a", 7);
+        let alive = |_| Some(100);
+        let gone = |_| None;
         let fresh = record("h", 1, "2026-11-21T11:50:00Z");
-        assert_eq!(fresh.staleness(now, "h", |_| true), None);
+        assert_eq!(fresh.staleness(now, &here, alive), None);
+        assert!(fresh.staleness(now, &here, gone).unwrap().contains("gone"));
+        // The pid was reused by a later process.
         assert!(fresh
-            .staleness(now, "h", |_| false)
+            .staleness(now, &here, |_| Some(200))
             .unwrap()
-            .contains("gone"));
-        // A dead pid on another host tells nothing.
-        assert_eq!(fresh.staleness(now, "other", |_| false), None);
+            .contains("later process"));
+        // A dead pid tells nothing on another host, another boot of a
+        // machine of the same name, or in another pid namespace (a
+        // container sharing the host name).
+        for other in [
+            scope("other", "boot-a", 7),
+            scope("h", "boot-b", 7),
+            scope("h", "boot-a", 8),
+        ] {
+            assert_eq!(fresh.staleness(now, &other, gone), None, "{other:?}");
+        }
+        // Nor does a lock that does not say where its pid lives (written
+        // by litevault before it recorded it).
+        let old_style = LockRecord {
+            boot_id: None,
+            pid_ns: None,
+            start: None,
+            ..fresh.clone()
+        };
+        assert_eq!(old_style.staleness(now, &here, gone), None);
         let old = record("h", 1, "2026-11-21T11:00:00Z");
         assert!(old
-            .staleness(now, "h", |_| true)
+            .staleness(now, &scope("x", "y", 1), alive)
             .unwrap()
             .contains("60 minutes"));
         // Clock skew: a lock from the future is not stale.
         assert_eq!(
-            record("h", 1, "2026-11-21T13:00:00Z").staleness(now, "h", |_| true),
+            record("h", 1, "2026-11-21T13:00:00Z").staleness(now, &here, alive),
             None
         );
+    }
+
+    #[test]
+    fn older_lock_records_decode() {
+        let key = MasterKey::generate().unwrap();
+        let json = br#"{"host":"h","pid":3,"username":"u","command":"prune","exclusive":true,"created":"2026-11-21T11:50:00Z","refreshed":"2026-11-21T11:50:00Z"}"#;
+        let bytes = format::seal_object(&key, ObjectType::Lock, json, None).unwrap();
+        let name = storage_hash(&bytes);
+        let r = LockRecord::decode(&key, &bytes, &hex::encode(name), "locks/x").unwrap();
+        assert_eq!((r.boot_id, r.pid_ns, r.start), (None, None, None));
     }
 
     #[test]

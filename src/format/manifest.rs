@@ -26,15 +26,100 @@ pub enum Strategy {
 /// The database a snapshot was taken of.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatabaseInfo {
-    /// The database's name (by default its file name).
+    /// The database's name (by default its file name, escaped as
+    /// [`crate::sys::escape_path`] writes it).
     pub name: String,
-    /// Absolute path at backup time.
+    /// Absolute path at backup time; for a path that is not valid UTF-8,
+    /// with each invalid byte as U+FFFD (the exact bytes are `path_bytes`).
     pub path: String,
+    /// The path's exact bytes in hex, only when they are not valid UTF-8
+    /// (SPEC.md 9.1); readers use them, not `path`, to tell databases
+    /// apart and to find the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_bytes: Option<String>,
     /// The file's permission bits at backup time (a restore to a new path
     /// gives the file these); absent in snapshots of litevault before it
     /// recorded them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
+}
+
+impl DatabaseInfo {
+    /// The record of a database at `path` (its exact bytes kept), named
+    /// `name` or, by default, its escaped file name.
+    pub fn new(path: &std::path::Path, name: Option<String>, mode: Option<u32>) -> Self {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = path.as_os_str().as_bytes();
+        let utf8 = std::str::from_utf8(bytes).is_ok();
+        let name = name.unwrap_or_else(|| {
+            path.file_name().map_or_else(
+                || "database".into(),
+                |n| crate::sys::escape_path(n.as_bytes()),
+            )
+        });
+        Self {
+            name,
+            path: path.to_string_lossy().into_owned(),
+            path_bytes: (!utf8).then(|| hex::encode(bytes)),
+            mode,
+        }
+    }
+
+    /// The path's exact bytes.
+    pub fn key(&self) -> DbPath {
+        DbPath(
+            self.path_bytes
+                .as_deref()
+                .and_then(|h| hex::decode(h).ok())
+                .unwrap_or_else(|| self.path.as_bytes().to_vec()),
+        )
+    }
+
+    /// The path, exactly as it was.
+    pub fn os_path(&self) -> std::path::PathBuf {
+        use std::os::unix::ffi::OsStringExt;
+        std::ffi::OsString::from_vec(self.key().0).into()
+    }
+
+    /// The path as text that names it exactly ([`crate::sys::escape_path`]).
+    pub fn shown_path(&self) -> String {
+        self.key().to_string()
+    }
+}
+
+/// A database path's exact bytes: what tells databases apart (groups,
+/// retention, the previous version of a backup). Shown, and serialised,
+/// escaped ([`crate::sys::escape_path`]).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DbPath(pub Vec<u8>);
+
+impl DbPath {
+    /// The exact bytes of `path`.
+    pub fn of(path: &std::path::Path) -> Self {
+        use std::os::unix::ffi::OsStrExt;
+        Self(path.as_os_str().as_bytes().to_vec())
+    }
+}
+
+impl std::fmt::Display for DbPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::sys::escape_path(&self.0))
+    }
+}
+
+impl Serialize for DbPath {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for DbPath {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        crate::sys::unescape_path(&s)
+            .map(DbPath)
+            .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not an escaped path")))
+    }
 }
 
 /// Facts about the image, recorded so that a restore can verify it.
@@ -188,6 +273,17 @@ impl Manifest {
                 object,
                 format!("time {:?} is not RFC 3339", m.time),
             ));
+        }
+        if let Some(h) = &m.database.path_bytes {
+            match hex::decode(h) {
+                Ok(b) if std::str::from_utf8(&b).is_err() => {}
+                _ => {
+                    return Err(Error::damaged(
+                        object,
+                        "database.path_bytes is not the hex of a path that is not UTF-8",
+                    ))
+                }
+            }
         }
         if m.tree.level > MAX_TREE_LEVEL {
             return Err(Error::damaged(

@@ -8,19 +8,44 @@ use super::index::Index;
 use super::repository::Repository;
 use crate::backend::FileType;
 use crate::error::{Error, Result};
-use crate::format::index::IndexFile;
+use crate::format::index::{IndexFile, IndexPack};
+
+/// Most blob entries per index file written by prune and repair.
+pub const INDEX_ENTRIES_PER_FILE: usize = 500_000;
 use crate::format::ObjectType;
 use crate::id::IndexId;
 
 impl Repository {
     /// The index of this repository, loaded on first use and kept for the
     /// command (see `repo::repository`).
+    ///
+    /// A damaged index file (it fails authentication, its hash or its
+    /// decoding) does not stop the work of everything else: it is left
+    /// out, with a note naming it, and [`Repository::damaged_index_files`]
+    /// lists it. Only the blobs it alone lists are then unknown; a restore
+    /// that needs one says so, a backup stores it again. Commands that
+    /// delete (prune) must refuse while one is damaged.
     pub fn index(&self) -> Result<Arc<Index>> {
         let mut cache = self.cache();
         if cache.index.is_none() {
             drop(cache);
-            let loaded = Arc::new(self.load_index_files(None)?);
+            let mut damaged = Vec::new();
+            let loaded = Arc::new(self.load_index_files(Some(&mut |id, e| {
+                damaged.push((id, e));
+            }))?);
+            let mut skipped = Vec::new();
+            for (id, e) in damaged {
+                // Only damage is set aside; a failing storage is an error.
+                let Error::Damaged { reason, .. } = &e else {
+                    return Err(e);
+                };
+                self.note(format!(
+                    "{e}; the blobs only it lists are unknown to this command (`repair index` rebuilds the index from the packs)"
+                ));
+                skipped.push((id, reason.clone()));
+            }
             cache = self.cache();
+            cache.damaged_index = skipped;
             cache.index.get_or_insert(loaded);
         }
         let pending = std::mem::take(&mut cache.pending_index);
@@ -34,6 +59,32 @@ impl Repository {
             }
         }
         Ok(Arc::clone(index))
+    }
+
+    /// The index files [`Repository::index`] left out as damaged, with
+    /// why (empty until the index is loaded).
+    pub fn damaged_index_files(&self) -> Vec<(IndexId, String)> {
+        self.cache().damaged_index.clone()
+    }
+
+    /// A blob no index lists, while an index file is damaged, is most
+    /// likely one that file listed: the error then names that file (whose
+    /// repair is the way back) rather than the blob.
+    pub(crate) fn blame_damaged_index(&self, e: Error) -> Error {
+        let damaged = self.damaged_index_files();
+        match (e, damaged.first()) {
+            (Error::Damaged { object, reason }, Some((id, why)))
+                if object.starts_with("blob ") && reason.starts_with("no index lists it") =>
+            {
+                Error::Damaged {
+                    object: FileType::Index.describe(&id.to_hex()),
+                    reason: format!(
+                        "{why}; {object} of the snapshot is in no readable index file, so it was most likely listed there"
+                    ),
+                }
+            }
+            (e, _) => e,
+        }
     }
 
     /// Lists and reads every index file, bypassing the cache (but using the
@@ -79,6 +130,45 @@ impl Repository {
         Ok((id, len))
     }
 
+    /// Writes `packs` as index files of at most [`INDEX_ENTRIES_PER_FILE`]
+    /// blob entries, the last listing `supersedes` (prune, repair): until
+    /// it is stored the old index files stay in force, so a crash between
+    /// two of these writes loses no entry. Returns the number of files and
+    /// their bytes.
+    pub(crate) fn save_index_superseding(
+        &self,
+        supersedes: &[IndexId],
+        packs: Vec<IndexPack>,
+    ) -> Result<(usize, u64)> {
+        let mut batches: Vec<Vec<IndexPack>> = vec![Vec::new()];
+        let mut entries = 0;
+        for p in packs {
+            if entries + p.blobs.len() > INDEX_ENTRIES_PER_FILE
+                && !batches.last().is_some_and(Vec::is_empty)
+            {
+                batches.push(Vec::new());
+                entries = 0;
+            }
+            entries += p.blobs.len();
+            batches.last_mut().expect("one batch").push(p);
+        }
+        let last = batches.len() - 1;
+        let mut bytes = 0;
+        let n = batches.len();
+        for (i, batch) in batches.into_iter().enumerate() {
+            let (_, len) = self.save_index(IndexFile {
+                supersedes: if i == last {
+                    supersedes.to_vec()
+                } else {
+                    Vec::new()
+                },
+                packs: batch,
+            })?;
+            bytes += len;
+        }
+        Ok((n, bytes))
+    }
+
     /// Deletes an index file (prune); the cached index is dropped, to be
     /// loaded again if needed.
     pub(crate) fn remove_index_file(&self, id: &IndexId) -> Result<()> {
@@ -86,6 +176,26 @@ impl Repository {
         let mut cache = self.cache();
         cache.index = None;
         cache.pending_index.clear();
+        Ok(())
+    }
+
+    /// Fails if any of `packs` (written by this process) is no longer
+    /// stored: another process deleted it, ignoring this one's lock.
+    pub(crate) fn confirm_packs(&self, packs: &[crate::id::PackId]) -> Result<()> {
+        for p in packs {
+            match self.backend().size(FileType::Pack, &p.to_hex()) {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {
+                    return Err(Error::WritesLost {
+                        reason: format!(
+                            "{} written by this process is gone",
+                            FileType::Pack.describe(&p.to_hex())
+                        ),
+                    })
+                }
+                Err(e) => return Err(e),
+            }
+        }
         Ok(())
     }
 

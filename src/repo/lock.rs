@@ -25,7 +25,7 @@ use super::repository::{Listed, LockPolicy, Repository};
 use crate::backend::{Backend, FileType};
 use crate::error::{BackendErrorKind, Error, Result};
 use crate::format::crypto::MasterKey;
-use crate::format::lock::{LockKind, LockRecord, REFRESH_EVERY, STALE_AFTER};
+use crate::format::lock::{LockKind, LockRecord, PidScope, REFRESH_EVERY, STALE_AFTER};
 use crate::id::LockId;
 
 impl Repository {
@@ -47,7 +47,9 @@ impl Repository {
                 Err(Error::Backend(e))
                     if matches!(
                         e.kind,
-                        BackendErrorKind::ReadOnly | BackendErrorKind::PermissionDenied
+                        BackendErrorKind::ReadOnly
+                            | BackendErrorKind::PermissionDenied
+                            | BackendErrorKind::NoSpace
                     ) =>
                 {
                     self.confirm_key()?;
@@ -153,7 +155,7 @@ fn read_locks(
     mine: Option<&LockId>,
 ) -> Result<Vec<LockInfo>> {
     let now = jiff::Timestamp::now();
-    let host = crate::sys::hostname();
+    let here = PidScope::here();
     let mut out = Vec::new();
     for f in listed {
         let id: LockId = f.name.parse()?;
@@ -170,7 +172,7 @@ fn read_locks(
         out.push(match record {
             Ok(r) => LockInfo {
                 id,
-                stale: r.staleness(now, &host, crate::sys::process_alive),
+                stale: r.staleness(now, &here, crate::sys::process_start),
                 record: Some(r),
             },
             Err(e) => LockInfo {
@@ -254,6 +256,31 @@ impl LockGuard {
     }
 }
 
+impl LockGuard {
+    /// Fails if the lock file is no longer in the repository: another
+    /// process removed it (`unlock --remove-all`, or one that took it for
+    /// stale) and may have deleted what this one wrote. A holder checks
+    /// this before the write that makes its work visible (a snapshot).
+    pub fn confirm(&self) -> Result<()> {
+        let Some(h) = &self.held else {
+            return Ok(());
+        };
+        // Held while asking, so the refresher cannot replace the file
+        // (write the new one, delete this one) in between.
+        let current = h.current.lock().expect("lock id mutex");
+        match h.backend.size(FileType::Lock, &current.to_hex()) {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Err(Error::WritesLost {
+                reason: format!(
+                    "its lock locks/{} was removed by another process",
+                    current.short()
+                ),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 impl Drop for Held {
     fn drop(&mut self) {
         drop(self.stop.take());
@@ -287,7 +314,7 @@ fn acquire(repo: &Repository, kind: LockKind, command: &str) -> Result<LockGuard
         }
         let record = LockRecord::new(kind, command);
         let (id, bytes) = record.encode(key)?;
-        backend.write(FileType::Lock, &id.to_hex(), &bytes)?;
+        write_lock(repo, kind, &id, &bytes)?;
         let after = if lock_first {
             list_together(repo, &id)
         } else {
@@ -346,6 +373,27 @@ fn acquire(repo: &Repository, kind: LockKind, command: &str) -> Result<LockGuard
     })
 }
 
+/// Writes our lock. A full storage gives its reserve back for an exclusive
+/// lock (forget, prune: the commands that free space), once.
+fn write_lock(repo: &Repository, kind: LockKind, id: &LockId, bytes: &[u8]) -> Result<()> {
+    let backend = repo.backend();
+    match backend.write(FileType::Lock, &id.to_hex(), bytes) {
+        Err(Error::Backend(e))
+            if e.kind == BackendErrorKind::NoSpace
+                && kind == LockKind::Exclusive
+                && backend.release_reserve()? =>
+        {
+            repo.set_reserve_used();
+            repo.note(format!(
+                "the repository's storage is full ({}): its reserve was given back so that this command can free space",
+                e.detail
+            ));
+            backend.write(FileType::Lock, &id.to_hex(), bytes)
+        }
+        r => r,
+    }
+}
+
 fn refresh_loop(
     backend: &dyn Backend,
     key: &MasterKey,
@@ -361,7 +409,8 @@ fn refresh_loop(
         };
         // New lock first, then delete the old one: the lock is never absent.
         if backend.write(FileType::Lock, &id.to_hex(), &bytes).is_ok() {
-            let old = std::mem::replace(&mut *current.lock().expect("lock id mutex"), id);
+            let mut cur = current.lock().expect("lock id mutex");
+            let old = std::mem::replace(&mut *cur, id);
             *refreshed.lock().expect("refresh mutex") = std::time::Instant::now();
             let _ = backend.remove(FileType::Lock, &old.to_hex());
         }

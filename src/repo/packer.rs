@@ -20,7 +20,7 @@ use crate::format::compression::Compression;
 use crate::format::index::{IndexFile, IndexPack};
 pub use crate::format::pack::{seal_blob, seal_blob_against, SealedBlob};
 use crate::format::pack::{BlobType, DeltaBase, PackWriter};
-use crate::id::{BlobId, IndexId};
+use crate::id::{BlobId, IndexId, PackId};
 
 /// An index file is written after this many new packs in
 /// [`IndexMode::Every`].
@@ -47,6 +47,8 @@ pub struct PackerStats {
     pub bytes: u64,
     /// Index files written.
     pub index_files: Vec<IndexId>,
+    /// Packs written.
+    pub pack_ids: Vec<PackId>,
     /// Packs stored but not indexed ([`IndexMode::Caller`]).
     pub unindexed: Vec<IndexPack>,
 }
@@ -119,6 +121,7 @@ impl<'r> Packer<'r> {
             }
         }
         self.stats.packs += 1;
+        self.stats.pack_ids.push(id);
         self.stats.bytes += bytes.len() as u64;
         self.unindexed.push(IndexPack { id, blobs });
         if self.mode == IndexMode::Every && self.unindexed.len() >= INDEX_EVERY_PACKS {

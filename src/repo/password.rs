@@ -38,15 +38,23 @@ fn strip_newline(bytes: &mut Vec<u8>) {
     }
 }
 
+/// The longest password litevault reads from a file or a command.
+pub const MAX_PASSWORD: u64 = 64 * 1024;
+
 impl PasswordSource {
     /// Reads the password; `Ok(None)` when an environment variable is not
     /// set (so a caller can try the next source).
     pub fn read(&self) -> Result<Option<Password>> {
         match self {
             PasswordSource::File(path) => {
-                let mut bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
-                    Error::Password(format!("cannot read password file {}: {e}", path.display()))
-                })?);
+                let mut bytes = Zeroizing::new(
+                    crate::sys::read_file_limited(path, MAX_PASSWORD).map_err(|e| {
+                        Error::Password(format!(
+                            "cannot read password file {}: {e}",
+                            path.display()
+                        ))
+                    })?,
+                );
                 strip_newline(&mut bytes);
                 if bytes.is_empty() {
                     return Err(Error::Password(format!(
@@ -64,20 +72,30 @@ impl PasswordSource {
                 Some(v) => Ok(Some(Zeroizing::new(v.into_encoded_bytes()))),
             },
             PasswordSource::Command(cmd) => {
-                let out = Command::new("sh")
+                let mut child = Command::new("sh")
                     .arg("-c")
                     .arg(cmd)
                     .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
                     .stderr(Stdio::inherit())
-                    .output()
+                    .spawn()
                     .map_err(|e| {
                         Error::Password(format!("cannot run the password command: {e}"))
                     })?;
-                let mut bytes = Zeroizing::new(out.stdout);
-                if !out.status.success() {
+                let stdout = child.stdout.take().expect("piped");
+                let read = crate::sys::read_limited(stdout, MAX_PASSWORD);
+                if read.is_err() {
+                    let _ = child.kill();
+                }
+                let status = child.wait().map_err(|e| {
+                    Error::Password(format!("cannot run the password command: {e}"))
+                })?;
+                let mut bytes = Zeroizing::new(read.map_err(|e| {
+                    Error::Password(format!("reading the password command's output: {e}"))
+                })?);
+                if !status.success() {
                     return Err(Error::Password(format!(
-                        "the password command failed ({})",
-                        out.status
+                        "the password command failed ({status})"
                     )));
                 }
                 strip_newline(&mut bytes);

@@ -280,10 +280,10 @@ impl Repository {
     /// Reads one blob through the index, a delta's chain through `cache`.
     fn read_blob_through(&self, index: &Index, id: &BlobId, cache: &BaseCache) -> Result<Vec<u8>> {
         let loc = index.get(id).ok_or_else(|| {
-            Error::damaged(
+            self.blame_damaged_index(Error::damaged(
                 format!("blob {id}"),
                 "no index lists it (the data is missing)",
-            )
+            ))
         })?;
         let base = self.base_plaintext(index, &loc.blob.entry, cache)?;
         self.read_located(loc.pack, &loc.blob, base.as_deref().map(Vec::as_slice))
@@ -493,7 +493,8 @@ impl Repository {
             located.push(locate(&index, offset, &e.id)?);
             offset += e.len;
             Ok(())
-        })?;
+        })
+        .map_err(|e| self.blame_damaged_index(e))?;
         check_total(m, offset)?;
         plan(index, located, &self.pack_sizes()?)
     }
@@ -508,7 +509,8 @@ impl Repository {
         let located = chunks
             .iter()
             .map(|(offset, id)| locate(&index, *offset, id))
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| self.blame_damaged_index(e))?;
         plan(index, located, packs)
     }
 

@@ -73,6 +73,35 @@ pub struct OpenOptions {
     pub cache_root: Option<PathBuf>,
 }
 
+/// The least space a repository sets aside for `forget` and `prune` to
+/// run when its storage is full (see [`Backend::reserve`]); prune sizes
+/// it to the index plus this.
+pub const RESERVE_MIN: u64 = 1 << 20;
+
+/// What a repository noted for its caller (warnings that did not stop a
+/// command); clones share them.
+#[derive(Clone, Debug, Default)]
+pub struct Notes(Arc<Mutex<Vec<String>>>);
+
+impl Notes {
+    fn push(&self, note: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(note);
+    }
+
+    /// Takes the notes recorded so far.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(
+            &mut *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
 /// Whether commands that only read take a lock.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -104,6 +133,11 @@ pub(crate) struct Cache {
     /// the lock was taken (see `lock`), used by the next index load and
     /// snapshot listing instead of listing again.
     pub listed: Listed,
+    /// Index files left out of the index because they are damaged, with
+    /// why (see [`Repository::damaged_index_files`]).
+    pub damaged_index: Vec<(IndexId, String)>,
+    /// Snapshots left out of listings because their manifests are damaged.
+    pub damaged_snapshots: Vec<(SnapshotId, String)>,
 }
 
 /// Listings made under a lock, for the command that holds it.
@@ -127,7 +161,12 @@ pub struct Repository {
     key_confirmed: AtomicBool,
     cache: Mutex<Cache>,
     lock_policy: Mutex<LockPolicy>,
-    notes: Mutex<Vec<String>>,
+    notes: Notes,
+    /// What the storage had counted when this handle was made.
+    io_base: IoStats,
+    /// The storage was full and its reserve was given back, so that this
+    /// command could free space (see `lock`).
+    reserve_used: AtomicBool,
 }
 
 impl std::fmt::Debug for Repository {
@@ -159,7 +198,9 @@ impl Repository {
             key_confirmed: AtomicBool::new(true),
             cache: Mutex::new(Cache::default()),
             lock_policy: Mutex::new(LockPolicy::default()),
-            notes: Mutex::new(Vec::new()),
+            notes: Notes::default(),
+            io_base: IoStats::default(),
+            reserve_used: AtomicBool::new(false),
         }
     }
 
@@ -238,6 +279,8 @@ impl Repository {
         backend.write(FileType::Key, &key_id.to_hex(), &key_bytes)?;
         let config_bytes = config.seal(&key)?;
         backend.write(FileType::Config, "config", &config_bytes)?;
+        // Room for a full repository's forget and prune (best effort).
+        let _ = backend.reserve(RESERVE_MIN);
         Ok(Self::new(backend, key, key_id, config))
     }
 
@@ -484,10 +527,14 @@ impl Repository {
     }
 
     /// Requests made to the storage since this repository was opened
-    /// (opening included), and reads the local cache answered; zero for a
-    /// backend that does not count.
+    /// (opening included; for a [`Repository::fresh`] handle, since it was
+    /// made), and reads the local cache answered; zero for a backend that
+    /// does not count.
     pub fn io_stats(&self) -> IoStats {
-        self.backend.io_stats().unwrap_or_default()
+        self.backend
+            .io_stats()
+            .unwrap_or_default()
+            .since(&self.io_base)
     }
 
     /// The cached sealed blobs, when there is a local cache.
@@ -502,6 +549,27 @@ impl Repository {
         self.cache_dir.as_deref().map(CachedBackend::info)
     }
 
+    /// Another handle on this open repository for a new command: the same
+    /// storage and unlocked key (no password, no key derivation), nothing
+    /// listed yet, no notes. A long-running process (the service) unlocks
+    /// each repository once and starts every operation from one of these.
+    #[must_use]
+    pub fn fresh(&self) -> Self {
+        Self {
+            backend: Arc::clone(&self.backend),
+            key: Arc::clone(&self.key),
+            key_id: self.key_id,
+            config: self.config.clone(),
+            cache_dir: self.cache_dir.clone(),
+            key_confirmed: AtomicBool::new(self.key_confirmed()),
+            cache: Mutex::new(Cache::default()),
+            lock_policy: Mutex::new(self.lock_policy()),
+            notes: Notes::default(),
+            io_base: self.backend.io_stats().unwrap_or_default(),
+            reserve_used: AtomicBool::new(false),
+        }
+    }
+
     /// Forgets what was listed, so the next listing sees other processes'
     /// changes. Decoded objects are kept: they are immutable.
     pub fn refresh(&self) {
@@ -510,6 +578,16 @@ impl Repository {
         c.index = None;
         c.pending_index.clear();
         c.listed = Listed::default();
+    }
+
+    /// True once this command gave the storage's reserve back to write
+    /// its exclusive lock (the storage was full).
+    pub fn reserve_used(&self) -> bool {
+        self.reserve_used.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_reserve_used(&self) {
+        self.reserve_used.store(true, Ordering::Relaxed);
     }
 
     /// Whether commands that only read take a lock.
@@ -531,20 +609,18 @@ impl Repository {
     /// Records something a caller should be told (a warning that did not
     /// stop the command).
     pub(crate) fn note(&self, note: String) {
-        self.notes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(note);
+        self.notes.push(note);
     }
 
     /// Takes the notes recorded so far.
     pub fn take_notes(&self) -> Vec<String> {
-        std::mem::take(
-            &mut *self
-                .notes
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
+        self.notes.take()
+    }
+
+    /// A handle on this repository's notes that outlives it (a caller
+    /// that reports them once its command is done).
+    pub fn notes(&self) -> Notes {
+        self.notes.clone()
     }
 
     pub(crate) fn cache(&self) -> MutexGuard<'_, Cache> {

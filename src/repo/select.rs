@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::format::manifest::Manifest;
+use crate::format::manifest::{DbPath, Manifest};
 use crate::id::SnapshotId;
 
 /// The tag of the snapshot a restore takes of the target it replaces.
@@ -64,8 +64,13 @@ pub struct SnapshotFilter {
     pub tags: Vec<Vec<String>>,
     /// Hosts.
     pub hosts: Vec<String>,
-    /// Database names or absolute paths.
+    /// Database names or absolute paths (a path that is not UTF-8 as
+    /// listed, escaped: [`crate::sys::escape_path`]).
     pub databases: Vec<String>,
+    /// Database paths by their exact bytes (a command line's argument that
+    /// is not UTF-8).
+    #[serde(skip)]
+    pub database_paths: Vec<DbPath>,
     /// Only snapshots taken at or before this time (`latest` then means
     /// the newest one at or before it).
     #[serde(
@@ -96,11 +101,9 @@ impl SnapshotFilter {
                 .iter()
                 .any(|set| set.iter().all(|t| m.tags.contains(t))))
             && (self.hosts.is_empty() || self.hosts.contains(&m.host))
-            && (self.databases.is_empty()
-                || self
-                    .databases
-                    .iter()
-                    .any(|d| *d == m.database.name || *d == m.database.path))
+            && ((self.databases.is_empty() && self.database_paths.is_empty())
+                || self.databases.iter().any(|d| names_database(d, m))
+                || self.database_paths.contains(&m.database.key()))
             && self
                 .before
                 .is_none_or(|b| m.time.parse::<jiff::Timestamp>().is_ok_and(|t| t <= b))
@@ -111,6 +114,7 @@ impl SnapshotFilter {
         self.tags.is_empty()
             && self.hosts.is_empty()
             && self.databases.is_empty()
+            && self.database_paths.is_empty()
             && self.before.is_none()
     }
 
@@ -119,6 +123,15 @@ impl SnapshotFilter {
     pub fn asks_for_tag(&self, tag: &str) -> bool {
         self.tags.iter().flatten().any(|t| t == tag)
     }
+}
+
+/// True if `given` (a `--db` value) names the database of `m`: its name,
+/// its path as recorded, or its path as shown (escaped: `caf\xe9.db` for
+/// a name that is not UTF-8, [`crate::sys::escape_path`]).
+fn names_database(given: &str, m: &Manifest) -> bool {
+    given == m.database.name
+        || (m.database.path_bytes.is_none() && given == m.database.path)
+        || given == m.database.shown_path()
 }
 
 /// What snapshots are grouped by.
@@ -169,15 +182,15 @@ impl GroupBy {
 
     /// The group `m` belongs to.
     pub fn key(self, m: &Manifest) -> GroupKey {
-        self.key_of(&m.host, &m.database.path, &m.tags)
+        self.key_of(&m.host, &m.database.key(), &m.tags)
     }
 
     /// The group of a snapshot of the database at `path` on `host` with
     /// `tags` (sorted and unique, as a manifest holds them).
-    pub fn key_of(self, host: &str, path: &str, tags: &[String]) -> GroupKey {
+    pub fn key_of(self, host: &str, path: &DbPath, tags: &[String]) -> GroupKey {
         GroupKey {
             host: self.host.then(|| host.to_owned()),
-            database: self.database.then(|| path.to_owned()),
+            database: self.database.then(|| path.clone()),
             tags: self.tags.then(|| tags.to_vec()),
         }
     }
@@ -200,8 +213,8 @@ impl GroupBy {
 pub struct GroupKey {
     /// Host, if grouped by host.
     pub host: Option<String>,
-    /// Database path, if grouped by database.
-    pub database: Option<String>,
+    /// Database path (its exact bytes), if grouped by database.
+    pub database: Option<DbPath>,
     /// Tags, if grouped by tags.
     pub tags: Option<Vec<String>>,
 }

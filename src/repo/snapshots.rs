@@ -30,15 +30,37 @@ impl Repository {
     }
 
     /// Every snapshot with its manifest, oldest first.
+    ///
+    /// A damaged manifest does not hide the others: it is left out, with a
+    /// note naming it, and [`Repository::damaged_snapshots`] lists it.
+    /// Commands that delete data (prune) must refuse while one is damaged:
+    /// the blobs it uses are unknown.
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Manifest)>> {
         let mut out = Vec::new();
         let mut vanished = Vec::new();
+        let mut damaged = Vec::new();
         for id in self.snapshot_ids()? {
             match self.load_manifest(&id) {
                 Ok(m) => out.push((id, m)),
                 // Deleted between list and read (forget running): skip it.
                 Err(Error::NotFound { .. }) => vanished.push(id),
+                Err(Error::Damaged { reason, .. }) => damaged.push((id, reason)),
                 Err(e) => return Err(e),
+            }
+        }
+        {
+            let mut cache = self.cache();
+            for (id, why) in &damaged {
+                if !cache.damaged_snapshots.iter().any(|(d, _)| d == id) {
+                    cache.damaged_snapshots.push((*id, why.clone()));
+                    drop(cache);
+                    self.note(format!(
+                        "{} is damaged: {why}; it is left out (`repair snapshots` sets it aside, `forget {}` removes it)",
+                        FileType::Snapshot.describe(&id.to_hex()),
+                        id.short()
+                    ));
+                    cache = self.cache();
+                }
             }
         }
         if !vanished.is_empty() {
@@ -48,6 +70,22 @@ impl Repository {
         }
         out.sort_by(|a, b| a.1.timestamp().cmp(&b.1.timestamp()).then(a.0.cmp(&b.0)));
         Ok(out)
+    }
+
+    /// Snapshots [`Repository::snapshots`] left out as damaged, with why.
+    pub fn damaged_snapshots(&self) -> Vec<(SnapshotId, String)> {
+        self.cache().damaged_snapshots.clone()
+    }
+
+    /// Resolves a snapshot id or unique prefix against the listing alone
+    /// (its manifest is not read: it may be damaged).
+    pub fn find_snapshot_id(&self, spec: &str) -> Result<SnapshotId> {
+        let names: Vec<String> = self
+            .snapshot_ids()?
+            .iter()
+            .map(SnapshotId::to_hex)
+            .collect();
+        unique_prefix(&names, spec, "snapshot")?.parse()
     }
 
     /// Reads one snapshot manifest (once per command).
@@ -123,7 +161,9 @@ impl Repository {
                 .map(|(_, m)| {
                     format!(
                         "{} on host {} ({})",
-                        m.database.name, m.host, m.database.path
+                        m.database.name,
+                        m.host,
+                        m.database.shown_path()
                     )
                 })
                 .collect();

@@ -2,11 +2,17 @@
 //! `openapi.json` at the repository's root (served at `/v1/openapi.json`).
 //!
 //! Every endpoint but `/healthz` and the description needs a bearer token
-//! from the config, compared in constant time. Requests name databases
-//! and repositories by their configured names only: nothing a caller
-//! sends becomes a path, so the API writes nowhere but the configured
-//! databases and repositories. Bodies are at most 64 KiB; a client has 10
-//! seconds to send its headers and 30 for its request.
+//! from the config (read at each request, so a reload takes effect at
+//! once), compared in constant time. Requests name databases and
+//! repositories by their configured names only: nothing a caller sends
+//! becomes a path, so the API writes nowhere but the configured databases
+//! and repositories. Bodies are at most 64 KiB; a response must start
+//! within 30 seconds. Connections are bounded and idle or stalled ones
+//! closed (`http`). Work is bounded too: at most [`MAX_WORK`] requests
+//! read repositories at once and [`MAX_DOWNLOADS`] downloads stream at
+//! once (more get 503 with `Retry-After`); repositories are unlocked once
+//! per process (`unlocked`). A download streams in chunks of 256 KiB, at
+//! most 8 queued: a client that stops reading stops the work behind it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,9 +29,10 @@ use subtle::ConstantTimeEq;
 
 use super::config::ApiSettings;
 use super::runner::{Service, StartError};
-use crate::commands::dump::{dump_image, dump_sql_in_memory};
+use crate::commands::dump::{dump_held, DumpFormat};
 use crate::commands::snapshots::{list, SnapshotsOptions};
 use crate::error::{Error, ErrorKind};
+use crate::progress::Cancel;
 use crate::repo::{split_tags, SnapshotFilter};
 
 /// The API's description.
@@ -34,13 +41,36 @@ pub const OPENAPI: &str = include_str!("../../openapi.json");
 const MAX_BODY: usize = 64 * 1024;
 /// Time for a request, from its headers to the start of the response.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Time for a client to send its headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests reading repositories at once (listings, status, metrics, the
+/// start of a download).
+pub const MAX_WORK: usize = 4;
+/// Downloads streaming at once.
+pub const MAX_DOWNLOADS: usize = 2;
 
 #[derive(Clone)]
 struct AppState {
     service: Arc<Service>,
-    tokens: Arc<Vec<blake3::Hash>>,
+    work: Arc<tokio::sync::Semaphore>,
+    downloads: Arc<tokio::sync::Semaphore>,
+}
+
+impl AppState {
+    /// A slot for repository work, waited for (the request's own time
+    /// limit bounds the wait).
+    async fn work(&self) -> tokio::sync::OwnedSemaphorePermit {
+        Arc::clone(&self.work)
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed")
+    }
+}
+
+/// 503 with `Retry-After`: the API's bound on concurrent work is reached.
+fn busy(what: &str) -> ApiError {
+    ApiError(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("{what}: try again in a few seconds"),
+    )
 }
 
 /// An error response: a status and `{"error": "..."}`.
@@ -52,6 +82,10 @@ impl IntoResponse for ApiError {
         if self.0 == StatusCode::UNAUTHORIZED {
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if self.0 == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         r
     }
@@ -87,11 +121,12 @@ impl From<StartError> for ApiError {
     }
 }
 
-/// The router over `service`, accepting `tokens`.
-pub fn router(service: Arc<Service>, tokens: &[String]) -> Router {
+/// The router over `service`, accepting the tokens of its config.
+pub fn router(service: Arc<Service>) -> Router {
     let state = AppState {
         service,
-        tokens: Arc::new(tokens.iter().map(|t| blake3::hash(t.as_bytes())).collect()),
+        work: Arc::new(tokio::sync::Semaphore::new(MAX_WORK)),
+        downloads: Arc::new(tokio::sync::Semaphore::new(MAX_DOWNLOADS)),
     };
     let authed = Router::new()
         .route("/v1/backups", post(post_backup))
@@ -132,20 +167,32 @@ async fn request_timeout(req: Request, next: Next) -> Response {
     }
 }
 
+/// The token of an `Authorization` header: scheme `Bearer`, in any case
+/// (RFC 7235 makes auth schemes case-insensitive).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| blake3::hash(t.trim().as_bytes()));
+        .and_then(bearer)
+        .map(|t| blake3::hash(t.as_bytes()));
+    // The config's tokens now: a reload adds and removes them.
+    let config = state.service.config();
+    let tokens = config.api.as_ref().map_or(&[][..], |a| &a.tokens[..]);
     let ok = given.is_some_and(|g| {
         // Every token is compared, each in constant time.
-        state
-            .tokens
+        tokens
             .iter()
             .fold(subtle::Choice::from(0), |acc, t| {
-                acc | t.as_bytes().ct_eq(g.as_bytes())
+                acc | blake3::hash(t.as_bytes()).as_bytes().ct_eq(g.as_bytes())
             })
             .into()
     });
@@ -257,6 +304,7 @@ async fn get_task(State(s): State<AppState>, Path(id): Path<String>) -> Result<R
 }
 
 async fn get_status(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let _work = s.work().await;
     let service = s.service;
     let status = blocking(move || {
         let config = service.config();
@@ -268,6 +316,7 @@ async fn get_status(State(s): State<AppState>) -> Result<Response, ApiError> {
 }
 
 async fn get_metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let _work = s.work().await;
     let service = s.service;
     let text =
         blocking(move || super::status::metrics(service.history()).map_err(ApiError::from)).await?;
@@ -320,6 +369,7 @@ async fn get_snapshots(
     q: Result<Query<SnapshotsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let _work = s.work().await;
     let service = s.service;
     let entries = blocking(move || {
         let config = service.config();
@@ -361,16 +411,18 @@ struct DatabaseQuery {
     repository: Option<String>,
 }
 
-/// Streams a snapshot's database file (with its length) or its SQL text.
+/// Streams a snapshot's database file (with its length) or its SQL text
+/// (made from a private temporary copy in the service's state directory,
+/// removed on every path).
 async fn get_database(
     State(s): State<AppState>,
     Path(id): Path<String>,
     q: Result<Query<DatabaseQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let sql = match q.format.as_deref() {
-        None | Some("sqlite") => false,
-        Some("sql") => true,
+    let format = match q.format.as_deref() {
+        None | Some("sqlite") => DumpFormat::Sqlite,
+        Some("sql") => DumpFormat::Sql,
         Some(f) => {
             return Err(ApiError(
                 StatusCode::BAD_REQUEST,
@@ -384,80 +436,95 @@ async fn get_database(
             format!("snapshot {id:?}: give a snapshot id (hex digits)"),
         ));
     }
+    let download = Arc::clone(&s.downloads)
+        .try_acquire_owned()
+        .map_err(|_| busy(&format!("{MAX_DOWNLOADS} downloads are streaming already")))?;
+    let work = s.work().await;
     let service = s.service;
+    let temp_dir = service.temp_dir().map_err(ApiError::from)?;
     // The shared lock is taken before answering (a prune running now is a
     // 409, not a truncated download) and held until the stream ends.
     let (repo, snapshot, manifest, lock) = blocking(move || {
         let name = pick_repository(&service, q.repository.as_deref(), None)?;
         let repo = service.open_repository(&name)?;
         let (snapshot, manifest) = repo.find_snapshot(&id, &SnapshotFilter::default())?;
-        let lock = if sql {
-            None
-        } else {
-            Some(repo.lock_reading("dump")?)
-        };
+        let lock = repo.lock_reading("dump")?;
         Ok((repo, snapshot, manifest, lock))
     })
     .await?;
+    drop(work);
     let file_name = format!(
         "{}-{}",
-        manifest.database.name.replace(['"', '/', '\\'], "_"),
+        manifest.database.name.replace(
+            |c: char| c == '"' || c == '/' || c == '\\' || c.is_control(),
+            "_"
+        ),
         snapshot.short()
     );
-    if sql {
-        let text = blocking(move || {
-            let mut out = Vec::new();
-            dump_sql_in_memory(&repo, &snapshot, &mut out)?;
-            Ok(out)
-        })
-        .await?;
-        return Ok((
-            [
-                (
-                    header::CONTENT_TYPE,
-                    "application/sql; charset=utf-8".to_string(),
-                ),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"{file_name}.sql\""),
-                ),
-            ],
-            text,
-        )
-            .into_response());
-    }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    // The client gone (its stream dropped): stop the work behind it, also
+    // while it writes nothing yet (SQL text first reassembles the image).
+    let cancel = Cancel::new();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    {
+        let watch = tx.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = watch.closed() => cancel.cancel(),
+                _ = done_rx => {}
+            }
+        });
+    }
     tokio::task::spawn_blocking(move || {
         let _lock = lock;
+        let _download = download;
         let mut w = ChannelWriter {
             tx,
             buf: Vec::with_capacity(CHUNK),
         };
-        let r = dump_image(&repo, &snapshot, &mut w)
-            .map(|_| ())
-            .and_then(|()| {
-                use std::io::Write;
-                w.flush().map_err(|e| Error::InvalidInput(e.to_string()))
-            });
+        let r = dump_held(&repo, &snapshot, format, &temp_dir, &mut w, &cancel).and_then(|_| {
+            use std::io::Write;
+            w.flush().map_err(|e| Error::InvalidInput(e.to_string()))
+        });
         if let Err(e) = r {
             let _ =
                 w.tx.blocking_send(Err(std::io::Error::other(e.to_string())));
         }
+        let _ = done_tx.send(());
     });
     let stream =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/vnd.sqlite3".to_string()),
-            (header::CONTENT_LENGTH, manifest.image.bytes.to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{file_name}.db\""),
-            ),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    let mut response = Body::from_stream(stream).into_response();
+    download_headers(&mut response, &file_name, format, manifest.image.bytes);
+    Ok(response)
+}
+
+/// A download's name, type and (for a database file) length.
+fn download_headers(r: &mut Response, file_name: &str, format: DumpFormat, bytes: u64) {
+    let ext = if format == DumpFormat::Sql {
+        "sql"
+    } else {
+        "db"
+    };
+    let mut headers = vec![(
+        header::CONTENT_DISPOSITION,
+        format!("attachment; filename=\"{file_name}.{ext}\""),
+    )];
+    if format == DumpFormat::Sql {
+        headers.push((
+            header::CONTENT_TYPE,
+            "application/sql; charset=utf-8".to_string(),
+        ));
+    } else {
+        headers.push((header::CONTENT_TYPE, "application/vnd.sqlite3".to_string()));
+        headers.push((header::CONTENT_LENGTH, bytes.to_string()));
+    }
+    for (k, v) in headers {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            r.headers_mut().insert(k, v);
+        }
+    }
 }
 
 const CHUNK: usize = 256 * 1024;
@@ -488,54 +555,59 @@ impl std::io::Write for ChannelWriter {
     }
 }
 
-/// Serves the API on `settings.listen` until `shutdown` resolves; running
-/// requests get 10 seconds to finish. Uses TLS when configured.
+/// Serves the API on `listener` until `shutdown` resolves (see `http` for
+/// the connections' bounds); uses TLS when `settings` say so.
 pub async fn serve(
     service: Arc<Service>,
     settings: &ApiSettings,
     listener: std::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> crate::error::Result<()> {
-    let app = router(service, &settings.tokens);
-    let handle = axum_server::Handle::new();
-    let h = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        h.graceful_shutdown(Some(Duration::from_secs(10)));
-    });
+    let app = router(service);
     listener
         .set_nonblocking(true)
         .map_err(|e| Error::InvalidInput(format!("API listener: {e}")))?;
+    // Connections beyond the bound wait here, unaccepted (`http`): room
+    // for a burst of them.
+    let _ = rustix::net::listen(&listener, 1024);
     let io_err =
         |e: std::io::Error| Error::InvalidInput(format!("HTTP API on {}: {e}", settings.listen));
-    if let Some((cert, key)) = &settings.tls {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-            .await
-            .map_err(|e| {
-                Error::InvalidInput(format!(
-                    "TLS certificate {} or key {}: {e}",
-                    cert.display(),
-                    key.display()
-                ))
-            })?;
-        let mut server = axum_server::from_tcp_rustls(listener, tls)
-            .map_err(io_err)?
-            .handle(handle);
-        server
-            .http_builder()
-            .http1()
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(HEADER_TIMEOUT);
-        return server.serve(app.into_make_service()).await.map_err(io_err);
-    }
-    let mut server = axum_server::from_tcp(listener)
-        .map_err(io_err)?
-        .handle(handle);
-    server
-        .http_builder()
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
-    server.serve(app.into_make_service()).await.map_err(io_err)
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(io_err)?;
+    let tls = match &settings.tls {
+        Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+        None => None,
+    };
+    let limits = super::http::Limits {
+        wait: settings.client_timeout,
+        stall: settings.stall_timeout,
+    };
+    super::http::serve(listener, tls, app, limits, shutdown)
+        .await
+        .map_err(io_err)
+}
+
+/// A TLS acceptor for the PEM certificate chain and key (HTTP/1.1 only).
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> crate::error::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let bad = |what: &std::path::Path, e: &dyn std::fmt::Display| {
+        Error::InvalidInput(format!(
+            "TLS file {}: {e} (tls_cert and tls_key in [api] name PEM files)",
+            what.display()
+        ))
+    };
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| bad(cert, &e))?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, &e))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| bad(cert, &e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

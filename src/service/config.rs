@@ -64,6 +64,10 @@ struct RawApi {
     tls_cert: Option<PathBuf>,
     #[serde(default)]
     tls_key: Option<PathBuf>,
+    #[serde(default)]
+    client_timeout: Option<String>,
+    #[serde(default)]
+    stall_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +132,12 @@ pub struct ApiSettings {
     pub tokens: Vec<String>,
     /// Certificate chain and key (PEM) for TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// How long a connection may wait for a request, or a request for its
+    /// headers, without a byte from the client (default 10 s).
+    pub client_timeout: std::time::Duration,
+    /// How long a request in progress may go without a byte moving either
+    /// way before its connection is closed (default 30 s).
+    pub stall_timeout: std::time::Duration,
 }
 
 /// A configured repository.
@@ -297,14 +307,19 @@ fn check_name(file: &Path, what: &str, name: &str) -> Result<()> {
     }
 }
 
+/// The largest config file read.
+pub const MAX_CONFIG: u64 = 1024 * 1024;
+
 impl Config {
     /// Reads and validates the config file at `file` (see the module docs).
     /// Checks its syntax, keys, names, schedules and references; the
     /// databases' and repositories' reachability is checked by
     /// [`Config::check_databases`] and by opening the repositories.
     pub fn load(file: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(file)
+        let bytes = crate::sys::read_file_limited(file, MAX_CONFIG)
             .map_err(|e| config_error(file, format!("cannot read it: {e}")))?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| config_error(file, "it is not UTF-8 text"))?;
         Self::parse(file, &text)
     }
 
@@ -610,10 +625,24 @@ fn resolve_api(file: &Path, a: RawApi) -> Result<ApiSettings> {
             "api.listen: {listen} is not a loopback address, and tokens must not cross a network in clear text: set tls_cert and tls_key, or listen on 127.0.0.1"
         )));
     }
+    let timeout = |key: &str, v: Option<&str>, default: u64| {
+        v.map_or(Ok(std::time::Duration::from_secs(default)), |v| {
+            crate::sys::parse_duration(v)
+                .ok()
+                .filter(|d| *d >= std::time::Duration::from_millis(100) && d.as_secs() <= 3600)
+                .ok_or_else(|| {
+                    err(format!(
+                        "api.{key}: {v:?} is not a duration from 100ms to 1h (write e.g. \"10s\")"
+                    ))
+                })
+        })
+    };
     Ok(ApiSettings {
         listen,
         tokens: a.tokens,
         tls,
+        client_timeout: timeout("client_timeout", a.client_timeout.as_deref(), 10)?,
+        stall_timeout: timeout("stall_timeout", a.stall_timeout.as_deref(), 30)?,
     })
 }
 

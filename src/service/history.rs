@@ -7,7 +7,7 @@
 //! completed when it ends, so a process killed mid-run leaves a row that
 //! the next start marks `interrupted`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use jiff::Timestamp;
@@ -34,6 +34,13 @@ CREATE TABLE IF NOT EXISTS runs(
 );
 CREATE INDEX IF NOT EXISTS runs_unit ON runs(job, operation, database, repository, start_ms);
 CREATE INDEX IF NOT EXISTS runs_start ON runs(start_ms);
+CREATE TABLE IF NOT EXISTS pruned_totals(
+    database TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    bytes_added INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    PRIMARY KEY(database, repository)
+);
 ";
 
 /// How an operation ended.
@@ -187,8 +194,8 @@ impl History {
     /// Opens (creating) the history at `path`, marking runs left
     /// `running` by a process that ended as `interrupted`.
     pub fn open(path: &Path) -> Result<History> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            private_dir(dir)?;
         }
         let conn = Connection::open(path).map_err(|e| sql_err(path, &e))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
@@ -196,29 +203,63 @@ impl History {
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
             .map_err(|e| sql_err(path, &e))?;
         conn.execute_batch(SCHEMA).map_err(|e| sql_err(path, &e))?;
+        // Histories made before runs recorded their process.
+        let has_owner: bool = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'owner'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(|e| sql_err(path, &e))?
+            > 0;
+        if !has_owner {
+            conn.execute_batch("ALTER TABLE runs ADD COLUMN owner TEXT")
+                .map_err(|e| sql_err(path, &e))?;
+        }
         restrict(path);
         Ok(History {
             conn: Mutex::new(conn),
         })
     }
 
-    /// Marks every `running` row `interrupted` (at the start of a service
-    /// that owns the history).
+    /// Marks `interrupted` the `running` rows whose process is gone (at the
+    /// start of a service that owns the history): one of an earlier boot,
+    /// or of this boot and pid namespace whose pid no longer names the
+    /// process that started the run. Rows of live processes (a `run` and
+    /// a `serve` of the same config) stay running; so do rows of another
+    /// pid namespace, which cannot be told apart from live ones.
     pub fn mark_interrupted(&self) -> Result<usize> {
         let conn = self.conn.lock().unwrap();
-        conn.execute(
-            "UPDATE runs SET outcome='interrupted', error='the process ended while it ran' WHERE outcome='running'",
-            [],
-        )
-        .map_err(|e| Error::InvalidInput(format!("run history: {e}")))
+        let err = |e: rusqlite::Error| Error::InvalidInput(format!("run history: {e}"));
+        let running: Vec<(i64, Option<String>)> = conn
+            .prepare("SELECT id, owner FROM runs WHERE outcome='running'")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(err)?;
+        let here = crate::format::lock::PidScope::here();
+        let mut marked = 0;
+        for (id, owner) in running {
+            if owner.as_deref().is_some_and(|o| !owner_gone(o, &here)) {
+                continue;
+            }
+            marked += conn
+                .execute(
+                    "UPDATE runs SET outcome='interrupted', error='the process ended while it ran' WHERE id=?1 AND outcome='running'",
+                    params![id],
+                )
+                .map_err(err)?;
+        }
+        Ok(marked)
     }
 
     /// Records the start of a run; returns its row id.
     pub fn start(&self, unit: &UnitKey, at: Timestamp) -> Result<i64> {
         let conn = self.conn.lock().unwrap();
         conn.execute(
-            "INSERT INTO runs(job, operation, database, repository, start_ms, outcome) VALUES (?1, ?2, ?3, ?4, ?5, 'running')",
-            params![unit.job, unit.operation, unit.database, unit.repository, at.as_millisecond()],
+            "INSERT INTO runs(job, operation, database, repository, start_ms, outcome, owner) VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6)",
+            params![unit.job, unit.operation, unit.database, unit.repository, at.as_millisecond(), owner_here()],
         )
         .map_err(|e| Error::InvalidInput(format!("run history: {e}")))?;
         Ok(conn.last_insert_rowid())
@@ -342,14 +383,22 @@ impl History {
         let conn = self.conn.lock().unwrap();
         let mut stmt = conn
             .prepare(
-                "SELECT database, repository,
-                    (SELECT end_ms FROM runs s WHERE s.operation='backup' AND s.database=r.database AND s.repository=r.repository AND s.outcome IN ('success','unchanged') ORDER BY end_ms DESC LIMIT 1),
-                    (SELECT end_ms - start_ms FROM runs s WHERE s.operation='backup' AND s.database=r.database AND s.repository=r.repository AND s.end_ms IS NOT NULL ORDER BY start_ms DESC LIMIT 1),
-                    coalesce(sum(bytes_added), 0),
-                    sum(outcome IN ('failed','interrupted')),
-                    (SELECT snapshots FROM runs s WHERE s.operation='backup' AND s.database=r.database AND s.repository=r.repository AND s.snapshots IS NOT NULL ORDER BY start_ms DESC LIMIT 1)
-                 FROM runs r WHERE operation='backup' AND database IS NOT NULL AND repository IS NOT NULL
-                 GROUP BY database, repository ORDER BY database, repository",
+                "WITH live AS (
+                    SELECT database, repository, coalesce(sum(bytes_added), 0) AS bytes_added,
+                           sum(outcome IN ('failed','interrupted')) AS failures
+                      FROM runs WHERE operation='backup' AND database IS NOT NULL AND repository IS NOT NULL
+                     GROUP BY database, repository),
+                 units AS (SELECT database, repository FROM live UNION SELECT database, repository FROM pruned_totals)
+                 SELECT u.database, u.repository,
+                    (SELECT end_ms FROM runs s WHERE s.operation='backup' AND s.database=u.database AND s.repository=u.repository AND s.outcome IN ('success','unchanged') ORDER BY end_ms DESC LIMIT 1),
+                    (SELECT end_ms - start_ms FROM runs s WHERE s.operation='backup' AND s.database=u.database AND s.repository=u.repository AND s.end_ms IS NOT NULL ORDER BY start_ms DESC LIMIT 1),
+                    coalesce(l.bytes_added, 0) + coalesce(p.bytes_added, 0),
+                    coalesce(l.failures, 0) + coalesce(p.failures, 0),
+                    (SELECT snapshots FROM runs s WHERE s.operation='backup' AND s.database=u.database AND s.repository=u.repository AND s.snapshots IS NOT NULL ORDER BY start_ms DESC LIMIT 1)
+                 FROM units u
+                 LEFT JOIN live l ON l.database = u.database AND l.repository = u.repository
+                 LEFT JOIN pruned_totals p ON p.database = u.database AND p.repository = u.repository
+                 ORDER BY u.database, u.repository",
             )
             .map_err(|e| Error::InvalidInput(format!("run history: {e}")))?;
         let rows = stmt
@@ -369,15 +418,104 @@ impl History {
             .map_err(|e| Error::InvalidInput(format!("run history: {e}")))
     }
 
-    /// Deletes rows that started before `before`; returns how many.
+    /// Deletes rows that started before `before`; returns how many. What
+    /// they count towards the totals (bytes added, failures) is kept, so
+    /// the metrics' counters never go down.
     pub fn prune(&self, before: Timestamp) -> Result<usize> {
-        let conn = self.conn.lock().unwrap();
-        conn.execute(
-            "DELETE FROM runs WHERE start_ms < ?1 AND outcome != 'running'",
+        let mut conn = self.conn.lock().unwrap();
+        let err = |e: rusqlite::Error| Error::InvalidInput(format!("run history: {e}"));
+        let tx = conn.transaction().map_err(err)?;
+        tx.execute(
+            "INSERT INTO pruned_totals(database, repository, bytes_added, failures)
+             SELECT database, repository, coalesce(sum(bytes_added), 0), sum(outcome IN ('failed','interrupted'))
+               FROM runs
+              WHERE start_ms < ?1 AND outcome != 'running' AND operation = 'backup'
+                AND database IS NOT NULL AND repository IS NOT NULL
+              GROUP BY database, repository
+             ON CONFLICT(database, repository) DO UPDATE SET
+                bytes_added = bytes_added + excluded.bytes_added,
+                failures = failures + excluded.failures",
             params![before.as_millisecond()],
         )
-        .map_err(|e| Error::InvalidInput(format!("run history: {e}")))
+        .map_err(err)?;
+        let n = tx
+            .execute(
+                "DELETE FROM runs WHERE start_ms < ?1 AND outcome != 'running'",
+                params![before.as_millisecond()],
+            )
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(n)
     }
+}
+
+/// This process, as a run's owner: "BOOT_ID PID_NS PID START".
+fn owner_here() -> Option<String> {
+    let pid = std::process::id();
+    Some(format!(
+        "{} {} {pid} {}",
+        crate::sys::boot_id()?,
+        crate::sys::pid_namespace()?,
+        crate::sys::process_start(pid)?
+    ))
+}
+
+/// True if the process `owner` names (see [`owner_here`]) is gone, as
+/// far as `here` can tell.
+fn owner_gone(owner: &str, here: &crate::format::lock::PidScope) -> bool {
+    let mut f = owner.split(' ');
+    let (Some(boot), Some(ns), Some(pid), Some(start)) = (f.next(), f.next(), f.next(), f.next())
+    else {
+        return true;
+    };
+    if here.boot_id.as_deref() != Some(boot) {
+        // Another boot (or machine): not a process of this one.
+        return true;
+    }
+    if here.pid_ns.map(|n| n.to_string()).as_deref() != Some(ns) {
+        return false;
+    }
+    let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
+        return true;
+    };
+    crate::sys::process_start(pid) != Some(start)
+}
+
+/// Creates `dir` and any missing parent, each mode 0700 (an existing
+/// directory keeps its mode: it may be shared on purpose).
+fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io("creating", dir, e))
+}
+
+/// `tmp/` beside the history file `state`: where the service writes
+/// private temporary files (a snapshot's image made into SQL text for a
+/// download). Made mode 0700, and made so again if it is not: it holds
+/// plaintext.
+pub fn temp_dir(state: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = state
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join("tmp");
+    private_dir(&dir)?;
+    let m = std::fs::symlink_metadata(&dir).map_err(|e| Error::io("reading", &dir, e))?;
+    if !m.is_dir() {
+        return Err(Error::InvalidInput(format!(
+            "{} is not a directory: remove it, the service keeps its temporary files there",
+            dir.display()
+        )));
+    }
+    if m.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io("making private", &dir, e))?;
+    }
+    Ok(dir)
 }
 
 /// The history holds database paths and errors: readable by its owner only.
@@ -432,12 +570,73 @@ mod tests {
         let runs = h.runs(None, 10).unwrap();
         assert_eq!(runs.len(), 3);
         assert_eq!(runs.last().unwrap().duration_ms, Some(3000));
-        assert_eq!(h.mark_interrupted().unwrap(), 1);
+        // This process is alive: its run stays running.
+        assert_eq!(h.mark_interrupted().unwrap(), 0);
+        let dead = {
+            let mut c = std::process::Command::new("true").spawn().unwrap();
+            let pid = c.id();
+            c.wait().unwrap();
+            pid
+        };
+        let scope = crate::format::lock::PidScope::here();
+        let (boot, ns) = (scope.boot_id.unwrap(), scope.pid_ns.unwrap());
+        for (owner, gone) in [
+            (format!("{boot} {} 1 1", ns + 1), false),
+            (format!("{boot} {ns} {dead} 1"), true),
+        ] {
+            h.conn
+                .lock()
+                .unwrap()
+                .execute(
+                    "UPDATE runs SET owner = ?1 WHERE outcome = 'running'",
+                    [&owner],
+                )
+                .unwrap();
+            assert_eq!(h.mark_interrupted().unwrap(), usize::from(gone), "{owner}");
+        }
         assert_eq!(
             h.runs(Some("j"), 1).unwrap()[0].outcome,
             Outcome::Interrupted
         );
         assert_eq!(h.prune(t1).unwrap(), 1);
         assert_eq!(h.runs(None, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn counters_never_go_down_when_old_rows_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::open(&dir.path().join("state.db")).unwrap();
+        let unit = UnitKey {
+            repository: Some("r".into()),
+            ..unit("a")
+        };
+        let mut t: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        for (i, outcome) in [Outcome::Success, Outcome::Failed, Outcome::Success]
+            .into_iter()
+            .enumerate()
+        {
+            let id = h.start(&unit, t).unwrap();
+            h.finish(
+                id,
+                t,
+                outcome,
+                &Finish {
+                    bytes_added: Some(100 * (i as u64 + 1)),
+                    ..Finish::default()
+                },
+            )
+            .unwrap();
+            t = t.checked_add(jiff::SignedDuration::from_hours(24)).unwrap();
+        }
+        let totals = |h: &History| {
+            let m = &h.backup_metrics().unwrap()[0];
+            (m.bytes_added, m.failures)
+        };
+        assert_eq!(totals(&h), (600, 1));
+        for cut in ["2026-01-02T12:00:00Z", "2026-01-10T00:00:00Z"] {
+            h.prune(cut.parse().unwrap()).unwrap();
+            assert_eq!(totals(&h), (600, 1), "after pruning before {cut}");
+        }
+        assert!(h.runs(None, 10).unwrap().is_empty());
     }
 }

@@ -11,16 +11,20 @@
 //! * [`runner`]: the [`Service`]: units, tasks, one operation per database
 //!   and repository at a time;
 //! * [`daemon`]: the loop; [`status`]: the status view and metrics;
-//! * [`api`]: the HTTP API; [`heartbeat`]: the monitoring ping.
+//! * [`api`]: the HTTP API's routes; [`http`]: its connections, bounded;
+//!   [`unlocked`]: repositories unlocked once per process;
+//!   [`heartbeat`]: the monitoring ping.
 
 pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod heartbeat;
 pub mod history;
+pub mod http;
 pub mod runner;
 pub mod schedule;
 pub mod status;
+pub mod unlocked;
 
 pub use config::Config;
 pub use runner::{Event, EventSink, Service};

@@ -15,9 +15,10 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::config::{Config, RepositorySettings};
+use super::config::Config;
 use super::history::{Finish, History, Outcome, UnitKey};
 use super::schedule::{Clock, Schedule};
+use super::unlocked::Unlocked;
 use crate::commands::backup::backup;
 use crate::commands::check::{check, ReadData};
 use crate::commands::forget::{forget, plan_forget};
@@ -25,7 +26,7 @@ use crate::commands::prune::prune;
 use crate::commands::restore::restore;
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::{Cancel, Progress};
-use crate::repo::{GroupBy, OpenOptions, Repository, SnapshotFilter};
+use crate::repo::{GroupBy, Repository, SnapshotFilter};
 
 /// Most finished tasks remembered for polling.
 const TASKS_KEPT: usize = 1000;
@@ -213,6 +214,7 @@ pub struct Service {
     tasks: Mutex<BTreeMap<u64, Arc<Task>>>,
     next_task: AtomicU64,
     last_history_prune: Mutex<Option<Timestamp>>,
+    unlocked: Unlocked,
 }
 
 fn busy_db(name: &str) -> String {
@@ -249,12 +251,18 @@ impl Service {
             tasks: Mutex::new(BTreeMap::new()),
             next_task: AtomicU64::new(1),
             last_history_prune: Mutex::new(None),
+            unlocked: Unlocked::default(),
         }))
     }
 
     /// The current config.
     pub fn config(&self) -> Arc<Config> {
         Arc::clone(&self.config.read().unwrap())
+    }
+
+    /// Where the service writes private temporary files (mode 0700).
+    pub fn temp_dir(&self) -> Result<std::path::PathBuf> {
+        super::history::temp_dir(&self.config().state)
     }
 
     /// The history.
@@ -276,12 +284,28 @@ impl Service {
     pub fn reload(&self, config: Config) {
         let jobs = config.jobs.len();
         let dbs = config.databases.len();
+        let old = self.config();
+        let listening = |c: &Config| c.api.as_ref().map(|a| (a.listen, a.tls.clone()));
+        let restart = listening(&old) != listening(&config);
+        let tokens = config.api.as_ref().map_or(0, |a| a.tokens.len());
         *self.config.write().unwrap() = Arc::new(config);
+        // Passwords and locations may have changed: unlock again.
+        self.unlocked.clear();
         self.event(Event {
             event: "reload",
-            message: format!("config reloaded: {jobs} job(s), {dbs} database(s)"),
+            message: format!(
+                "config reloaded: {jobs} job(s), {dbs} database(s), {tokens} API token(s) (in effect now)"
+            ),
             ..Event::default()
         });
+        if restart {
+            self.event(Event {
+                event: "reload",
+                level: "warning",
+                message: "the API's listen address or TLS files changed: they take effect when the service restarts; it keeps its current listener until then".into(),
+                ..Event::default()
+            });
+        }
     }
 
     /// Reports an event (time and level filled in).
@@ -308,14 +332,14 @@ impl Service {
         let r = config.repositories.get(name).ok_or_else(|| {
             Error::InvalidInput(format!("no repository named {name:?} in the config"))
         })?;
-        open(r)
+        self.unlocked.get(name, r)
     }
 
     /// Opens every configured repository once, naming the one that fails.
     pub fn check_repositories(&self) -> Result<()> {
         let config = self.config();
         for (name, r) in &config.repositories {
-            open(r).map_err(|e| Error::Config {
+            self.unlocked.get(name, r).map_err(|e| Error::Config {
                 file: config.file.clone(),
                 message: format!("repositories.{name} ({}): {}", r.location, error_line(&e)),
             })?;
@@ -664,7 +688,7 @@ impl Service {
                 opts.time = Some(start);
             }
             let summary = backup(&repo, &opts)?;
-            let path = summary.manifest.database.path.clone();
+            let path = summary.manifest.database.key();
             Ok((repo, summary, path))
         })();
         let end = self.clock.now();
@@ -717,7 +741,7 @@ impl Service {
                 // snapshot count is the one the repository keeps.
                 let count = repo
                     .snapshots()
-                    .map(|s| s.iter().filter(|(_, m)| m.database.path == path).count() as u64)
+                    .map(|s| s.iter().filter(|(_, m)| m.database.key() == path).count() as u64)
                     .ok();
                 self.history.finish(
                     row,
@@ -773,7 +797,7 @@ impl Service {
         repo_name: &str,
         repo: &Repository,
         policy: &crate::commands::forget::ForgetPolicy,
-        path: &str,
+        path: &crate::format::manifest::DbPath,
     ) {
         let key = UnitKey {
             job: job.to_string(),
@@ -785,6 +809,7 @@ impl Service {
         let result = (|| -> Result<usize> {
             let row = self.history.start(&key, start)?;
             let filter = SnapshotFilter {
+                // The path as shown names exactly this database.
                 databases: vec![path.to_string()],
                 ..SnapshotFilter::default()
             };
@@ -1088,25 +1113,6 @@ impl Service {
 }
 
 /// Opens a configured repository, reading its password source now.
-fn open(r: &RepositorySettings) -> Result<Repository> {
-    let backend = r.location.open(&r.options)?;
-    let password = r.password.read()?.ok_or_else(|| {
-        Error::Password(match &r.password {
-            crate::repo::password::PasswordSource::Env(v) => {
-                format!("environment variable {v} (the repository's password) is not set")
-            }
-            _ => "the repository's password source gave nothing".into(),
-        })
-    })?;
-    Repository::open_with(
-        backend,
-        &password,
-        &OpenOptions {
-            cache_root: r.cache_root.clone(),
-        },
-    )
-}
-
 /// Every scheduled unit of `config` and its schedule.
 pub fn units(config: &Config) -> Vec<(Unit, Schedule)> {
     let mut out = Vec::new();

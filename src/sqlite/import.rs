@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::fallible_iterator::FallibleIterator;
 use serde::{Deserialize, Serialize};
 
+use super::confine::Confinement;
 use super::tempdb::TempDb;
 use super::{interrupt_on_cancel, open_own, read_up_to, SQLITE_MAGIC};
 use crate::error::{Error, Result, SourceProblem};
@@ -228,15 +229,24 @@ fn short(e: &rusqlite::Error) -> String {
     }
 }
 
-/// A statement of `file` at `line` failed (or was interrupted).
-fn statement_failed(file: &Path, line: usize, e: &rusqlite::Error) -> Error {
+/// A statement of `file` at `line` failed (or was interrupted, or was
+/// refused by the confinement).
+fn statement_failed(
+    file: &Path,
+    line: usize,
+    e: &rusqlite::Error,
+    confined: &Confinement,
+) -> Error {
     if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) {
         return Error::Interrupted("import stopped; nothing was imported".into());
     }
+    let why = match confined.refused() {
+        Some(_) => confined.explain(e),
+        None => short(e),
+    };
     Error::InvalidInput(format!(
-        "{} line {line}: {} (nothing of it was imported)",
+        "{} line {line}: {why} (nothing of it was imported)",
         file.display(),
-        short(e)
     ))
 }
 
@@ -250,6 +260,8 @@ fn replay(file: &Path, sql: &str, db: &Path, cancel: &Cancel) -> Result<()> {
             format!("creating the database for {}: {e}", file.display()),
         )
     })?;
+    // A hostile dump may try to reach other files (ATTACH, VACUUM INTO).
+    let confined = Confinement::install(&conn);
     let _interrupt = interrupt_on_cancel(&conn, cancel);
     let line_at = |offset: usize| sql[..offset.min(sql.len())].matches('\n').count() + 1;
     let mut cursor = 0usize;
@@ -271,7 +283,7 @@ fn replay(file: &Path, sql: &str, db: &Path, cancel: &Cancel) -> Result<()> {
     let mut batch = rusqlite::Batch::new(&conn, sql);
     loop {
         let start = skip(cursor);
-        let failed = |e: rusqlite::Error| statement_failed(file, line_at(start), &e);
+        let failed = |e: rusqlite::Error| statement_failed(file, line_at(start), &e, &confined);
         let Some(mut stmt) = batch.next().map_err(failed)? else {
             break;
         };
@@ -283,8 +295,9 @@ fn replay(file: &Path, sql: &str, db: &Path, cancel: &Cancel) -> Result<()> {
         } else {
             sql[cursor..].find(text.trim()).map(|i| cursor + i)
         };
-        stmt.raw_execute()
-            .map_err(|e| statement_failed(file, line_at(found.map_or(start, skip)), &e))?;
+        stmt.raw_execute().map_err(|e| {
+            statement_failed(file, line_at(found.map_or(start, skip)), &e, &confined)
+        })?;
         cursor = found.map_or(start, |i| {
             if sql[i..].starts_with(text.as_str()) {
                 i + text.len()

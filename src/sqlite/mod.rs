@@ -6,17 +6,22 @@
 //!   `VACUUM INTO` export);
 //! * [`target`]: who holds a restore target, the atomic swap that clears
 //!   stale `-wal`/`-shm`/`-journal`, and the live copy through SQLite;
-//! * [`verify`]: `integrity_check`/`quick_check`, and running a scrub
-//!   script on a restored copy;
+//! * [`verify`] runs `integrity_check`/`quick_check`;
+//! * [`scrub`]: a restore's `post_sql` run on the copy, confined to it
+//!   ([`confine`]: untrusted SQL reaches no other file), then `VACUUM`ed
+//!   so none of what it deleted or overwrote remains;
 //! * [`sqltext`]: a database as SQL text, like `sqlite3 .dump`;
 //! * [`tempdb`]: temporary database files that are removed on every path.
 //!
 //! This file opens databases and turns SQLite's errors into the library's.
 
 pub mod compare;
+pub mod confine;
 pub mod find;
 pub mod holders;
 pub mod import;
+pub mod planted;
+pub mod scrub;
 pub mod source;
 pub mod sqltext;
 pub mod target;
@@ -38,9 +43,37 @@ use crate::progress::Cancel;
 /// The header every non-empty SQLite database starts with.
 pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
+/// The longest file name a database may have: SQLite creates
+/// `NAME-journal` beside it, and a name has at most 255 bytes (NAME_MAX).
+pub const MAX_DB_NAME: usize = 255 - "-journal".len();
+
+/// Why SQLite cannot make its side files beside `path` (its name is too
+/// long for `NAME-journal`, `NAME-wal`), if that is so.
+pub fn name_too_long(path: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let n = path.file_name()?.as_bytes().len();
+    (n > MAX_DB_NAME).then(|| {
+        format!(
+            "its file name is {n} bytes, and SQLite must create `NAME-journal` or `NAME-wal` beside it within the 255 bytes a name may have: give it a name of at most {MAX_DB_NAME} bytes"
+        )
+    })
+}
+
 /// Turns an SQLite error about the database at `path` into a one-line error.
 pub(crate) fn sql_error(path: &Path, lock_timeout: Duration, e: &rusqlite::Error) -> Error {
     let p = path.display();
+    if let Some(why) = name_too_long(path).filter(|_| {
+        matches!(
+            e.sqlite_error_code(),
+            Some(ErrorCode::CannotOpen | ErrorCode::DatabaseBusy | ErrorCode::OutOfMemory)
+        )
+    }) {
+        return Error::source(
+            path,
+            SourceProblem::NameTooLong,
+            format!("cannot open database {p}: {why}"),
+        );
+    }
     let (problem, message) = match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => (
             SourceProblem::Busy,
@@ -89,8 +122,19 @@ pub(crate) fn read_up_to(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<u
     Ok(n)
 }
 
-/// Checks that `path` names an SQLite database file, then opens it with a
-/// busy timeout of `lock_timeout`. Opening never modifies the database.
+/// Checks that `path` names an SQLite database file, then opens it to be
+/// read, with a busy timeout of `lock_timeout`.
+///
+/// litevault never writes into a database it reads: the connection is
+/// read-only, and it never checkpoints on close
+/// (`SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE`). Otherwise, when it was the last
+/// connection, closing it would checkpoint the application's WAL into the
+/// file and delete it, which fights applications that checkpoint on their
+/// own terms (`wal_autocheckpoint=0`) and tools that read the WAL. The one
+/// exception is a hot rollback journal left by a writer that died
+/// mid-transaction: only a connection that may write can roll it back (as
+/// the application's next connection would), so then, and only then, the
+/// database is opened read-write, still without checkpoints on close.
 pub fn open_database(path: &Path, lock_timeout: Duration) -> Result<Connection> {
     let p = path.display();
     let meta = std::fs::metadata(path).map_err(|e| {
@@ -143,14 +187,35 @@ pub fn open_database(path: &Path, lock_timeout: Duration) -> Result<Connection> 
     // An absolute path and no URI flag: a file named `file:x.db` is a
     // file, not a URI (SQLite may be built to read URIs regardless).
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let conn = Connection::open_with_flags(
-        &abs,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| sql_error(path, lock_timeout, &e))?;
-    conn.busy_timeout(lock_timeout)
-        .map_err(|e| sql_error(path, lock_timeout, &e))?;
-    Ok(conn)
+    let open = |flags: OpenFlags| -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(&abs, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )?;
+        conn.busy_timeout(Duration::ZERO)?;
+        Ok(conn)
+    };
+    let err = |e: rusqlite::Error| sql_error(path, lock_timeout, &e);
+    let conn = open(OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
+    // The first read finds a hot journal, if there is one; it does not
+    // wait for a writer (the image's read does, with its own timeout).
+    let probe = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()));
+    conn.busy_timeout(lock_timeout).map_err(err)?;
+    match probe {
+        Err(rusqlite::Error::SqliteFailure(f, _))
+            if f.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK =>
+        {
+            drop(conn);
+            let conn = open(OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(err)?;
+            conn.busy_timeout(lock_timeout).map_err(err)?;
+            conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+                .map_err(err)?;
+            Ok(conn)
+        }
+        // Other failures are the read's to report, in its own words.
+        _ => Ok(conn),
+    }
 }
 
 /// While alive, interrupts every statement of a connection once `cancel`

@@ -271,6 +271,29 @@ pub struct PageReader<'c> {
     stamp: Option<(FileStamp, i64)>,
 }
 
+/// The error of a failed `VACUUM INTO` of `source` into `opts.temp_dir`.
+fn export_error(e: &rusqlite::Error, source: &Path, opts: &SourceOptions) -> Error {
+    match e.sqlite_error_code() {
+        // A full temporary directory is a storage failure, named as one.
+        Some(ErrorCode::DiskFull) => Error::NoSpace {
+            path: opts.temp_dir.clone(),
+            what: "VACUUM INTO export",
+            needed: std::fs::metadata(source).map_or(0, |m| m.len()),
+            free: rustix::fs::statvfs(&opts.temp_dir)
+                .map_or(0, |s| s.f_bavail.saturating_mul(s.f_frsize)),
+        },
+        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly) => Error::source(
+            source,
+            SourceProblem::ExportFailed,
+            format!(
+                "VACUUM INTO {} failed (SQLite: {e})",
+                opts.temp_dir.display()
+            ),
+        ),
+        _ => sql_error(source, opts.lock_timeout, e),
+    }
+}
+
 /// Reads one page inside the read transaction.
 fn read_page(conn: &Connection, pgno: u64) -> rusqlite::Result<Vec<u8>> {
     conn.query_row(
@@ -648,6 +671,12 @@ impl VacuumExport {
         // An empty private file (VACUUM INTO accepts an empty one and keeps
         // its mode); from here on, dropping `export` deletes it.
         let (file, _) = TempDb::create(&opts.temp_dir, &stem, "vacuum").map_err(|e| match e {
+            Error::Io { source, .. } if source.raw_os_error() == Some(28) => Error::NoSpace {
+                path: opts.temp_dir.clone(),
+                what: "VACUUM INTO export",
+                needed: 0,
+                free: 0,
+            },
             Error::Io { source, .. } => Error::source(
                 &opts.temp_dir,
                 SourceProblem::ExportFailed,
@@ -696,19 +725,7 @@ impl VacuumExport {
         // The export is one read transaction.
         export.meta.read_lock_ms = started.elapsed().as_millis() as u64;
         drop(interrupt);
-        result.map_err(|e| match e.sqlite_error_code() {
-            Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::DiskFull) => {
-                Error::source(
-                    source,
-                    SourceProblem::ExportFailed,
-                    format!(
-                        "VACUUM INTO {} failed (SQLite: {e})",
-                        opts.temp_dir.display()
-                    ),
-                )
-            }
-            _ => err(e),
-        })?;
+        result.map_err(|e| export_error(&e, source, opts))?;
         let file = File::open(&path).map_err(|e| Error::io("opening export", &path, e))?;
         file.sync_all()
             .map_err(|e| Error::io("fsyncing export", &path, e))?;

@@ -117,10 +117,14 @@ pub enum TargetState {
     Damaged(String),
 }
 
+/// Opens the (resolved) target; a symlink put in its place since it was
+/// resolved is refused, not followed.
 fn open_target(target: &Path) -> rusqlite::Result<Connection> {
     Connection::open_with_flags(
         target,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW,
     )
 }
 
@@ -131,7 +135,9 @@ pub fn inspect(target: &Path) -> TargetState {
     }
     let read = Connection::open_with_flags(
         target,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW,
     )
     .and_then(|c| {
         c.busy_timeout(Duration::from_secs(5))?;

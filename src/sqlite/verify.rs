@@ -1,13 +1,13 @@
 //! Checking a database: `PRAGMA integrity_check` or `quick_check`, page
-//! size and count against a snapshot's manifest; and running a scrub
-//! script on a restored copy, then folding its WAL in and checking again.
+//! size and count against a snapshot's manifest; folding a WAL into its
+//! file.
 
 use std::path::Path;
 
 use rusqlite::Connection;
 
 use super::{interrupt_on_cancel, open_own};
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::format::manifest::Manifest;
 use crate::progress::Cancel;
 
@@ -130,41 +130,6 @@ pub fn checkpoint(conn: &Connection) -> std::result::Result<(), String> {
         if busy != 0 {
             return Err("the WAL checkpoint was blocked by another connection".into());
         }
-    }
-    Ok(())
-}
-
-/// Runs the scrub SQL on the copy at `path` (given by option `option`),
-/// checks it left no transaction open (whose changes would silently be
-/// rolled back), folds the WAL into the file, and quick-checks the result.
-/// `cancel` interrupts a long script.
-pub fn run_scrub(path: &Path, sql: &str, option: &'static str, cancel: &Cancel) -> Result<()> {
-    const OUTCOME: &str = "the target was not touched";
-    let fail = |message: String| Error::Sql {
-        option,
-        message,
-        outcome: OUTCOME,
-    };
-    let conn =
-        open_own(path, false).map_err(|e| fail(format!("opening the restored copy: {e}")))?;
-    let interrupt = interrupt_on_cancel(&conn, cancel);
-    let ran = conn.execute_batch(sql);
-    drop(interrupt);
-    cancel.check("restore stopped; the target was not touched")?;
-    ran.map_err(|e| fail(e.to_string()))?;
-    if !conn.is_autocommit() {
-        let _ = conn.execute_batch("ROLLBACK");
-        return Err(fail(
-            "it left a transaction open (a BEGIN or SAVEPOINT without COMMIT or RELEASE), so its changes would be discarded; end it with COMMIT".into(),
-        ));
-    }
-    checkpoint(&conn).map_err(|e| fail(format!("afterwards: {e}")))?;
-    check(&conn, true).map_err(|e| fail(format!("afterwards, PRAGMA quick_check failed: {e}")))?;
-    drop(conn);
-    if std::fs::metadata(crate::sys::with_suffix(path, "-wal")).is_ok_and(|m| m.len() > 0) {
-        return Err(fail(
-            "afterwards the copy's WAL could not be folded in".into(),
-        ));
     }
     Ok(())
 }

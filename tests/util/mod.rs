@@ -63,7 +63,7 @@ impl Run {
         let lines: Vec<&str> = self
             .stderr
             .lines()
-            .filter(|l| !l.starts_with("litevault: warning:"))
+            .filter(|l| !l.starts_with("litevault: warning:") && !l.starts_with("litevault: note:"))
             .collect();
         assert_eq!(lines.len(), 1, "expected a one-line error: {self:?}");
         let line = lines[0];
