@@ -264,7 +264,7 @@ pub enum Error {
     /// What this process wrote under its lock may be gone: its lock file
     /// was removed, or a pack it wrote has disappeared, so another process
     /// (a prune) did not respect its lock. Nothing was made visible.
-    #[error("{reason}, so another process may have deleted what this one wrote; stopped without writing a snapshot")]
+    #[error("{reason}, so another process may have deleted what this one wrote; stopped without writing a snapshot: run it again")]
     WritesLost {
         /// What was found missing.
         reason: String,

@@ -125,9 +125,40 @@ pub fn boot_id() -> Option<String> {
 
 /// The pid namespace this process lives in (the inode of
 /// `/proc/self/ns/pid`): pids mean the same process only within one.
+/// `None` unless the `/proc` mounted here shows this namespace's processes
+/// (`/proc/self` names our own pid: not so after `unshare --pid` without
+/// a new `/proc`), since only then does `/proc/PID` speak of our pids.
 pub fn pid_namespace() -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
+    let me = std::fs::read_link("/proc/self").ok()?;
+    if me.to_str()? != std::process::id().to_string() {
+        return None;
+    }
     std::fs::metadata("/proc/self/ns/pid").ok().map(|m| m.ino())
+}
+
+/// What `/proc` says of a process of this pid namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcState {
+    /// There is no such process: `/proc/PID` is missing and the kernel
+    /// confirms it (`kill(PID, 0)` fails with `ESRCH`).
+    Gone,
+    /// It exists and started this many clock ticks after boot.
+    Started(u64),
+    /// It may exist, but `/proc` will not say when it started (mounted
+    /// with `hidepid`, or another namespace's): treated as alive.
+    Unknown,
+}
+
+/// [`ProcState`] of process `pid`.
+pub fn process_state(pid: u32) -> ProcState {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => parse_start(&stat).map_or(ProcState::Unknown, ProcState::Started),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !process_alive(pid) => {
+            ProcState::Gone
+        }
+        Err(_) => ProcState::Unknown,
+    }
 }
 
 /// When process `pid` started, in clock ticks after boot (field 22 of
@@ -135,7 +166,14 @@ pub fn pid_namespace() -> Option<u64> {
 /// even after the pid is reused. `None` if there is no such process or
 /// `/proc` cannot tell.
 pub fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    match process_state(pid) {
+        ProcState::Started(t) => Some(t),
+        _ => None,
+    }
+}
+
+/// Field 22 of a `/proc/PID/stat` line.
+fn parse_start(stat: &str) -> Option<u64> {
     // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(19)?.parse().ok()
@@ -186,6 +224,33 @@ pub fn read_limited(r: impl std::io::Read, max: u64) -> std::io::Result<Vec<u8>>
             format!("more than {max} bytes"),
         ));
     }
+    Ok(out)
+}
+
+/// [`read_limited`] for a secret: the buffer is reserved whole up front
+/// (so it is never reallocated, leaving copies behind) and wiped on drop.
+pub fn read_secret_limited(
+    mut r: impl std::io::Read,
+    max: u64,
+) -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    let cap = usize::try_from(max + 1).expect("a small limit");
+    let mut out = zeroize::Zeroizing::new(vec![0u8; cap]);
+    let mut n = 0;
+    while n < cap {
+        match r.read(&mut out[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if n as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("more than {max} bytes"),
+        ));
+    }
+    out.truncate(n);
     Ok(out)
 }
 
@@ -591,6 +656,9 @@ mod tests {
         child.wait().unwrap();
         assert!(!process_alive(pid));
         assert!(process_start(pid).is_none());
+        assert_eq!(process_state(pid), ProcState::Gone);
+        // pid 1 exists in every namespace: never gone.
+        assert_ne!(process_state(1), ProcState::Gone);
         // A process's start time is stable, and differs from another's
         // started later.
         let me = process_start(std::process::id()).unwrap();

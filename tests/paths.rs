@@ -112,3 +112,53 @@ fn paths_that_are_not_utf8_stay_apart_and_can_be_named_back() {
         ],
     );
 }
+
+/// A target reached through a symlinked directory (a volume, `/var/run`)
+/// is restored in place, over the existing database, plainly and live:
+/// only a symlink at the target itself is refused by the later opens.
+#[test]
+fn a_target_under_a_symlinked_directory_is_restored() {
+    let env = Env::new();
+    env.init();
+    let real = env.dir.path().join("data");
+    std::fs::create_dir(&real).unwrap();
+    let volume = env.dir.path().join("volume");
+    std::os::unix::fs::symlink(&real, &volume).unwrap();
+    let db = volume.join("app.db");
+    db_with(&db, "one");
+    let mut c = env.command(&["backup"]);
+    c.arg(&db);
+    run(c).ok();
+    let set = |marker: &str| {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute("UPDATE t SET x = ?1", [marker])
+            .unwrap();
+    };
+    for live in [false, true] {
+        set("two");
+        let mut c = env.command(&["restore", "latest", "--target"]);
+        c.arg(&db);
+        if live {
+            c.arg("--live");
+        }
+        run(c).ok();
+        assert_eq!(marker_of(&real.join("app.db")), "one", "live: {live}");
+    }
+    // The pre-restore snapshots of the replaced database were taken.
+    let listed: serde_json::Value =
+        serde_json::from_str(env.run(&["snapshots", "--json"]).ok()).unwrap();
+    let pre = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            s["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t == "pre-restore")
+        })
+        .count();
+    assert_eq!(pre, 2, "{listed}");
+}

@@ -130,6 +130,16 @@ fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
+/// Asserts a temporary copy is private: a directory of its own, mode 0700,
+/// whose files (the copy, SQLite's side files) are mode 0600.
+fn assert_private(p: &Path) {
+    assert_eq!(mode(p), 0o700, "{}", p.display());
+    for f in std::fs::read_dir(p).unwrap() {
+        let f = f.unwrap().path();
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+}
+
 #[test]
 fn a_target_held_through_another_path_is_refused_in_both_journal_modes() {
     for journal in ["wal", "delete"] {
@@ -475,11 +485,8 @@ fn a_signal_during_a_dump_removes_its_temporary_files_and_leaves_the_output() {
         }
         let seen = temporaries(&tmp);
         assert!(!seen.is_empty(), "no temporary copy appeared");
-        assert_eq!(
-            mode(&tmp.join(&seen[0])),
-            0o600,
-            "the plaintext copy is private"
-        );
+        // The plaintext copy is private.
+        assert_private(&tmp.join(&seen[0]));
         Command::new("kill")
             .args([&format!("-{signal}"), &child.id().to_string()])
             .status()
@@ -533,7 +540,7 @@ fn leftovers_of_killed_runs_are_private_and_removed_by_the_next_run() {
     let left = temporaries(env.dir.path());
     assert!(!left.is_empty(), "a killed restore left nothing to clean");
     for f in &left {
-        assert_eq!(mode(&env.dir.path().join(f)), 0o600, "{f}");
+        assert_private(&env.dir.path().join(f));
     }
     // The next restore removes what the dead process left.
     restore(&env, &["latest", "--target", s(&target)]).ok();
@@ -567,7 +574,7 @@ fn leftovers_of_killed_runs_are_private_and_removed_by_the_next_run() {
     child.kill().unwrap();
     child.wait().unwrap();
     for f in temporaries(&tmp) {
-        assert_eq!(mode(&tmp.join(&f)), 0o600, "{f}");
+        assert_private(&tmp.join(&f));
     }
     env.run(&[
         "backup",

@@ -223,7 +223,21 @@ impl Backend for LocalBackend {
 
     fn read(&self, ty: FileType, name: &str) -> Result<Vec<u8>> {
         let path = self.path_of(ty, name, BackendOp::Read)?;
-        fs::read(&path).map_err(|e| Self::err(ty, name, BackendOp::Read, &e))
+        // No object is longer than this: a junk file of gigabytes is read
+        // only far enough for the format to call it damaged.
+        let limit = if ty == FileType::Pack {
+            u64::MAX
+        } else {
+            (crate::format::MAX_OBJECT_LEN as u64) + 2048
+        };
+        let read = || -> io::Result<Vec<u8>> {
+            let f = File::open(&path)?;
+            let len = f.metadata()?.len().min(limit);
+            let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+            f.take(limit).read_to_end(&mut out)?;
+            Ok(out)
+        };
+        read().map_err(|e| Self::err(ty, name, BackendOp::Read, &e))
     }
 
     fn read_range(&self, ty: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
@@ -269,6 +283,7 @@ impl Backend for LocalBackend {
                 out.push(FileInfo {
                     name: "config".into(),
                     size: m.len(),
+                    modified: m.modified().ok(),
                 });
             }
             return Ok(out);
@@ -285,8 +300,8 @@ impl Backend for LocalBackend {
             if !entry.file_type().is_file() || !is_object_name(&name) {
                 continue;
             }
-            let size = match entry.metadata() {
-                Ok(m) => m.len(),
+            let (size, modified) = match entry.metadata() {
+                Ok(m) => (m.len(), m.modified().ok()),
                 // Deleted between the directory read and the stat (a lock
                 // released, a pack pruned): not there any more.
                 Err(e)
@@ -300,6 +315,7 @@ impl Backend for LocalBackend {
             out.push(FileInfo {
                 name: name.into_owned(),
                 size,
+                modified,
             });
         }
         Ok(out)

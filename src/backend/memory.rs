@@ -111,6 +111,7 @@ impl Backend for MemoryBackend {
             .map(|((_, name), data)| FileInfo {
                 name: name.clone(),
                 size: data.len() as u64,
+                modified: None,
             })
             .collect())
     }

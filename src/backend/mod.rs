@@ -117,13 +117,16 @@ pub(crate) fn check_name(ty: FileType, name: &str, op: BackendOp) -> Result<()> 
     .into())
 }
 
-/// One listed object: its name and size in bytes.
+/// One listed object: its name, size in bytes and, where the listing says
+/// (files, S3, SFTP), when it was stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileInfo {
     /// The object's name (64 hex digits, or `config`).
     pub name: String,
     /// Its size in bytes.
     pub size: u64,
+    /// When it was stored (by the storage's clock), if the listing says.
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// A temporary file an interrupted write left behind (`.tmp-…`, SPEC.md
@@ -138,6 +141,28 @@ pub struct Leftover {
     /// When it was last written, if the storage says.
     pub modified: Option<std::time::SystemTime>,
 }
+
+impl Leftover {
+    /// True if the storage says it was last written more than `age` ago
+    /// (by the local clock, against the storage's).
+    pub fn older_than(&self, age: std::time::Duration) -> bool {
+        self.modified.is_some_and(|m| {
+            std::time::SystemTime::now()
+                .duration_since(m)
+                .is_ok_and(|d| d > age)
+        })
+    }
+
+    /// True for a lock being taken (`locks/.tmp-*`): renamed into place
+    /// by a process that holds no lock yet.
+    pub fn is_lock(&self) -> bool {
+        self.path.starts_with("locks/")
+    }
+}
+
+/// A temporary file younger than this may belong to a write in flight,
+/// whatever the locks say (clocks of host and storage differ a little).
+pub const LEFTOVER_MARGIN: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// True for the name of a temporary file of an interrupted write.
 pub fn is_leftover_name(name: &str) -> bool {

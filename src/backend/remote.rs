@@ -337,6 +337,7 @@ impl RemoteBackend {
                 out.push(FileInfo {
                     name: name.to_string(),
                     size: entry.metadata().content_length(),
+                    modified: entry.metadata().last_modified().map(Into::into),
                 });
             }
         }
@@ -515,6 +516,7 @@ impl Backend for RemoteBackend {
                 Ok(m) => Ok(vec![FileInfo {
                     name: "config".into(),
                     size: m.content_length(),
+                    modified: m.last_modified().map(Into::into),
                 }]),
                 Err(e) if e.kind() == OdErrorKind::NotFound => Ok(Vec::new()),
                 Err(e) => Err(backend_error(
@@ -561,6 +563,7 @@ impl Backend for RemoteBackend {
                 out[i].push(FileInfo {
                     name: name.to_string(),
                     size: entry.metadata().content_length(),
+                    modified: entry.metadata().last_modified().map(Into::into),
                 });
             }
         }

@@ -888,9 +888,10 @@ fn run<'s>(
     } else {
         lock.ensure_held()?;
         // A snapshot must not name data a prune deleted meanwhile: the
-        // lock that kept prunes off is still there, and so is every pack
-        // this backup wrote.
-        lock.confirm()?;
+        // lock that kept prunes off is still there, every pack this backup
+        // wrote is too, and so is every index file it deduplicated against
+        // (a prune rewrites each index file it touches).
+        repo.confirm_before_publish(lock)?;
         repo.confirm_packs(&stats.pack_ids)?;
         let (id, len) = repo.save_manifest(&manifest)?;
         summary(Some(id), None, manifest, stats.bytes + len)

@@ -149,6 +149,15 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
     let bad_packs = check_packs(repo, &index, &mut report)?;
     check_delta_chains(&index, &mut report);
     for l in repo.backend().list_leftovers()? {
+        // Writers run beside a check: their files in flight are not left over.
+        let age = if l.is_lock() {
+            crate::format::lock::STALE_AFTER
+        } else {
+            std::time::Duration::from_secs(3600)
+        };
+        if !l.older_than(age) {
+            continue;
+        }
         report.leftover(
             l.path,
             format!(
@@ -254,10 +263,7 @@ fn check_packs(
     }
     // With an index file damaged, an unindexed pack may be one it listed:
     // prune refuses then, and repair index takes it back.
-    let damaged_index = report
-        .findings
-        .iter()
-        .any(|f| f.remedy == Some(Remedy::RepairIndex) && f.object.starts_with("index/"));
+    let damaged_index = damaged_index(report);
     for name in stored.keys() {
         let id: PackId = name.parse()?;
         if index.pack(&id).is_none() {
@@ -292,7 +298,18 @@ fn check_delta_chains(index: &Index, report: &mut CheckReport) {
     }
 }
 
+/// True once `report` holds a damaged index file.
+fn damaged_index(report: &CheckReport) -> bool {
+    report
+        .findings
+        .iter()
+        .any(|f| f.remedy == Some(Remedy::RepairIndex) && f.object.starts_with("index/"))
+}
+
 fn check_snapshots(repo: &Repository, index: &Index, report: &mut CheckReport) -> Result<()> {
+    // While an index file is damaged, blobs only it listed look missing:
+    // `repair index` finds them again, and forgetting would lose them.
+    let damaged_index = damaged_index(report);
     let mut walked: HashSet<BlobId> = HashSet::new();
     for f in repo.backend().list(FileType::Snapshot)? {
         let object = FileType::Snapshot.describe(&f.name);
@@ -342,7 +359,13 @@ fn check_snapshots(repo: &Repository, index: &Index, report: &mut CheckReport) -
             },
         )?;
         let missing = missing.get();
-        if missing > 0 {
+        if missing > 0 && damaged_index {
+            report.repairable(
+                &object,
+                format!("{missing} of its blobs are in no readable index: a damaged index file may list them"),
+                Some(Remedy::RepairIndex),
+            );
+        } else if missing > 0 {
             report.repairable(
                 &object,
                 format!("{missing} of its blobs are not in any index: its data is missing"),

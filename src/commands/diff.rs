@@ -11,7 +11,7 @@
 //! disk.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -26,7 +26,7 @@ use crate::progress::Cancel;
 use crate::repo::Repository;
 use crate::sqlite::compare::{schema_changes, table_diffs, SchemaChange, TableDiff};
 use crate::sqlite::source::{open_source, SourceOptions};
-use crate::sqlite::tempdb::remove_stale;
+use crate::sqlite::tempdb::{remove_stale, TempDb};
 use crate::sqlite::{interrupt_on_cancel, open_database, open_own};
 
 /// What the first snapshot is compared with.
@@ -180,7 +180,8 @@ pub fn diff(
         }
         DiffTarget::Live(path) => {
             // The live database as a backup would store it now (one read
-            // transaction, WAL included, free pages as zeros), in memory.
+            // transaction, WAL included, free pages as zeros), copied to a
+            // private temporary file (memory stays bounded).
             let live = open_database(path, std::time::Duration::from_secs(5))?;
             let opts = SourceOptions {
                 strategy: Strategy::Pages,
@@ -190,39 +191,39 @@ pub fn diff(
                 keep_free_pages: false,
                 cancel: cancel.clone(),
             };
-            let mut image = Vec::new();
+            let stem = path
+                .file_name()
+                .map_or_else(|| "db".into(), |n| n.to_string_lossy().into_owned());
+            let (b, file) = TempDb::create(temp_dir, &stem, "diff")?;
             let page_size_b = {
+                let mut out = std::io::BufWriter::new(&file);
                 let mut source = open_source(&live, path, repo.key(), &opts)?;
                 let page_size = source.meta().page_size;
                 source.for_each_page(&mut |page| {
-                    image.extend_from_slice(page);
-                    Ok(())
+                    out.write_all(page)
+                        .map_err(|e| Error::io("writing", b.path(), e))
                 })?;
                 source.finish()?;
+                out.flush().map_err(|e| Error::io("writing", b.path(), e))?;
                 page_size
             };
             drop(live);
             let pages = page_diff(
                 File::open(a.path()).map_err(|e| Error::io("reading", a.path(), e))?,
-                &image[..],
+                File::open(b.path()).map_err(|e| Error::io("reading", b.path(), e))?,
                 page_size_a,
                 page_size_b,
             )
             .map_err(|e| Error::io("reading", a.path(), e))?;
-            // An in-memory copy cannot be in WAL mode: read it as a
-            // rollback-journal database (header bytes 18 and 19).
-            if image.len() >= 100 {
-                image[18] = 1;
-                image[19] = 1;
+            // The copy is read as a rollback-journal database (header
+            // bytes 18 and 19): it has no WAL of its own.
+            if file.metadata().is_ok_and(|m| m.len() >= 100) {
+                std::os::unix::fs::FileExt::write_all_at(&file, &[1, 1], 18)
+                    .map_err(|e| Error::io("writing", b.path(), e))?;
             }
-            conn.execute_batch("ATTACH ':memory:' AS other")
+            drop(file);
+            conn.execute("ATTACH ?1 AS other", [b.path().to_string_lossy()])
                 .map_err(sql)?;
-            let len = image.len();
-            let mut conn_mut = conn;
-            conn_mut
-                .deserialize_read_exact("other", &image[..], len, true)
-                .map_err(sql)?;
-            drop(image);
             let side = Side {
                 snapshot: None,
                 database: std::path::absolute(path)
@@ -232,7 +233,7 @@ pub fn diff(
                 time: None,
                 added_bytes: None,
             };
-            return finish(repo, &conn_mut, &ma, *from, side, pages, cancel);
+            (side, pages, Some(b))
         }
     };
     finish(repo, &conn, &ma, *from, to_side, pages, cancel)

@@ -376,10 +376,16 @@ pub fn plan_prune(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         }
     }
     // Under the exclusive lock nobody writes: a temporary file last
-    // written before now was left by a process that is gone.
-    let now = std::time::SystemTime::now();
+    // written before it was taken (less a margin for the clocks) was left
+    // by a process that is gone. A lock being taken is the exception: its
+    // taker holds no lock yet, so only a stale one is removed.
     for l in repo.backend().list_leftovers()? {
-        if l.modified.is_some_and(|m| m < now) {
+        let age = if l.is_lock() {
+            crate::format::lock::STALE_AFTER
+        } else {
+            crate::backend::LEFTOVER_MARGIN
+        };
+        if l.older_than(age) {
             plan.leftover_bytes += l.size;
             plan.freed_bytes += l.size;
             plan.leftover_files.push(l.path);

@@ -252,23 +252,62 @@ pub fn repair_snapshots(
     Ok(s)
 }
 
+/// Creates `dir` (mode 0700) or accepts an existing one only if it is a
+/// directory (not a symlink) of this user that nobody else can read: the
+/// manifests saved there name databases and may be opened later.
 fn make_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    crate::sqlite::planted::refuse_planted(dir, "save directory")?;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| Error::io("creating", dir, e))
+        .map_err(|e| Error::io("creating", dir, e))?;
+    let m = std::fs::symlink_metadata(dir).map_err(|e| Error::io("reading", dir, e))?;
+    let me = rustix::process::geteuid().as_raw();
+    if !m.is_dir() || m.uid() != me || m.permissions().mode() & 0o077 != 0 {
+        return Err(Error::InvalidInput(format!(
+            "save directory {}: it is not a private directory of yours (a symlink, another user's, or readable by others, mode {:o}): save to a new directory",
+            dir.display(),
+            m.permissions().mode() & 0o7777
+        )));
+    }
+    Ok(())
 }
 
-/// Writes `bytes` to a new file `to` (mode 0600), durably.
+/// Writes `bytes` to a new file `to` (mode 0600), durably; never through
+/// a symlink, never over another file (one holding the same bytes, saved
+/// by an earlier run, is fine).
 fn save_private(to: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
+    let nofollow = i32::try_from(rustix::fs::OFlags::NOFOLLOW.bits()).expect("a small flag");
+    let created = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
-        .open(to)
-        .map_err(|e| Error::io("creating", to, e))?;
+        .custom_flags(nofollow)
+        .open(to);
+    let mut f = match created {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let same = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nofollow)
+                .open(to)
+                .and_then(|mut f| {
+                    let mut held = Vec::new();
+                    std::io::Read::read_to_end(&mut f, &mut held).map(|_| held)
+                })
+                .is_ok_and(|held| held == bytes);
+            if same {
+                return Ok(());
+            }
+            return Err(Error::InvalidInput(format!(
+                "{} already exists with other bytes: move it away, or save to another directory",
+                to.display()
+            )));
+        }
+        Err(e) => return Err(Error::io("creating", to, e)),
+    };
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .map_err(|e| Error::io("writing", to, e))?;

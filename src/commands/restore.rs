@@ -161,7 +161,7 @@ pub fn restore(
     phase("loading snapshot");
     let manifest = repo.load_manifest(id)?;
     let (target, dir) = where_to(&opts.target, manifest.image.bytes)?;
-    let before = inspect(&target);
+    let before = inspect(&target)?;
     let guard = |state: &TargetState| -> Result<()> {
         if opts.live || opts.force || *state == TargetState::Missing {
             return Ok(());
@@ -186,9 +186,18 @@ pub fn restore(
     let scrubbed = verify_and_scrub(repo, &manifest, tmp.path(), opts, &phase)?;
     opts.cancel.check(STOPPED)?;
     // The target may have appeared, or changed, while the copy was made.
-    let state = inspect(&target);
+    let state = inspect(&target)?;
     guard(&state)?;
-    let own = match std::fs::metadata(&target) {
+    // Before the copy is given the target's owner: a name planted meanwhile
+    // must not receive the data.
+    refuse_planted_database(&target, "target")?;
+    let own = match std::fs::symlink_metadata(&target) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(Error::InvalidInput(format!(
+                "target {} was replaced by a symlink during the restore: nothing was changed; check who did, then restore again",
+                target.display()
+            )))
+        }
         Ok(m) => Ownership::of(&m),
         Err(_) => Ownership::new_file(manifest.database.mode),
     };

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::format::crypto::MasterKey;
 use crate::format::{self, ObjectType};
 use crate::id::{storage_hash, LockId};
+use crate::sys::ProcState;
 
 /// A held lock is rewritten this often.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
@@ -116,8 +117,8 @@ impl LockRecord {
     }
 
     /// Why this lock is stale, or `None` if it may still be held. `here`
-    /// is the judging process's scope; `start_of(pid)` says when the
-    /// process with that pid started there (`None`: no such process).
+    /// is the judging process's scope; `state_of(pid)` says what `/proc`
+    /// tells of the process with that pid there.
     ///
     /// A dead pid makes a lock stale only when the lock was taken on the
     /// same host, boot and pid namespace (the lock says so); elsewhere the
@@ -127,7 +128,7 @@ impl LockRecord {
         &self,
         now: jiff::Timestamp,
         here: &PidScope,
-        start_of: impl Fn(u32) -> Option<u64>,
+        state_of: impl Fn(u32) -> crate::sys::ProcState,
     ) -> Option<String> {
         let refreshed = self.refreshed.parse::<jiff::Timestamp>().ok()?;
         let age = now.duration_since(refreshed);
@@ -142,9 +143,9 @@ impl LockRecord {
         if !same_scope {
             return None;
         }
-        match (start_of(self.pid), self.start) {
-            (None, _) => Some(format!("process {} on this host is gone", self.pid)),
-            (Some(now), Some(then)) if now != then => Some(format!(
+        match (state_of(self.pid), self.start) {
+            (ProcState::Gone, _) => Some(format!("process {} on this host is gone", self.pid)),
+            (ProcState::Started(now), Some(then)) if now != then => Some(format!(
                 "process {} on this host is gone (its pid now belongs to a later process)",
                 self.pid
             )),
@@ -202,14 +203,16 @@ mod tests {
     fn staleness_rules() {
         let now: jiff::Timestamp = "2026-11-21T12:00:00Z".parse().unwrap();
         let here = scope("h", "boot-a", 7);
-        let alive = |_| Some(100);
-        let gone = |_| None;
+        let alive = |_| ProcState::Started(100);
+        let gone = |_| ProcState::Gone;
         let fresh = record("h", 1, "2026-11-21T11:50:00Z");
         assert_eq!(fresh.staleness(now, &here, alive), None);
+        // A process `/proc` hides (hidepid, another user's) is alive.
+        assert_eq!(fresh.staleness(now, &here, |_| ProcState::Unknown), None);
         assert!(fresh.staleness(now, &here, gone).unwrap().contains("gone"));
         // The pid was reused by a later process.
         assert!(fresh
-            .staleness(now, &here, |_| Some(200))
+            .staleness(now, &here, |_| ProcState::Started(200))
             .unwrap()
             .contains("later process"));
         // A dead pid tells nothing on another host, another boot of a

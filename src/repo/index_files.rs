@@ -182,6 +182,19 @@ impl Repository {
     /// Fails if any of `packs` (written by this process) is no longer
     /// stored: another process deleted it, ignoring this one's lock.
     pub(crate) fn confirm_packs(&self, packs: &[crate::id::PackId]) -> Result<()> {
+        if packs.len() > 8 {
+            // One listing instead of a request per pack.
+            let stored = self.pack_sizes()?;
+            if let Some(p) = packs.iter().find(|p| !stored.contains_key(&p.to_hex())) {
+                return Err(Error::WritesLost {
+                    reason: format!(
+                        "{} written by this process is gone",
+                        FileType::Pack.describe(&p.to_hex())
+                    ),
+                });
+            }
+            return Ok(());
+        }
         for p in packs {
             match self.backend().size(FileType::Pack, &p.to_hex()) {
                 Ok(_) => {}
@@ -199,6 +212,50 @@ impl Repository {
         Ok(())
     }
 
+    /// Before a snapshot is published: fails if the lock `lock` is gone
+    /// (another process took it for stale and may have deleted what this
+    /// one wrote), or an index file this process read (and deduplicated
+    /// against) is gone (a prune rewrote the index since, and may have
+    /// deleted or repacked the blobs it listed). One listing of index files
+    /// and locks (one request where the storage lists them together); the
+    /// lock is asked for by name if the listing misses it (a refresh may
+    /// have just replaced it).
+    pub(crate) fn confirm_before_publish(&self, lock: &super::lock::LockGuard) -> Result<()> {
+        let loaded = self.index()?;
+        let mut lists = self
+            .backend()
+            .list_many(&[FileType::Index, FileType::Lock])?
+            .into_iter();
+        let stored: std::collections::HashSet<String> = lists
+            .next()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        let locks: Vec<String> = lists
+            .next()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        if lock.id().is_some_and(|id| !locks.contains(&id.to_hex())) {
+            lock.confirm()?;
+        }
+        match loaded
+            .files()
+            .iter()
+            .find(|f| !stored.contains(&f.to_hex()))
+        {
+            None => Ok(()),
+            Some(gone) => Err(Error::WritesLost {
+                reason: format!(
+                    "{} it deduplicated against was removed by a prune meanwhile",
+                    FileType::Index.describe(&gone.to_hex())
+                ),
+            }),
+        }
+    }
+
     /// The stored packs: name to size.
     pub fn pack_sizes(&self) -> Result<std::collections::HashMap<String, u64>> {
         Ok(self
@@ -207,5 +264,55 @@ impl Repository {
             .into_iter()
             .map(|f| (f.name, f.size))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+    use crate::backend::Backend;
+    use crate::format::crypto::KdfParams;
+    use crate::repo::InitOptions;
+
+    #[test]
+    fn a_backup_learns_that_an_index_file_it_read_was_removed() {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let opts = InitOptions {
+            kdf: KdfParams::TEST_ONLY_INSECURE,
+            ..InitOptions::default()
+        };
+        let repo = Repository::init(Arc::clone(&backend), b"pw", &opts).unwrap();
+        let (id, _) = repo
+            .save_index(IndexFile {
+                supersedes: Vec::new(),
+                packs: Vec::new(),
+            })
+            .unwrap();
+        repo.refresh();
+        assert_eq!(repo.index().unwrap().files(), &[id]);
+        let lock = repo
+            .lock(crate::format::lock::LockKind::Shared, "backup")
+            .unwrap();
+        repo.confirm_before_publish(&lock).unwrap();
+        // A prune elsewhere rewrote the index: the file read is gone.
+        backend.remove(FileType::Index, &id.to_hex()).unwrap();
+        let e = repo.confirm_before_publish(&lock).unwrap_err();
+        assert!(matches!(e, Error::WritesLost { .. }), "{e}");
+        assert!(e.to_string().contains(&id.to_hex()[..8]), "{e}");
+        drop(lock);
+        // And a lock another process removed.
+        repo.refresh();
+        let _ = repo.index();
+        let lock = repo
+            .lock(crate::format::lock::LockKind::Shared, "backup")
+            .unwrap();
+        backend
+            .remove(FileType::Lock, &lock.id().unwrap().to_hex())
+            .unwrap();
+        let e = repo.confirm_before_publish(&lock).unwrap_err();
+        assert!(matches!(e, Error::WritesLost { .. }), "{e}");
     }
 }

@@ -172,7 +172,7 @@ fn read_locks(
         out.push(match record {
             Ok(r) => LockInfo {
                 id,
-                stale: r.staleness(now, &here, crate::sys::process_start),
+                stale: r.staleness(now, &here, crate::sys::process_state),
                 record: Some(r),
             },
             Err(e) => LockInfo {

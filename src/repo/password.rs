@@ -47,14 +47,14 @@ impl PasswordSource {
     pub fn read(&self) -> Result<Option<Password>> {
         match self {
             PasswordSource::File(path) => {
-                let mut bytes = Zeroizing::new(
-                    crate::sys::read_file_limited(path, MAX_PASSWORD).map_err(|e| {
+                let mut bytes = std::fs::File::open(path)
+                    .and_then(|f| crate::sys::read_secret_limited(f, MAX_PASSWORD))
+                    .map_err(|e| {
                         Error::Password(format!(
                             "cannot read password file {}: {e}",
                             path.display()
                         ))
-                    })?,
-                );
+                    })?;
                 strip_newline(&mut bytes);
                 if bytes.is_empty() {
                     return Err(Error::Password(format!(
@@ -83,16 +83,16 @@ impl PasswordSource {
                         Error::Password(format!("cannot run the password command: {e}"))
                     })?;
                 let stdout = child.stdout.take().expect("piped");
-                let read = crate::sys::read_limited(stdout, MAX_PASSWORD);
+                let read = crate::sys::read_secret_limited(stdout, MAX_PASSWORD);
                 if read.is_err() {
                     let _ = child.kill();
                 }
                 let status = child.wait().map_err(|e| {
                     Error::Password(format!("cannot run the password command: {e}"))
                 })?;
-                let mut bytes = Zeroizing::new(read.map_err(|e| {
+                let mut bytes = read.map_err(|e| {
                     Error::Password(format!("reading the password command's output: {e}"))
-                })?);
+                })?;
                 if !status.success() {
                     return Err(Error::Password(format!(
                         "the password command failed ({status})"

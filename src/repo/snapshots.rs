@@ -172,9 +172,14 @@ impl Repository {
             if databases.len() > 1 {
                 return Err(Error::AmbiguousLatest { databases });
             }
-            return candidates.into_iter().next_back().ok_or(Error::NoSnapshot {
-                filtered: !filter.is_empty(),
-            });
+            let newest = candidates
+                .into_iter()
+                .next_back()
+                .ok_or(Error::NoSnapshot {
+                    filtered: !filter.is_empty(),
+                })?;
+            self.refuse_newer_damage(&newest.1)?;
+            return Ok(newest);
         }
         let names: Vec<String> = self
             .snapshot_ids()?
@@ -184,6 +189,45 @@ impl Repository {
         let name = unique_prefix(&names, spec, "snapshot")?;
         let id: SnapshotId = name.parse()?;
         Ok((id, self.load_manifest(&id)?))
+    }
+}
+
+/// How much the storage's clock may be ahead of a backup's host.
+const CLOCK_MARGIN: jiff::SignedDuration = jiff::SignedDuration::from_secs(120);
+
+impl Repository {
+    /// Fails if a damaged manifest may be newer than `newest`, the snapshot
+    /// `latest` chose among the readable ones: its database and time are
+    /// unknown, so it may be the true latest of the same database. It
+    /// cannot be when the storage stored it before `newest` was begun.
+    fn refuse_newer_damage(&self, newest: &Manifest) -> Result<()> {
+        let damaged = self.damaged_snapshots();
+        if damaged.is_empty() {
+            return Ok(());
+        }
+        let stored = self.backend().list(FileType::Snapshot)?;
+        let begun = newest.timestamp();
+        for (id, _) in damaged {
+            let name = id.to_hex();
+            let Some(f) = stored.iter().find(|f| f.name == name) else {
+                continue; // set aside or forgotten meanwhile
+            };
+            let older = f
+                .modified
+                .and_then(|t| jiff::Timestamp::try_from(t).ok())
+                .is_some_and(|t| t + CLOCK_MARGIN < begun);
+            if !older {
+                return Err(Error::damaged(
+                    FileType::Snapshot.describe(&name),
+                    format!(
+                        "it may be newer than the newest readable snapshot of {} (taken {}), so `latest` is not known: give a snapshot id (`litevault snapshots` lists them), or set the damaged one aside with `litevault repair snapshots`",
+                        newest.database.name,
+                        newest.time
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

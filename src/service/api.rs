@@ -304,9 +304,12 @@ async fn get_task(State(s): State<AppState>, Path(id): Path<String>) -> Result<R
 }
 
 async fn get_status(State(s): State<AppState>) -> Result<Response, ApiError> {
-    let _work = s.work().await;
+    let work = s.work().await;
     let service = s.service;
     let status = blocking(move || {
+        // Held by the work, not the request: a dropped request does not
+        // free the slot while its work goes on.
+        let _work = work;
         let config = service.config();
         super::status::status(&config, service.history(), service.clock().now())
             .map_err(ApiError::from)
@@ -316,10 +319,13 @@ async fn get_status(State(s): State<AppState>) -> Result<Response, ApiError> {
 }
 
 async fn get_metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
-    let _work = s.work().await;
+    let work = s.work().await;
     let service = s.service;
-    let text =
-        blocking(move || super::status::metrics(service.history()).map_err(ApiError::from)).await?;
+    let text = blocking(move || {
+        let _work = work;
+        super::status::metrics(service.history()).map_err(ApiError::from)
+    })
+    .await?;
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -369,9 +375,10 @@ async fn get_snapshots(
     q: Result<Query<SnapshotsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let _work = s.work().await;
+    let work = s.work().await;
     let service = s.service;
     let entries = blocking(move || {
+        let _work = work;
         let config = service.config();
         let mut filter = SnapshotFilter::default();
         if let Some(d) = &q.database {
@@ -445,6 +452,7 @@ async fn get_database(
     // The shared lock is taken before answering (a prune running now is a
     // 409, not a truncated download) and held until the stream ends.
     let (repo, snapshot, manifest, lock) = blocking(move || {
+        let _work = work;
         let name = pick_repository(&service, q.repository.as_deref(), None)?;
         let repo = service.open_repository(&name)?;
         let (snapshot, manifest) = repo.find_snapshot(&id, &SnapshotFilter::default())?;
@@ -452,7 +460,6 @@ async fn get_database(
         Ok((repo, snapshot, manifest, lock))
     })
     .await?;
-    drop(work);
     let file_name = format!(
         "{}-{}",
         manifest.database.name.replace(

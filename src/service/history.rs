@@ -226,22 +226,37 @@ impl History {
     /// start of a service that owns the history): one of an earlier boot,
     /// or of this boot and pid namespace whose pid no longer names the
     /// process that started the run. Rows of live processes (a `run` and
-    /// a `serve` of the same config) stay running; so do rows of another
-    /// pid namespace, which cannot be told apart from live ones.
+    /// a `serve` of the same config) stay running. A row of another pid
+    /// namespace (an earlier container of a restarted service) cannot be
+    /// judged by its pid: it is marked once a later run of the same unit
+    /// has started, or after [`RUNNING_AT_MOST`].
     pub fn mark_interrupted(&self) -> Result<usize> {
         let conn = self.conn.lock().unwrap();
         let err = |e: rusqlite::Error| Error::InvalidInput(format!("run history: {e}"));
-        let running: Vec<(i64, Option<String>)> = conn
-            .prepare("SELECT id, owner FROM runs WHERE outcome='running'")
+        let running: Vec<(i64, Option<String>, i64, bool)> = conn
+            .prepare(
+                "SELECT id, owner, start_ms, EXISTS(SELECT 1 FROM runs l WHERE l.job = r.job AND l.operation = r.operation
+                     AND l.database IS r.database AND l.repository IS r.repository AND l.start_ms > r.start_ms)
+                 FROM runs r WHERE outcome='running'",
+            )
             .and_then(|mut s| {
-                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                     .collect::<rusqlite::Result<Vec<_>>>()
             })
             .map_err(err)?;
         let here = crate::format::lock::PidScope::here();
+        let now_ms = Timestamp::now().as_millisecond();
         let mut marked = 0;
-        for (id, owner) in running {
-            if owner.as_deref().is_some_and(|o| !owner_gone(o, &here)) {
+        for (id, owner, start_ms, superseded) in running {
+            let gone = match owner.as_deref().map(|o| owner_state(o, &here)) {
+                None | Some(Owner::Gone) => true,
+                Some(Owner::Alive) => false,
+                Some(Owner::Unknown) => {
+                    superseded
+                        || now_ms.saturating_sub(start_ms) > RUNNING_AT_MOST.as_millis() as i64
+                }
+            };
+            if !gone {
                 continue;
             }
             marked += conn
@@ -460,25 +475,43 @@ fn owner_here() -> Option<String> {
     ))
 }
 
-/// True if the process `owner` names (see [`owner_here`]) is gone, as
-/// far as `here` can tell.
-fn owner_gone(owner: &str, here: &crate::format::lock::PidScope) -> bool {
+/// A `running` row of another pid namespace older than this is taken for
+/// interrupted: no run lasts a week.
+const RUNNING_AT_MOST: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// What `here` can tell of a run's owner.
+#[derive(Debug, PartialEq, Eq)]
+enum Owner {
+    Gone,
+    Alive,
+    /// Another pid namespace's, or `/proc` will not say.
+    Unknown,
+}
+
+/// The state of the process `owner` names (see [`owner_here`]).
+fn owner_state(owner: &str, here: &crate::format::lock::PidScope) -> Owner {
+    use crate::sys::ProcState;
     let mut f = owner.split(' ');
     let (Some(boot), Some(ns), Some(pid), Some(start)) = (f.next(), f.next(), f.next(), f.next())
     else {
-        return true;
+        return Owner::Gone;
     };
     if here.boot_id.as_deref() != Some(boot) {
         // Another boot (or machine): not a process of this one.
-        return true;
+        return Owner::Gone;
     }
     if here.pid_ns.map(|n| n.to_string()).as_deref() != Some(ns) {
-        return false;
+        return Owner::Unknown;
     }
     let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
-        return true;
+        return Owner::Gone;
     };
-    crate::sys::process_start(pid) != Some(start)
+    match crate::sys::process_state(pid) {
+        ProcState::Gone => Owner::Gone,
+        ProcState::Started(s) if s != start => Owner::Gone,
+        ProcState::Started(_) => Owner::Alive,
+        ProcState::Unknown => Owner::Unknown,
+    }
 }
 
 /// Creates `dir` and any missing parent, each mode 0700 (an existing
@@ -580,20 +613,52 @@ mod tests {
         };
         let scope = crate::format::lock::PidScope::here();
         let (boot, ns) = (scope.boot_id.unwrap(), scope.pid_ns.unwrap());
-        for (owner, gone) in [
-            (format!("{boot} {} 1 1", ns + 1), false),
-            (format!("{boot} {ns} {dead} 1"), true),
-        ] {
+        let set_owner = |owner: &str, start: Timestamp| {
             h.conn
                 .lock()
                 .unwrap()
                 .execute(
-                    "UPDATE runs SET owner = ?1 WHERE outcome = 'running'",
-                    [&owner],
+                    "UPDATE runs SET owner = ?1, start_ms = ?2 WHERE outcome = 'running'",
+                    params![owner, start.as_millisecond()],
                 )
                 .unwrap();
-            assert_eq!(h.mark_interrupted().unwrap(), usize::from(gone), "{owner}");
-        }
+        };
+        // Another pid namespace's run: left running while recent and the
+        // unit's latest, marked once it is a week old...
+        let other_ns = format!("{boot} {} 1 1", ns + 1);
+        set_owner(&other_ns, Timestamp::now());
+        assert_eq!(h.mark_interrupted().unwrap(), 0);
+        set_owner(&other_ns, t1);
+        assert_eq!(h.mark_interrupted().unwrap(), 1);
+        // ... or once a later run of the same unit started.
+        let row = h.start(&unit("b"), Timestamp::now()).unwrap();
+        h.conn
+            .lock()
+            .unwrap()
+            .execute(
+                "UPDATE runs SET outcome = 'running' WHERE job = 'j' AND database = 'b'",
+                [],
+            )
+            .unwrap();
+        h.finish(row, Timestamp::now(), Outcome::Success, &Finish::default())
+            .unwrap();
+        set_owner(
+            &other_ns,
+            Timestamp::now()
+                .checked_sub(jiff::SignedDuration::from_secs(60))
+                .unwrap(),
+        );
+        assert_eq!(h.mark_interrupted().unwrap(), 1);
+        // A dead process of this namespace.
+        h.conn
+            .lock()
+            .unwrap()
+            .execute_batch(&format!(
+                "DELETE FROM runs WHERE id = {row}; UPDATE runs SET outcome = 'running' WHERE job = 'j' AND database = 'b';"
+            ))
+            .unwrap();
+        set_owner(&format!("{boot} {ns} {dead} 1"), t1);
+        assert_eq!(h.mark_interrupted().unwrap(), 1);
         assert_eq!(
             h.runs(Some("j"), 1).unwrap()[0].outcome,
             Outcome::Interrupted

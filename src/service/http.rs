@@ -15,6 +15,11 @@
 //!   byte moved either way: a client that stopped reading a download. Closing it
 //!   drops the response's stream, which stops the work producing it
 //!   (`api`), releasing the repository's lock.
+//! * A response whose producer has nothing to send yet (SQL text made from
+//!   a rebuilt image) is not stalled by the client: the stall counts from
+//!   the producer's last frame.
+//! * A TLS handshake must end within [`Limits::wait`] of the connection,
+//!   however slowly its bytes arrive.
 //! * Shutdown: no new connections; the open ones get 10 s to finish.
 
 use std::future::Future;
@@ -55,6 +60,9 @@ struct Activity {
     start: Instant,
     last_ms: AtomicU64,
     busy: AtomicUsize,
+    /// Responses waiting for their producer (a SQL text being made): the
+    /// client is not stalling them.
+    producing: AtomicUsize,
     limits: Limits,
 }
 
@@ -64,6 +72,7 @@ impl Activity {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
             busy: AtomicUsize::new(0),
+            producing: AtomicUsize::new(0),
             limits,
         })
     }
@@ -77,6 +86,10 @@ impl Activity {
     /// state allows.
     async fn expired(&self) {
         loop {
+            if self.producing.load(Ordering::Relaxed) > 0 {
+                // Nothing to send yet: the wait is ours, not the client's.
+                self.touch();
+            }
             let limit = if self.busy.load(Ordering::Relaxed) > 0 {
                 self.limits.stall
             } else {
@@ -139,7 +152,29 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 /// been sent whole or dropped.
 struct Tracked {
     inner: Body,
-    _busy: Busy,
+    busy: Busy,
+    /// Counted in `producing`: the last poll found no frame ready.
+    waiting: bool,
+}
+
+impl Tracked {
+    fn waiting(&mut self, now: bool) {
+        if now != self.waiting {
+            self.waiting = now;
+            if now {
+                self.busy.0.producing.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.busy.0.producing.fetch_sub(1, Ordering::Relaxed);
+                self.busy.0.touch();
+            }
+        }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.waiting(false);
+    }
 }
 
 /// One request in progress on a connection.
@@ -168,7 +203,12 @@ impl hyper::body::Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        // Polled only when hyper can send more: `Pending` here means the
+        // producer has nothing yet, while a client that stops reading
+        // stops these polls.
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        self.waiting(r.is_pending());
+        r
     }
 
     fn is_end_stream(&self) -> bool {
@@ -225,7 +265,8 @@ pub async fn serve(
                     let resp = app.call(req.map(Body::new)).await?;
                     Ok::<_, std::convert::Infallible>(resp.map(|b| Tracked {
                         inner: b,
-                        _busy: busy,
+                        busy,
+                        waiting: false,
                     }))
                 }
             });
@@ -242,11 +283,10 @@ pub async fn serve(
                     }
                 }
                 Some(acceptor) => {
-                    let handshake = tokio::select! {
-                        s = acceptor.accept(io) => s,
-                        () = activity.expired() => return,
-                    };
-                    let Ok(stream) = handshake else { return };
+                    // An absolute deadline: a handshake trickled a byte at
+                    // a time never looks idle.
+                    let handshake = tokio::time::timeout(limits.wait, acceptor.accept(io)).await;
+                    let Ok(Ok(stream)) = handshake else { return };
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     tokio::select! {
                         _ = watcher.watch(conn) => {}

@@ -809,8 +809,8 @@ impl Service {
         let result = (|| -> Result<usize> {
             let row = self.history.start(&key, start)?;
             let filter = SnapshotFilter {
-                // The path as shown names exactly this database.
-                databases: vec![path.to_string()],
+                // The exact bytes: this database and no other.
+                database_paths: vec![path.clone()],
                 ..SnapshotFilter::default()
             };
             let r = plan_forget(repo, policy, GroupBy::default(), &filter)

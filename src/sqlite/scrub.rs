@@ -45,7 +45,9 @@ const OUTCOME: &str = "the target was not touched";
 /// What a scrub did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScrubReport {
-    /// The script ran with `secure_delete` on (always).
+    /// `secure_delete` was still on when the script ended (it is turned on
+    /// before it runs; a script may turn it off: then only the `VACUUM`
+    /// removes what it deleted).
     pub secure_delete: bool,
     /// The copy was rebuilt by `VACUUM` afterwards, leaving none of what
     /// the script deleted or overwrote in the file.
@@ -91,6 +93,11 @@ pub fn scrub(
         ));
     }
     release(&conn);
+    // What the script left: it may have turned secure_delete off.
+    let secure_delete = conn
+        .query_row("PRAGMA secure_delete", [], |r| r.get::<_, i64>(0))
+        .map_err(|e| fail(format!("afterwards: {e}")))?
+        == 1;
     let bytes_before = file_len(path)?;
     if vacuum {
         // The script may have turned it off; the rebuild needs it on.
@@ -131,7 +138,7 @@ pub fn scrub(
     }
     verify_fresh(path, quick, cancel).map_err(|m| fail(format!("afterwards, {m}")))?;
     Ok(ScrubReport {
-        secure_delete: true,
+        secure_delete,
         vacuumed: vacuum,
         bytes_before,
         bytes_after: file_len(path)?,

@@ -34,8 +34,12 @@ use crate::error::{Error, Result, SourceProblem};
 use crate::progress::Cancel;
 use crate::sys::{fsync, with_suffix};
 
-/// The absolute target; a symlink is followed, so the database it points to
-/// is the one restored (and its -wal/-shm are the ones handled).
+/// The absolute target with every symlink on its way resolved: a symlink
+/// at the target is followed, so the database it points to is the one
+/// restored (and its -wal/-shm are the ones handled), and a symlinked
+/// directory (a volume, `/var/run`) is replaced by the directory it names,
+/// so the later opens with `SQLITE_OPEN_NOFOLLOW` (which SQLite applies to
+/// every component) guard only against a symlink put at the target itself.
 pub fn resolve_target(target: &Path) -> Result<PathBuf> {
     let abs = std::path::absolute(target).unwrap_or_else(|_| target.to_path_buf());
     match std::fs::symlink_metadata(&abs) {
@@ -45,7 +49,13 @@ pub fn resolve_target(target: &Path) -> Result<PathBuf> {
                 abs.display()
             ))
         }),
-        _ => Ok(abs),
+        _ => {
+            let (Some(parent), Some(name)) = (abs.parent(), abs.file_name()) else {
+                return Ok(abs);
+            };
+            // A missing directory is reported by `check_target`.
+            Ok(std::fs::canonicalize(parent).map_or(abs.clone(), |dir| dir.join(name)))
+        }
     }
 }
 
@@ -71,7 +81,7 @@ pub fn check_target(target: &Path) -> Result<PathBuf> {
             )))
         }
     }
-    match std::fs::metadata(target) {
+    match std::fs::symlink_metadata(target) {
         Ok(m) if m.is_dir() => Err(Error::InvalidInput(format!(
             "target {} is a directory: give the path of the database file to create or replace",
             target.display()
@@ -128,10 +138,11 @@ fn open_target(target: &Path) -> rusqlite::Result<Connection> {
     )
 }
 
-/// What is at `target` (read without writing to it).
-pub fn inspect(target: &Path) -> TargetState {
+/// What is at `target` (read without writing to it); an error if SQLite
+/// cannot open it at all (its permissions, or a symlink put in its place).
+pub fn inspect(target: &Path) -> Result<TargetState> {
     if std::fs::symlink_metadata(target).is_err() {
-        return TargetState::Missing;
+        return Ok(TargetState::Missing);
     }
     let read = Connection::open_with_flags(
         target,
@@ -144,16 +155,22 @@ pub fn inspect(target: &Path) -> TargetState {
         c.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
         c.query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))
     });
-    match read {
+    Ok(match read {
         Ok(mode) => TargetState::Database { wal: mode == "wal" },
         Err(e) => match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
                 TargetState::Damaged(e.to_string())
             }
+            Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::PermissionDenied) => {
+                return Err(Error::InvalidInput(format!(
+                    "target {}: SQLite cannot open it ({e}): check its permissions, and that nothing replaced it with a symlink",
+                    target.display()
+                )))
+            }
             // Busy or locked: a database someone is using.
             _ => TargetState::Database { wal: false },
         },
-    }
+    })
 }
 
 /// Fails if another process has the target open, or may have it open.

@@ -1,17 +1,27 @@
 //! Temporary database files: plaintext, so made with care. Each is created
 //! new (never replacing anything), mode 0600 (no wider than any database it
-//! copies), beside a target (same filesystem, so a rename can replace it)
-//! or in a temporary directory, and removed with SQLite's side files when
-//! dropped: on success, error and interrupt alike (a signal cancels the
-//! operation, which unwinds through the drop).
+//! copies), in a new directory of its own, mode 0700, made beside a target
+//! (same filesystem, so a rename can replace it) or in a temporary
+//! directory. The private directory is what keeps SQLite's side files safe
+//! in a shared directory such as `/tmp`: SQLite opens an existing
+//! `-journal` or `-wal` it finds (it would write the pages a scrub removes
+//! into another user's file planted there), and nobody else can create a
+//! name in a directory of ours. Both are removed, with SQLite's side files,
+//! when dropped: on success, error and interrupt alike (a signal cancels
+//! the operation, which unwinds through the drop).
 //!
 //! A process killed outright leaves its files behind; their names say whose
-//! they are, `.{stem}.litevault-{what}-{pid}-{random}`, so the next run
-//! removes those whose process is gone ([`remove_stale`]).
+//! they are, `.{stem}.litevault-{what}-{pid}-{random}`, and the owner holds
+//! an `flock` on each for as long as it lives, so the next run removes
+//! those nobody holds and whose pid is gone ([`remove_stale`]). The lock
+//! is what tells across pid namespaces (containers sharing a volume),
+//! where a pid names another process or none.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::FlockOperation;
 
 use crate::error::{Error, Result};
 use crate::sys::{process_alive, with_suffix};
@@ -21,9 +31,14 @@ use crate::sys::{process_alive, with_suffix};
 const MAX_STEM: usize = 160;
 
 /// A temporary database file, removed (with its `-wal`, `-shm`,
-/// `-journal`) when dropped.
+/// `-journal` and its private directory) when dropped; its owner's `flock`
+/// is held until then.
 #[derive(Debug)]
-pub struct TempDb(PathBuf);
+pub struct TempDb {
+    path: PathBuf,
+    dir: PathBuf,
+    held: Option<File>,
+}
 
 /// `dir/.{stem}.litevault-{what}-{pid}-{random}`, the stem cut short
 /// enough for the name to fit.
@@ -41,40 +56,66 @@ pub fn temp_path(dir: &Path, stem: &str, what: &str) -> PathBuf {
 }
 
 impl TempDb {
-    /// Creates a new empty file, mode 0600, at a fresh temporary name in
-    /// `dir`; returns the guard and the open file.
+    /// Creates a new empty file, mode 0600, in a new private directory in
+    /// `dir` (both at a fresh temporary name); returns the guard and the
+    /// open file.
     pub fn create(dir: &Path, stem: &str, what: &str) -> Result<(Self, File)> {
-        let path = temp_path(dir, stem, what);
+        use std::os::unix::fs::DirBuilderExt;
+        let private = temp_path(dir, stem, what);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&private)
+            .map_err(|e| Error::io("creating", &private, e))?;
+        let path = private.join(private.file_name().expect("a temporary name"));
         let file = OpenOptions::new()
             .write(true)
             .read(true)
             .create_new(true)
             .mode(0o600)
             .open(&path)
-            .map_err(|e| Error::io("creating", &path, e))?;
-        Ok((Self(path), file))
+            .map_err(|e| {
+                let _ = std::fs::remove_dir(&private);
+                Error::io("creating", &path, e)
+            })?;
+        // A lock on the open file description: a clone keeps it while the
+        // caller closes `file`. (`flock` and SQLite's `fcntl` locks are
+        // independent.)
+        let held = file
+            .try_clone()
+            .ok()
+            .filter(|f| rustix::fs::flock(f, FlockOperation::NonBlockingLockExclusive).is_ok());
+        Ok((
+            Self {
+                path,
+                dir: private,
+                held,
+            },
+            file,
+        ))
     }
 
     /// The file's path.
     pub fn path(&self) -> &Path {
-        &self.0
+        &self.path
     }
 
     /// Hands the file over to its caller: it is no longer removed (it was
-    /// renamed into place).
+    /// renamed into place); its private directory is.
     pub fn keep(mut self) -> PathBuf {
-        std::mem::take(&mut self.0)
+        self.held = None;
+        std::mem::take(&mut self.path)
     }
 }
 
 impl Drop for TempDb {
     fn drop(&mut self) {
-        if self.0.as_os_str().is_empty() {
-            return;
+        if !self.path.as_os_str().is_empty() {
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                let _ = std::fs::remove_file(with_suffix(&self.path, suffix));
+            }
         }
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let _ = std::fs::remove_file(with_suffix(&self.0, suffix));
-        }
+        // Empty unless SQLite left something else: then it stays, private.
+        let _ = std::fs::remove_dir(&self.dir);
     }
 }
 
@@ -104,6 +145,33 @@ fn owner_pid(name: &str) -> Option<u32> {
     .flatten()
 }
 
+/// The temporary database a side file (`-wal`, `-shm`, `-journal`) of
+/// `name` belongs to, or `name` itself.
+fn main_name(name: &str) -> &str {
+    ["-wal", "-shm", "-journal"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .unwrap_or(name)
+}
+
+/// True if the directory at `path` (not a symlink) is this user's.
+fn owned_by_me(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .is_ok_and(|m| m.is_dir() && m.uid() == rustix::process::geteuid().as_raw())
+}
+
+/// True if a live process holds the `flock` of the temporary file at
+/// `path` (its owner, wherever its pid lives).
+fn held(path: &Path) -> bool {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let Ok(fd) = rustix::fs::open(path, flags, Mode::empty()) else {
+        return false;
+    };
+    rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err()
+}
+
 /// Removes, from `dir`, temporary files of litevault runs that are gone
 /// (killed before they could clean up); returns how many.
 pub fn remove_stale(dir: &Path) -> usize {
@@ -116,10 +184,22 @@ pub fn remove_stale(dir: &Path) -> usize {
         let Some(pid) = owner_pid(&name) else {
             continue;
         };
-        if pid != std::process::id()
+        if pid == std::process::id() {
+            continue;
+        }
+        let Ok(kind) = e.file_type() else { continue };
+        if kind.is_file()
+            && !held(&dir.join(main_name(&name)))
             && !process_alive(pid)
-            && e.file_type().is_ok_and(|t| t.is_file())
             && std::fs::remove_file(e.path()).is_ok()
+        {
+            // (Made by litevault before the private directories.)
+            removed += 1;
+        } else if kind.is_dir()
+            && owned_by_me(&e.path())
+            && !held(&e.path().join(&name))
+            && !process_alive(pid)
+            && std::fs::remove_dir_all(e.path()).is_ok()
         {
             removed += 1;
         }
@@ -142,9 +222,20 @@ mod tests {
         assert_eq!(owner_pid(&name), Some(std::process::id()));
         let mode = std::fs::metadata(t.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        let p = t.path().to_path_buf();
+        let private = t.path().parent().unwrap().to_path_buf();
+        assert_eq!(private.parent().unwrap(), dir.path());
+        let mode = std::fs::metadata(&private).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        std::fs::write(with_suffix(t.path(), "-journal"), b"j").unwrap();
         drop(t);
-        assert!(!p.exists());
+        assert!(!private.exists());
+        // Kept: the file stays where it was renamed, the directory goes.
+        let (t, _f) = TempDb::create(dir.path(), "app.db", "restore").unwrap();
+        let private = t.path().parent().unwrap().to_path_buf();
+        let target = dir.path().join("app.db");
+        std::fs::rename(t.path(), &target).unwrap();
+        t.keep();
+        assert!(target.exists() && !private.exists());
     }
 
     #[test]
@@ -165,8 +256,24 @@ mod tests {
         for p in [&stale, &stale_wal, &live, &user] {
             std::fs::write(p, b"x").unwrap();
         }
-        assert_eq!(remove_stale(dir.path()), 2);
-        assert!(!stale.exists() && !stale_wal.exists());
-        assert!(live.exists() && user.exists());
+        // Another process's file whose pid this process cannot see (another
+        // pid namespace): kept while its owner holds the lock.
+        let (held_elsewhere, f) = TempDb::create(dir.path(), "other.db", "clone").unwrap();
+        let name = format!(".other.db.litevault-clone-{dead}-fedcba9876543210");
+        let foreign = dir.path().join(&name);
+        std::fs::rename(held_elsewhere.path(), held_elsewhere.dir.join(&name)).unwrap();
+        std::fs::rename(&held_elsewhere.dir, &foreign).unwrap();
+        // A private directory of a process that was killed, with a journal.
+        let name = format!(".app.db.litevault-restore-{dead}-00112233445566ff");
+        let killed = dir.path().join(&name);
+        std::fs::create_dir(&killed).unwrap();
+        std::fs::write(killed.join(&name), b"x").unwrap();
+        std::fs::write(with_suffix(&killed.join(&name), "-journal"), b"x").unwrap();
+        assert_eq!(remove_stale(dir.path()), 3);
+        assert!(!stale.exists() && !stale_wal.exists() && !killed.exists());
+        assert!(live.exists() && user.exists() && foreign.exists());
+        drop((held_elsewhere, f));
+        assert_eq!(remove_stale(dir.path()), 1);
+        assert!(!foreign.exists());
     }
 }
