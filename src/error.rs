@@ -175,6 +175,9 @@ pub enum SourceProblem {
     ExportFailed,
     /// Its file name leaves no room for SQLite's side files.
     NameTooLong,
+    /// It is in rollback-journal mode, where continuous capture has no
+    /// log to read.
+    NotWal,
 }
 
 /// Everything that can go wrong in litevault.

@@ -179,6 +179,19 @@ fn parse_start(stat: &str) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Where this user's programs keep state: `$XDG_STATE_HOME`, else
+/// `~/.local/state`.
+pub fn state_home() -> Option<PathBuf> {
+    std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/state"))
+        })
+}
+
 /// `n` random bytes as hex, for names that must not collide (temporary
 /// files); not for secrets.
 pub fn random_hex(n: usize) -> String {

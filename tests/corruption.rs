@@ -91,6 +91,7 @@ pub fn manifest(repo: &Repository, tree: litevault::BlobId) -> Manifest {
         },
         stats: BackupStats::default(),
         tree: TreeRoot { id: tree, level: 0 },
+        continuous: None,
     }
 }
 

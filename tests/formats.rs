@@ -137,7 +137,7 @@ fn init_with_repository_version_1_writes_no_deltas() {
     mutate(&db, 1, 9);
     backup_json(&env, &[s(&db)]);
     assert!(entries(&env).iter().all(|e| e.base.is_none()));
-    env.run(&["init", "--repository-version", "3"])
+    env.run(&["init", "--repository-version", "4"])
         .usage(&["--repository-version"]);
 }
 
@@ -148,7 +148,14 @@ fn init_with_repository_version_1_writes_no_deltas() {
 #[test]
 fn deltas_restore_every_day_and_survive_forget_and_prune() {
     let env = Env::new();
-    env.run(&["init", "--max-delta-depth", "2"]).ok();
+    env.run(&[
+        "init",
+        "--max-delta-depth",
+        "2",
+        "--repository-version",
+        "2",
+    ])
+    .ok();
     assert_eq!(config_version(&env), 2);
     let db = make_db(&env, "app.db", 2, 21);
     let mut days = Vec::new();

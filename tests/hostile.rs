@@ -475,7 +475,10 @@ fn config_whose_format_and_fields_disagree() {
     let (env, _) = setup();
     let repo = crate::backup::open(&env);
     let key = repo.key();
-    let good = repo.config().clone();
+    let mut good = repo.config().clone();
+    let mut v3_without_delta = good.clone();
+    v3_without_delta.delta = None;
+    good.version = 2;
     let json = |c: &litevault::format::config::Config| serde_json::to_vec(c).unwrap();
     let mut v1_with_delta = good.clone();
     v1_with_delta.version = 1;
@@ -496,6 +499,12 @@ fn config_whose_format_and_fields_disagree() {
             "format 2 without them",
             2,
             json(&v2_without_delta),
+            "needs its delta parameters",
+        ),
+        (
+            "format 3 without them",
+            3,
+            json(&v3_without_delta),
             "needs its delta parameters",
         ),
         (
@@ -537,11 +546,11 @@ fn config_whose_format_and_fields_disagree() {
     }
     // A format this litevault does not know is not damage: exit 14.
     let mut newer = good.clone();
-    newer.version = 3;
-    let sealed = seal_object_version(key, ObjectType::Config, 3, &json(&newer), None).unwrap();
+    newer.version = 4;
+    let sealed = seal_object_version(key, ObjectType::Config, 4, &json(&newer), None).unwrap();
     std::fs::write(env.repo.join("config"), &sealed).unwrap();
     env.run(&["snapshots"])
-        .fails(14, &["newer litevault", "format 3", "upgrade"]);
+        .fails(14, &["newer litevault", "format 4", "upgrade"]);
     std::fs::write(env.repo.join("config"), original).unwrap();
     env.run(&["check"]).ok();
 }

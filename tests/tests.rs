@@ -25,6 +25,7 @@ mod lock_scope;
 mod manage;
 mod paths;
 mod remote;
+mod replicate;
 mod restore;
 mod safety;
 mod scrub;

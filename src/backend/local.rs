@@ -120,7 +120,16 @@ impl LocalBackend {
         name: &str,
         data: &[u8],
     ) -> io::Result<()> {
-        self.mkdir(dir)?;
+        // The type's directory (`data/3f`, `changes`) is made if missing,
+        // never the repository itself: a write into a repository whose
+        // directory vanished (a volume unmounted) fails instead of
+        // starting a new tree at its path.
+        if !dir.is_dir() {
+            match fs::DirBuilder::new().mode(self.dir_mode).create(dir) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                _ => {}
+            }
+        }
         let tmp = Self::temp_path(dir, name);
         let result = (|| {
             let mut f = OpenOptions::new()

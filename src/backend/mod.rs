@@ -54,17 +54,20 @@ pub enum FileType {
     Snapshot,
     /// `locks/`: lock files.
     Lock,
+    /// `changes/`: change objects of continuous capture (format 3).
+    Change,
 }
 
 impl FileType {
     /// All types, in layout order.
-    pub const ALL: [FileType; 6] = [
+    pub const ALL: [FileType; 7] = [
         FileType::Config,
         FileType::Key,
         FileType::Pack,
         FileType::Index,
         FileType::Snapshot,
         FileType::Lock,
+        FileType::Change,
     ];
 
     /// Directory (or, for the config, file) name in the repository.
@@ -76,6 +79,7 @@ impl FileType {
             FileType::Index => "index",
             FileType::Snapshot => "snapshots",
             FileType::Lock => "locks",
+            FileType::Change => "changes",
         }
     }
 

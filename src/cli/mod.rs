@@ -13,6 +13,7 @@ mod key;
 mod manage;
 mod password;
 mod repair;
+mod replicate;
 mod repo;
 mod report;
 mod restore;
@@ -38,15 +39,17 @@ use clap::{Parser, Subcommand};
 )]
 pub struct Cli {
     /// Repository location: a directory, s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX],
-    /// s3://BUCKET[/PREFIX] or sftp:USER@HOST[:PORT]:/PATH.
+    /// s3://BUCKET[/PREFIX] or sftp:USER@HOST[:PORT]:/PATH (`replicate`
+    /// takes several, with the same password).
     #[arg(
         short = 'r',
         long,
         env = "LITEVAULT_REPOSITORY",
         global = true,
-        value_name = "LOCATION"
+        value_name = "LOCATION",
+        action = clap::ArgAction::Append
     )]
-    repo: Option<String>,
+    repo: Vec<String>,
 
     /// File holding the repository password (else LITEVAULT_PASSWORD, else a prompt).
     #[arg(
@@ -149,6 +152,9 @@ enum Command {
     Serve(service::ServeArgs),
     /// Per job of a config file: last run, last success, next run, failures.
     Status(service::StatusArgs),
+    /// Capture WAL-mode databases continuously: every commit into the
+    /// repositories within a second, restorable to any moment (`restore --at`).
+    Replicate(replicate::ReplicateArgs),
     /// Shell completion scripts and man pages.
     Generate(generate::GenerateArgs),
     /// What changed between two snapshots (schema, rows per table, pages),
@@ -200,7 +206,7 @@ fn snapshot_filter(f: &FilterArgs) -> Result<litevault::SnapshotFilter> {
 
 /// Shared context for commands.
 pub struct Ctx {
-    repo: Option<String>,
+    repo: Vec<String>,
     password_file: Option<PathBuf>,
     password_command: Option<String>,
     quiet: bool,
@@ -220,10 +226,46 @@ pub struct Ctx {
 
 impl Ctx {
     fn location(&self) -> Result<litevault::Location> {
-        let repo = self.repo.as_deref().ok_or_else(|| {
-            anyhow::anyhow!("no repository given: use --repo LOCATION or set LITEVAULT_REPOSITORY")
-        })?;
-        Ok(litevault::Location::parse(repo)?)
+        match self.repo.as_slice() {
+            [] => anyhow::bail!(
+                "no repository given: use --repo LOCATION or set LITEVAULT_REPOSITORY"
+            ),
+            [one] => Ok(litevault::Location::parse(one)?),
+            more => anyhow::bail!(
+                "--repo given {} times: only `replicate` writes to several repositories; give one",
+                more.len()
+            ),
+        }
+    }
+
+    /// Every repository given (`replicate`), each opened with the same
+    /// password: (location as given, repository).
+    fn open_all(&self) -> Result<Vec<(String, litevault::Repository)>> {
+        if self.repo.is_empty() {
+            anyhow::bail!(
+                "no repository given: use --repo LOCATION (repeatable) or set LITEVAULT_REPOSITORY"
+            );
+        }
+        let options = self.backend_options()?;
+        let mut password: Option<litevault::Password> = None;
+        let mut out = Vec::new();
+        for r in &self.repo {
+            let location = litevault::Location::parse(r)?;
+            let repo = self.open_at(&location, &options, || {
+                if let Some(p) = &password {
+                    return Ok(p.clone());
+                }
+                let p = password::repository(
+                    self.password_file.as_deref(),
+                    self.password_command.as_deref(),
+                    false,
+                )?;
+                password = Some(p.clone());
+                Ok(p)
+            })?;
+            out.push((location.to_string(), repo));
+        }
+        Ok(out)
     }
 
     /// The `-o key=value` storage options.
@@ -522,6 +564,7 @@ pub fn run() -> Result<()> {
         Command::Diff(a) => diff::run(&ctx, &a),
         Command::Import(a) => import::run(&ctx, &a),
         Command::Show(a) => show::run(&ctx, &a),
+        Command::Replicate(a) => replicate::run(&ctx, &a),
     };
     for n in ctx
         .notes

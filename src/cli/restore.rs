@@ -14,8 +14,17 @@ const MAX_POST_SQL: u64 = 16 * 1024 * 1024;
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// Snapshot id, unique id prefix, or `latest` (narrowed by the filters).
-    snapshot: String,
+    /// Snapshot id, unique id prefix, or `latest` (narrowed by the filters;
+    /// for a database captured continuously, its newest captured commit).
+    /// Not needed with --at.
+    #[arg(required_unless_present = "at")]
+    snapshot: Option<String>,
+    /// The database as it was after the last commit captured at or before
+    /// TIME (RFC 3339 with fractional seconds, "YYYY-MM-DD HH:MM[:SS[.fff]]"
+    /// in the zone times are listed in, a duration ago: 2h, 90s), or
+    /// `latest`: the newest captured commit. Select the database with --db.
+    #[arg(long, value_name = "TIME", conflicts_with = "before")]
+    at: Option<String>,
     /// The database file to create or replace.
     #[arg(long, value_name = "PATH")]
     target: PathBuf,
@@ -80,8 +89,15 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     let mut filter = snapshot_filter(&args.filter)?;
     filter.before = before_arg(ctx, args.before.as_deref())?;
     let repo = ctx.open_reading()?;
-    let (id, manifest) = repo.find_snapshot(&args.snapshot, &filter)?;
+    let (id, manifest, at) = choose(
+        ctx,
+        &repo,
+        args.snapshot.as_deref(),
+        args.at.as_deref(),
+        &filter,
+    )?;
     let mut opts = RestoreOptions::new(&args.target);
+    opts.at = at;
     opts.quick = args.quick;
     opts.post_sql = post_sql;
     opts.vacuum = !args.no_vacuum;
@@ -100,6 +116,16 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     if args.json {
         return out(serde_json::to_string(&s)?);
     }
+    print_summary(ctx, &id, &manifest, &s)
+}
+
+/// The restore's summary, in words.
+fn print_summary(
+    ctx: &Ctx,
+    id: &litevault::SnapshotId,
+    manifest: &litevault::Manifest,
+    s: &litevault::RestoreSummary,
+) -> Result<()> {
     if let Some(kept) = &s.kept_damaged {
         super::warn(&format!(
             "SQLite could not read the database that was at {}; its bytes are kept in {}",
@@ -116,6 +142,18 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         s.target.display(),
         if s.live { " through SQLite (live)" } else { "" }
     ))?;
+    if let Some(c) = &s.changes {
+        ctx.summary(format_args!(
+            "  then {} captured commit(s) from {} object(s): the database as of {}{}",
+            c.commits,
+            c.objects,
+            moment(ctx, c.time_ns),
+            match c.end.as_str() {
+                "bridged" => " (the stream was bridged after it: a later snapshot goes on)",
+                _ => "",
+            }
+        ))?;
+    }
     ctx.summary(format_args!(
         "  {} verified in {:.2} s",
         human(s.bytes),
@@ -144,6 +182,52 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         ))?;
     }
     Ok(())
+}
+
+/// The snapshot to restore and the moment in its stream to go to: `--at`
+/// picks the newest snapshot at or before it (preferring one of a stream);
+/// `latest` of a stream goes to its newest commit; an id is that snapshot.
+pub fn choose(
+    ctx: &Ctx,
+    repo: &litevault::Repository,
+    snapshot: Option<&str>,
+    at: Option<&str>,
+    filter: &litevault::SnapshotFilter,
+) -> Result<(
+    litevault::SnapshotId,
+    litevault::Manifest,
+    Option<litevault::commands::restore::At>,
+)> {
+    use litevault::commands::restore::At;
+    if let Some(at) = at {
+        if snapshot.is_some_and(|s| s != "latest") {
+            anyhow::bail!("--at chooses the snapshot itself: give no snapshot id with it");
+        }
+        let at = if at == "latest" {
+            At::Latest
+        } else {
+            At::Moment(ctx.time_arg("--at", at, true)?.as_nanosecond() as i64)
+        };
+        let until = at.until_ns().unwrap_or(i64::MAX);
+        let (id, m) = litevault::commands::pitr::choose(repo, filter, until)?
+            .into_iter()
+            .next()
+            .expect("at least one");
+        let at = m.continuous.is_some().then_some(at);
+        return Ok((id, m, at));
+    }
+    let spec = snapshot.unwrap_or("latest");
+    let (id, m) = repo.find_snapshot(spec, filter)?;
+    let at = (spec == "latest" && m.continuous.is_some()).then_some(At::Latest);
+    Ok((id, m, at))
+}
+
+/// A captured commit's moment, as listings show times, with milliseconds.
+pub fn moment(ctx: &Ctx, ns: i64) -> String {
+    let t = jiff::Timestamp::from_nanosecond(i128::from(ns)).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    t.to_zoned(ctx.zone())
+        .strftime("%Y-%m-%d %H:%M:%S%.3f %Z")
+        .to_string()
 }
 
 /// `--before TIME`: the library's time, the flag named in an error.

@@ -96,6 +96,10 @@ pub struct BackupOptions {
     /// zeros: they hold only what deleted rows left behind).
     #[serde(default)]
     pub keep_free_pages: bool,
+    /// Align the read with the WAL and record the snapshot's place in a
+    /// stream of captured changes (continuous capture's bridges and folds).
+    #[serde(skip)]
+    pub align: Option<crate::sqlite::source::Align>,
     /// Stops the backup early; nothing half-done is kept.
     #[serde(skip)]
     pub cancel: Cancel,
@@ -138,12 +142,13 @@ impl BackupOptions {
             lock_timeout: default_lock_timeout(),
             temp_dir: None,
             keep_free_pages: false,
+            align: None,
             cancel: Cancel::new(),
             progress: None,
         }
     }
 
-    fn source_options(&self) -> SourceOptions {
+    pub(crate) fn source_options(&self) -> SourceOptions {
         SourceOptions {
             strategy: self.strategy,
             verify: self.verify_source,
@@ -151,6 +156,7 @@ impl BackupOptions {
             temp_dir: self.temp_dir.clone().unwrap_or_else(std::env::temp_dir),
             keep_free_pages: self.keep_free_pages,
             cancel: self.cancel.clone(),
+            align: self.align.clone(),
         }
     }
 
@@ -708,6 +714,7 @@ fn new_manifest(
             duration_ms: 0,
         },
         tree: root,
+        continuous: meta.continuous.clone(),
     }
 }
 

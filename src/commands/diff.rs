@@ -190,6 +190,7 @@ pub fn diff(
                 temp_dir: temp_dir.to_path_buf(),
                 keep_free_pages: false,
                 cancel: cancel.clone(),
+                align: None,
             };
             let stem = path
                 .file_name()

@@ -414,6 +414,7 @@ mod tests {
                     id: BlobId::default(),
                     level: 0,
                 },
+                continuous: None,
             },
         )
     }

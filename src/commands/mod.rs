@@ -15,7 +15,9 @@
 //! * [`check`]: consistency and data integrity; [`repair`]: the way back
 //!   from a damaged index file or manifest;
 //! * [`stats`]: sizes and ratios;
-//! * [`key`]: key management.
+//! * [`key`]: key management;
+//! * [`replicate`]: continuous capture of WAL-mode databases; [`pitr`]:
+//!   their restore to a moment.
 
 pub mod backup;
 pub mod check;
@@ -25,8 +27,10 @@ pub mod dump;
 pub mod forget;
 pub mod import;
 pub mod key;
+pub mod pitr;
 pub mod prune;
 pub mod repair;
+pub mod replicate;
 pub mod restore;
 pub mod show;
 pub mod snapshots;

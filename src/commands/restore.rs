@@ -31,6 +31,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::backup::{backup, BackupOptions};
+use super::pitr::{apply_stream, Applied};
 use crate::backend::IoStats;
 use crate::error::{BackendErrorKind, Error, Result, SourceProblem};
 use crate::format::manifest::{DbPath, Manifest, Strategy};
@@ -48,6 +49,27 @@ use crate::sqlite::verify::{verify_database, CopyCheck};
 use crate::sys::fsync;
 
 const STOPPED: &str = "restore stopped; the target was not touched";
+
+/// The moment a restore or dump goes to in a stream of captured changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum At {
+    /// The newest commit captured.
+    Latest,
+    /// The last commit read at or before this moment (ns since the Unix
+    /// epoch).
+    Moment(i64),
+}
+
+impl At {
+    /// The moment, `None` for the newest.
+    pub fn until_ns(self) -> Option<i64> {
+        match self {
+            At::Latest => None,
+            At::Moment(t) => Some(t),
+        }
+    }
+}
 
 /// Options of [`restore`].
 #[derive(Clone, Serialize, Deserialize)]
@@ -77,6 +99,10 @@ pub struct RestoreOptions {
     /// have (data written through such a process is lost).
     #[serde(default)]
     pub force: bool,
+    /// Apply the snapshot's stream of captured changes after its image, up
+    /// to this moment (SPEC.md 20.6); `None`: the snapshot as it is.
+    #[serde(default)]
+    pub at: Option<At>,
     /// Stops the restore early; the target is left untouched.
     #[serde(skip)]
     pub cancel: Cancel,
@@ -109,6 +135,7 @@ impl RestoreOptions {
             pre_restore: true,
             live: false,
             force: false,
+            at: None,
             cancel: Cancel::new(),
             progress: None,
         }
@@ -133,6 +160,9 @@ pub struct RestoreSummary {
     /// What the `post_sql` scrub did, if one ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scrub: Option<ScrubReport>,
+    /// The captured changes applied after the snapshot (`at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Applied>,
     /// Wall-clock duration in milliseconds.
     pub duration_ms: u64,
     /// Requests made to the storage and bytes moved, from opening the
@@ -181,9 +211,14 @@ pub fn restore(
         opts.progress.as_deref(),
         &opts.cancel,
     )?;
+    opts.cancel.check(STOPPED)?;
+    if opts.at.is_some() {
+        phase("applying captured changes");
+    }
+    let (checked, changes) = apply_at(repo, &manifest, &file, tmp.path(), opts)?;
     drop(file);
     opts.cancel.check(STOPPED)?;
-    let scrubbed = verify_and_scrub(repo, &manifest, tmp.path(), opts, &phase)?;
+    let scrubbed = verify_and_scrub(repo, &checked, changes.is_none(), tmp.path(), opts, &phase)?;
     opts.cancel.check(STOPPED)?;
     // The target may have appeared, or changed, while the copy was made.
     let state = inspect(&target)?;
@@ -245,6 +280,7 @@ pub fn restore(
         live,
         kept_damaged,
         scrub: scrubbed,
+        changes,
         duration_ms: started.elapsed().as_millis() as u64,
         io: repo.io_stats(),
     })
@@ -270,10 +306,33 @@ fn where_to(given: &Path, bytes: u64) -> Result<(PathBuf, PathBuf)> {
     Ok((target, dir))
 }
 
+/// With `at`: the snapshot's own image is checked first (the changes go
+/// onto exactly it), then its stream's changes are applied, each page
+/// checked by its hash. Returns the manifest the result is verified
+/// against (the last commit's size) and what was applied.
+fn apply_at(
+    repo: &Repository,
+    manifest: &Manifest,
+    file: &std::fs::File,
+    path: &Path,
+    opts: &RestoreOptions,
+) -> Result<(Manifest, Option<Applied>)> {
+    let Some(at) = opts.at else {
+        return Ok((manifest.clone(), None));
+    };
+    repo.check_image_file(manifest, path)?;
+    let applied = apply_stream(repo, manifest, file, at.until_ns(), &opts.cancel)?;
+    let mut m = manifest.clone();
+    m.image.page_count = applied.pages;
+    m.image.bytes = applied.pages * u64::from(m.image.page_size);
+    Ok((m, Some(applied)))
+}
+
 /// Steps 2 and 3: the copy verified, then scrubbed (with `post_sql`).
 fn verify_and_scrub(
     repo: &Repository,
     m: &Manifest,
+    image_hash: bool,
     path: &Path,
     opts: &RestoreOptions,
     phase: &dyn Fn(&str),
@@ -283,7 +342,7 @@ fn verify_and_scrub(
     } else {
         "verifying (integrity_check)"
     });
-    verify_copy(repo, m, path, opts)?;
+    verify_copy(repo, m, image_hash, path, opts)?;
     opts.post_sql
         .as_deref()
         .map(|sql| {
@@ -296,10 +355,22 @@ fn verify_and_scrub(
 /// Checks the reassembled copy at `path` before anything replaces the
 /// target: the fsync and the hash read-back run beside SQLite's check, and
 /// all three must pass.
-fn verify_copy(repo: &Repository, m: &Manifest, path: &Path, opts: &RestoreOptions) -> Result<()> {
+fn verify_copy(
+    repo: &Repository,
+    m: &Manifest,
+    image_hash: bool,
+    path: &Path,
+    opts: &RestoreOptions,
+) -> Result<()> {
     std::thread::scope(|s| {
         let synced = s.spawn(|| fsync(path).map_err(|e| Error::io("fsyncing", path, e)));
-        let image = s.spawn(|| repo.check_image_file(m, path));
+        let image = s.spawn(|| {
+            if image_hash {
+                repo.check_image_file(m, path)
+            } else {
+                Ok(())
+            }
+        });
         let db = verify_database(path, m, opts.quick, &opts.cancel);
         let image = image.join().expect("image check thread panicked");
         let synced = synced.join().expect("fsync thread panicked");

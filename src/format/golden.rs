@@ -1,9 +1,13 @@
-//! Golden vectors: `repo-format/vectors/` (format 1) and
-//! `repo-format/vectors-v2/` (format 2) each hold a key file, a config, a
-//! pack, an index and a snapshot made from documented inputs with seeded
-//! randomness; format 2's pack adds a delta blob. These tests decode them
-//! with the documented password and re-encode them byte for byte, so an
-//! accidental format change fails here.
+//! Golden vectors: `repo-format/vectors/` (format 1),
+//! `repo-format/vectors-v2/` (format 2) and `repo-format/vectors-v3/`
+//! (format 3) each hold a key file, a config, a pack, an index and a
+//! snapshot made from documented inputs with seeded randomness; format 2's
+//! pack adds a delta blob; format 3's snapshot is a stream's bridge, and it
+//! adds a change object (`change`, two commits: a whole page and a page
+//! XORed with its previous version) and a level-1 bundle of the stream's
+//! first 16 change objects (`bundle`). These tests decode them with the
+//! documented password and re-encode them byte for byte, so an accidental
+//! format change fails here.
 //!
 //! Regenerate (only for a deliberate, versioned format change):
 //! `LITEVAULT_REGEN_VECTORS=1 cargo test --lib golden`.
@@ -26,7 +30,8 @@ const PASSWORD: &[u8] = b"litevault golden vector password";
 fn dir(version: u8) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(match version {
         1 => "repo-format/vectors",
-        _ => "repo-format/vectors-v2",
+        2 => "repo-format/vectors-v2",
+        _ => "repo-format/vectors-v3",
     })
 }
 
@@ -52,6 +57,68 @@ struct Vectors {
     index_payload: Vec<u8>,
     manifest: Manifest,
     config_value: Config,
+    /// Format 3: change object 1 of the stream, and the bundle of 1..=16.
+    change: Vec<u8>,
+    bundle: Vec<u8>,
+}
+
+/// The stream of format 3's vectors.
+const STREAM: [u8; 32] = [0x5a; 32];
+
+/// Change object `seq` of the vectors' stream: two commits, the first
+/// writing page 1 whole, the second page 1 again as its XOR with the
+/// first's version and page 2 whole.
+fn change_object(seq: u64) -> crate::format::change::ChangeObject {
+    use crate::format::change::{page_hash, ChangeObject, CommitRecord, Enc, PageEntry, WalMark};
+    let one = page(1);
+    let two = edited_page();
+    let xor: Vec<u8> = one.iter().zip(&two).map(|(a, b)| a ^ b).collect();
+    let mut o = ChangeObject {
+        stream: STREAM,
+        seq,
+        page_size: 4096,
+        digest_before: [0x11; 32],
+        mark: WalMark {
+            salts: (0x0102_0304, 0x0506_0708),
+            checkpoint_seq: 2,
+            frames: 3 * seq,
+            checksum: (0x1111_2222, 0x3333_4444),
+        },
+        commits: vec![
+            CommitRecord {
+                time_ns: 1_796_000_000_000_000_000 + i64::try_from(seq).unwrap() * 1_000_000,
+                db_pages: 1,
+                pages: vec![PageEntry {
+                    pgno: 1,
+                    enc: Enc::Raw,
+                    hash: page_hash(&one),
+                    data: one.clone(),
+                }],
+            },
+            CommitRecord {
+                time_ns: 1_796_000_000_000_500_000 + i64::try_from(seq).unwrap() * 1_000_000,
+                db_pages: 2,
+                pages: vec![
+                    PageEntry {
+                        pgno: 1,
+                        enc: Enc::Xor,
+                        hash: page_hash(&two),
+                        data: xor,
+                    },
+                    PageEntry {
+                        pgno: 2,
+                        enc: Enc::Raw,
+                        hash: page_hash(&page(2)),
+                        data: page(2),
+                    },
+                ],
+            },
+        ],
+    };
+    if seq > 1 {
+        o.digest_before = change_object(seq - 1).digest_after();
+    }
+    o
 }
 
 /// Page 1 with one row changed: format 2 stores it as a delta against
@@ -99,7 +166,10 @@ fn make(version: u8) -> Vectors {
             ..if version == 1 {
                 Config::new_v1(repo_id)
             } else {
-                Config::new(repo_id)
+                Config {
+                    version,
+                    ..Config::new(repo_id)
+                }
             }
         };
         let config = config_value.seal(&master).unwrap();
@@ -202,10 +272,30 @@ fn make(version: u8) -> Vectors {
                 id: tree_id,
                 level: 0,
             },
+            continuous: (version >= 3).then(|| crate::format::manifest::Continuous {
+                stream: hex::encode(STREAM),
+                seq: 0,
+                digest: hex::encode([0x11u8; 32]),
+                kind: crate::format::manifest::ContinuousKind::Bridge,
+                gap: Some("the stream starts".into()),
+                wal: crate::format::manifest::WalPosition {
+                    salts: [0x0102_0304, 0x0506_0708],
+                    frames: 0,
+                    checksum: [0, 0],
+                },
+                time_ns: 1_795_999_999_000_000_000,
+            }),
         };
         let snapshot =
             format::seal_object(&master, ObjectType::Snapshot, &manifest.encode(), Some(3))
                 .unwrap();
+        let seal = |o: &crate::format::change::ChangeObject| {
+            format::seal_object(&master, ObjectType::Change, &o.encode(), Some(3)).unwrap()
+        };
+        let change = seal(&change_object(1));
+        let members: Vec<Vec<u8>> = (1..=16).map(|s| seal(&change_object(s))).collect();
+        let refs: Vec<&[u8]> = members.iter().map(Vec::as_slice).collect();
+        let bundle = crate::format::change::bundle_bytes(1, 1, &refs);
         Vectors {
             secret,
             key,
@@ -217,30 +307,37 @@ fn make(version: u8) -> Vectors {
             index_payload,
             manifest,
             config_value,
+            change,
+            bundle,
         }
     })
 }
 
-fn files(v: &Vectors) -> [(&'static str, &[u8]); 5] {
-    [
+fn files(v: &Vectors) -> Vec<(&'static str, &[u8])> {
+    let mut out: Vec<(&'static str, &[u8])> = vec![
         ("key", &v.key),
         ("config", &v.config),
         ("pack", &v.pack),
         ("index", &v.index),
         ("snapshot", &v.snapshot),
-    ]
+    ];
+    if v.config_value.version >= 3 {
+        out.push(("change", &v.change));
+        out.push(("bundle", &v.bundle));
+    }
+    out
 }
 
 #[test]
 fn golden_vectors_are_reproduced_byte_for_byte() {
-    for version in [1, 2] {
+    for version in [1, 2, 3] {
         reproduced_byte_for_byte(version);
     }
 }
 
 #[test]
 fn golden_vectors_decode_with_the_documented_password() {
-    for version in [1, 2] {
+    for version in [1, 2, 3] {
         decode_with_the_documented_password(version);
     }
 }
@@ -356,4 +453,35 @@ fn decode_with_the_documented_password(version: u8) {
     );
     let (_, tree) = expected.blobs.last().unwrap();
     assert_eq!(master.blob_id(tree), manifest.tree.id);
+    if version >= 3 {
+        decode_changes(&master, &read("change"), &read("bundle"));
+    }
+}
+
+/// Format 3: the change object and the bundle open, hold what they were
+/// made from, chain, and apply.
+fn decode_changes(master: &MasterKey, change: &[u8], bundle: &[u8]) {
+    use crate::format::change::{decode_bundle, ChangeObject};
+    let payload = format::open_object(master, ObjectType::Change, change, "change").unwrap();
+    let o = ChangeObject::decode(&payload, "change").unwrap();
+    assert_eq!(o, change_object(1));
+    assert_eq!(o.encode(), payload);
+    let first = o.commits[1].pages[0].apply(Some(&page(1))).unwrap();
+    assert_eq!(first, edited_page(), "the XOR page applies to its base");
+    assert!(o.commits[1].pages[0].apply(Some(&page(2))).is_none());
+    assert_eq!(&bundle[..4], format::MAGIC.as_slice());
+    assert_eq!(bundle[5], ObjectType::ChangeBundle as u8);
+    let members = decode_bundle(&bundle[format::HEADER_LEN..], 1, 1, "bundle").unwrap();
+    let mut digest = [0x11u8; 32];
+    for (i, m) in members.iter().enumerate() {
+        let p = format::open_object(master, ObjectType::Change, m, "member").unwrap();
+        let o = ChangeObject::decode(&p, "member").unwrap();
+        assert_eq!(o.seq, i as u64 + 1);
+        assert_eq!(o.digest_before, digest, "the members chain");
+        digest = o.digest_after();
+    }
+    assert_eq!(
+        crate::format::change::object_name(master, &STREAM, 0, 1).len(),
+        64
+    );
 }

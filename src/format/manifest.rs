@@ -251,6 +251,72 @@ pub struct Manifest {
     pub stats: BackupStats,
     /// The chunk list.
     pub tree: TreeRoot,
+    /// Where this snapshot stands in a stream of captured changes
+    /// (format 3, SPEC.md 20): the changes that follow it; absent for a
+    /// snapshot of no stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuous: Option<Continuous>,
+}
+
+/// A snapshot's place in a stream of change objects (SPEC.md 20.4): its
+/// image is the database after the commits of change objects `1..=seq`
+/// (or after a gap those did not cover, bridged by this snapshot), and the
+/// change object `seq + 1` continues from it, starting from `digest`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Continuous {
+    /// The stream, 64 hex digits.
+    pub stream: String,
+    /// The last change object whose commits the image holds (0: none).
+    pub seq: u64,
+    /// The stream's digest after them, from which object `seq + 1` goes
+    /// on, 64 hex digits.
+    pub digest: String,
+    /// `bridge` (the first snapshot of a stream, or one after a gap) or
+    /// `fold` (the stream's changes made into a snapshot).
+    pub kind: ContinuousKind,
+    /// Why the stream had a gap this snapshot bridges, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap: Option<String>,
+    /// The WAL position the image corresponds to.
+    pub wal: WalPosition,
+    /// The moment the image holds, in nanoseconds since the Unix epoch: a
+    /// bridge's read began then; a fold holds the commits read up to then.
+    pub time_ns: i64,
+}
+
+/// How a snapshot of a stream was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContinuousKind {
+    /// Read from the database at the stream's start or after a gap.
+    Bridge,
+    /// Made while the stream ran, so that its changes can be forgotten.
+    Fold,
+}
+
+/// A WAL position, as a manifest records it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalPosition {
+    /// The generation's salts.
+    pub salts: [u32; 2],
+    /// Frames of that generation the image holds.
+    pub frames: u64,
+    /// The checksum of the last of them (the WAL header's when none).
+    pub checksum: [u32; 2],
+}
+
+impl Continuous {
+    /// The stream's id.
+    pub fn stream_id(&self) -> Option<[u8; 32]> {
+        hex::decode(&self.stream).ok()?.try_into().ok()
+    }
+
+    /// The digest object `seq + 1` starts from.
+    pub fn digest_bytes(&self) -> Option<[u8; 32]> {
+        hex::decode(&self.digest).ok()?.try_into().ok()
+    }
 }
 
 impl Manifest {
@@ -273,6 +339,14 @@ impl Manifest {
                 object,
                 format!("time {:?} is not RFC 3339", m.time),
             ));
+        }
+        if let Some(c) = &m.continuous {
+            if c.stream_id().is_none() || c.digest_bytes().is_none() {
+                return Err(Error::damaged(
+                    object,
+                    "continuous.stream and continuous.digest must be 64 hex digits",
+                ));
+            }
         }
         if let Some(h) = &m.database.path_bytes {
             match hex::decode(h) {

@@ -27,6 +27,7 @@
 //! `header || seal(header, plaintext)` where
 //! `plaintext = compression(1) || raw_len(u32 LE) || payload`.
 
+pub mod change;
 pub mod chunker;
 pub mod compression;
 pub mod config;
@@ -37,6 +38,7 @@ pub mod lock;
 pub mod manifest;
 pub mod pack;
 pub mod tree;
+pub mod wal;
 
 #[cfg(test)]
 mod golden;
@@ -52,9 +54,10 @@ pub const MAGIC: [u8; 4] = *b"LVLT";
 /// envelope and the encodings of sections 2 to 9 of SPEC.md.
 pub const FORMAT_VERSION: u8 = 1;
 /// The newest repository format this build reads and writes: the config's
-/// header byte. Format 2 adds delta blobs (SPEC.md, "Delta blobs"); a
-/// format-1 repository is read and written as format 1.
-pub const REPOSITORY_VERSION: u8 = 2;
+/// header byte. Format 2 adds delta blobs (SPEC.md, "Delta blobs"), format
+/// 3 change objects and the snapshots of their streams (SPEC.md 20); a
+/// repository is read and written in its own format.
+pub const REPOSITORY_VERSION: u8 = 3;
 /// Length of the object header.
 pub const HEADER_LEN: usize = 6;
 /// Largest whole object (config, index, snapshot, lock) litevault reads:
@@ -83,6 +86,12 @@ pub enum ObjectType {
     DataBlob = 8,
     /// A tree blob: a piece of a snapshot's chunk list (associated data only).
     TreeBlob = 9,
+    /// A change object: commits continuous capture read (`changes/`,
+    /// format 3).
+    Change = 10,
+    /// A bundle of change objects (`changes/`, format 3; header only, its
+    /// members are sealed).
+    ChangeBundle = 11,
 }
 
 impl ObjectType {
@@ -97,6 +106,8 @@ impl ObjectType {
             7 => Self::PackHeader,
             8 => Self::DataBlob,
             9 => Self::TreeBlob,
+            10 => Self::Change,
+            11 => Self::ChangeBundle,
             _ => return None,
         })
     }
@@ -113,6 +124,8 @@ impl ObjectType {
             Self::PackHeader => "pack header",
             Self::DataBlob => "data blob",
             Self::TreeBlob => "tree blob",
+            Self::Change => "change object",
+            Self::ChangeBundle => "bundle of change objects",
         }
     }
 }

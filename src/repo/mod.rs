@@ -18,6 +18,7 @@
 //!   hostile repositories.
 
 mod blob_cache;
+pub mod changes;
 pub mod index;
 mod index_files;
 pub mod keys;
@@ -29,6 +30,7 @@ pub mod reader;
 pub mod repository;
 pub mod select;
 mod snapshots;
+pub use snapshots::one_database;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 pub mod walker;

@@ -224,7 +224,8 @@ impl Repository {
             pack_size: opts.pack_size,
             ..match opts.version {
                 1 => Config::new_v1(id),
-                2 => Config {
+                v @ (2 | 3) => Config {
+                    version: v,
                     delta: Some(DeltaParams {
                         max_depth: opts.max_delta_depth,
                     }),
@@ -233,7 +234,7 @@ impl Repository {
                 v => {
                     return Err(Error::option(
                         "repository_version",
-                        format!("repository format {v} is not 1 or 2"),
+                        format!("repository format {v} is not 1, 2 or 3"),
                     ))
                 }
             }

@@ -155,23 +155,7 @@ impl Repository {
                             || filter.asks_for_tag(PRE_RESTORE_TAG))
                 })
                 .collect();
-            // The newest of several databases is a guess, not a choice.
-            let mut databases: Vec<String> = candidates
-                .iter()
-                .map(|(_, m)| {
-                    format!(
-                        "{} on host {} ({})",
-                        m.database.name,
-                        m.host,
-                        m.database.shown_path()
-                    )
-                })
-                .collect();
-            databases.sort();
-            databases.dedup();
-            if databases.len() > 1 {
-                return Err(Error::AmbiguousLatest { databases });
-            }
+            one_database(&candidates)?;
             let newest = candidates
                 .into_iter()
                 .next_back()
@@ -190,6 +174,28 @@ impl Repository {
         let id: SnapshotId = name.parse()?;
         Ok((id, self.load_manifest(&id)?))
     }
+}
+
+/// Fails if `candidates` are snapshots of more than one database (name,
+/// host and path): the newest of several is a guess, not a choice.
+pub fn one_database(candidates: &[(SnapshotId, Manifest)]) -> Result<()> {
+    let mut databases: Vec<String> = candidates
+        .iter()
+        .map(|(_, m)| {
+            format!(
+                "{} on host {} ({})",
+                m.database.name,
+                m.host,
+                m.database.shown_path()
+            )
+        })
+        .collect();
+    databases.sort();
+    databases.dedup();
+    if databases.len() > 1 {
+        return Err(Error::AmbiguousLatest { databases });
+    }
+    Ok(())
 }
 
 /// How much the storage's clock may be ahead of a backup's host.

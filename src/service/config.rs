@@ -649,15 +649,7 @@ fn resolve_api(file: &Path, a: RawApi) -> Result<ApiSettings> {
 /// The default state database: `$XDG_STATE_HOME/litevault/state.db`, else
 /// `~/.local/state/litevault/state.db`.
 pub fn default_state() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|h| PathBuf::from(h).join(".local/state"))
-        })?;
-    Some(base.join("litevault").join("state.db"))
+    Some(crate::sys::state_home()?.join("litevault").join("state.db"))
 }
 
 /// `Ok` if `path` is a regular file starting with SQLite's header.

@@ -15,6 +15,7 @@
 //!
 //! This file opens databases and turns SQLite's errors into the library's.
 
+pub mod capture;
 pub mod compare;
 pub mod confine;
 pub mod find;
@@ -27,6 +28,9 @@ pub mod sqltext;
 pub mod target;
 pub mod tempdb;
 pub mod verify;
+pub mod wal_index;
+pub mod wal_tail;
+pub mod watch;
 
 use std::fs::File;
 use std::io::Read;

@@ -24,10 +24,11 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode};
 
 use super::tempdb::TempDb;
+use super::wal_index::WalIndex;
 use super::{open_own, sql_error};
 use crate::error::{Error, Result, SourceProblem};
 use crate::format::crypto::MasterKey;
-use crate::format::manifest::{FileStamp, FileStat, ImageInfo, Strategy};
+use crate::format::manifest::{Continuous, FileStamp, FileStat, ImageInfo, Strategy};
 use crate::id::BlobId;
 use crate::progress::Cancel;
 
@@ -64,6 +65,9 @@ pub struct ImageMeta {
     /// read began to after it ended, unchanged, and last written long
     /// enough before it (see [`FileStamp::settled`]); `None` otherwise.
     pub file: Option<FileStamp>,
+    /// With [`SourceOptions::align`]: the snapshot's place in its stream,
+    /// as the hook said once the read was aligned with the WAL.
+    pub continuous: Option<Continuous>,
 }
 
 /// `stat` of the database file at `path` and of its WAL, or `None` if the
@@ -141,6 +145,30 @@ pub struct SourceOptions {
     pub keep_free_pages: bool,
     /// Stops the read, its waits and its statements.
     pub cancel: Cancel,
+    /// Align the read transaction with the WAL, for continuous capture.
+    pub align: Option<Align>,
+}
+
+/// The hook an aligned read calls with the WAL position it holds (the
+/// wal-index header) and when it began; it returns the snapshot's place in
+/// its stream, or an error that stops the read.
+pub type AlignHook = dyn Fn(WalIndex, i64) -> Result<Continuous> + Send + Sync;
+
+/// How to align a read with the WAL (see [`begin_aligned`]).
+#[derive(Clone)]
+pub struct Align {
+    /// The database's `-shm`, opened by the caller for as long as the
+    /// source's connection lives (closing a descriptor of it would drop
+    /// the locks SQLite holds on it).
+    pub shm: std::sync::Arc<std::fs::File>,
+    /// Called once the read transaction is aligned.
+    pub hook: std::sync::Arc<AlignHook>,
+}
+
+impl std::fmt::Debug for Align {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Align").finish_non_exhaustive()
+    }
 }
 
 /// Opens the image source `opts` asks for on the database behind `conn`
@@ -292,6 +320,66 @@ fn export_error(e: &rusqlite::Error, source: &Path, opts: &SourceOptions) -> Err
         ),
         _ => sql_error(source, opts.lock_timeout, e),
     }
+}
+
+/// What beginning a read transaction gave: page size and count, and with
+/// [`SourceOptions::align`] the hook's answer.
+type Begun = (rusqlite::Result<(i64, i64)>, Option<Result<Continuous>>);
+
+/// Begins the read transaction, aligned when `opts` asks for it (then the
+/// hook is told the position).
+fn begin_with(conn: &Connection, opts: &SourceOptions) -> Begun {
+    match &opts.align {
+        None => (begin_read(conn, opts.lock_timeout, &opts.cancel), None),
+        Some(a) => {
+            let (r, wal) = begin_aligned(conn, &a.shm, opts.lock_timeout, &opts.cancel);
+            (r, wal.map(|(w, at)| (a.hook)(w, at)))
+        }
+    }
+}
+
+/// The page size and count a read transaction began with, and the WAL
+/// position it holds with when it began.
+type AlignedBegin = (rusqlite::Result<(i64, i64)>, Option<(WalIndex, i64)>);
+
+/// Begins the read transaction as [`begin_read`] does, aligned with the
+/// WAL: the wal-index header read just before and just after the
+/// transaction's first read must be the same (no commit between them), so
+/// the snapshot holds exactly the frames it names. Retried until it is
+/// (a commit lands in that window of microseconds rarely twice).
+fn begin_aligned(
+    conn: &Connection,
+    shm: &std::fs::File,
+    lock_timeout: Duration,
+    cancel: &Cancel,
+) -> AlignedBegin {
+    for _ in 0..1000 {
+        let before = super::wal_index::read(shm);
+        let at = now_ns();
+        let r = begin_read(conn, lock_timeout, cancel);
+        if r.is_err() {
+            return (r, None);
+        }
+        let after = super::wal_index::read(shm);
+        // (A checkpoint may move the backfill counters meanwhile: only a
+        // commit or a restart changes what the transaction sees.)
+        let seen = |w: &Option<WalIndex>| w.map(|w| (w.mx_frame, w.salts, w.frame_checksum));
+        if before.is_some() && seen(&before) == seen(&after) {
+            return (r, before.map(|w| (w, at)));
+        }
+        let _ = conn.execute_batch("ROLLBACK");
+        if cancel.is_cancelled() {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    (
+        Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            Some("could not align a read with the WAL: it kept changing".into()),
+        )),
+        None,
+    )
 }
 
 /// Reads one page inside the read transaction.
@@ -454,10 +542,11 @@ impl<'c> PageReader<'c> {
             let at = now_ns();
             conn_stamp(conn).map(|s| (s, at))
         };
-        let started = begin_read(conn, lock_timeout, &opts.cancel);
+        let (started, continuous) = begin_with(conn, opts);
         opts.cancel
             .check("backup stopped; no snapshot was written")?;
         let (page_size, page_count) = started.map_err(err)?;
+        let continuous = continuous.transpose()?;
         let mut reader = Self {
             conn,
             clone: None,
@@ -477,6 +566,7 @@ impl<'c> PageReader<'c> {
                 cloned: false,
                 read_lock_ms: 0,
                 file: None,
+                continuous,
             },
             free: Vec::new(),
             trunks: std::collections::HashMap::new(),
@@ -704,6 +794,7 @@ impl VacuumExport {
                 cloned: false,
                 read_lock_ms: 0,
                 file: None,
+                continuous: None,
             },
         };
         if opts.verify {
@@ -811,6 +902,7 @@ impl ImageFile {
             cloned: false,
             read_lock_ms: 0,
             file: None,
+            continuous: None,
         };
         match open_immutable(path).and_then(|c| schema_hash(&c, key)) {
             Ok(h) => meta.schema_hash = h,

@@ -135,6 +135,7 @@ impl Env {
         }
         c.env("LITEVAULT_TEST_ONLY_INSECURE_KDF", "1")
             .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
+            .env("XDG_STATE_HOME", self.dir.path().join("state"))
             .current_dir(self.dir.path())
             .stdin(Stdio::null());
         for (k, v) in &self.vars {

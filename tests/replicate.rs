@@ -1,0 +1,515 @@
+//! Continuous capture against real SQLite writers and the real binary:
+//! every commit is captured from the WAL while the application commits,
+//! checkpoints in every mode, alters its schema and vacuums; `replicate`
+//! is killed and restarted; restores at moments between commits give
+//! exactly the state after the last commit before them.
+
+// Each test is one scenario, told in order.
+#![allow(clippy::too_many_lines)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rusqlite::Connection;
+
+use crate::util::{run, Env, Run};
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+/// A WAL-mode database with a table the writer fills.
+pub fn wal_db(path: &Path, page_size: u32) {
+    let c = Connection::open(path).unwrap();
+    c.execute_batch(&format!(
+        "PRAGMA page_size={page_size}; PRAGMA journal_mode=WAL;
+         CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB, at INTEGER);"
+    ))
+    .unwrap();
+}
+
+/// What the database holds, to compare: rows and a digest of them.
+pub fn state_of(path: &Path) -> (i64, String) {
+    let c = Connection::open(path).unwrap();
+    c.query_row(
+        "SELECT count(*), coalesce(sum(id * 7 + length(v)), 0) || '/' || coalesce(max(id), 0) FROM t",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap()
+}
+
+/// `litevault replicate` in the background.
+pub struct Replicator {
+    pub child: Child,
+}
+
+impl Replicator {
+    pub fn start(env: &Env, state: &Path, dbs: &[&Path], extra: &[&str]) -> Self {
+        let mut c = env.command(&["replicate", "--state-dir", s(state), "--interval", "500ms"]);
+        c.args(extra);
+        for d in dbs {
+            c.arg(d);
+        }
+        let child = c
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Self { child }
+    }
+
+    /// Stops it with `signal` (TERM flushes; KILL does not); returns its
+    /// output.
+    pub fn stop(self, signal: &str) -> Run {
+        Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let out = self.child.wait_with_output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// One commit the writer made: when `COMMIT` returned, and the state
+/// after it.
+#[derive(Clone, Debug)]
+pub struct Logged {
+    pub at_ns: i64,
+    pub state: (i64, String),
+}
+
+/// Commits `n` transactions, 10 ms apart, each inserting a row (and every
+/// fifth updating an old one); logs each.
+pub fn burst(c: &Connection, n: usize, log: &mut Vec<Logged>, path: &Path) {
+    for i in 0..n {
+        c.execute_batch("BEGIN IMMEDIATE").unwrap();
+        c.execute(
+            "INSERT INTO t(v, at) VALUES (randomblob(200 + abs(random()) % 900), ?1)",
+            [now_ns()],
+        )
+        .unwrap();
+        if i % 5 == 0 {
+            c.execute(
+                "UPDATE t SET v = randomblob(300) WHERE id = (SELECT max(id) / 2 FROM t)",
+                [],
+            )
+            .unwrap();
+        }
+        c.execute_batch("COMMIT").unwrap();
+        log.push(Logged {
+            at_ns: now_ns(),
+            state: state_of(path),
+        });
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn rfc3339(ns: i64) -> String {
+    jiff::Timestamp::from_nanosecond(i128::from(ns))
+        .unwrap()
+        .to_string()
+}
+
+/// Restores `db` as it was at `at_ns` into a fresh file; its state.
+pub fn restore_at(env: &Env, db: &Path, at: &str, name: &str) -> Result<(i64, String), Run> {
+    let target = env.dir.path().join(name);
+    for side in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{side}", target.display()));
+    }
+    let r = run(env.command(&[
+        "restore",
+        "--db",
+        s(db),
+        "--at",
+        at,
+        "--target",
+        s(&target),
+        "--no-pre-restore",
+    ]));
+    if r.code != 0 {
+        return Err(r);
+    }
+    Ok(state_of(&target))
+}
+
+/// The state the log says the database had at `at_ns`.
+fn expected_at(log: &[Logged], at_ns: i64) -> (i64, String) {
+    log.iter()
+        .rev()
+        .find(|l| l.at_ns <= at_ns)
+        .map_or((0, "0/0".into()), |l| l.state.clone())
+}
+
+#[test]
+fn every_commit_is_captured_and_any_moment_restores_exactly() {
+    let env = Env::new();
+    env.init();
+    let db = env.dir.path().join("app.db");
+    wal_db(&db, 4096);
+    let state = env.dir.path().join("replicate-state");
+    let mut rep = Replicator::start(&env, &state, &[&db], &[]);
+    let c = Connection::open(&db).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    let mut log: Vec<Logged> = Vec::new();
+    // Quiet moments (between bursts) to restore to, well clear of commits.
+    let mut quiet: Vec<i64> = Vec::new();
+    let pause = |quiet: &mut Vec<i64>| {
+        std::thread::sleep(Duration::from_millis(200));
+        quiet.push(now_ns());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let steps: [&str; 8] = [
+        "",
+        "PRAGMA wal_checkpoint(PASSIVE)",
+        "PRAGMA wal_checkpoint(FULL)",
+        "PRAGMA wal_checkpoint(RESTART)",
+        "ALTER TABLE t ADD COLUMN note TEXT",
+        "PRAGMA wal_checkpoint(TRUNCATE)",
+        "VACUUM",
+        "kill",
+    ];
+    let mut killed_at = None;
+    for step in steps {
+        burst(&c, 25, &mut log, &db);
+        match step {
+            "kill" => {
+                // A sudden death: restarted at once, it goes on.
+                let out = rep.stop("KILL");
+                assert_eq!(out.code, -1, "{out:?}");
+                killed_at = Some((now_ns(), log.len()));
+                rep = Replicator::start(&env, &state, &[&db], &[]);
+            }
+            "" => {}
+            sql => {
+                c.execute_batch(sql).unwrap();
+                log.push(Logged {
+                    at_ns: now_ns(),
+                    state: state_of(&db),
+                });
+            }
+        }
+        pause(&mut quiet);
+    }
+    burst(&c, 25, &mut log, &db);
+    pause(&mut quiet);
+    let out = rep.stop("TERM");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("commits in"), "{out:?}");
+
+    // The latest state is the database's.
+    let latest = restore_at(&env, &db, "latest", "latest.db").unwrap();
+    assert_eq!(latest, state_of(&db));
+    // Every quiet moment restores to the state after the last commit
+    // before it, except inside a gap the summary names (a TRUNCATE
+    // checkpoint that overtook the capture is bridged by a snapshot).
+    let mut exact = 0;
+    for (i, at) in quiet.iter().enumerate() {
+        let want = expected_at(&log, *at);
+        let got = restore_at(&env, &db, &rfc3339(*at), &format!("at-{i}.db")).unwrap();
+        if got == want {
+            exact += 1;
+        } else {
+            // Only a bridged gap may hold an older state, never a newer
+            // or a made-up one.
+            assert!(got.0 < want.0, "moment {i}: {got:?}, want {want:?}");
+            assert!(
+                log.iter().any(|l| l.state == got),
+                "moment {i}: {got:?} is no state the database had"
+            );
+        }
+    }
+    assert!(exact + 2 >= quiet.len(), "{exact} of {}", quiet.len());
+    // Before anything was captured: no snapshot.
+    let r = restore_at(&env, &db, "2000-01-01T00:00:00Z", "early.db").unwrap_err();
+    r.fails(1, &["no snapshot"]);
+    let _ = killed_at;
+}
+
+#[test]
+fn a_rollback_journal_database_is_refused_with_what_to_do() {
+    let env = Env::new();
+    env.init();
+    let db = env.dir.path().join("old.db");
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let state = env.dir.path().join("st");
+    let r = env.run(&["replicate", "--state-dir", s(&state), s(&db)]);
+    r.fails(
+        3,
+        &["rollback-journal mode", "journal_mode=WAL", "schedule"],
+    );
+    // Missing, and not SQLite at all.
+    let r = env.run(&["replicate", "--state-dir", s(&state), "nope.db"]);
+    assert_ne!(r.code, 0);
+    r.fails(r.code, &["nope.db"]);
+    let junk = env.dir.path().join("junk.db");
+    std::fs::write(&junk, vec![7u8; 4096]).unwrap();
+    env.run(&["replicate", "--state-dir", s(&state), s(&junk)])
+        .fails(3, &["not an SQLite database"]);
+    // A format-2 repository cannot hold changes.
+    let old_repo = env.dir.path().join("v2");
+    run(env.command_for(&old_repo, &["init", "--repository-version", "2"])).ok();
+    let wal = env.dir.path().join("w.db");
+    wal_db(&wal, 4096);
+    run(env.command_for(&old_repo, &["replicate", "--state-dir", s(&state), s(&wal)]))
+        .fails(1, &["format 2", "format 3"]);
+}
+
+#[test]
+fn a_restart_goes_on_from_its_record_without_a_new_snapshot() {
+    let env = Env::new();
+    env.init();
+    let db = env.dir.path().join("app.db");
+    wal_db(&db, 4096);
+    let state = env.dir.path().join("st");
+    let c = Connection::open(&db).unwrap();
+    // The application keeps its WAL (no checkpoints while it is down).
+    c.execute_batch("PRAGMA wal_autocheckpoint=0").unwrap();
+    let mut log = Vec::new();
+    let rep = Replicator::start(&env, &state, &[&db], &[]);
+    burst(&c, 20, &mut log, &db);
+    std::thread::sleep(Duration::from_millis(1500));
+    rep.stop("TERM").ok();
+    let snapshots = |env: &Env| -> usize {
+        let v: serde_json::Value =
+            serde_json::from_str(env.run(&["snapshots", "--json"]).ok()).unwrap();
+        v.as_array().unwrap().len()
+    };
+    assert_eq!(snapshots(&env), 1, "the stream's first snapshot");
+    // Committed while nothing captured; then captured on restart.
+    burst(&c, 20, &mut log, &db);
+    let rep = Replicator::start(&env, &state, &[&db], &[]);
+    burst(&c, 10, &mut log, &db);
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = rep.stop("TERM");
+    assert!(!out.stderr.contains("bridging"), "{out:?}");
+    assert_eq!(snapshots(&env), 1, "no snapshot again after a restart");
+    assert_eq!(
+        restore_at(&env, &db, "latest", "latest.db").unwrap(),
+        state_of(&db)
+    );
+    // And after a restart that salvages a WAL restarted meanwhile.
+    c.execute_batch("PRAGMA wal_autocheckpoint=1000").unwrap();
+    burst(&c, 5, &mut log, &db);
+    c.execute_batch("PRAGMA wal_checkpoint(PASSIVE)").unwrap();
+    burst(&c, 5, &mut log, &db);
+    let rep = Replicator::start(&env, &state, &[&db], &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    rep.stop("TERM").ok();
+    assert_eq!(
+        restore_at(&env, &db, "latest", "latest2.db").unwrap(),
+        state_of(&db)
+    );
+}
+
+#[test]
+fn page_sizes_from_512_to_65536_are_captured() {
+    for ps in [512, 65536] {
+        let env = Env::new();
+        env.init();
+        let db = env.dir.path().join("app.db");
+        wal_db(&db, ps);
+        let state = env.dir.path().join("st");
+        let rep = Replicator::start(&env, &state, &[&db], &[]);
+        let c = Connection::open(&db).unwrap();
+        let mut log = Vec::new();
+        burst(&c, 30, &mut log, &db);
+        c.execute_batch("PRAGMA wal_checkpoint(RESTART)").unwrap();
+        burst(&c, 30, &mut log, &db);
+        std::thread::sleep(Duration::from_millis(1500));
+        rep.stop("TERM").ok();
+        assert_eq!(
+            restore_at(&env, &db, "latest", "latest.db").unwrap(),
+            state_of(&db),
+            "page size {ps}"
+        );
+        let mid = log[40].at_ns + 4_000_000;
+        assert_eq!(
+            restore_at(&env, &db, &rfc3339(mid), "mid.db").unwrap(),
+            expected_at(&log, mid),
+            "page size {ps}"
+        );
+    }
+}
+
+/// Paths of the change objects stored.
+fn changes(env: &Env) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(env.repo.join("changes"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_removed_duplicated_swapped_or_foreign_change_object_is_named_not_skipped() {
+    let env = Env::new();
+    env.init();
+    let db = env.dir.path().join("app.db");
+    let other = env.dir.path().join("other.db");
+    wal_db(&db, 4096);
+    wal_db(&other, 4096);
+    let state = env.dir.path().join("st");
+    let rep = Replicator::start(&env, &state, &[&db, &other], &[]);
+    let c = Connection::open(&db).unwrap();
+    let o = Connection::open(&other).unwrap();
+    let mut log = Vec::new();
+    let mut olog = Vec::new();
+    // A few intervals each: fewer than a bundle's 16.
+    for _ in 0..4 {
+        burst(&c, 8, &mut log, &db);
+        burst(&o, 2, &mut olog, &other);
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    rep.stop("TERM").ok();
+    let all = changes(&env);
+    assert!(all.len() >= 6, "{all:?}");
+    assert_eq!(
+        restore_at(&env, &db, "latest", "ok.db").unwrap(),
+        state_of(&db)
+    );
+    // Which objects are the first database's: restore after removing each
+    // in turn tells (a removed one with later ones stored is named).
+    let backup = env.dir.path().join("changes-backup");
+    crate::util::copy_dir(&env.repo.join("changes"), &backup);
+    let reset = || {
+        std::fs::remove_dir_all(env.repo.join("changes")).unwrap();
+        crate::util::copy_dir(&backup, &env.repo.join("changes"));
+    };
+    let mut named = 0;
+    for victim in &all {
+        let bytes = std::fs::read(victim).unwrap();
+        std::fs::remove_file(victim).unwrap();
+        let r = restore_at(&env, &db, "latest", "cut.db");
+        reset();
+        match r {
+            Err(r) => {
+                let name = victim.file_name().unwrap().to_str().unwrap();
+                r.fails(13, &[&name[..8], "missing", "later ones are stored"]);
+                named += 1;
+                // The same object under another's name: refused, named.
+                for other_victim in all.iter().filter(|p| *p != victim) {
+                    std::fs::write(other_victim, &bytes).unwrap();
+                    let r = restore_at(&env, &db, "latest", "swapped.db");
+                    reset();
+                    if let Err(r) = r {
+                        assert_eq!(r.code, 13, "{r:?}");
+                        assert!(r.stderr.contains("belongs"), "{r:?}");
+                    }
+                }
+            }
+            // The last object of a stream: the stream ends earlier, as a
+            // truncated history would (no later object to tell).
+            Ok(state) => assert!(log.iter().any(|l| l.state == state) || state.0 <= 0),
+        }
+    }
+    assert!(named >= 1, "no removed object was named");
+    // A flipped byte: authentication fails, named.
+    let mut bytes = std::fs::read(&all[0]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&all[0], &bytes).unwrap();
+    let a = restore_at(&env, &db, "latest", "flip.db");
+    let b = restore_at(&env, &other, "latest", "flip2.db");
+    let failed: Vec<Run> = [a, b].into_iter().filter_map(Result::err).collect();
+    assert_eq!(failed.len(), 1, "exactly one stream holds it");
+    failed[0].fails(13, &["failed authentication"]);
+    reset();
+}
+
+#[test]
+fn the_spool_holds_commits_while_the_repository_is_unreachable() {
+    let env = Env::new();
+    env.init();
+    let db = env.dir.path().join("app.db");
+    wal_db(&db, 4096);
+    let state = env.dir.path().join("st");
+    let rep = Replicator::start(&env, &state, &[&db], &[]);
+    let c = Connection::open(&db).unwrap();
+    let mut log = Vec::new();
+    burst(&c, 10, &mut log, &db);
+    std::thread::sleep(Duration::from_secs(1));
+    // The storage goes away: the writer never waits, the WAL stays its own
+    // size, commits wait in the spool.
+    let away = env.dir.path().join("repo-away");
+    std::fs::rename(&env.repo, &away).unwrap();
+    let started = Instant::now();
+    burst(&c, 40, &mut log, &db);
+    c.execute_batch("PRAGMA wal_checkpoint(PASSIVE)").unwrap();
+    burst(&c, 20, &mut log, &db);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(1500));
+    let spooled: u64 = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "spool"))
+        .flat_map(|e| std::fs::read_dir(e.path()).unwrap().flatten())
+        .count() as u64;
+    assert!(spooled >= 2, "{spooled} objects spooled");
+    // Back: what waited is stored, in order; nothing is lost.
+    std::fs::rename(&away, &env.repo).unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let out = rep.stop("TERM");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        restore_at(&env, &db, "latest", "latest.db").unwrap(),
+        state_of(&db)
+    );
+    let mid = log[30].at_ns + 4_000_000;
+    assert_eq!(
+        restore_at(&env, &db, &rfc3339(mid), "mid.db").unwrap(),
+        expected_at(&log, mid)
+    );
+}
+
+#[test]
+fn a_database_replaced_while_captured_is_bridged() {
+    let env = Env::new();
+    env.init();
+    let db = env.dir.path().join("app.db");
+    wal_db(&db, 4096);
+    let state = env.dir.path().join("st");
+    let rep = Replicator::start(&env, &state, &[&db], &[]);
+    {
+        let c = Connection::open(&db).unwrap();
+        let mut log = Vec::new();
+        burst(&c, 10, &mut log, &db);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    // Another database renamed over it (as a restore does).
+    let new = env.dir.path().join("new.db");
+    wal_db(&new, 4096);
+    Connection::open(&new)
+        .unwrap()
+        .execute_batch("INSERT INTO t(v, at) VALUES (x'01', 1), (x'02', 2);")
+        .unwrap();
+    std::fs::rename(&new, &db).unwrap();
+    let c = Connection::open(&db).unwrap();
+    let mut log = Vec::new();
+    burst(&c, 10, &mut log, &db);
+    std::thread::sleep(Duration::from_secs(3));
+    let out = rep.stop("TERM");
+    assert!(out.stderr.contains("replaced"), "{out:?}");
+    assert_eq!(
+        restore_at(&env, &db, "latest", "latest.db").unwrap(),
+        state_of(&db)
+    );
+}
