@@ -344,6 +344,38 @@ fn page_sizes_from_512_to_65536_are_captured() {
             expected_at(&log, mid),
             "page size {ps}"
         );
+        // `dump --at` writes the same database, and its SQL replays to it.
+        let dumped = env.dir.path().join("dumped.db");
+        env.run(&[
+            "dump",
+            "--db",
+            s(&db),
+            "--at",
+            &rfc3339(mid),
+            "--output",
+            s(&dumped),
+        ])
+        .ok();
+        assert_eq!(state_of(&dumped), expected_at(&log, mid), "page size {ps}");
+        let sql = env.dir.path().join("dumped.sql");
+        env.run(&[
+            "dump",
+            "--db",
+            s(&db),
+            "--at",
+            "latest",
+            "--format",
+            "sql",
+            "--output",
+            s(&sql),
+        ])
+        .ok();
+        let replayed = env.dir.path().join("replayed.db");
+        let c = Connection::open(&replayed).unwrap();
+        c.execute_batch(&std::fs::read_to_string(&sql).unwrap())
+            .unwrap();
+        drop(c);
+        assert_eq!(state_of(&replayed), state_of(&db), "page size {ps}");
     }
 }
 

@@ -985,7 +985,7 @@ fn the_http_api_backs_up_lists_downloads_restores_and_refuses_what_it_must() {
 
 /// A one-route HTTP server counting the requests it gets (a heartbeat
 /// monitor such as healthchecks.io).
-fn monitor() -> (String, Arc<Mutex<Vec<String>>>) {
+pub(crate) fn monitor() -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let seen = Arc::new(Mutex::new(Vec::new()));

@@ -30,6 +30,7 @@ mod restore;
 mod safety;
 mod scrub;
 mod service;
+mod service_continuous;
 mod service_load;
 mod shared_dirs;
 mod sqldump;

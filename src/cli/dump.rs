@@ -19,8 +19,17 @@ pub enum Format {
 
 #[derive(Debug, Args)]
 pub struct DumpArgs {
-    /// Snapshot id, unique id prefix, or `latest` (narrowed by the filters).
-    snapshot: String,
+    /// Snapshot id, unique id prefix, or `latest` (narrowed by the filters;
+    /// for a database captured continuously, its newest captured commit).
+    /// Not needed with --at.
+    #[arg(required_unless_present = "at")]
+    snapshot: Option<String>,
+    /// The database as it was after the last commit captured at or before
+    /// TIME (as `restore --at`: RFC 3339 with fractional seconds, local
+    /// time as listed, a duration ago, or `latest`). Select the database
+    /// with --db.
+    #[arg(long, value_name = "TIME", conflicts_with = "before")]
+    at: Option<String>,
     #[command(flatten)]
     filter: FilterArgs,
     /// With `latest`: the newest snapshot taken at or before TIME (RFC 3339,
@@ -61,14 +70,20 @@ pub fn run(ctx: &Ctx, args: &DumpArgs) -> Result<()> {
     let cancel = cancel_on_signals()?;
     let temp_dir = args.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
     let repo = ctx.open_reading()?;
-    let (id, _) = repo.find_snapshot(&args.snapshot, &filter)?;
+    let (id, _, at) = super::restore::choose(
+        ctx,
+        &repo,
+        args.snapshot.as_deref(),
+        args.at.as_deref(),
+        &filter,
+    )?;
     let result = if to_stdout {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-        dump(&repo, &id, format, &temp_dir, &mut out, &cancel)
+        dump(&repo, &id, format, at, &temp_dir, &mut out, &cancel)
             .map_err(anyhow::Error::from)
             .and_then(|_| out.flush().context("writing the dump to standard output"))
     } else {
-        dump_to_file(&repo, &id, format, &args.output, &temp_dir, &cancel)
+        dump_to_file(&repo, &id, format, at, &args.output, &temp_dir, &cancel)
             .map_err(anyhow::Error::from)
             .and_then(|s| {
                 if args.json {

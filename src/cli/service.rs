@@ -136,6 +136,16 @@ fn check(ctx: &Ctx, file: &Path) -> Result<()> {
             "  job {job}: into {}",
             j.repositories.join(", ")
         ))?;
+        if let Some(c) = &j.continuous {
+            for db in &j.databases {
+                ctx.summary(format_args!(
+                    "    capture every commit of {db} ({}) within {:?}, folded every {:?}",
+                    printable(&config.databases[db].backup.path.display().to_string()),
+                    c.interval,
+                    c.fold_every
+                ))?;
+            }
+        }
         for (db, s) in &j.schedules {
             let d = &config.databases[db];
             let unit = service::runner::Unit::Backup {
@@ -177,7 +187,12 @@ fn check(ctx: &Ctx, file: &Path) -> Result<()> {
             };
             ctx.summary(format_args!("    check {s} ({what})"))?;
         }
-        if j.heartbeat_url.is_some() {
+        if let (Some(_), Some(c)) = (&j.heartbeat_url, &j.continuous) {
+            ctx.summary(format_args!(
+                "    heartbeat every 30 s while every stream lags under {:?}",
+                c.max_lag
+            ))?;
+        } else if j.heartbeat_url.is_some() {
             ctx.summary(format_args!("    heartbeat after each successful run"))?;
         }
     }
@@ -362,8 +377,10 @@ pub fn run(_ctx: &Ctx, args: &RunArgs) -> Result<()> {
         ..Event::default()
     });
     let api_thread = api.map(|a| start_api(&svc, a)).transpose()?;
+    svc.start_continuous();
     let result = service::daemon::run(&svc, &reload, &|| load(&file));
     cancel.cancel();
+    svc.stop_continuous();
     svc.wait_idle(std::time::Duration::from_secs(30));
     if let Some(t) = api_thread {
         if let Ok(Err(e)) = t.join() {

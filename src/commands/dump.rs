@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::pitr::apply_stream;
+use super::restore::At;
 use crate::backend::IoStats;
 use crate::error::{Error, Result, SourceProblem};
 use crate::format::manifest::Manifest;
@@ -67,18 +69,21 @@ pub fn dump_image(repo: &Repository, id: &SnapshotId, out: &mut dyn Write) -> Re
     repo.write_image(&manifest, out, &Cancel::new())
 }
 
-/// Writes snapshot `id` in `format` to `out`; the temporary copy SQLite
-/// reads for SQL text goes to `temp_dir`. Returns the bytes written.
+/// Writes snapshot `id` in `format` to `out`, with `at` the database at
+/// that moment of the snapshot's stream of captured changes; the temporary
+/// copy SQLite reads for SQL text (or the changes are applied to) goes to
+/// `temp_dir`. Returns the bytes written.
 pub fn dump(
     repo: &Repository,
     id: &SnapshotId,
     format: DumpFormat,
+    at: Option<At>,
     temp_dir: &Path,
     out: &mut dyn Write,
     cancel: &Cancel,
 ) -> Result<u64> {
     let _lock = repo.lock_reading("dump")?;
-    dump_held(repo, id, format, temp_dir, out, cancel)
+    dump_held(repo, id, format, at, temp_dir, out, cancel)
 }
 
 /// [`dump`] for a caller that already holds the repository's lock (a
@@ -88,16 +93,27 @@ pub fn dump_held(
     repo: &Repository,
     id: &SnapshotId,
     format: DumpFormat,
+    at: Option<At>,
     temp_dir: &Path,
     out: &mut dyn Write,
     cancel: &Cancel,
 ) -> Result<u64> {
     let manifest: Manifest = repo.load_manifest(id)?;
-    match format {
-        DumpFormat::Sqlite => repo.write_image(&manifest, out, cancel),
-        DumpFormat::Sql => {
+    match (format, at) {
+        (DumpFormat::Sqlite, None) => repo.write_image(&manifest, out, cancel),
+        (DumpFormat::Sqlite, Some(at)) => {
             remove_stale(temp_dir);
-            let tmp = image_to_temp(repo, &manifest, temp_dir, "dump", "sql", cancel)?;
+            let tmp = image_at(repo, &manifest, at, temp_dir, cancel)?;
+            let mut f =
+                std::fs::File::open(tmp.path()).map_err(|e| Error::io("reading", tmp.path(), e))?;
+            std::io::copy(&mut f, out).map_err(|e| Error::io("writing", Path::new(OUTPUT), e))
+        }
+        (DumpFormat::Sql, at) => {
+            remove_stale(temp_dir);
+            let tmp = match at {
+                None => image_to_temp(repo, &manifest, temp_dir, "dump", "sql", cancel)?,
+                Some(at) => image_at(repo, &manifest, at, temp_dir, cancel)?,
+            };
             let conn = open_own(tmp.path(), true).map_err(|e| {
                 Error::source(
                     tmp.path(),
@@ -113,6 +129,25 @@ pub fn dump_held(
             Ok(counting.bytes)
         }
     }
+}
+
+/// Snapshot `m`'s image with its stream's changes up to `at` applied, in a
+/// new private file (removed when the guard drops).
+fn image_at(
+    repo: &Repository,
+    m: &Manifest,
+    at: At,
+    dir: &Path,
+    cancel: &Cancel,
+) -> Result<TempDb> {
+    let tmp = image_to_temp(repo, m, dir, "dump", "at", cancel)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(tmp.path())
+        .map_err(|e| Error::io("opening", tmp.path(), e))?;
+    apply_stream(repo, m, &file, at.until_ns(), cancel)?;
+    Ok(tmp)
 }
 
 /// Writes snapshot `m`'s image into a new private file (mode 0600,
@@ -158,6 +193,7 @@ pub fn dump_to_file(
     repo: &Repository,
     id: &SnapshotId,
     format: DumpFormat,
+    at: Option<At>,
     output: &Path,
     temp_dir: &Path,
     cancel: &Cancel,
@@ -187,7 +223,7 @@ pub fn dump_to_file(
                 .write(true)
                 .open(output)
                 .map_err(|e| Error::io("opening", output, e))?;
-            let bytes = dump(repo, id, format, temp_dir, &mut f, cancel)?;
+            let bytes = dump(repo, id, format, at, temp_dir, &mut f, cancel)?;
             return Ok(summary(bytes));
         }
         refuse_database_in_use(output)?;
@@ -203,8 +239,8 @@ pub fn dump_to_file(
     let (tmp, file) = TempDb::create(&dir, &stem, "dump")?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     // Errors writing "the output" are about this file.
-    let bytes =
-        dump(repo, id, format, temp_dir, &mut w, cancel).map_err(|e| name_output(e, tmp.path()))?;
+    let bytes = dump(repo, id, format, at, temp_dir, &mut w, cancel)
+        .map_err(|e| name_output(e, tmp.path()))?;
     let file = w
         .into_inner()
         .map_err(|e| Error::io("writing", tmp.path(), e.into_error()))?;

@@ -62,6 +62,22 @@ pub enum At {
 }
 
 impl At {
+    /// `latest`, or an RFC 3339 time (the form the HTTP API and config
+    /// take; the command line also reads local times and durations ago).
+    pub fn parse(s: &str) -> Result<At> {
+        if s == "latest" {
+            return Ok(At::Latest);
+        }
+        let t: jiff::Timestamp = s.parse().map_err(|e| {
+            Error::InvalidInput(format!(
+                "at {s:?} is not `latest` or an RFC 3339 time (2026-12-05T14:03:07.25Z): {e}"
+            ))
+        })?;
+        Ok(At::Moment(
+            i64::try_from(t.as_nanosecond()).unwrap_or(i64::MAX),
+        ))
+    }
+
     /// The moment, `None` for the newest.
     pub fn until_ns(self) -> Option<i64> {
         match self {

@@ -30,6 +30,7 @@ use subtle::ConstantTimeEq;
 use super::config::ApiSettings;
 use super::runner::{Service, StartError};
 use crate::commands::dump::{dump_held, DumpFormat};
+use crate::commands::restore::At;
 use crate::commands::snapshots::{list, SnapshotsOptions};
 use crate::error::{Error, ErrorKind};
 use crate::progress::Cancel;
@@ -274,8 +275,13 @@ async fn post_backup(State(s): State<AppState>, body: Bytes) -> Response {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RestoreRequest {
-    snapshot: String,
+    #[serde(default)]
+    snapshot: Option<String>,
     database: String,
+    /// `latest` or an RFC 3339 time: the database after the last commit
+    /// captured then (the snapshot is chosen unless given).
+    #[serde(default)]
+    at: Option<String>,
     #[serde(default)]
     repository: Option<String>,
 }
@@ -287,7 +293,12 @@ async fn post_restore(State(s): State<AppState>, body: Bytes) -> Response {
     };
     let service = s.service;
     match blocking(move || {
-        Ok(service.spawn_restore(&req.snapshot, &req.database, req.repository.as_deref()))
+        Ok(service.spawn_restore(
+            req.snapshot.as_deref(),
+            &req.database,
+            req.repository.as_deref(),
+            req.at.as_deref(),
+        ))
     })
     .await
     {
@@ -311,8 +322,9 @@ async fn get_status(State(s): State<AppState>) -> Result<Response, ApiError> {
         // free the slot while its work goes on.
         let _work = work;
         let config = service.config();
-        super::status::status(&config, service.history(), service.clock().now())
-            .map_err(ApiError::from)
+        let mut status = super::status::status(&config, service.history(), service.clock().now())?;
+        status.replication = service.replication_status();
+        Ok(status)
     })
     .await?;
     Ok(Json(status).into_response())
@@ -323,7 +335,9 @@ async fn get_metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     let service = s.service;
     let text = blocking(move || {
         let _work = work;
-        super::status::metrics(service.history()).map_err(ApiError::from)
+        let mut text = super::status::metrics(service.history())?;
+        text.push_str(&super::continuous::metrics(&service.replication_status()));
+        Ok(text)
     })
     .await?;
     Ok((
@@ -416,6 +430,10 @@ struct DatabaseQuery {
     format: Option<String>,
     #[serde(default)]
     repository: Option<String>,
+    /// `latest` or an RFC 3339 time: the snapshot's stream of captured
+    /// changes applied up to then.
+    #[serde(default)]
+    at: Option<String>,
 }
 
 /// Streams a snapshot's database file (with its length) or its SQL text
@@ -443,6 +461,11 @@ async fn get_database(
             format!("snapshot {id:?}: give a snapshot id (hex digits)"),
         ));
     }
+    let at =
+        q.at.as_deref()
+            .map(At::parse)
+            .transpose()
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
     let download = Arc::clone(&s.downloads)
         .try_acquire_owned()
         .map_err(|_| busy(&format!("{MAX_DOWNLOADS} downloads are streaming already")))?;
@@ -490,10 +513,11 @@ async fn get_database(
             tx,
             buf: Vec::with_capacity(CHUNK),
         };
-        let r = dump_held(&repo, &snapshot, format, &temp_dir, &mut w, &cancel).and_then(|_| {
-            use std::io::Write;
-            w.flush().map_err(|e| Error::InvalidInput(e.to_string()))
-        });
+        let r =
+            dump_held(&repo, &snapshot, format, at, &temp_dir, &mut w, &cancel).and_then(|_| {
+                use std::io::Write;
+                w.flush().map_err(|e| Error::InvalidInput(e.to_string()))
+            });
         if let Err(e) = r {
             let _ =
                 w.tx.blocking_send(Err(std::io::Error::other(e.to_string())));
@@ -503,12 +527,14 @@ async fn get_database(
     let stream =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
     let mut response = Body::from_stream(stream).into_response();
-    download_headers(&mut response, &file_name, format, manifest.image.bytes);
+    // With `at` the size is known only once the changes are applied.
+    let length = at.is_none().then_some(manifest.image.bytes);
+    download_headers(&mut response, &file_name, format, length);
     Ok(response)
 }
 
 /// A download's name, type and (for a database file) length.
-fn download_headers(r: &mut Response, file_name: &str, format: DumpFormat, bytes: u64) {
+fn download_headers(r: &mut Response, file_name: &str, format: DumpFormat, bytes: Option<u64>) {
     let ext = if format == DumpFormat::Sql {
         "sql"
     } else {
@@ -525,7 +551,9 @@ fn download_headers(r: &mut Response, file_name: &str, format: DumpFormat, bytes
         ));
     } else {
         headers.push((header::CONTENT_TYPE, "application/vnd.sqlite3".to_string()));
-        headers.push((header::CONTENT_LENGTH, bytes.to_string()));
+        if let Some(bytes) = bytes {
+            headers.push((header::CONTENT_LENGTH, bytes.to_string()));
+        }
     }
     for (k, v) in headers {
         if let Ok(v) = HeaderValue::from_str(&v) {

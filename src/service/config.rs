@@ -100,7 +100,22 @@ struct RawDatabase {
 struct RawJob {
     databases: Vec<String>,
     repositories: Vec<String>,
-    schedule: String,
+    #[serde(default)]
+    schedule: Option<String>,
+    /// Capture every commit (`replicate`) instead of scheduled backups.
+    #[serde(default)]
+    continuous: bool,
+    /// Continuous: every commit stored within this long (default "1s").
+    #[serde(default)]
+    interval: Option<String>,
+    /// Continuous: how often the changes are folded into a snapshot
+    /// (default "1h").
+    #[serde(default)]
+    fold_every: Option<String>,
+    /// Continuous: the heartbeat is sent only while every stream's lag is
+    /// under this (default "10s").
+    #[serde(default)]
+    max_lag: Option<String>,
     #[serde(default)]
     timezone: Option<String>,
     #[serde(default)]
@@ -182,6 +197,20 @@ pub struct Job {
     pub prune: Option<(Schedule, PruneOptions)>,
     /// Check cadence and the number of read-data subsets (0: structure only).
     pub check: Option<(Schedule, u32)>,
+    /// Continuous capture of the job's databases (then `schedules` is
+    /// empty: nothing is backed up on a schedule).
+    pub continuous: Option<ContinuousSettings>,
+}
+
+/// A continuous job's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContinuousSettings {
+    /// Every commit stored within this long.
+    pub interval: Duration,
+    /// How often the changes are folded into a snapshot.
+    pub fold_every: Duration,
+    /// The heartbeat is sent only while every stream's lag is under this.
+    pub max_lag: Duration,
 }
 
 /// A loaded, validated config.
@@ -470,14 +499,61 @@ impl Config {
                 }
             }
             let zone = j.timezone.as_deref().unwrap_or("UTC");
-            let base = Schedule::parse(&j.schedule, zone)
-                .map_err(|m| err(format!("{key}.schedule: {m}")))?;
+            let continuous = j.continuous || j.schedule.as_deref() == Some("continuous");
             let mut schedules = BTreeMap::new();
-            for d in &j.databases {
+            let continuous = if continuous {
+                let dur = |field: &str, v: &Option<String>, default: &str| {
+                    crate::sys::parse_duration(v.as_deref().unwrap_or(default))
+                        .map_err(|m| err(format!("{key}.{field}: {m}")))
+                };
+                let c = ContinuousSettings {
+                    interval: dur("interval", &j.interval, "1s")?,
+                    fold_every: dur("fold_every", &j.fold_every, "1h")?,
+                    max_lag: dur("max_lag", &j.max_lag, "10s")?,
+                };
+                if c.interval < Duration::from_millis(100) {
+                    return Err(err(format!(
+                        "{key}.interval: shorter than 100ms: give a longer one"
+                    )));
+                }
+                Some(c)
+            } else {
+                for field in [
+                    (&j.interval, "interval"),
+                    (&j.fold_every, "fold_every"),
+                    (&j.max_lag, "max_lag"),
+                ] {
+                    if field.0.is_some() {
+                        return Err(err(format!(
+                            "{key}.{}: only a continuous job has it: set `continuous = true`, or remove it",
+                            field.1
+                        )));
+                    }
+                }
+                None
+            };
+            let schedule_text = match (&j.schedule, &continuous) {
+                (Some(s), _) if s != "continuous" => Some(s.as_str()),
+                (_, Some(_)) => None,
+                (_, None) => {
+                    return Err(err(format!(
+                        "{key}.schedule: missing: say when to back up (\"1d\", \"0 3 * * *\"), or `continuous = true`"
+                    )))
+                }
+            };
+            if continuous.is_some() && schedule_text.is_some() {
+                return Err(err(format!(
+                    "{key}: a continuous job has no schedule: remove `schedule`, or set `continuous = false`"
+                )));
+            }
+            let base = schedule_text
+                .map(|t| Schedule::parse(t, zone).map_err(|m| err(format!("{key}.schedule: {m}"))))
+                .transpose()?;
+            for d in j.databases.iter().filter(|_| base.is_some()) {
                 let s = match &databases[d].schedule {
                     Some(text) => Schedule::parse(text, zone)
                         .map_err(|m| err(format!("databases.{d}.schedule: {m}")))?,
-                    None => base.clone(),
+                    None => base.clone().expect("filtered: a schedule"),
                 };
                 schedules.insert(d.clone(), s);
             }
@@ -533,6 +609,7 @@ impl Config {
                     retention: j.retention,
                     prune,
                     check,
+                    continuous,
                 },
             );
         }

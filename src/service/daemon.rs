@@ -28,7 +28,10 @@ pub fn run(
     while !cancel.is_cancelled() {
         if reload.swap(false, Ordering::SeqCst) {
             match load() {
-                Ok(c) => service.reload(c),
+                Ok(c) => {
+                    service.reload(c);
+                    super::continuous::restart(service);
+                }
                 Err(e) => service.event(Event {
                     event: "reload",
                     level: "error",
@@ -44,6 +47,7 @@ pub fn run(
             if cancel.is_cancelled() || reload.load(Ordering::SeqCst) {
                 break;
             }
+            service.continuous_heartbeats();
             let now = clock.now();
             let wait = match next {
                 Some(n) if n <= now => break,

@@ -10,6 +10,7 @@
 //! * [`history`]: the run history;
 //! * [`runner`]: the [`Service`]: units, tasks, one operation per database
 //!   and repository at a time;
+//! * [`continuous`]: the jobs that capture every commit (`replicate`);
 //! * [`daemon`]: the loop; [`status`]: the status view and metrics;
 //! * [`api`]: the HTTP API's routes; [`http`]: its connections, bounded;
 //!   [`unlocked`]: repositories unlocked once per process;
@@ -17,6 +18,7 @@
 
 pub mod api;
 pub mod config;
+pub mod continuous;
 pub mod daemon;
 pub mod heartbeat;
 pub mod history;

@@ -23,7 +23,7 @@ use crate::commands::backup::backup;
 use crate::commands::check::{check, ReadData};
 use crate::commands::forget::{forget, plan_forget};
 use crate::commands::prune::prune;
-use crate::commands::restore::restore;
+use crate::commands::restore::{restore, At};
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::{Cancel, Progress};
 use crate::repo::{GroupBy, Repository, SnapshotFilter};
@@ -215,6 +215,7 @@ pub struct Service {
     next_task: AtomicU64,
     last_history_prune: Mutex<Option<Timestamp>>,
     unlocked: Unlocked,
+    continuous: super::continuous::Continuous,
 }
 
 fn busy_db(name: &str) -> String {
@@ -252,7 +253,13 @@ impl Service {
             next_task: AtomicU64::new(1),
             last_history_prune: Mutex::new(None),
             unlocked: Unlocked::default(),
+            continuous: super::continuous::Continuous::default(),
         }))
+    }
+
+    /// The continuous jobs running (`service::continuous`).
+    pub(crate) fn continuous(&self) -> &super::continuous::Continuous {
+        &self.continuous
     }
 
     /// The current config.
@@ -968,7 +975,7 @@ impl Service {
     }
 
     /// Calls a job's heartbeat URL (failures are logged, not fatal).
-    fn heartbeat(&self, job: &str, url: &str) {
+    pub(crate) fn heartbeat(&self, job: &str, url: &str) {
         let r = super::heartbeat::get(url, &self.cancel);
         let (outcome, message) = match r {
             Ok(status) => (Outcome::Success, format!("heartbeat answered {status}")),
@@ -989,9 +996,10 @@ impl Service {
     #[allow(clippy::too_many_lines)] // resolve, reserve, then the task's whole life
     pub fn spawn_restore(
         self: &Arc<Self>,
-        snapshot: &str,
+        snapshot: Option<&str>,
         database: &str,
         repository: Option<&str>,
+        at: Option<&str>,
     ) -> std::result::Result<String, StartError> {
         let config = self.config();
         let Some(db) = config.databases.get(database) else {
@@ -999,9 +1007,22 @@ impl Service {
                 "no database named {database:?} in the config"
             )));
         };
-        if snapshot.is_empty()
-            || snapshot.len() > 64
-            || !snapshot.bytes().all(|b| b.is_ascii_hexdigit())
+        let at = at
+            .map(At::parse)
+            .transpose()
+            .map_err(|e| StartError::Invalid(error_line(&e)))?;
+        let snapshot = match (snapshot, at) {
+            (Some(s), _) => s,
+            // With `at` alone, the snapshot is chosen in the repository.
+            (None, Some(_)) => "",
+            (None, None) => {
+                return Err(StartError::Invalid(
+                    "give a snapshot id, or `at` (latest, or an RFC 3339 time)".into(),
+                ))
+            }
+        };
+        if !snapshot.is_empty()
+            && (snapshot.len() > 64 || !snapshot.bytes().all(|b| b.is_ascii_hexdigit()))
         {
             return Err(StartError::Invalid(format!(
                 "snapshot {snapshot:?}: give a snapshot id (hex digits)"
@@ -1019,7 +1040,18 @@ impl Service {
         let mut found = None;
         for name in &names {
             let repo = self.open_repository(name).map_err(StartError::Failed)?;
-            match repo.find_snapshot(snapshot, &SnapshotFilter::default()) {
+            let chosen = if snapshot.is_empty() {
+                let filter = SnapshotFilter {
+                    database_paths: vec![crate::format::manifest::DbPath::of(&db.backup.path)],
+                    ..SnapshotFilter::default()
+                };
+                let until = at.and_then(At::until_ns).unwrap_or(i64::MAX);
+                crate::commands::pitr::choose(&repo, &filter, until)
+                    .map(|c| c.into_iter().next().expect("at least one"))
+            } else {
+                repo.find_snapshot(snapshot, &SnapshotFilter::default())
+            };
+            match chosen {
                 Ok((id, _)) => {
                     found = Some((name.clone(), repo, id));
                     break;
@@ -1041,6 +1073,7 @@ impl Service {
         let task = self.start_task("restore", database)?;
         let task_id = task.view.lock().unwrap().id.clone();
         let mut opts = db.restore.clone();
+        opts.at = at;
         opts.cancel = self.cancel.clone();
         opts.progress = Some(Arc::clone(&task.counters) as Arc<dyn Progress>);
         let me = Arc::clone(self);

@@ -59,6 +59,10 @@ pub struct Status {
     pub time: String,
     /// Per job.
     pub jobs: Vec<JobStatus>,
+    /// Every stream of the continuous jobs the service runs (empty where no
+    /// service runs them: `litevault status` reads only the history).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replication: Vec<super::continuous::StreamView>,
 }
 
 /// Runs considered per job.
@@ -124,6 +128,7 @@ pub fn status(config: &Config, history: &History, now: Timestamp) -> Result<Stat
     Ok(Status {
         time: now.to_string(),
         jobs,
+        replication: Vec::new(),
     })
 }
 
