@@ -381,6 +381,7 @@ fn prune_interrupted_at_every_step_loses_nothing() {
             let opts = PruneOptions {
                 max_unused: 0.0,
                 dry_run: false,
+                ..PruneOptions::default()
             };
             if litevault::prune(&faulty, &opts).is_ok() {
                 break;

@@ -545,3 +545,131 @@ fn a_database_replaced_while_captured_is_bridged() {
         state_of(&db)
     );
 }
+
+#[test]
+fn folds_make_snapshots_and_retention_keeps_what_restores_need() {
+    let env = Env::new();
+    env.init();
+    let db = env.dir.path().join("app.db");
+    wal_db(&db, 4096);
+    let state = env.dir.path().join("st");
+    let rep = Replicator::start(&env, &state, &[&db], &["--fold-every", "3s"]);
+    let c = Connection::open(&db).unwrap();
+    let mut log = Vec::new();
+    for _ in 0..4 {
+        burst(&c, 20, &mut log, &db);
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    burst(&c, 10, &mut log, &db);
+    std::thread::sleep(Duration::from_secs(1));
+    rep.stop("TERM").ok();
+    let listed: serde_json::Value =
+        serde_json::from_str(env.run(&["snapshots", "--json"]).ok()).unwrap();
+    let kinds: Vec<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            s["continuous"]["kind"]
+                .as_str()
+                .unwrap_or("none")
+                .to_string()
+        })
+        .collect();
+    assert!(
+        kinds.iter().filter(|k| *k == "fold").count() >= 2,
+        "{kinds:?}"
+    );
+    // A fold is an ordinary snapshot: it restores by itself, and a restore
+    // to a moment goes through folds.
+    let fold = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|s| s["continuous"]["kind"] == "fold")
+        .unwrap();
+    let fold_at = fold["continuous"]["time_ns"].as_i64().unwrap();
+    let target = env.dir.path().join("fold.db");
+    env.run(&[
+        "restore",
+        fold["id"].as_str().unwrap(),
+        "--target",
+        s(&target),
+    ])
+    .ok();
+    // (Its moment is when the capture read its last commit, which may be
+    // a little before that COMMIT returned to the writer.)
+    let got = state_of(&target);
+    assert!(
+        got == expected_at(&log, fold_at) || got == expected_at(&log, fold_at + 50_000_000),
+        "{got:?}"
+    );
+    let early = log[10].at_ns + 4_000_000;
+    assert_eq!(
+        restore_at(&env, &db, &rfc3339(early), "early.db").unwrap(),
+        expected_at(&log, early)
+    );
+    // Listings say what moments restore.
+    let listing = env.run(&["snapshots"]);
+    assert!(
+        listing.ok().contains("continuous: app.db")
+            && listing.stdout.contains("restores to any commit from"),
+        "{listing:?}"
+    );
+    let shown = env.run(&["show", fold["id"].as_str().unwrap()]);
+    assert!(shown.ok().contains("fold after change object"), "{shown:?}");
+    assert!(
+        shown.stdout.contains("restores   any commit from"),
+        "{shown:?}"
+    );
+    // Retention: with no window, the changes before the newest fold go;
+    // the latest state and the folds stay whole.
+    let before = changes(&env).len();
+    let out = env.run(&["prune", "--keep-changes", "0s", "--json"]);
+    let done: serde_json::Value = serde_json::from_str(out.ok()).unwrap();
+    let deleted = done["stats"]["changes_deleted"].as_u64().unwrap();
+    assert!(deleted > 0, "{done}");
+    assert_eq!(changes(&env).len() as u64, before as u64 - deleted);
+    assert_eq!(
+        restore_at(&env, &db, "latest", "after-prune.db").unwrap(),
+        state_of(&db)
+    );
+    // A moment whose changes are gone restores to the snapshot before it,
+    // and says so; no error.
+    let r = run(env.command(&[
+        "restore",
+        "--db",
+        s(&db),
+        "--at",
+        &rfc3339(early),
+        "--target",
+        s(&env.dir.path().join("pruned.db")),
+    ]));
+    assert!(r.ok().contains("retention removed"), "{r:?}");
+    env.run(&["check"]).ok();
+    // Forgetting every snapshot of the stream: its objects are orphans,
+    // deleted once a day old.
+    let all: serde_json::Value =
+        serde_json::from_str(env.run(&["snapshots", "--json"]).ok()).unwrap();
+    let mut forget = vec!["forget".to_string()];
+    forget.extend(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string()),
+    );
+    let forget: Vec<&str> = forget.iter().map(String::as_str).collect();
+    env.run(&forget).ok();
+    let old = SystemTime::now() - Duration::from_secs(2 * 86_400);
+    for p in changes(&env) {
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    env.run(&["prune"]).ok();
+    assert!(changes(&env).is_empty(), "{:?}", changes(&env));
+}

@@ -44,7 +44,8 @@ pub fn snapshots(ctx: &Ctx, args: &SnapshotsArgs) -> Result<()> {
     let zone = ctx.zone();
     let Some(g) = group_by else {
         table(&snaps.iter().collect::<Vec<_>>(), args.compact, &zone)?;
-        return out(format_args!("{} snapshot(s)", snaps.len()));
+        out(format_args!("{} snapshot(s)", snaps.len()))?;
+        return print_ranges(ctx, &repo, &snaps);
     };
     let pairs: Vec<(litevault::SnapshotId, litevault::Manifest)> =
         snaps.iter().map(|e| (e.id, e.manifest.clone())).collect();
@@ -63,6 +64,41 @@ pub fn snapshots(ctx: &Ctx, args: &SnapshotsArgs) -> Result<()> {
         out("")?;
     }
     out(format_args!("{} snapshot(s) in {n} group(s)", snaps.len()))
+}
+
+/// The moments continuously captured databases restore to.
+fn print_ranges(
+    ctx: &Ctx,
+    repo: &litevault::Repository,
+    snaps: &[litevault::commands::snapshots::SnapshotEntry],
+) -> Result<()> {
+    let pairs: Vec<(litevault::SnapshotId, litevault::Manifest)> =
+        snaps.iter().map(|e| (e.id, e.manifest.clone())).collect();
+    for r in litevault::commands::ranges::ranges(repo, &pairs)? {
+        let moment = |ns| super::restore::moment(ctx, ns);
+        out(format_args!(
+            "continuous: {} ({}, host {}) restores to any commit from {} to {} (stream {}){}",
+            printable(&r.database),
+            printable(&r.path),
+            printable(&r.host),
+            moment(r.from_ns),
+            moment(r.to_ns),
+            &r.stream[..8],
+            if r.gaps.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; gaps: {}",
+                    r.gaps
+                        .iter()
+                        .map(|(t, why)| format!("before {} ({why})", moment(*t)))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            }
+        ))?;
+    }
+    Ok(())
 }
 
 /// The snapshot table, times in `zone`.
@@ -325,6 +361,7 @@ pub fn forget(ctx: &Ctx, args: &ForgetArgs) -> Result<()> {
             &PruneOptions {
                 max_unused,
                 dry_run: false,
+                ..PruneOptions::default()
             },
         )?;
         if !args.json {
@@ -356,6 +393,10 @@ pub struct PruneArgs {
     /// Print the plan, change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Keep continuous capture's changes this long (a restore to any
+    /// moment within it); older moments restore to their snapshots.
+    #[arg(long, default_value = "7d", value_name = "DURATION")]
+    keep_changes: String,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -393,6 +434,15 @@ fn print_prune(ctx: &Ctx, s: &PruneSummary, json: bool) -> Result<()> {
         },
         human(p.freed_bytes)
     ))?;
+    if !p.changes.delete.is_empty() {
+        ctx.summary(format_args!(
+            "prune {verb} delete {} of {} captured-change object(s) of {} stream(s) ({}): older than the window, or of no stream",
+            p.changes.delete.len(),
+            p.changes.objects,
+            p.changes.streams,
+            human(p.changes.bytes)
+        ))?;
+    }
     if p.is_noop() {
         ctx.status("nothing to prune");
     }
@@ -407,6 +457,7 @@ pub fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<()> {
         &PruneOptions {
             max_unused,
             dry_run: args.dry_run,
+            keep_changes: super::backup::duration_arg(&args.keep_changes, "--keep-changes")?,
         },
     )?;
     print_prune(ctx, &p, args.json)

@@ -150,6 +150,7 @@ fn print_summary(
             moment(ctx, c.time_ns),
             match c.end.as_str() {
                 "bridged" => " (the stream was bridged after it: a later snapshot goes on)",
+                "pruned" => " (retention removed the changes after it: a later snapshot goes on)",
                 _ => "",
             }
         ))?;

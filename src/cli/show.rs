@@ -57,6 +57,36 @@ pub fn run(ctx: &Ctx, args: &ShowArgs) -> Result<()> {
             printable(&m.tags.join(", "))
         }
     ))?;
+    if let Some(c) = &m.continuous {
+        let kind = match c.kind {
+            litevault::format::manifest::ContinuousKind::Bridge => "bridge",
+            litevault::format::manifest::ContinuousKind::Fold => "fold",
+        };
+        out(format_args!(
+            "  stream     {} ({kind} after change object {}): the database as of {}{}",
+            &c.stream[..8],
+            c.seq,
+            super::restore::moment(ctx, c.time_ns),
+            c.gap
+                .as_ref()
+                .filter(|g| *g != litevault::commands::ranges::STARTS)
+                .map_or_else(String::new, |g| format!(
+                    "; bridges a gap: {}",
+                    printable(g)
+                ))
+        ))?;
+        let pairs = repo.snapshots()?;
+        for r in litevault::commands::ranges::ranges(&repo, &pairs)?
+            .into_iter()
+            .filter(|r| r.stream == c.stream)
+        {
+            out(format_args!(
+                "  restores   any commit from {} to {} (`restore --at`)",
+                super::restore::moment(ctx, r.from_ns),
+                super::restore::moment(ctx, r.to_ns)
+            ))?;
+        }
+    }
     let strategy = match m.image.strategy {
         litevault::Strategy::Pages => "pages",
         litevault::Strategy::Vacuum => "vacuum",

@@ -29,6 +29,8 @@ pub mod import;
 pub mod key;
 pub mod pitr;
 pub mod prune;
+pub mod prune_changes;
+pub mod ranges;
 pub mod repair;
 pub mod replicate;
 pub mod restore;

@@ -43,7 +43,8 @@ pub struct Applied {
     pub pages: u64,
     /// Why it stopped: `moment` (the next commit is later), `end` (the
     /// stream goes no further), `bridged` (the stream was bridged: a later
-    /// snapshot goes on from there).
+    /// snapshot goes on from there), `pruned` (retention removed the
+    /// changes after this point: a later snapshot goes on).
     pub end: String,
 }
 
@@ -117,11 +118,25 @@ pub fn apply_stream(
     };
     let ps = u64::from(m.image.page_size);
     let mut next = c.seq + 1;
+    // A later snapshot of the stream covers up to here: objects before it
+    // may have gone with retention (prune), which is no damage.
+    let covered = repo
+        .snapshots()?
+        .iter()
+        .filter_map(|(_, s)| s.continuous.as_ref())
+        .filter(|s| s.stream == c.stream)
+        .map(|s| s.seq)
+        .max()
+        .unwrap_or(0);
     // Blocks known to have no bundle at a level (their members are read).
     let mut missing: Vec<(u8, u64)> = Vec::new();
     'objects: loop {
         cancel.check("restore stopped; the target was not touched")?;
         let Some(stored) = find(repo, &stream, next, &mut missing)? else {
+            if next <= covered {
+                applied.end = "pruned".into();
+                break;
+            }
             end_or_hole(repo, &stream, next)?;
             applied.end = "end".into();
             break;

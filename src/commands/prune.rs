@@ -19,6 +19,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+use super::prune_changes::{delete_changes, plan_changes, ChangesPlan};
 use crate::backend::{FileType, IoStats};
 use crate::error::{Error, Result};
 use crate::format::index::IndexPack;
@@ -37,6 +38,11 @@ pub struct PruneOptions {
     pub max_unused: f64,
     /// Only plan.
     pub dry_run: bool,
+    /// How long the captured changes of continuous capture are kept (a
+    /// restore to any moment within it); before it, the snapshots remain
+    /// (SPEC.md 20.7).
+    #[serde(with = "crate::sys::serde_duration")]
+    pub keep_changes: std::time::Duration,
 }
 
 impl Default for PruneOptions {
@@ -44,6 +50,7 @@ impl Default for PruneOptions {
         Self {
             max_unused: 0.05,
             dry_run: false,
+            keep_changes: std::time::Duration::from_secs(7 * 86_400),
         }
     }
 }
@@ -81,6 +88,8 @@ pub struct PrunePlan {
     pub leftover_files: Vec<String>,
     /// Their bytes.
     pub leftover_bytes: u64,
+    /// What goes of continuous capture's change objects.
+    pub changes: ChangesPlan,
     /// The blobs in use (tree blobs included).
     #[serde(skip)]
     used: HashSet<BlobId>,
@@ -94,6 +103,7 @@ impl PrunePlan {
             && self.orphans.is_empty()
             && self.leftover_index_files.is_empty()
             && self.leftover_files.is_empty()
+            && self.changes.delete.is_empty()
     }
 }
 
@@ -113,6 +123,8 @@ pub struct PruneStats {
     /// Temporary files of interrupted writes deleted.
     #[serde(default)]
     pub leftover_files_deleted: usize,
+    /// Change objects and bundles deleted.
+    pub changes_deleted: usize,
     /// Bytes of packs deleted minus bytes of packs written.
     pub freed_bytes: u64,
 }
@@ -319,8 +331,10 @@ pub fn plan_prune(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         ));
     }
     let index = repo.index()?;
-    repo.snapshots()?;
+    let all = repo.snapshots()?;
     refuse_if_damaged(repo)?;
+    let now_ns = i64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX);
+    let changes = plan_changes(repo, &all, opts.keep_changes, now_ns)?;
     let (snapshots, used) = used_blobs(repo, &index)?;
     let stored = repo.pack_sizes()?;
     let mut plan = PrunePlan {
@@ -328,6 +342,8 @@ pub fn plan_prune(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         used_blobs: used.len(),
         index_files: index.files().to_vec(),
         leftover_index_files: index.superseded().to_vec(),
+        freed_bytes: changes.bytes,
+        changes,
         ..PrunePlan::default()
     };
     for p in index.packs() {
@@ -465,6 +481,9 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneSummary> {
         stats.packs_deleted += 1;
     }
     stats.leftover_files_deleted = remove_leftovers(repo, &plan.leftover_files)?;
+    lock.ensure_held()?;
+    stats.changes_deleted = delete_changes(repo, &plan.changes)?;
+    deleted_bytes += plan.changes.bytes;
     deleted_bytes += plan.leftover_bytes;
     stats.freed_bytes = deleted_bytes.saturating_sub(repacked.bytes + written_bytes);
     if let Some(cache) = repo.blob_cache() {

@@ -181,7 +181,7 @@ impl Worker {
         let stream = state.stream_id().expect("checked when loaded");
         let digest = state.sealed.digest_bytes().unwrap_or_else(random32);
         let phase = if fresh || !state.bridged {
-            Phase::NeedsBridge("the stream starts".into(), Instant::now())
+            Phase::NeedsBridge(crate::commands::ranges::STARTS.into(), Instant::now())
         } else {
             Phase::Running
         };
