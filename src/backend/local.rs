@@ -298,7 +298,13 @@ impl Backend for LocalBackend {
             return Ok(out);
         }
         let depth = if ty == FileType::Pack { 2 } else { 1 };
-        let walker = walkdir::WalkDir::new(self.root.join(ty.dir()))
+        let dir = self.root.join(ty.dir());
+        // A directory that older formats never made (`changes/` before
+        // format 3) holds nothing; a vanished repository is still an error.
+        if !dir.exists() && self.root.join("config").is_file() {
+            return Ok(out);
+        }
+        let walker = walkdir::WalkDir::new(dir)
             .min_depth(depth)
             .max_depth(depth)
             .follow_links(false)

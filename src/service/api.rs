@@ -336,7 +336,7 @@ async fn get_metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     let text = blocking(move || {
         let _work = work;
         let mut text = super::status::metrics(service.history())?;
-        text.push_str(&super::continuous::metrics(&service.replication_status()));
+        text.push_str(&super::streams::metrics(&service.replication_status()));
         Ok(text)
     })
     .await?;

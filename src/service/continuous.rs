@@ -7,34 +7,16 @@
 //! the job's `max_lag`. The streams' state lives beside the run history:
 //! `<state dir>/replicate/`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::runner::{Event, Service};
-use crate::commands::replicate::{self, ReplicateOptions, Replication, StreamStatus};
+use super::streams::StreamView;
+use crate::commands::replicate::{self, ReplicateOptions, Replication};
 use crate::error::Result;
 
 /// How often the heartbeat of a continuous job is considered.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
-
-/// The replications a service runs, by job.
-#[derive(Default)]
-pub struct Continuous {
-    running: Mutex<Vec<(String, Replication)>>,
-    last_heartbeat: Mutex<Option<Instant>>,
-}
-
-/// A continuous stream's status as the API and metrics show it.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct StreamView {
-    /// The job.
-    pub job: String,
-    /// Where the stream stands.
-    #[serde(flatten)]
-    pub status: StreamStatus,
-    /// Seconds since the oldest commit not yet stored was read.
-    pub lag_seconds: f64,
-}
 
 fn now_ns() -> i64 {
     std::time::SystemTime::now()
@@ -173,82 +155,6 @@ impl Service {
             }
         }
     }
-}
-
-/// A metric: name, type, help, and its value for a stream.
-type Series = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&StreamView) -> f64,
-);
-
-/// The replication metrics (Prometheus text).
-pub fn metrics(views: &[StreamView]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let series: [Series; 6] = [
-        (
-            "litevault_replication_lag_seconds",
-            "gauge",
-            "Age of the oldest captured commit not yet stored in the repository.",
-            |v| v.lag_seconds,
-        ),
-        (
-            "litevault_replication_commits_total",
-            "counter",
-            "Commits captured and sealed into change objects.",
-            |v| v.status.commits as f64,
-        ),
-        (
-            "litevault_replication_bytes_total",
-            "counter",
-            "Bytes written to the repository (change objects and bundles).",
-            |v| v.status.bytes as f64,
-        ),
-        (
-            "litevault_replication_requests_total",
-            "counter",
-            "Requests made to the repository (writes and deletes).",
-            |v| (v.status.puts + v.status.deletes) as f64,
-        ),
-        (
-            "litevault_replication_gaps_total",
-            "counter",
-            "Gaps found (each bridged by a snapshot).",
-            |v| v.status.gaps as f64,
-        ),
-        (
-            "litevault_replication_spool_bytes",
-            "gauge",
-            "Bytes waiting in the spool for the storage.",
-            |v| v.status.spool_bytes as f64,
-        ),
-    ];
-    for (name, kind, help, value) in series {
-        if views.is_empty() {
-            break;
-        }
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for v in views {
-            let _ = writeln!(
-                out,
-                "{name}{{job=\"{}\",database=\"{}\",repository=\"{}\"}} {}",
-                escape(&v.job),
-                escape(&v.status.database),
-                escape(&v.status.repository),
-                value(v)
-            );
-        }
-    }
-    out
-}
-
-/// A Prometheus label value.
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Starts the continuous jobs again with the current config (after a

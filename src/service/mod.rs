@@ -11,6 +11,7 @@
 //! * [`runner`]: the [`Service`]: units, tasks, one operation per database
 //!   and repository at a time;
 //! * [`continuous`]: the jobs that capture every commit (`replicate`);
+//!   [`streams`]: what is known of them (status, metrics);
 //! * [`daemon`]: the loop; [`status`]: the status view and metrics;
 //! * [`api`]: the HTTP API's routes; [`http`]: its connections, bounded;
 //!   [`unlocked`]: repositories unlocked once per process;
@@ -26,6 +27,7 @@ pub mod http;
 pub mod runner;
 pub mod schedule;
 pub mod status;
+pub mod streams;
 pub mod unlocked;
 
 pub use config::Config;

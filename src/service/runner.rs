@@ -215,7 +215,7 @@ pub struct Service {
     next_task: AtomicU64,
     last_history_prune: Mutex<Option<Timestamp>>,
     unlocked: Unlocked,
-    continuous: super::continuous::Continuous,
+    continuous: super::streams::Continuous,
 }
 
 fn busy_db(name: &str) -> String {
@@ -253,12 +253,12 @@ impl Service {
             next_task: AtomicU64::new(1),
             last_history_prune: Mutex::new(None),
             unlocked: Unlocked::default(),
-            continuous: super::continuous::Continuous::default(),
+            continuous: super::streams::Continuous::default(),
         }))
     }
 
     /// The continuous jobs running (`service::continuous`).
-    pub(crate) fn continuous(&self) -> &super::continuous::Continuous {
+    pub(crate) fn continuous(&self) -> &super::streams::Continuous {
         &self.continuous
     }
 

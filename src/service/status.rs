@@ -62,7 +62,7 @@ pub struct Status {
     /// Every stream of the continuous jobs the service runs (empty where no
     /// service runs them: `litevault status` reads only the history).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub replication: Vec<super::continuous::StreamView>,
+    pub replication: Vec<super::streams::StreamView>,
 }
 
 /// Runs considered per job.
