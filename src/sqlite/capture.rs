@@ -205,6 +205,13 @@ impl Capture {
     /// The wal-index now, if the `-shm` file is there and consistent
     /// (re-opened when the file was replaced).
     pub fn wal_index(&mut self) -> Option<WalIndex> {
+        self.refresh_shm();
+        wal_index::read_stable(&self.shm.as_ref()?.file)
+    }
+
+    /// Re-opens the `-shm` file if it was replaced (the old descriptor is
+    /// kept: see the module docs).
+    fn refresh_shm(&mut self) {
         let path = crate::sys::with_suffix(&self.db, "-shm");
         if !self.shm.as_ref().is_some_and(|h| h.is(&path)) {
             if let Ok(h) = Held::open(&path) {
@@ -213,7 +220,6 @@ impl Capture {
                 }
             }
         }
-        wal_index::read_stable(&self.shm.as_ref()?.file)
     }
 
     /// The `-shm` descriptor, for a bridge snapshot's alignment.
@@ -235,19 +241,50 @@ impl Capture {
             return Ok(batch);
         }
         let polled = self.tail.poll()?;
+        if !polled.commits.is_empty() {
+            self.refresh_shm();
+        }
         for c in polled.commits {
             let mut pages = Vec::with_capacity(c.pages.len());
-            for p in c.pages {
-                // A page past the database's end before the commit has no
-                // previous version (a restore holds none either).
-                let base = match c.prev_db_pages {
+            // A page past the database's end before the commit has no
+            // previous version (a restore holds none either).
+            let mut bases: Vec<Base> = c
+                .pages
+                .iter()
+                .map(|p| match c.prev_db_pages {
                     Some(n) if p.pgno <= n => self.previous_version(
                         p.pgno,
                         p.previous_frame,
-                        c.first_frame,
                         c.min_db_pages.unwrap_or(0),
                         &c.mark,
                     ),
+                    _ => Base::None,
+                })
+                .collect();
+            if bases.iter().any(|b| matches!(b, Base::FromFile(_))) {
+                // Read once after every page the file gave: no checkpoint
+                // began copying this commit's frames, or later ones, before.
+                let valid = self
+                    .shm
+                    .as_ref()
+                    .and_then(|h| wal_index::read_stable(&h.file))
+                    .is_some_and(|i| {
+                        i.salts == c.mark.salts
+                            && u64::from(i.n_backfill_attempted) <= c.first_frame
+                    });
+                for b in &mut bases {
+                    if let Base::FromFile(page) = b {
+                        *b = if valid {
+                            Base::Known(std::mem::replace(page, Arc::from(Vec::new())))
+                        } else {
+                            Base::None
+                        };
+                    }
+                }
+            }
+            for (p, base) in c.pages.into_iter().zip(bases) {
+                let base = match base {
+                    Base::Known(b) => Some(b),
                     _ => None,
                 };
                 let hash = page_hash(&p.data);
@@ -320,48 +357,59 @@ impl Capture {
         }
     }
 
-    /// The previous version of page `pgno` for a commit whose first frame
-    /// is `first_frame` in the generation of `mark` (see the module docs).
+    /// The previous version of page `pgno` for a commit in the generation
+    /// of `mark` (see the module docs): known, or read from the database
+    /// file (valid only if the wal-index, read after it, allows), or none.
     fn previous_version(
         &mut self,
         pgno: u32,
         previous_frame: Option<u64>,
-        first_frame: u64,
         min_db_pages: u32,
         mark: &WalMark,
-    ) -> Option<Arc<[u8]>> {
+    ) -> Base {
         let ps = self.page_size as usize;
         if let Some(data) = self.cache.get(&pgno) {
-            return Some(Arc::clone(data));
+            return Base::Known(Arc::clone(data));
         }
         if let Some(frame) = previous_frame {
-            let (file, header) = self.tail.file()?;
+            let Some((file, header)) = self.tail.file() else {
+                return Base::None;
+            };
             if header.salts != mark.salts {
-                return None;
+                return Base::None;
             }
-            let bytes = read_at(file, header.frame_offset(frame), header.frame_len()).ok()?;
+            let Ok(bytes) = read_at(file, header.frame_offset(frame), header.frame_len()) else {
+                return Base::None;
+            };
             if bytes.len() as u64 != header.frame_len() {
-                return None;
+                return Base::None;
             }
             let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
             if be(0) != pgno || (be(8), be(12)) != mark.salts {
-                return None;
+                return Base::None;
             }
-            return Some(bytes[FRAME_HEADER_LEN..].into());
+            return Base::Known(bytes[FRAME_HEADER_LEN..].into());
         }
         if pgno > min_db_pages {
             // The file may hold a version from before the database shrank.
-            return None;
+            return Base::None;
         }
         let mut page = vec![0u8; ps];
         let at = u64::from(pgno - 1) * ps as u64;
         match self.db_file.file.read_exact_at(&mut page, at) {
-            Ok(()) => {}
+            Ok(()) => Base::FromFile(page.into()),
             // Past the file's end: the page is new (no previous version).
-            Err(_) => return None,
+            Err(_) => Base::None,
         }
-        let index = self.wal_index()?;
-        (index.salts == mark.salts && u64::from(index.n_backfill_attempted) <= first_frame)
-            .then(|| page.into())
     }
+}
+
+/// A page's previous version, as found.
+enum Base {
+    /// Certain.
+    Known(Arc<[u8]>),
+    /// Read from the database file: certain once the wal-index allows.
+    FromFile(Arc<[u8]>),
+    /// None: the page is stored whole.
+    None,
 }
