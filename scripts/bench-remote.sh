@@ -30,43 +30,8 @@ done
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 lv="$root/target/release/litevault"
 
-rm -rf "$work/garage"; mkdir -p "$work/garage"
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-s3=$(port); rpc=$(port); admin=$(port)
-cat > "$work/garage/garage.toml" <<EOF
-metadata_dir = "$work/garage/meta"
-data_dir = "$work/garage/data"
-db_engine = "sqlite"
-metadata_fsync = false
-data_fsync = false
-compression_level = "none"
-replication_factor = 1
-rpc_bind_addr = "127.0.0.1:$rpc"
-rpc_public_addr = "127.0.0.1:$rpc"
-rpc_secret = "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-[s3_api]
-s3_region = "garage"
-api_bind_addr = "127.0.0.1:$s3"
-root_domain = ".s3.garage.localhost"
-[admin]
-api_bind_addr = "127.0.0.1:$admin"
-admin_token = "bench"
-metrics_token = "bench"
-EOF
-g() { "$garage" -c "$work/garage/garage.toml" "$@"; }
-g server > "$work/garage/log" 2>&1 &
-gpid=$!
-trap 'kill $gpid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do g status >/dev/null 2>&1 && break; sleep 0.2; done
-node=$(g node id -q | cut -d@ -f1)
-g layout assign -z dc1 -c 10G "$node" >/dev/null
-g layout apply --version 1 >/dev/null
-export AWS_ACCESS_KEY_ID=GK0123456789abcdef01234567 AWS_SECRET_ACCESS_KEY=$(printf 'b%.0s' $(seq 64)) AWS_DEFAULT_REGION=garage
-for _ in $(seq 50); do g key import --yes -n bench "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >/dev/null 2>&1 && break; sleep 0.2; done
-for b in litevault restic; do
-  g bucket create "$b" >/dev/null
-  g bucket allow --read --write --owner "$b" --key bench >/dev/null
-done
+. "$root/scripts/garage-bench.sh" litevault restic
+trap 'kill $garage_pid 2>/dev/null || true' EXIT
 endpoint="http://127.0.0.1:$s3"
 
 base="$work/../litevault-bench/base-$size.db"
