@@ -39,8 +39,13 @@ use crate::error::{Error, Result};
 use crate::format::change::WalMark;
 use crate::format::wal::{Checksum, WalHeader, HEADER_LEN};
 
-/// The most bytes of frames one read takes.
+/// The most bytes of frames one poll reads (unless it reads a deleted or
+/// overwritten file to its end).
 const READ_CHUNK: u64 = 16 << 20;
+/// The first read of a poll: a WAL's file usually goes on past its valid
+/// frames (a restarted WAL keeps its size), so a poll reads a little, then
+/// twice as much while every frame counts, not the file's whole rest.
+const FIRST_READ: u64 = 64 << 10;
 /// A transaction with more page bytes than this is not kept in memory: it
 /// is reported as a gap and bridged by a snapshot.
 pub const HUGE_TXN_BYTES: usize = 64 << 20;
@@ -413,7 +418,8 @@ impl WalTail {
     /// Reads the current generation's frames after the last commit read,
     /// handing over each committed transaction. With `to_end` (a deleted
     /// or overwritten file), reads everything left; else at most
-    /// [`READ_CHUNK`] per call (the next poll goes on).
+    /// [`READ_CHUNK`] per call (the next poll goes on), in reads from
+    /// [`FIRST_READ`] up, doubling while every frame counts.
     fn read_frames(&mut self, out: &mut Polled, to_end: bool) -> Result<()> {
         let Some(mut g) = self.generation.take() else {
             return Ok(());
@@ -434,6 +440,8 @@ impl WalTail {
         if !self.skip_applies(header, out) {
             return Ok(());
         }
+        let mut step = (FIRST_READ / frame_len).max(1);
+        let mut budget = (READ_CHUNK / frame_len).max(1);
         loop {
             let mut txn = generation.pending.take().unwrap_or_else(|| Pending {
                 next: generation.next,
@@ -448,7 +456,11 @@ impl WalTail {
             self.last_size = size;
             let at = header.frame_offset(txn.next);
             let room = size.saturating_sub(at) / frame_len;
-            let want = room.min((READ_CHUNK / frame_len).max(1));
+            let want = if to_end {
+                room.min(step)
+            } else {
+                room.min(step).min(budget)
+            };
             if want == 0 {
                 keep(generation, txn);
                 self.check_skip_reached(generation, out);
@@ -487,9 +499,11 @@ impl WalTail {
                 self.check_skip_reached(generation, out);
                 return Ok(());
             }
-            if !to_end {
+            budget = budget.saturating_sub(whole);
+            if budget == 0 && !to_end {
                 return Ok(());
             }
+            step = (step * 2).min((READ_CHUNK / frame_len).max(1));
         }
     }
 
