@@ -82,6 +82,10 @@ mod tests {
         w.wait(Duration::from_secs(20));
         assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
         writer.join().unwrap();
+        // The write's later events (its modify and close) may come after
+        // the wake: let them arrive, then take them.
+        std::thread::sleep(Duration::from_millis(50));
+        w.wait(Duration::ZERO);
         // Nothing more: the timeout ends the wait.
         let t = std::time::Instant::now();
         w.wait(Duration::from_millis(50));
