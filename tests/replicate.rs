@@ -379,6 +379,16 @@ fn page_sizes_from_512_to_65536_are_captured() {
     }
 }
 
+/// Waits until the capture runs and has stored its first commits: a
+/// loaded machine may take longer than a burst to start `replicate`.
+fn wait_stored(env: &Env) {
+    let t = Instant::now();
+    while std::fs::read_dir(env.repo.join("changes")).map_or(true, |mut d| d.next().is_none()) {
+        assert!(t.elapsed() < Duration::from_secs(120), "nothing was stored");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Paths of the change objects stored.
 fn changes(env: &Env) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(env.repo.join("changes"))
@@ -417,6 +427,14 @@ fn a_removed_duplicated_swapped_or_foreign_change_object_is_named_not_skipped() 
         restore_at(&env, &db, "latest", "ok.db").unwrap(),
         state_of(&db)
     );
+    // `check` reads every stream's objects and finds nothing wrong.
+    let clean: serde_json::Value =
+        serde_json::from_str(env.run(&["check", "--json"]).ok()).unwrap();
+    assert_eq!(clean["findings"].as_array().unwrap().len(), 0, "{clean}");
+    assert!(
+        clean["changes"].as_u64().unwrap() >= all.len() as u64,
+        "{clean}"
+    );
     // Which objects are the first database's: restore after removing each
     // in turn tells (a removed one with later ones stored is named).
     let backup = env.dir.path().join("changes-backup");
@@ -430,17 +448,30 @@ fn a_removed_duplicated_swapped_or_foreign_change_object_is_named_not_skipped() 
         let bytes = std::fs::read(victim).unwrap();
         std::fs::remove_file(victim).unwrap();
         let r = restore_at(&env, &db, "latest", "cut.db");
+        let checked = env.run(&["check"]);
         reset();
         match r {
             Err(r) => {
                 let name = victim.file_name().unwrap().to_str().unwrap();
                 r.fails(13, &[&name[..8], "missing", "later ones are stored"]);
+                // `check` names it too.
+                checked.fails(1, &["check found 1 error"]);
+                assert!(
+                    checked.stdout.contains(&name[..8])
+                        && checked.stdout.contains("later ones are stored"),
+                    "{checked:?}"
+                );
                 named += 1;
                 // The same object under another's name: refused, named.
                 for other_victim in all.iter().filter(|p| *p != victim) {
                     std::fs::write(other_victim, &bytes).unwrap();
                     let r = restore_at(&env, &db, "latest", "swapped.db");
+                    let checked = env.run(&["check"]);
                     reset();
+                    // Whichever stream the overwritten object was, check
+                    // reads it and refuses it.
+                    checked.fails(1, &["check found"]);
+                    assert!(checked.stdout.contains("belongs"), "{checked:?}");
                     if let Err(r) = r {
                         assert_eq!(r.code, 13, "{r:?}");
                         assert!(r.stderr.contains("belongs"), "{r:?}");
@@ -463,7 +494,14 @@ fn a_removed_duplicated_swapped_or_foreign_change_object_is_named_not_skipped() 
     let failed: Vec<Run> = [a, b].into_iter().filter_map(Result::err).collect();
     assert_eq!(failed.len(), 1, "exactly one stream holds it");
     failed[0].fails(13, &["failed authentication"]);
+    let checked = env.run(&["check"]);
+    checked.fails(1, &["check found 1 error"]);
+    assert!(
+        checked.stdout.contains("failed authentication"),
+        "{checked:?}"
+    );
     reset();
+    env.run(&["check"]).ok();
 }
 
 #[test]
@@ -477,7 +515,7 @@ fn the_spool_holds_commits_while_the_repository_is_unreachable() {
     let c = Connection::open(&db).unwrap();
     let mut log = Vec::new();
     burst(&c, 10, &mut log, &db);
-    std::thread::sleep(Duration::from_secs(1));
+    wait_stored(&env);
     // The storage goes away: the writer never waits, the WAL stays its own
     // size, commits wait in the spool.
     let away = env.dir.path().join("repo-away");
@@ -525,7 +563,7 @@ fn a_database_replaced_while_captured_is_bridged() {
         let mut log = Vec::new();
         burst(&c, 10, &mut log, &db);
     }
-    std::thread::sleep(Duration::from_secs(1));
+    wait_stored(&env);
     // Another database renamed over it (as a restore does).
     let new = env.dir.path().join("new.db");
     wal_db(&new, 4096);

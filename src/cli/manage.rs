@@ -540,10 +540,11 @@ pub fn check(ctx: &Ctx, args: &CheckArgs) -> Result<()> {
             ))?;
         }
         ctx.summary(format_args!(
-            "checked {} snapshot(s), {} pack(s), {} blob(s); read {} pack(s) whole; {} error(s), {} warning(s)",
+            "checked {} snapshot(s), {} pack(s), {} blob(s), {} change object(s); read {} pack(s) whole; {} error(s), {} warning(s)",
             report.snapshots,
             report.packs,
             report.blobs,
+            report.changes,
             report.packs_read,
             report.errors(),
             report.findings.len() - report.errors()

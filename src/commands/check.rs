@@ -9,6 +9,8 @@
 //!   one level shallower, down to a full blob;
 //! * every snapshot opens and every blob its chunk-list tree reaches is
 //!   indexed (tree blobs are read and decoded);
+//! * every stream's change objects after each of its snapshots open and
+//!   continue its digest (`check_changes`);
 //! * `read_data`: every selected pack is read whole and every blob
 //!   authenticated, decompressed and checked against its id.
 //!
@@ -22,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{FileType, IoStats};
 use crate::error::{Error, Result};
+use crate::format::manifest::Manifest;
 use crate::id::{BlobId, PackId};
 use crate::repo::walker::walk;
 use crate::repo::{Index, Repository};
@@ -89,6 +92,8 @@ pub struct CheckReport {
     pub blobs: usize,
     /// Packs read whole.
     pub packs_read: usize,
+    /// Change objects (and bundles) of continuous capture read.
+    pub changes: usize,
     /// Requests made to the storage and bytes moved, from opening the
     /// repository to the end of this command (lock released).
     #[serde(default)]
@@ -104,7 +109,7 @@ impl CheckReport {
             .count()
     }
 
-    fn error(&mut self, object: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn error(&mut self, object: impl Into<String>, message: impl Into<String>) {
         self.repairable(object, message, None);
     }
 
@@ -166,7 +171,8 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
             ),
         );
     }
-    check_snapshots(repo, &index, &mut report)?;
+    let manifests = check_snapshots(repo, &index, &mut report)?;
+    super::check_changes::check_streams(repo, &manifests, &mut report);
     let bases = crate::repo::BaseCache::default();
     let mut selected: Vec<&PackId> = index
         .packs()
@@ -306,11 +312,17 @@ fn damaged_index(report: &CheckReport) -> bool {
         .any(|f| f.remedy == Some(Remedy::RepairIndex) && f.object.starts_with("index/"))
 }
 
-fn check_snapshots(repo: &Repository, index: &Index, report: &mut CheckReport) -> Result<()> {
+/// Returns the manifests that opened.
+fn check_snapshots(
+    repo: &Repository,
+    index: &Index,
+    report: &mut CheckReport,
+) -> Result<Vec<Manifest>> {
     // While an index file is damaged, blobs only it listed look missing:
     // `repair index` finds them again, and forgetting would lose them.
     let damaged_index = damaged_index(report);
     let mut walked: HashSet<BlobId> = HashSet::new();
+    let mut manifests = Vec::new();
     for f in repo.backend().list(FileType::Snapshot)? {
         let object = FileType::Snapshot.describe(&f.name);
         let m = match repo.load_manifest(&f.name.parse()?) {
@@ -375,6 +387,7 @@ fn check_snapshots(repo: &Repository, index: &Index, report: &mut CheckReport) -
         if let Some(p) = problem {
             report.error(&object, p);
         }
+        manifests.push(m);
     }
-    Ok(())
+    Ok(manifests)
 }

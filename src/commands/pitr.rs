@@ -216,7 +216,7 @@ fn apply_commit(
 }
 
 /// The object that holds sequence number `seq`: the coarsest stored.
-fn find(
+pub(super) fn find(
     repo: &Repository,
     stream: &StreamId,
     seq: u64,
@@ -244,7 +244,7 @@ fn find(
 
 /// No object holds `seq`: the stream's end, unless a later object exists
 /// (then `seq` was removed, and the restore must not skip it).
-fn end_or_hole(repo: &Repository, stream: &StreamId, seq: u64) -> Result<()> {
+pub(super) fn end_or_hole(repo: &Repository, stream: &StreamId, seq: u64) -> Result<()> {
     for later in [seq + 1, seq + 2, seq + 16] {
         for level in 0..=MAX_LEVEL {
             let first = block_start(later, level);

@@ -1,0 +1,136 @@
+//! Check of the continuous-capture history (SPEC.md 20): from each
+//! snapshot of a stream, the change objects that go on from it are read by
+//! name, as a restore to a moment reads them, up to the stream's next
+//! snapshot or its end. Each must open (authenticated, the stream and
+//! sequence number its place says), continue the digest before it and
+//! have the snapshot's page size; a removed object with later ones stored
+//! is a hole. Objects before a later snapshot that are gone were removed by
+//! retention, which is no damage. Page contents are checked when a
+//! restore applies them (their hashes need the image before them).
+
+use std::collections::BTreeMap;
+
+use crate::backend::FileType;
+use crate::error::{Error, Result};
+use crate::format::change::{extend_digest, StreamId};
+use crate::format::manifest::{Continuous, Manifest};
+use crate::repo::Repository;
+
+use super::check::CheckReport;
+use super::pitr;
+
+/// Reads every stream's change objects after each of its snapshots,
+/// reporting what a restore to a moment would stop at.
+pub(super) fn check_streams(repo: &Repository, manifests: &[Manifest], report: &mut CheckReport) {
+    let mut streams: BTreeMap<&str, Vec<(&Continuous, u32)>> = BTreeMap::new();
+    for m in manifests {
+        if let Some(c) = &m.continuous {
+            streams
+                .entry(c.stream.as_str())
+                .or_default()
+                .push((c, m.image.page_size));
+        }
+    }
+    for (name, mut snaps) in streams {
+        snaps.sort_by_key(|(c, _)| c.seq);
+        let mut i = 0;
+        while i < snaps.len() {
+            // Snapshots at the same point (a fold, then a bridge with no
+            // commit between): the objects after go on from one of them.
+            let same = snaps[i..]
+                .iter()
+                .take_while(|(c, _)| c.seq == snaps[i].0.seq)
+                .count();
+            let at = &snaps[i..i + same];
+            let stop = snaps.get(i + same).map(|(n, _)| n.seq);
+            i += same;
+            if let Err(e) = check_segment(repo, at, stop, report) {
+                let (object, message) = match e {
+                    Error::Damaged { object, reason } => (object, reason),
+                    e => (
+                        format!("stream {}", &name[..name.len().min(8)]),
+                        e.to_string(),
+                    ),
+                };
+                report.error(object, message);
+            }
+        }
+    }
+}
+
+/// The objects after the snapshots `at` (all at one sequence number), up
+/// to sequence number `stop` (the stream's next snapshot) or the end.
+fn check_segment(
+    repo: &Repository,
+    at: &[(&Continuous, u32)],
+    stop: Option<u64>,
+    report: &mut CheckReport,
+) -> Result<()> {
+    let (c, page_size) = at[0];
+    let mut starts = Vec::new();
+    for (s, _) in at {
+        let (Some(_), Some(d)) = (s.stream_id(), s.digest_bytes()) else {
+            return Err(Error::damaged(
+                format!("a snapshot of stream {}", s.stream),
+                "its stream or digest is not 64 hex digits",
+            ));
+        };
+        starts.push(d);
+    }
+    let stream = c.stream_id().expect("checked above");
+    let mut digest = starts[0];
+    let mut next = c.seq + 1;
+    let mut missing = Vec::new();
+    loop {
+        if stop.is_some_and(|s| next > s) {
+            return Ok(());
+        }
+        let Some(stored) = pitr::find(repo, &stream, next, &mut missing)? else {
+            return match stop {
+                // Retention removed the changes up to the next snapshot.
+                Some(_) => Ok(()),
+                None => pitr::end_or_hole(repo, &stream, next),
+            };
+        };
+        report.changes += 1;
+        let before = next;
+        for o in repo.open_stored(&stream, &stored)? {
+            if o.seq < next || stop.is_some_and(|s| o.seq > s) {
+                continue;
+            }
+            let object = || name_of(repo, &stream, o.seq);
+            if next == c.seq + 1 && starts.contains(&o.digest_before) {
+                digest = o.digest_before;
+            }
+            if o.digest_before != digest {
+                return Err(Error::damaged(
+                    object(),
+                    "it does not continue the stream's digest before it: a change object was replaced, reordered or forged",
+                ));
+            }
+            if o.page_size != page_size {
+                return Err(Error::damaged(
+                    object(),
+                    format!(
+                        "its pages are {} bytes, the snapshot's {page_size}",
+                        o.page_size
+                    ),
+                ));
+            }
+            for commit in &o.commits {
+                digest = extend_digest(&digest, commit);
+            }
+            next = o.seq + 1;
+        }
+        if next == before {
+            return Err(Error::damaged(
+                name_of(repo, &stream, next),
+                "the object stored for it does not hold it",
+            ));
+        }
+    }
+}
+
+fn name_of(repo: &Repository, stream: &StreamId, seq: u64) -> String {
+    FileType::Change.describe(&repo.change_name(stream, 0, seq))
+}
