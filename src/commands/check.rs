@@ -10,7 +10,7 @@
 //! * every snapshot opens and every blob its chunk-list tree reaches is
 //!   indexed (tree blobs are read and decoded);
 //! * every stream's change objects after each of its snapshots open and
-//!   continue its digest (`check_changes`);
+//!   continue its digest (`changes`);
 //! * `read_data`: every selected pack is read whole and every blob
 //!   authenticated, decompressed and checked against its id.
 //!
@@ -28,6 +28,8 @@ use crate::format::manifest::Manifest;
 use crate::id::{BlobId, PackId};
 use crate::repo::walker::walk;
 use crate::repo::{Index, Repository};
+
+mod changes;
 
 /// Severity of a finding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -109,7 +111,7 @@ impl CheckReport {
             .count()
     }
 
-    pub(super) fn error(&mut self, object: impl Into<String>, message: impl Into<String>) {
+    fn error(&mut self, object: impl Into<String>, message: impl Into<String>) {
         self.repairable(object, message, None);
     }
 
@@ -172,7 +174,7 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
         );
     }
     let manifests = check_snapshots(repo, &index, &mut report)?;
-    super::check_changes::check_streams(repo, &manifests, &mut report);
+    changes::check_streams(repo, &manifests, &mut report);
     let bases = crate::repo::BaseCache::default();
     let mut selected: Vec<&PackId> = index
         .packs()

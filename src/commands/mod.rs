@@ -21,7 +21,6 @@
 
 pub mod backup;
 pub mod check;
-mod check_changes;
 pub mod copy;
 pub mod diff;
 pub mod dump;

@@ -325,6 +325,12 @@ impl Worker {
         }
         self.pending.clear();
         self.after = None;
+        if let Phase::NeedsBridge(..) = self.phase {
+            // Part of the gap a bridge is already due for (a file replaced,
+            // then its WAL's commits that cannot follow): reported once,
+            // with its first cause.
+            return;
+        }
         let mut st = self.s.status.lock().unwrap();
         st.gaps += 1;
         st.last_gap = Some(why.clone());

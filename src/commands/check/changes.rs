@@ -16,8 +16,8 @@ use crate::format::change::{extend_digest, StreamId};
 use crate::format::manifest::{Continuous, Manifest};
 use crate::repo::Repository;
 
-use super::check::CheckReport;
-use super::pitr;
+use super::CheckReport;
+use crate::commands::pitr;
 
 /// Reads every stream's change objects after each of its snapshots,
 /// reporting what a restore to a moment would stop at.
