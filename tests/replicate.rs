@@ -394,7 +394,10 @@ fn wait_restorable(env: &Env, db: &Path) {
     let t = Instant::now();
     let want = state_of(db);
     while restore_at(env, db, "latest", "probe.db").ok() != Some(want.clone()) {
-        assert!(t.elapsed() < Duration::from_secs(120), "never stored: {want:?}");
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "never stored: {want:?}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }

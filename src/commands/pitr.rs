@@ -19,7 +19,9 @@ use std::os::unix::fs::FileExt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::format::change::{block_start, extend_digest, StreamId, MAX_LEVEL};
+use crate::format::change::{
+    block_start, extend_digest, CommitRecord, Digest, StreamId, MAX_LEVEL,
+};
 use crate::format::manifest::Manifest;
 use crate::id::SnapshotId;
 use crate::progress::Cancel;
@@ -110,14 +112,13 @@ pub fn apply_stream(
     let Some(c) = &m.continuous else {
         return Ok(applied);
     };
-    let (Some(stream), Some(mut digest)) = (c.stream_id(), c.digest_bytes()) else {
+    let (Some(stream), Some(digest)) = (c.stream_id(), c.digest_bytes()) else {
         return Err(Error::damaged(
             "the snapshot's stream",
             "its stream or digest is not 64 hex digits",
         ));
     };
     let ps = u64::from(m.image.page_size);
-    let mut next = c.seq + 1;
     // A later snapshot of the stream covers up to here: objects before it
     // may have gone with retention (prune), which is no damage.
     let covered = repo
@@ -128,55 +129,163 @@ pub fn apply_stream(
         .map(|s| s.seq)
         .max()
         .unwrap_or(0);
-    // Blocks known to have no bundle at a level (their members are read).
-    let mut missing: Vec<(u8, u64)> = Vec::new();
-    'objects: loop {
-        cancel.check("restore stopped; the target was not touched")?;
-        let Some(stored) = find(repo, &stream, next, &mut missing)? else {
-            if next <= covered {
-                applied.end = "pruned".into();
-                break;
-            }
-            end_or_hole(repo, &stream, next)?;
-            applied.end = "end".into();
-            break;
+    let walk = Walk {
+        stream,
+        after: c.seq,
+        starts: vec![digest],
+        page_size: m.image.page_size,
+        stop: None,
+        covered,
+    };
+    let walked = walk.run(repo, cancel, |seq, commit| {
+        if until_ns.is_some_and(|t| commit.time_ns > t) {
+            return Ok(false);
+        }
+        apply_commit(repo, &stream, seq, file, ps, commit)?;
+        applied.commits += 1;
+        applied.time_ns = commit.time_ns;
+        applied.pages = u64::from(commit.db_pages);
+        Ok(true)
+    })?;
+    applied.objects = walked.objects;
+    applied.seq = walked.last_seq;
+    applied.end = match walked.end {
+        WalkEnd::Moment => "moment",
+        // A bridge after this point started a new chain: a later snapshot
+        // goes on from it.
+        WalkEnd::DigestBreak(_) => "bridged",
+        WalkEnd::Pruned => "pruned",
+        WalkEnd::End | WalkEnd::Stop => "end",
+    }
+    .into();
+    Ok(applied)
+}
+
+/// One walk along a stream's change objects, from the snapshot at `after`:
+/// the loop a restore to a moment and `check` share. Each object is found
+/// by name, opened (authenticated), must continue the digest and have the
+/// snapshot's page size; its commits are handed over in order.
+pub(super) struct Walk {
+    /// The stream.
+    pub stream: StreamId,
+    /// The sequence number of the snapshot the walk starts from.
+    pub after: u64,
+    /// Digests the first object may go on from (snapshots at one point).
+    pub starts: Vec<Digest>,
+    /// The snapshot's page size.
+    pub page_size: u32,
+    /// The last sequence number to walk (the stream's next snapshot), or
+    /// every one.
+    pub stop: Option<u64>,
+    /// Sequence numbers up to this one are covered by a later snapshot: an
+    /// object missing there was removed by retention.
+    pub covered: u64,
+}
+
+/// Where a walk stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum WalkEnd {
+    /// The handler declined a commit (a restore's moment).
+    Moment,
+    /// The walk reached `stop`.
+    Stop,
+    /// No object holds the next number and none later exists.
+    End,
+    /// Retention removed the objects from here (a later snapshot covers).
+    Pruned,
+    /// This object does not continue the digest: a bridge started a new
+    /// chain (for a restore), or damage (for `check`).
+    DigestBreak(u64),
+}
+
+/// What a walk read.
+pub(super) struct Walked {
+    /// Objects read (change objects and bundles).
+    pub objects: u64,
+    /// The last change object all of whose commits were handed over (or
+    /// the snapshot's number).
+    pub last_seq: u64,
+    pub end: WalkEnd,
+}
+
+impl Walk {
+    /// Walks, handing each commit to `each` (which returns `false` to stop
+    /// before it).
+    pub fn run(
+        &self,
+        repo: &Repository,
+        cancel: &Cancel,
+        mut each: impl FnMut(u64, &CommitRecord) -> Result<bool>,
+    ) -> Result<Walked> {
+        let stream = &self.stream;
+        let mut walked = Walked {
+            objects: 0,
+            last_seq: self.after,
+            end: WalkEnd::End,
         };
-        applied.objects += 1;
-        for o in repo.open_stored(&stream, &stored)? {
-            if o.seq < next {
-                continue;
+        let mut digest = self.starts[0];
+        let mut next = self.after + 1;
+        // Blocks known to have no bundle at a level (their members are read).
+        let mut missing: Vec<(u8, u64)> = Vec::new();
+        loop {
+            cancel.check("restore stopped; the target was not touched")?;
+            if self.stop.is_some_and(|s| next > s) {
+                walked.end = WalkEnd::Stop;
+                return Ok(walked);
             }
-            if o.digest_before != digest {
-                // A bridge after this point started a new chain: a later
-                // snapshot goes on from it.
-                applied.end = "bridged".into();
-                break 'objects;
+            let Some(stored) = find(repo, stream, next, &mut missing)? else {
+                if next <= self.covered {
+                    walked.end = WalkEnd::Pruned;
+                } else {
+                    end_or_hole(repo, stream, next)?;
+                }
+                return Ok(walked);
+            };
+            walked.objects += 1;
+            let before = next;
+            for o in repo.open_stored(stream, &stored)? {
+                if o.seq < next || self.stop.is_some_and(|s| o.seq > s) {
+                    continue;
+                }
+                if next == self.after + 1 && self.starts.contains(&o.digest_before) {
+                    digest = o.digest_before;
+                }
+                if o.digest_before != digest {
+                    walked.end = WalkEnd::DigestBreak(o.seq);
+                    return Ok(walked);
+                }
+                if o.page_size != self.page_size {
+                    return Err(Error::damaged(
+                        change_name(repo, stream, o.seq),
+                        format!(
+                            "its pages are {} bytes, the snapshot's {}",
+                            o.page_size, self.page_size
+                        ),
+                    ));
+                }
+                for commit in &o.commits {
+                    if !each(o.seq, commit)? {
+                        walked.end = WalkEnd::Moment;
+                        return Ok(walked);
+                    }
+                    digest = extend_digest(&digest, commit);
+                }
+                walked.last_seq = o.seq;
+                next = o.seq + 1;
             }
-            if o.page_size != m.image.page_size {
+            if next == before {
                 return Err(Error::damaged(
-                    crate::backend::FileType::Change.describe(&repo.change_name(&stream, 0, o.seq)),
-                    format!(
-                        "its pages are {} bytes, the snapshot's {}",
-                        o.page_size, m.image.page_size
-                    ),
+                    change_name(repo, stream, next),
+                    "the object stored for it does not hold it",
                 ));
             }
-            for commit in &o.commits {
-                if until_ns.is_some_and(|t| commit.time_ns > t) {
-                    applied.end = "moment".into();
-                    break 'objects;
-                }
-                apply_commit(repo, &stream, o.seq, file, ps, commit)?;
-                digest = extend_digest(&digest, commit);
-                applied.commits += 1;
-                applied.time_ns = commit.time_ns;
-                applied.pages = u64::from(commit.db_pages);
-            }
-            applied.seq = o.seq;
-            next = o.seq + 1;
         }
     }
-    Ok(applied)
+}
+
+/// How a change object is named in messages.
+pub(super) fn change_name(repo: &Repository, stream: &StreamId, seq: u64) -> String {
+    crate::backend::FileType::Change.describe(&repo.change_name(stream, 0, seq))
 }
 
 /// Writes one commit's pages into the image and sets its size.
@@ -186,9 +295,9 @@ fn apply_commit(
     seq: u64,
     file: &File,
     ps: u64,
-    commit: &crate::format::change::CommitRecord,
+    commit: &CommitRecord,
 ) -> Result<()> {
-    let object = || crate::backend::FileType::Change.describe(&repo.change_name(stream, 0, seq));
+    let object = || change_name(repo, stream, seq);
     let io = |e: std::io::Error| Error::io("writing", std::path::Path::new("the restored copy"), e);
     let len = file.metadata().map_err(io)?.len();
     let mut current = vec![0u8; ps as usize];
@@ -216,7 +325,7 @@ fn apply_commit(
 }
 
 /// The object that holds sequence number `seq`: the coarsest stored.
-pub(super) fn find(
+fn find(
     repo: &Repository,
     stream: &StreamId,
     seq: u64,
@@ -244,7 +353,7 @@ pub(super) fn find(
 
 /// No object holds `seq`: the stream's end, unless a later object exists
 /// (then `seq` was removed, and the restore must not skip it).
-pub(super) fn end_or_hole(repo: &Repository, stream: &StreamId, seq: u64) -> Result<()> {
+fn end_or_hole(repo: &Repository, stream: &StreamId, seq: u64) -> Result<()> {
     for later in [seq + 1, seq + 2, seq + 16] {
         for level in 0..=MAX_LEVEL {
             let first = block_start(later, level);
@@ -253,7 +362,7 @@ pub(super) fn end_or_hole(repo: &Repository, stream: &StreamId, seq: u64) -> Res
             }
             if repo.has_change(stream, level, first)? {
                 return Err(Error::damaged(
-                    crate::backend::FileType::Change.describe(&repo.change_name(stream, 0, seq)),
+                    change_name(repo, stream, seq),
                     format!(
                         "change object {seq} of stream {} is missing while later ones are stored: it was removed",
                         &hex::encode(stream)[..8]

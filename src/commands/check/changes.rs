@@ -10,10 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::backend::FileType;
 use crate::error::{Error, Result};
-use crate::format::change::{extend_digest, StreamId};
 use crate::format::manifest::{Continuous, Manifest};
+use crate::progress::Cancel;
 use crate::repo::Repository;
 
 use super::CheckReport;
@@ -78,59 +77,21 @@ fn check_segment(
         starts.push(d);
     }
     let stream = c.stream_id().expect("checked above");
-    let mut digest = starts[0];
-    let mut next = c.seq + 1;
-    let mut missing = Vec::new();
-    loop {
-        if stop.is_some_and(|s| next > s) {
-            return Ok(());
-        }
-        let Some(stored) = pitr::find(repo, &stream, next, &mut missing)? else {
-            return match stop {
-                // Retention removed the changes up to the next snapshot.
-                Some(_) => Ok(()),
-                None => pitr::end_or_hole(repo, &stream, next),
-            };
-        };
-        report.changes += 1;
-        let before = next;
-        for o in repo.open_stored(&stream, &stored)? {
-            if o.seq < next || stop.is_some_and(|s| o.seq > s) {
-                continue;
-            }
-            let object = || name_of(repo, &stream, o.seq);
-            if next == c.seq + 1 && starts.contains(&o.digest_before) {
-                digest = o.digest_before;
-            }
-            if o.digest_before != digest {
-                return Err(Error::damaged(
-                    object(),
-                    "it does not continue the stream's digest before it: a change object was replaced, reordered or forged",
-                ));
-            }
-            if o.page_size != page_size {
-                return Err(Error::damaged(
-                    object(),
-                    format!(
-                        "its pages are {} bytes, the snapshot's {page_size}",
-                        o.page_size
-                    ),
-                ));
-            }
-            for commit in &o.commits {
-                digest = extend_digest(&digest, commit);
-            }
-            next = o.seq + 1;
-        }
-        if next == before {
-            return Err(Error::damaged(
-                name_of(repo, &stream, next),
-                "the object stored for it does not hold it",
-            ));
-        }
+    let walk = pitr::Walk {
+        stream,
+        after: c.seq,
+        starts,
+        page_size,
+        stop,
+        covered: stop.unwrap_or(0),
+    };
+    let walked = walk.run(repo, &Cancel::default(), |_, _| Ok(true))?;
+    report.changes += usize::try_from(walked.objects).unwrap_or(usize::MAX);
+    if let pitr::WalkEnd::DigestBreak(seq) = walked.end {
+        return Err(Error::damaged(
+            pitr::change_name(repo, &stream, seq),
+            "it does not continue the stream's digest before it: a change object was replaced, reordered or forged",
+        ));
     }
-}
-
-fn name_of(repo: &Repository, stream: &StreamId, seq: u64) -> String {
-    FileType::Change.describe(&repo.change_name(stream, 0, seq))
+    Ok(())
 }
