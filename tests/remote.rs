@@ -14,13 +14,13 @@ use crate::util::servers::{self, GarageNode, Sshd};
 use crate::util::{run, Env, Run};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub enum Kind {
     Local,
     S3,
     Sftp,
 }
 
-fn s3_vars() -> Vec<(String, OsString)> {
+pub fn s3_vars() -> Vec<(String, OsString)> {
     vec![
         ("AWS_ACCESS_KEY_ID".into(), servers::ACCESS_KEY.into()),
         ("AWS_SECRET_ACCESS_KEY".into(), servers::SECRET_KEY.into()),
@@ -44,7 +44,7 @@ fn location(kind: Kind, env: &Env, name: &str) -> (String, Vec<(String, OsString
     }
 }
 
-fn env_for(kind: Kind) -> Env {
+pub fn env_for(kind: Kind) -> Env {
     let scratch = Env::new();
     let (loc, vars) = location(kind, &scratch, "repo");
     match kind {

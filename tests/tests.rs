@@ -26,6 +26,7 @@ mod manage;
 mod paths;
 mod remote;
 mod replicate;
+mod replicate_remote;
 mod restore;
 mod safety;
 mod scrub;

@@ -83,6 +83,9 @@ pub(crate) struct Worker {
     stored: Point,
     pending: Vec<Arc<CapturedCommit>>,
     after: Option<WalMark>,
+    /// The WAL position the running bridge's read holds (recorded as the
+    /// stream's point once the bridge is stored).
+    bridge_mark: Option<WalMark>,
     phase: Phase,
     unstored: VecDeque<(u8, u64)>,
     retry_at: Option<Instant>,
@@ -148,12 +151,32 @@ fn against(c: &CapturedCommit, m: &WalMark) -> Against {
         Against::At
     } else if same_point(&c.prev, m) {
         Against::Next
-    } else if c.mark.salts == m.salts && c.mark.frames > m.frames {
-        Against::Past
-    } else {
+    } else if c.mark.salts == m.salts {
+        if c.mark.frames > m.frames {
+            Against::Past
+        } else {
+            Against::Before
+        }
+    } else if c.prev.frames == 0 && c.prev.salts.0 == m.salts.0.wrapping_add(1) {
+        // The first commit of the generation after `m`'s: the capture read
+        // `m`'s generation to its end (or reported a gap) before handing
+        // it over, so nothing lies between.
+        Against::Next
+    } else if (1..=GENERATIONS_BEHIND).contains(&m.salts.0.wrapping_sub(c.mark.salts.0)) {
+        // An earlier generation (a capture that went on from another
+        // stream's earlier record).
         Against::Before
+    } else {
+        // A later generation, or one whose salts tell nothing (a WAL made
+        // anew): commits may be missing between.
+        Against::Past
     }
 }
+
+/// How many restarts back a generation may be and still be known as an
+/// earlier one by its salt-1 (each restart adds one; a new WAL file draws it
+/// at random).
+const GENERATIONS_BEHIND: u32 = 1 << 16;
 
 impl Worker {
     /// A worker for a stream that goes on from `state` (or starts a new
@@ -187,12 +210,14 @@ impl Worker {
             seq: state.stored,
             ..state.sealed.clone()
         };
-        Self {
+        let unknown = matches!(phase, Phase::Running) && after.is_none();
+        let mut worker = Self {
             stream,
             digest,
             stored,
             pending: Vec::new(),
             after,
+            bridge_mark: None,
             phase,
             unstored: VecDeque::new(),
             retry_at: None,
@@ -204,7 +229,15 @@ impl Worker {
             can_delete: true,
             s,
             state,
+        };
+        if unknown {
+            // Where the stream stands in the WAL is unknown: the commits
+            // the WAL holds may be before or after it.
+            worker.gap(
+                "litevault stopped before it recorded where the stream stood in the WAL".into(),
+            );
         }
+        worker
     }
 
     /// Runs until told to stop: receives, seals, stores, bridges, folds.

@@ -24,6 +24,8 @@ impl Worker {
             return;
         };
         *aligned = true;
+        // An empty wal-index names no position a restart could go on from.
+        self.bridge_mark = (mark.salts != (0, 0)).then_some(mark);
         let mut pending = std::mem::take(&mut self.pending);
         if mark.salts == (0, 0) {
             // The wal-index was empty: the file held every commit; the
@@ -111,11 +113,16 @@ impl Worker {
                     _ => String::new(),
                 };
                 if r.is_ok() {
+                    // The stream stands at the bridge's position until a
+                    // commit after it is sealed: a restart goes on from
+                    // there (none recorded: it bridges again).
+                    self.state.sealed.mark = self.bridge_mark.take().map(Into::into);
                     self.state.bridged = true;
                     self.phase = Phase::Running;
                     self.last_fold = Instant::now();
                     self.save();
                 } else {
+                    self.bridge_mark = None;
                     self.pending.clear();
                     self.after = None;
                     self.phase = Phase::NeedsBridge(reason, Instant::now() + self.backoff);
