@@ -451,6 +451,55 @@ fn a_restart_goes_on_into_a_wal_restarted_right_after_its_record() {
     }
 }
 
+/// A stop while a bridge snapshot is being written waits for it, so the
+/// commits after the bridge are stored too (a stop that cancelled it would
+/// leave the repository without them, or without any snapshot at first).
+#[test]
+fn a_stop_during_a_bridge_waits_for_it_and_keeps_the_commits_after_it() {
+    let env = Env::new();
+    env.init();
+    let db = env.dir.path().join("app.db");
+    wal_db(&db, 4096);
+    let c = Connection::open(&db).unwrap();
+    // Big enough that its first snapshot takes a while.
+    c.execute_batch(
+        "CREATE TABLE big(b BLOB);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 600)
+         INSERT INTO big SELECT randomblob(100000) FROM n;
+         PRAGMA wal_checkpoint(TRUNCATE);",
+    )
+    .unwrap();
+    let state = env.dir.path().join("st");
+    let rep = Replicator::start(&env, &state, &[&db], &[]);
+    let t = Instant::now();
+    let bridging = |state: &Path| {
+        walkdir::WalkDir::new(state)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .any(|e| {
+                std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("\"bridged\": false"))
+            })
+    };
+    while !bridging(&state) {
+        assert!(t.elapsed() < Duration::from_secs(60), "no bridge began");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut log = Vec::new();
+    burst(&c, 10, &mut log, &db);
+    assert!(
+        bridging(&state),
+        "the bridge ended before the stop: a bigger database is needed"
+    );
+    let out = rep.stop("TERM");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("waiting for it"), "{out:?}");
+    assert_eq!(
+        restore_at(&env, &db, "latest", "latest.db").unwrap(),
+        state_of(&db)
+    );
+}
+
 #[test]
 fn page_sizes_from_512_to_65536_are_captured() {
     for ps in [512, 65536] {

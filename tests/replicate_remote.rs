@@ -59,9 +59,10 @@ fn capture_cycle(kind: Kind) {
         restore_at(&env, &db, "latest", "latest.db").unwrap(),
         state_of(&db)
     );
-    // A checkpoint that overtakes the capture is bridged: at most one
-    // moment before it restores an older state.
-    moments_restore(&env, &db, &log, &quiet, 1);
+    // The commits a kill left unstored, and a checkpoint that overtakes
+    // the capture, are bridged: a moment before each may restore an older
+    // state.
+    moments_restore(&env, &db, &log, &quiet, 2);
     let checked: serde_json::Value =
         serde_json::from_str(env.run(&["check", "--json"]).ok()).unwrap();
     assert_eq!(

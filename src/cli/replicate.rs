@@ -114,6 +114,12 @@ pub fn run(ctx: &Ctx, args: &ReplicateArgs) -> Result<()> {
             }
         }
     }
+    if running.status().iter().any(|s| s.phase == "bridging") {
+        ctx.status(format_args!(
+            "stopping: a bridge snapshot is being stored, so that the commits after it are kept; waiting for it (at most {} s)",
+            replicate::STOP_WAITS_FOR_BRIDGE.as_secs()
+        ));
+    }
     let done = running.stop();
     for s in &done {
         print_stream(ctx, args.json, s)?;

@@ -14,6 +14,8 @@
 pub mod state;
 pub(crate) mod stream;
 
+pub use self::stream::STOP_WAITS_FOR_BRIDGE;
+
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::format::change::{ChangeObject, CommitRecord, Digest, StreamId, WalMark};
 use crate::format::manifest::ContinuousKind;
 use crate::id::SnapshotId;
+use crate::progress::Cancel;
 use crate::repo::Repository;
 use crate::sqlite::capture::CapturedCommit;
 
@@ -91,6 +92,9 @@ pub(crate) struct Worker {
     retry_at: Option<Instant>,
     backoff: Duration,
     fold_in_flight: bool,
+    /// Stops the snapshot being written (not the process's signals: a
+    /// stop waits for a bridge, see [`Worker::finish`]).
+    snapshot_cancel: Cancel,
     fold_wait: Option<(WalMark, Sender<Result<Point>>)>,
     last_fold: Instant,
     store_ms: u64,
@@ -173,6 +177,10 @@ fn against(c: &CapturedCommit, m: &WalMark) -> Against {
     }
 }
 
+/// How long a stop waits for a bridge snapshot being written, so that the
+/// commits after it are stored.
+pub const STOP_WAITS_FOR_BRIDGE: Duration = Duration::from_secs(60);
+
 /// How many restarts back a generation may be and still be known as an
 /// earlier one by its salt-1 (each restart adds one; a new WAL file draws it
 /// at random).
@@ -223,6 +231,7 @@ impl Worker {
             retry_at: None,
             backoff: Duration::from_secs(1),
             fold_in_flight: false,
+            snapshot_cancel: Cancel::new(),
             fold_wait: None,
             last_fold: Instant::now(),
             store_ms: 0,
@@ -253,18 +262,42 @@ impl Worker {
             // Take what else is waiting before acting on it.
             while let Ok(m) = rx.try_recv() {
                 if matches!(m, Msg::Stop) {
-                    self.finish();
+                    self.finish(rx);
                     return;
                 }
                 self.handle(m);
             }
             self.tick();
         }
-        self.finish();
+        self.finish(rx);
     }
 
     /// Seals what is captured and stores what it can, once, at the end.
-    fn finish(&mut self) {
+    /// A bridge being written is waited for (at most
+    /// [`STOP_WAITS_FOR_BRIDGE`]): the commits after it are stored only
+    /// once it is; a fold is stopped (it holds nothing the stream lacks).
+    fn finish(&mut self, rx: &Receiver<Msg>) {
+        if self.fold_in_flight {
+            self.snapshot_cancel.cancel();
+        }
+        let deadline = Instant::now() + STOP_WAITS_FOR_BRIDGE;
+        let mut cancelled = None;
+        while matches!(self.phase, Phase::Bridging { .. }) {
+            let now = Instant::now();
+            if now >= deadline && cancelled.is_none() {
+                self.snapshot_cancel.cancel();
+                cancelled = Some(now);
+            }
+            // A snapshot that does not stop when told is left behind.
+            if cancelled.is_some_and(|t| now.duration_since(t) > Duration::from_secs(10)) {
+                break;
+            }
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(Msg::Stop) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(m) => self.handle(m),
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
         if matches!(self.phase, Phase::Running) && !self.pending.is_empty() {
             self.seal_pending();
         }

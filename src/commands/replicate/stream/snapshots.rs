@@ -190,7 +190,8 @@ impl Worker {
         opts.tags.clone_from(&self.s.opts.tags);
         opts.host.clone_from(&self.s.opts.host);
         opts.lock_timeout = self.s.opts.lock_timeout;
-        opts.cancel = self.s.opts.cancel.clone();
+        self.snapshot_cancel = crate::progress::Cancel::new();
+        opts.cancel = self.snapshot_cancel.clone();
         opts.align = Some(Align { shm, hook });
         let repo = Arc::clone(&self.s.repo);
         let lock = Arc::clone(&self.s.snapshot_lock);
