@@ -241,6 +241,75 @@ fn restore_if_missing_touches_nothing_when_the_target_exists() {
     assert!(out.ok().is_empty() && out.stderr.is_empty(), "{out:?}");
 }
 
+/// `--if-exists` (Litestream's -if-replica-exists): a repository with no
+/// snapshot to restore, or none matching the filters, is success with
+/// nothing written; any other failure still fails; with a snapshot it
+/// restores. With `--if-missing`, one line serves every boot.
+#[test]
+fn restore_if_exists_makes_nothing_to_restore_a_success() {
+    let env = Env::new();
+    env.init();
+    let target = env.dir.path().join("data/app.db");
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    let boot = |env: &Env| {
+        env.run(&[
+            "restore",
+            "latest",
+            "--if-missing",
+            "--if-exists",
+            "--target",
+            s(&target),
+        ])
+    };
+    // First boot, before any backup.
+    let out = boot(&env);
+    assert!(
+        out.ok().contains("no snapshots yet: nothing restored"),
+        "{out:?}"
+    );
+    assert!(!target.exists());
+    // Without the flag it is an error (exit 1); with Litestream's name, not.
+    env.run(&["restore", "latest", "--target", s(&target)])
+        .fails(1, &["no snapshots yet"]);
+    env.run(&[
+        "restore",
+        "latest",
+        "--if-replica-exists",
+        "--target",
+        s(&target),
+    ])
+    .ok();
+    // Filters that match nothing, a time before everything.
+    history(&env, &["2026-01-01T00:00:00Z"]);
+    for args in [
+        &["--tag", "nope"][..],
+        &["--db", "other.db"][..],
+        &["--before", "2020-01-01"][..],
+    ] {
+        let mut a = vec!["restore", "latest", "--if-exists", "--target", s(&target)];
+        a.extend_from_slice(args);
+        let out = env.run(&a);
+        assert!(out.ok().contains("nothing restored"), "{args:?}: {out:?}");
+        assert!(!target.exists());
+    }
+    // Other failures are failures: a wrong password, an id that is not there.
+    let wrong = env.password("wrong", "not the password");
+    let mut c = env.bare();
+    c.arg("--repo")
+        .arg(env.location())
+        .arg("--password-file")
+        .arg(&wrong)
+        .args(["restore", "latest", "--if-exists", "--target", s(&target)]);
+    assert_ne!(util::run(c).code, 0);
+    let r = env.run(&["restore", "deadbeef", "--if-exists", "--target", s(&target)]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(!target.exists());
+    // A snapshot: restored; the next boot leaves it.
+    boot(&env).ok();
+    assert_eq!(rows(&target), 1);
+    assert!(boot(&env).ok().contains("exists: nothing restored"));
+}
+
 fn small_db(path: &Path, rows: i64) {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).unwrap();

@@ -39,6 +39,11 @@ pub struct RestoreArgs {
     /// container's start-up: restore only on first boot).
     #[arg(long)]
     if_missing: bool,
+    /// Do nothing, successfully, if the repository holds no snapshot to
+    /// restore (a container's first boot, before its first backup:
+    /// Litestream's -if-replica-exists). Other failures still fail.
+    #[arg(long, visible_alias = "if-replica-exists")]
+    if_exists: bool,
     /// Check the restored copy with quick_check instead of integrity_check.
     #[arg(long)]
     quick: bool,
@@ -89,13 +94,22 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     let mut filter = snapshot_filter(&args.filter)?;
     filter.before = before_arg(ctx, args.before.as_deref())?;
     let repo = ctx.open_reading()?;
-    let (id, manifest, at) = choose(
+    let chosen = choose(
         ctx,
         &repo,
         args.snapshot.as_deref(),
         args.at.as_deref(),
         &filter,
-    )?;
+    );
+    let (id, manifest, at) = match chosen {
+        Err(e) if args.if_exists && is_no_snapshot(&e) => {
+            return ctx.summary(format_args!(
+                "{e}: nothing restored to {} (--if-exists)",
+                printable(&args.target.display().to_string())
+            ));
+        }
+        r => r?,
+    };
     let mut opts = RestoreOptions::new(&args.target);
     opts.at = at;
     opts.quick = args.quick;
@@ -117,6 +131,14 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         return out(serde_json::to_string(&s)?);
     }
     print_summary(ctx, &id, &manifest, &s)
+}
+
+/// Whether `e` says there is no snapshot to restore (and nothing else).
+fn is_no_snapshot(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<litevault::Error>(),
+        Some(litevault::Error::NoSnapshot { .. })
+    )
 }
 
 /// The restore's summary, in words.
