@@ -310,6 +310,76 @@ fn an_incremental_backup_lists_each_type_once_and_reads_only_what_it_has_not_see
     assert_eq!(snapshot_count(&env, &[]), 3);
 }
 
+/// The requests a `--verbose` run reports for its repository, by kind
+/// ("gets", "puts", ...).
+fn verbose_requests(stderr: &str, kind: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("litevault: repository ") && l.contains(" requests ("))
+        .unwrap_or_else(|| panic!("no request line in {stderr}"));
+    let inside = &line[line.find(" requests (").unwrap() + 11..];
+    let inside = &inside[..inside.find(')').unwrap()];
+    inside
+        .split(", ")
+        .find_map(|part| {
+            let (n, what) = part.split_once(' ')?;
+            what.starts_with(kind.trim_end_matches('s'))
+                .then(|| n.parse().unwrap())
+        })
+        .unwrap_or(0)
+}
+
+/// A restore reads the delta bases of a snapshot with the range reads of
+/// the chunks around them (a base is the chunk's previous version, in the
+/// packs of the snapshot before): its requests grow with the packs, not
+/// with the changed chunks, of which each cost a request of its own
+/// before. Whatever the order of reads, the restore is exact, and with
+/// an empty cache (`--no-cache`) as with a warm one.
+#[test]
+fn a_restore_reads_delta_bases_with_the_chunks_around_them() {
+    let env = env_for(Kind::S3);
+    env.run(&["init"]).ok();
+    let db = make_db(&env, "app.db", 16, 5);
+    env.run(&["backup", s(&db)]).ok();
+    let mut deltas = 0;
+    for (step, every) in [(1, 300), (2, 170)] {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(&format!(
+            "UPDATE events SET kind = kind || '{step}' WHERE id % {every} = 0"
+        ))
+        .unwrap();
+        drop(conn);
+        let out = json(&env.run(&["backup", s(&db), "--json"]));
+        deltas = out["manifest"]["stats"]["new_chunks"].as_u64().unwrap();
+    }
+    assert!(deltas >= 150, "{deltas} changed chunks: too few to tell");
+    for cache in [&["--no-cache"][..], &[]] {
+        let target = env.dir.path().join(format!("out{}.db", cache.len()));
+        let mut args = cache.to_vec();
+        args.extend([
+            "--verbose",
+            "restore",
+            "--db",
+            "app.db",
+            "--target",
+            s(&target),
+            "--no-pre-restore",
+            "latest",
+        ]);
+        let r = env.run(&args);
+        r.ok();
+        let gets = verbose_requests(&r.stderr, "gets");
+        // The config, the key, three index files and manifests, the tree
+        // and a few runs per pack: far fewer than the changed chunks.
+        assert!(
+            gets > 0 && gets * 3 < deltas,
+            "{gets} gets for {deltas} changed chunks: {}",
+            r.stderr
+        );
+        assert_eq!(dump(&target), dump(&db));
+    }
+}
+
 /// copy between every pair of backend kinds; a second copy sends nothing.
 #[test]
 fn copy_between_every_kind_of_backend() {

@@ -10,8 +10,8 @@
 //! * [`select`] and [`snapshots`]: snapshot manifests, loaded once per
 //!   command, and how commands pick them (filters, `latest`, groups, tags);
 //! * [`packer`]: the one packer (backup, prune's repack, copy);
-//! * [`reader`]: the one reader (range reads, run planning, parallel
-//!   reassembly, whole packs);
+//! * [`reader`]: the one reader (range reads, whole packs, reassembly),
+//!   and [`fetch`]: its plans of range reads and their reader threads;
 //! * [`walker`]: the one walker of chunk-list trees;
 //! * [`password`]: where a repository password comes from;
 //! * [`testing`] (feature `test-support`): what tests need to forge
@@ -19,6 +19,7 @@
 
 mod blob_cache;
 pub mod changes;
+mod fetch;
 pub mod index;
 mod index_files;
 pub mod keys;

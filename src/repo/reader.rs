@@ -12,7 +12,8 @@
 //!   chunks out of order), neighbours less than [`MAX_GAP`] apart joined
 //!   into range reads of at most [`MAX_RUN`] bytes, several in flight, each
 //!   blob authenticated, written at its image offsets (ids are left to the
-//!   whole-image check, see [`Repository::reassemble_into`]);
+//!   whole-image check, see [`Repository::reassemble_into`]); the delta
+//!   bases it needs come with the same range reads (see [`super::fetch`]);
 //! * [`Repository::write_image`]: the image in order to a stream, window
 //!   by window, each reassembled as above;
 //!   [`Repository::check_image_file`]: a reassembled image file read back
@@ -31,9 +32,9 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::fetch::{locate, plan, Ids, Plan};
 use super::index::Index;
 use super::repository::Repository;
 use crate::backend::FileType;
@@ -114,7 +115,7 @@ impl BaseCache {
         }
     }
 
-    fn get(&self, id: &BlobId) -> Option<Arc<Vec<u8>>> {
+    pub(super) fn get(&self, id: &BlobId) -> Option<Arc<Vec<u8>>> {
         let m = self
             .map
             .lock()
@@ -139,36 +140,8 @@ impl BaseCache {
     }
 }
 
-/// A chunk of an image where the index lists it: 16 bytes, so that the
-/// plan of a 10 GiB image (650 000 chunks) stays small beside the index.
-#[derive(Clone, Copy)]
-struct Located {
-    /// Offset in the image.
-    offset: u64,
-    /// Pack and blob positions in the index ([`Index::at`]).
-    pack: u32,
-    blob: u32,
-}
-
-/// A run of blobs close together in one pack, fetched with one range read.
-struct Run {
-    pack: PackId,
-    start: u64,
-    len: u64,
-    /// Its blobs: a range of [`Plan::located`], in pack order.
-    items: std::ops::Range<usize>,
-}
-
-/// What a reassembly reads: every chunk located, sorted by pack and offset
-/// in the pack, cut into runs.
-struct Plan {
-    index: std::sync::Arc<Index>,
-    located: Vec<Located>,
-    runs: Vec<Run>,
-}
-
 /// Turns a range read past the end of a pack into damage to that pack.
-fn truncated(e: Error, object: &str) -> Error {
+pub(super) fn truncated(e: Error, object: &str) -> Error {
     match e {
         Error::Backend(b) if b.kind == BackendErrorKind::OutOfRange => {
             Error::damaged(object, b.detail)
@@ -178,68 +151,6 @@ fn truncated(e: Error, object: &str) -> Error {
         }
         e => e,
     }
-}
-
-/// Where the index lists chunk `id` (at image offset `offset`).
-fn locate(index: &Index, offset: u64, id: &BlobId) -> Result<Located> {
-    let (pack, blob) = index.position(id).ok_or_else(|| {
-        Error::damaged(
-            format!("blob {id}"),
-            "no index lists it: the snapshot's data is missing",
-        )
-    })?;
-    Ok(Located { offset, pack, blob })
-}
-
-/// Sorts the located chunks by pack and offset in the pack and cuts them
-/// into range reads, checking every pack is present before anything is
-/// read.
-fn plan(
-    index: std::sync::Arc<Index>,
-    mut located: Vec<Located>,
-    packs: &std::collections::HashMap<String, u64>,
-) -> Result<Plan> {
-    located.sort_unstable_by_key(|l| (l.pack, index.at(l.pack, l.blob).1.offset, l.offset));
-    let mut runs: Vec<Run> = Vec::new();
-    for (i, l) in located.iter().enumerate() {
-        let (pack, b) = index.at(l.pack, l.blob);
-        let (start, len) = (u64::from(b.offset), u64::from(b.entry.stored_len));
-        match runs.last_mut() {
-            Some(r)
-                if r.pack == pack
-                    && start >= r.start + r.len
-                    && start - (r.start + r.len) <= MAX_GAP
-                    && start + len - r.start <= MAX_RUN =>
-            {
-                r.len = start + len - r.start;
-                r.items.end = i + 1;
-            }
-            // The same blob at another offset of the image: one read.
-            Some(r) if r.pack == pack && start + len <= r.start + r.len => {
-                r.items.end = i + 1;
-            }
-            _ => {
-                let name = pack.to_hex();
-                if !packs.contains_key(&name) {
-                    return Err(Error::damaged(
-                        FileType::Pack.describe(&name),
-                        "the pack is missing",
-                    ));
-                }
-                runs.push(Run {
-                    pack,
-                    start,
-                    len,
-                    items: i..i + 1,
-                });
-            }
-        }
-    }
-    Ok(Plan {
-        index,
-        located,
-        runs,
-    })
 }
 
 /// Checks a snapshot's chunks add up to its manifest's image size.
@@ -253,16 +164,8 @@ fn check_total(m: &Manifest, total: u64) -> Result<()> {
     Ok(())
 }
 
-fn blob_object(id: &BlobId, pack: &str) -> String {
+pub(super) fn blob_object(id: &BlobId, pack: &str) -> String {
     format!("blob {} in {}", id.short(), FileType::Pack.describe(pack))
-}
-
-/// Whether a reader recomputes each blob's id as it decodes it, or leaves
-/// that to a check of the whole image afterwards.
-#[derive(Clone, Copy)]
-enum Ids {
-    Check,
-    Later,
 }
 
 impl Repository {
@@ -332,7 +235,7 @@ impl Repository {
         if entry.base.is_none() {
             return Ok(None);
         }
-        self.chain_plaintext(index, entry, cache).map(Some)
+        self.chain_plaintext(index, entry, cache, None).map(Some)
     }
 
     /// The plaintext of blob `id` (a delta's base, decoded with its chain),
@@ -351,11 +254,15 @@ impl Repository {
         Ok(plain)
     }
 
-    fn chain_plaintext(
+    /// The plaintext of the base of delta blob `entry`: its chain decoded
+    /// from the full blob (or the last link `cache` holds) up, each link
+    /// from its sealed envelope in `held` if there, else read.
+    pub(super) fn chain_plaintext(
         &self,
         index: &Index,
         entry: &BlobEntry,
         cache: &BaseCache,
+        held: Option<&HashMap<BlobId, Vec<u8>>>,
     ) -> Result<Arc<Vec<u8>>> {
         let mut chain: Vec<(PackId, PackedBlob)> = Vec::new();
         let mut found = None;
@@ -371,8 +278,18 @@ impl Repository {
             chain.push((base.pack, base.blob));
             link = base.blob.entry;
         }
-        for (pack, b) in chain.iter().rev() {
-            let p = Arc::new(self.read_located(*pack, b, found.as_deref().map(Vec::as_slice))?);
+        for (pack_id, b) in chain.iter().rev() {
+            let base = found.as_deref().map(Vec::as_slice);
+            let p = Arc::new(match held.and_then(|h| h.get(&b.entry.id)) {
+                Some(sealed) => pack::open_blob(
+                    self.key(),
+                    &b.entry,
+                    sealed,
+                    base,
+                    &blob_object(&b.entry.id, &pack_id.to_hex()),
+                )?,
+                None => self.read_located(*pack_id, b, base)?,
+            });
             cache.put(b.entry.id, Arc::clone(&p));
             found = Some(p);
         }
@@ -608,98 +525,6 @@ impl Repository {
             p.start(m.image.bytes);
         }
         self.fetch_all(&plan, write_at, progress, cancel, ids)
-    }
-
-    /// Fetches `runs` on as many threads as the storage wants reads in
-    /// flight, calling `write_at` for every blob.
-    fn fetch_all(
-        &self,
-        plan: &Plan,
-        write_at: &(dyn Fn(u64, &[u8]) -> Result<()> + Sync),
-        progress: Option<&dyn Progress>,
-        cancel: &Cancel,
-        ids: Ids,
-    ) -> Result<()> {
-        let next = AtomicUsize::new(0);
-        let threads = self.backend().read_parallelism();
-        let bases = BaseCache::default();
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|_| {
-                    s.spawn(|| -> Result<()> {
-                        let result =
-                            self.fetch_runs(plan, &next, write_at, progress, cancel, ids, &bases);
-                        if result.is_err() {
-                            // Stop the other threads: the reassembly has failed.
-                            next.store(usize::MAX / 2, Ordering::Relaxed);
-                        }
-                        result
-                    })
-                })
-                .collect();
-            let mut first = None;
-            for h in handles {
-                if let Err(e) = h.join().expect("reader thread panicked") {
-                    first.get_or_insert(e);
-                }
-            }
-            first.map_or(Ok(()), Err)
-        })
-    }
-
-    /// One reader thread: takes runs until none is left.
-    #[allow(clippy::too_many_arguments)]
-    fn fetch_runs(
-        &self,
-        plan: &Plan,
-        next: &AtomicUsize,
-        write_at: &(dyn Fn(u64, &[u8]) -> Result<()> + Sync),
-        progress: Option<&dyn Progress>,
-        cancel: &Cancel,
-        ids: Ids,
-        bases: &BaseCache,
-    ) -> Result<()> {
-        let open = match ids {
-            Ids::Check => pack::open_blob_into,
-            Ids::Later => pack::open_blob_into_unhashed,
-        };
-        let mut raw = Vec::new();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(run) = plan.runs.get(i) else {
-                return Ok(());
-            };
-            cancel.check("reading stopped")?;
-            let name = run.pack.to_hex();
-            let mut bytes = self
-                .backend()
-                .read_range(FileType::Pack, &name, run.start, run.len)
-                .map_err(|e| truncated(e, &FileType::Pack.describe(&name)))?;
-            let mut done: Option<(u32, BlobId)> = None;
-            for l in &plan.located[run.items.clone()] {
-                let (_, b) = plan.index.at(l.pack, l.blob);
-                let at = (u64::from(b.offset) - run.start) as usize;
-                // A repeat of the blob just decoded (decrypting in place
-                // consumed it) is written again from `raw`.
-                if done != Some((b.offset, b.entry.id)) {
-                    let base = self.base_plaintext(&plan.index, &b.entry, bases)?;
-                    let sealed = &mut bytes[at..at + b.entry.stored_len as usize];
-                    open(
-                        self.key(),
-                        &b.entry,
-                        sealed,
-                        base.as_deref().map(Vec::as_slice),
-                        &blob_object(&b.entry.id, &name),
-                        &mut raw,
-                    )?;
-                    done = Some((b.offset, b.entry.id));
-                }
-                write_at(l.offset, &raw)?;
-                if let Some(p) = progress {
-                    p.advance(raw.len() as u64);
-                }
-            }
-        }
     }
 
     /// Writes the image of `manifest` to `out` in order, verified against
