@@ -248,12 +248,14 @@ pub enum Error {
     },
 
     /// The repository is locked by someone else.
-    #[error("repository is locked {mode} by {holder}")]
+    #[error("repository is locked {mode} by {holder}{}", waited_for(.waited.as_ref()))]
     Locked {
         /// "exclusively" or "(shared)".
         mode: &'static str,
         /// Who holds the lock.
         holder: String,
+        /// How long this process waited for it (`--retry-lock`), if it did.
+        waited: Option<std::time::Duration>,
     },
 
     /// A held lock could not be refreshed in time, so another process may
@@ -614,4 +616,14 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::Backend(e) if e.is_not_found())
     }
+}
+
+/// ", still after waiting 5m for it" when a lock was waited for.
+fn waited_for(waited: Option<&std::time::Duration>) -> String {
+    waited.map_or(String::new(), |d| {
+        format!(
+            ", still after waiting {} for it",
+            crate::sys::format_duration(*d)
+        )
+    })
 }

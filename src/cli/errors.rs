@@ -100,7 +100,10 @@ fn advice(e: &Error) -> Option<String> {
             "run `litevault repair snapshots` to set it aside, or `litevault forget` it".into()
         }
         Error::Damaged { .. } => "run `litevault check` to see the extent".into(),
-        Error::Locked { .. } => "use `litevault unlock` if that process is gone".into(),
+        Error::Locked { waited, .. } => format!(
+            "{} --retry-lock DURATION, or use `litevault unlock` if that process is gone",
+            if waited.is_some() { "wait longer with" } else { "wait for it with" }
+        ),
         Error::LockLost { .. } => {
             "check that the repository is writable, then run the command again".into()
         }

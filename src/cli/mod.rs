@@ -90,6 +90,12 @@ pub struct Cli {
     #[arg(long, global = true)]
     no_lock: bool,
 
+    /// When the repository is locked by another process, wait for it up to
+    /// DURATION (5m, 2h), trying again with growing pauses and saying who
+    /// holds it, instead of failing at once (exit 11 when the time is up).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = retry_lock_arg)]
+    retry_lock: Option<std::time::Duration>,
+
     /// A storage option, key=value (repeatable): s3.region, s3.endpoint,
     /// s3.virtual-host, sftp.key, sftp.known-hosts, timeout, retries.
     #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
@@ -213,6 +219,7 @@ pub struct Ctx {
     verbose: bool,
     utc: bool,
     no_lock: bool,
+    retry_lock: Option<std::time::Duration>,
     options: Vec<String>,
     cache_dir: Option<PathBuf>,
     no_cache: bool,
@@ -313,6 +320,18 @@ impl Ctx {
             cache_root: self.cache_root(location),
         };
         let repo = litevault::Repository::open_with(backend, &password, &opts)?;
+        if let Some(up_to) = self.retry_lock {
+            let quiet = self.quiet;
+            repo.set_lock_wait(Some(litevault::repo::LockWait {
+                up_to,
+                say: Arc::new(move |line| {
+                    if !quiet {
+                        eprintln!("litevault: note: {line}");
+                    }
+                }),
+                cancel: signals(),
+            }));
+        }
         self.opened
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -451,12 +470,33 @@ pub use report::Reporter;
 /// A cancellation token set by SIGINT and SIGTERM, which stop long
 /// operations cleanly.
 fn cancel_on_signals() -> Result<litevault::Cancel> {
-    let cancel = litevault::Cancel::new();
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(cancel.flag()))
-            .map_err(|e| anyhow::anyhow!("installing the signal handler: {e}"))?;
-    }
+    static INSTALLED: std::sync::OnceLock<std::result::Result<(), String>> =
+        std::sync::OnceLock::new();
+    let cancel = signals();
+    INSTALLED
+        .get_or_init(|| {
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(sig, Arc::clone(cancel.flag()))
+                    .map_err(|e| format!("installing the signal handler: {e}"))?;
+            }
+            Ok(())
+        })
+        .clone()
+        .map_err(|e| anyhow::anyhow!(e))?;
     Ok(cancel)
+}
+
+/// The process's one cancellation token: set by SIGINT and SIGTERM once a
+/// command installed their handler ([`cancel_on_signals`]); before that
+/// the signals end the process as usual.
+fn signals() -> litevault::Cancel {
+    static TOKEN: std::sync::OnceLock<litevault::Cancel> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(litevault::Cancel::new).clone()
+}
+
+/// `--retry-lock`'s value.
+fn retry_lock_arg(s: &str) -> std::result::Result<std::time::Duration, String> {
+    litevault::sys::parse_duration(s).map_err(|m| format!("{m} (the longest wait for a lock)"))
 }
 
 /// The zone listings show times in: the system's (from `TZ` or
@@ -534,6 +574,7 @@ pub fn run() -> Result<()> {
         verbose: cli.verbose,
         utc: cli.utc,
         no_lock: cli.no_lock,
+        retry_lock: cli.retry_lock,
         options: cli.options,
         cache_dir: cli.cache_dir,
         no_cache: cli.no_cache,

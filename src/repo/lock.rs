@@ -20,6 +20,7 @@
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::repository::{Listed, LockPolicy, Repository};
 use crate::backend::{Backend, FileType};
@@ -27,11 +28,73 @@ use crate::error::{BackendErrorKind, Error, Result};
 use crate::format::crypto::MasterKey;
 use crate::format::lock::{LockKind, LockRecord, PidScope, REFRESH_EVERY, STALE_AFTER};
 use crate::id::LockId;
+use crate::progress::Cancel;
+
+/// How long taking a lock waits for a conflicting one to go (restic's
+/// `--retry-lock`), and what it says meanwhile.
+#[derive(Clone)]
+pub struct LockWait {
+    /// The longest wait; then the lock's holder is the error.
+    pub up_to: Duration,
+    /// Told "the repository is locked ... by ...; waiting ..." when the
+    /// wait begins and whenever the holder changes.
+    pub say: Arc<dyn Fn(&str) + Send + Sync>,
+    /// Stops the wait (SIGINT, SIGTERM).
+    pub cancel: Cancel,
+}
+
+impl std::fmt::Debug for LockWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockWait")
+            .field("up_to", &self.up_to)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The first pause between attempts of a [`LockWait`]; each pause doubles,
+/// up to [`WAIT_PAUSE_MAX`].
+pub const WAIT_PAUSE_FIRST: Duration = Duration::from_secs(1);
+/// The longest pause between attempts of a [`LockWait`].
+pub const WAIT_PAUSE_MAX: Duration = Duration::from_secs(30);
 
 impl Repository {
-    /// Takes a lock; it is held until the guard is dropped.
+    /// Takes a lock; it is held until the guard is dropped. With a
+    /// [`LockWait`] set, a conflicting lock is waited for (attempts with
+    /// doubling pauses), else it is the error at once.
     pub fn lock(&self, kind: LockKind, command: &str) -> Result<LockGuard> {
-        acquire(self, kind, command)
+        let Some(wait) = self.lock_wait() else {
+            return acquire(self, kind, command);
+        };
+        let start = Instant::now();
+        let mut pause = WAIT_PAUSE_FIRST;
+        let mut said: Option<String> = None;
+        loop {
+            match acquire(self, kind, command) {
+                Err(Error::Locked { mode, holder, .. }) => {
+                    let waited = start.elapsed();
+                    if waited >= wait.up_to {
+                        return Err(Error::Locked {
+                            mode,
+                            holder,
+                            waited: Some(wait.up_to),
+                        });
+                    }
+                    if said.as_ref() != Some(&holder) {
+                        (wait.say)(&format!(
+                            "the repository is locked {mode} by {holder}; waiting for it (at most {} in all)",
+                            crate::sys::format_duration(wait.up_to)
+                        ));
+                        said = Some(holder);
+                    }
+                    wait.cancel.sleep(
+                        pause.min(wait.up_to.saturating_sub(waited)),
+                        "stopped while waiting for the lock",
+                    )?;
+                    pause = (pause * 2).min(WAIT_PAUSE_MAX);
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The shared lock of a command that only reads, as the lock policy
@@ -192,6 +255,7 @@ fn conflict(kind: LockKind, others: &[LockInfo], mine: Option<&LockId>) -> Optio
         .filter(|l| l.stale.is_none() || l.record.is_none())
         .find(|l| kind == LockKind::Exclusive || l.record.as_ref().is_none_or(|r| r.exclusive))
         .map(|l| Error::Locked {
+            waited: None,
             mode: if l.record.as_ref().is_some_and(|r| !r.exclusive) {
                 "(shared)"
             } else {

@@ -38,7 +38,7 @@ pub mod walker;
 
 pub use index::{BlobLocation, Index, IndexedPack};
 pub use keys::KeyInfo;
-pub use lock::{LockGuard, LockInfo};
+pub use lock::{LockGuard, LockInfo, LockWait};
 pub use reader::BaseCache;
 pub use repository::{InitOptions, LockPolicy, OpenOptions, Repository};
 pub use select::{split_tags, validate_tag, GroupBy, GroupKey, SnapshotFilter, PRE_RESTORE_TAG};

@@ -161,6 +161,7 @@ pub struct Repository {
     key_confirmed: AtomicBool,
     cache: Mutex<Cache>,
     lock_policy: Mutex<LockPolicy>,
+    lock_wait: Mutex<Option<super::lock::LockWait>>,
     notes: Notes,
     /// What the storage had counted when this handle was made.
     io_base: IoStats,
@@ -198,6 +199,7 @@ impl Repository {
             key_confirmed: AtomicBool::new(true),
             cache: Mutex::new(Cache::default()),
             lock_policy: Mutex::new(LockPolicy::default()),
+            lock_wait: Mutex::new(None),
             notes: Notes::default(),
             io_base: IoStats::default(),
             reserve_used: AtomicBool::new(false),
@@ -565,6 +567,7 @@ impl Repository {
             key_confirmed: AtomicBool::new(self.key_confirmed()),
             cache: Mutex::new(Cache::default()),
             lock_policy: Mutex::new(self.lock_policy()),
+            lock_wait: Mutex::new(self.lock_wait()),
             notes: Notes::default(),
             io_base: self.backend.io_stats().unwrap_or_default(),
             reserve_used: AtomicBool::new(false),
@@ -597,6 +600,23 @@ impl Repository {
             .lock_policy
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = policy;
+    }
+
+    /// Whether taking a lock waits for a conflicting one to go, and how
+    /// long (see [`super::lock::LockWait`]); none by default.
+    pub fn set_lock_wait(&self, wait: Option<super::lock::LockWait>) {
+        *self
+            .lock_wait
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = wait;
+    }
+
+    /// The lock wait set, if any.
+    pub fn lock_wait(&self) -> Option<super::lock::LockWait> {
+        self.lock_wait
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The lock policy (see [`LockPolicy`]).
