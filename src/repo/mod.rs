@@ -36,9 +36,9 @@ pub use snapshots::one_database;
 pub mod testing;
 pub mod walker;
 
+pub use fetch::BaseCache;
 pub use index::{BlobLocation, Index, IndexedPack};
 pub use keys::KeyInfo;
-pub use lock::{LockGuard, LockInfo, LockWait};
-pub use reader::BaseCache;
-pub use repository::{InitOptions, LockPolicy, OpenOptions, Repository};
+pub use lock::{LockGuard, LockInfo};
+pub use repository::{InitOptions, LockPolicy, LockWait, OpenOptions, Repository};
 pub use select::{split_tags, validate_tag, GroupBy, GroupKey, SnapshotFilter, PRE_RESTORE_TAG};

@@ -10,7 +10,13 @@
 //! its caller (prune writes one index superseding the old ones). Packs are
 //! always stored before the index naming them, so an index never points at
 //! a missing pack, and an interrupted backup's indexed packs are reused by
-//! the next one. Memory: one open pack, at most the pack size.
+//! the next one.
+//!
+//! Tree blobs are held back and stored together after the data blobs (in
+//! the last pack, or whenever they reach the pack size), so a snapshot's
+//! tree lies in a few spans that a reader fetches with a few range reads,
+//! not one read per node between the data it describes. Memory: one open
+//! pack and the held tree blobs, each at most the pack size.
 
 use super::lock::LockGuard;
 use super::repository::Repository;
@@ -59,10 +65,22 @@ pub struct Packer<'r> {
     lock: &'r LockGuard,
     mode: IndexMode,
     pack: PackWriter,
+    /// Tree blobs held back (see the module docs), and their bytes.
+    trees: Vec<(Meta, Vec<u8>)>,
+    trees_len: usize,
     unindexed: Vec<IndexPack>,
     stats: PackerStats,
 }
 
+/// What a pack header says of a blob, beside its sealed envelope.
+#[derive(Clone, Copy)]
+struct Meta {
+    ty: BlobType,
+    id: BlobId,
+    compression: Compression,
+    raw_len: usize,
+    base: Option<DeltaBase>,
+}
 impl<'r> Packer<'r> {
     /// A packer writing into `repo` while `lock` is held.
     pub fn new(repo: &'r Repository, lock: &'r LockGuard, mode: IndexMode) -> Self {
@@ -71,6 +89,8 @@ impl<'r> Packer<'r> {
             lock,
             mode,
             pack: PackWriter::new(),
+            trees: Vec::new(),
+            trees_len: 0,
             unindexed: Vec::new(),
             stats: PackerStats::default(),
         }
@@ -92,11 +112,39 @@ impl<'r> Packer<'r> {
         base: Option<DeltaBase>,
         sealed: &[u8],
     ) -> Result<()> {
+        let meta = Meta {
+            ty,
+            id,
+            compression,
+            raw_len,
+            base,
+        };
+        if ty == BlobType::Tree {
+            self.trees_len += sealed.len();
+            self.trees.push((meta, sealed.to_vec()));
+            if self.trees_len >= self.repo.config().pack_size as usize {
+                self.pack_trees()?;
+            }
+            return Ok(());
+        }
+        self.pack_blob(meta, sealed)
+    }
+
+    fn pack_blob(&mut self, m: Meta, sealed: &[u8]) -> Result<()> {
         self.pack
-            .add_sealed(ty, id, compression, raw_len, base, sealed)?;
+            .add_sealed(m.ty, m.id, m.compression, m.raw_len, m.base, sealed)?;
         self.stats.blobs += 1;
         if self.pack.len() >= self.repo.config().pack_size as usize {
             self.flush_pack()?;
+        }
+        Ok(())
+    }
+
+    /// Packs the held tree blobs, side by side.
+    fn pack_trees(&mut self) -> Result<()> {
+        self.trees_len = 0;
+        for (meta, sealed) in std::mem::take(&mut self.trees) {
+            self.pack_blob(meta, &sealed)?;
         }
         Ok(())
     }
@@ -149,6 +197,7 @@ impl<'r> Packer<'r> {
     /// Stores the last pack and, in [`IndexMode::Every`], the index of
     /// every pack not yet indexed.
     pub fn finish(mut self) -> Result<PackerStats> {
+        self.pack_trees()?;
         self.flush_pack()?;
         match self.mode {
             IndexMode::Every => self.flush_index()?,

@@ -9,8 +9,8 @@
 //!   verified (check `--read-data`);
 //! * [`Repository::reassemble`]: a snapshot's image in parallel: the
 //!   blobs sorted by pack and offset (parallel compression stores adjacent
-//!   chunks out of order), neighbours less than [`MAX_GAP`] apart joined
-//!   into range reads of at most [`MAX_RUN`] bytes, several in flight, each
+//!   chunks out of order), neighbours less than [`MAX_GAP`](super::fetch::MAX_GAP) apart joined
+//!   into range reads of at most [`MAX_RUN`](super::fetch::MAX_RUN) bytes, several in flight, each
 //!   blob authenticated, written at its image offsets (ids are left to the
 //!   whole-image check, see [`Repository::reassemble_into`]); the delta
 //!   bases it needs come with the same range reads (see [`super::fetch`]);
@@ -29,16 +29,15 @@
 //! cannot loop), then decoded from its full blob up, each link checked
 //! against its id. A [`BaseCache`] keeps the plaintexts for one operation.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use super::fetch::{locate, plan, Ids, Plan};
+use super::fetch::{blob_object, locate, plan, truncated, BaseCache, Ids, Plan};
 use super::index::Index;
 use super::repository::Repository;
 use crate::backend::FileType;
-use crate::error::{BackendErrorKind, Error, Result};
+use crate::error::{Error, Result};
 use crate::format::manifest::Manifest;
 use crate::format::pack::{self, BlobEntry, BlobType, PackedBlob, TailHeader};
 use crate::format::tree::TreeNode;
@@ -46,12 +45,8 @@ use crate::format::{self, ObjectType, HEADER_LEN};
 use crate::id::{BlobId, PackId};
 use crate::progress::{Cancel, Progress};
 
-/// Largest single range read when fetching runs of adjacent blobs.
-pub const MAX_RUN: u64 = 8 << 20;
 /// Image bytes [`Repository::write_image`] reassembles at a time.
 pub const WINDOW: u64 = 32 << 20;
-/// Unneeded bytes a range read may span to join two needed blobs.
-pub const MAX_GAP: u64 = 64 << 10;
 
 /// A pack read whole: its name and header verified, its blobs sealed.
 pub struct PackBytes {
@@ -87,72 +82,6 @@ impl PackBytes {
     }
 }
 
-/// Plaintexts of delta bases decoded during one operation, shared by its
-/// threads; emptied when it holds more than its budget.
-pub struct BaseCache {
-    /// The plaintexts, and their total length.
-    map: Mutex<(Plaintexts, usize)>,
-    budget: usize,
-}
-
-type Plaintexts = HashMap<BlobId, Arc<Vec<u8>>>;
-
-impl Default for BaseCache {
-    fn default() -> Self {
-        Self::new(BASE_CACHE_BYTES)
-    }
-}
-
-/// Bytes of base plaintexts a [`BaseCache`] keeps by default.
-pub const BASE_CACHE_BYTES: usize = 32 << 20;
-
-impl BaseCache {
-    /// A cache keeping at most `budget` bytes.
-    pub fn new(budget: usize) -> Self {
-        Self {
-            map: Mutex::new((HashMap::new(), 0)),
-            budget,
-        }
-    }
-
-    pub(super) fn get(&self, id: &BlobId) -> Option<Arc<Vec<u8>>> {
-        let m = self
-            .map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        m.0.get(id).cloned()
-    }
-
-    fn put(&self, id: BlobId, plain: Arc<Vec<u8>>) {
-        if plain.len() > self.budget {
-            return;
-        }
-        let mut m = self
-            .map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if m.1 + plain.len() > self.budget {
-            m.0.clear();
-            m.1 = 0;
-        }
-        m.1 += plain.len();
-        m.0.insert(id, plain);
-    }
-}
-
-/// Turns a range read past the end of a pack into damage to that pack.
-pub(super) fn truncated(e: Error, object: &str) -> Error {
-    match e {
-        Error::Backend(b) if b.kind == BackendErrorKind::OutOfRange => {
-            Error::damaged(object, b.detail)
-        }
-        Error::Backend(b) if b.kind == BackendErrorKind::NotFound => {
-            Error::damaged(object, "the pack is missing")
-        }
-        e => e,
-    }
-}
-
 /// Checks a snapshot's chunks add up to its manifest's image size.
 fn check_total(m: &Manifest, total: u64) -> Result<()> {
     if total != m.image.bytes {
@@ -162,10 +91,6 @@ fn check_total(m: &Manifest, total: u64) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-pub(super) fn blob_object(id: &BlobId, pack: &str) -> String {
-    format!("blob {} in {}", id.short(), FileType::Pack.describe(pack))
 }
 
 impl Repository {
@@ -235,7 +160,7 @@ impl Repository {
         if entry.base.is_none() {
             return Ok(None);
         }
-        self.chain_plaintext(index, entry, cache, None).map(Some)
+        self.chain_plaintext(index, entry, cache).map(Some)
     }
 
     /// The plaintext of blob `id` (a delta's base, decoded with its chain),
@@ -254,15 +179,13 @@ impl Repository {
         Ok(plain)
     }
 
-    /// The plaintext of the base of delta blob `entry`: its chain decoded
-    /// from the full blob (or the last link `cache` holds) up, each link
-    /// from its sealed envelope in `held` if there, else read.
+    /// The plaintext of the base of delta blob `entry`: its chain read and
+    /// decoded from the full blob (or the last link `cache` holds) up.
     pub(super) fn chain_plaintext(
         &self,
         index: &Index,
         entry: &BlobEntry,
         cache: &BaseCache,
-        held: Option<&HashMap<BlobId, Vec<u8>>>,
     ) -> Result<Arc<Vec<u8>>> {
         let mut chain: Vec<(PackId, PackedBlob)> = Vec::new();
         let mut found = None;
@@ -279,17 +202,8 @@ impl Repository {
             link = base.blob.entry;
         }
         for (pack_id, b) in chain.iter().rev() {
-            let base = found.as_deref().map(Vec::as_slice);
-            let p = Arc::new(match held.and_then(|h| h.get(&b.entry.id)) {
-                Some(sealed) => pack::open_blob(
-                    self.key(),
-                    &b.entry,
-                    sealed,
-                    base,
-                    &blob_object(&b.entry.id, &pack_id.to_hex()),
-                )?,
-                None => self.read_located(*pack_id, b, base)?,
-            });
+            let p =
+                Arc::new(self.read_located(*pack_id, b, found.as_deref().map(Vec::as_slice))?);
             cache.put(b.entry.id, Arc::clone(&p));
             found = Some(p);
         }
@@ -413,7 +327,7 @@ impl Repository {
         })
         .map_err(|e| self.blame_damaged_index(e))?;
         check_total(m, offset)?;
-        plan(index, located, &self.pack_sizes()?)
+        plan(index, located, Some(&self.pack_sizes()?))
     }
 
     /// The plan for reading `chunks` (a window of [`Repository::chunk_list`]).
@@ -428,7 +342,7 @@ impl Repository {
             .map(|(offset, id)| locate(&index, *offset, id))
             .collect::<Result<Vec<_>>>()
             .map_err(|e| self.blame_damaged_index(e))?;
-        plan(index, located, packs)
+        plan(index, located, Some(packs))
     }
 
     /// Reads the image file at `path` back to check its size and keyed hash

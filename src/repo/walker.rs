@@ -8,13 +8,11 @@
 //! refuses a node of the wrong level, so a forged tree cannot loop or
 //! recurse deeper than [`crate::format::tree::MAX_TREE_LEVEL`]. With `seen`, a tree blob already
 //! visited (shared by another snapshot) is not loaded again.
-//! [`Repository::walk_chunks`] reads a snapshot's tree blobs level by level,
-//! several in flight, before walking them: on a network store each tree
-//! read is a round trip.
+//! [`Repository::walk_chunks`] reads a snapshot's tree blobs level by level
+//! before walking them, each level's blobs with joined range reads: on a
+//! network store each read is a round trip.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use super::index::Index;
 use super::repository::Repository;
@@ -158,7 +156,7 @@ impl Repository {
             if todo.is_empty() {
                 break;
             }
-            let fetched = self.parallel_map(&todo, |id| self.read_tree_with(index, id))?;
+            let fetched = self.read_trees(index, &todo)?;
             wanted = fetched
                 .iter()
                 .filter(|n| n.level > 0)
@@ -169,54 +167,48 @@ impl Repository {
         Ok(nodes)
     }
 
-    /// `f` over `items` on as many threads as the storage wants reads in
-    /// flight; results in order; the first error wins.
-    pub(crate) fn parallel_map<T: Sync, R: Send>(
-        &self,
-        items: &[T],
-        f: impl Fn(&T) -> Result<R> + Sync,
-    ) -> Result<Vec<R>> {
-        let threads = self.backend().read_parallelism().min(items.len()).max(1);
-        if threads == 1 {
-            return items.iter().map(&f).collect();
-        }
-        let next = AtomicUsize::new(0);
-        let results: Vec<Mutex<Option<Result<R>>>> =
-            items.iter().map(|_| Mutex::new(None)).collect();
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(item) = items.get(i) else {
-                        return;
-                    };
-                    let r = f(item);
-                    let failed = r.is_err();
-                    *results[i]
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(r);
-                    if failed {
-                        next.store(usize::MAX / 2, Ordering::Relaxed);
-                    }
-                });
+    /// Tree blobs `ids`: those the local cache holds from it, the others
+    /// with range reads joined as a reassembly joins them (a level of a
+    /// tree is hundreds of small blobs side by side in a few packs).
+    fn read_trees(&self, index: &Index, ids: &[BlobId]) -> Result<Vec<TreeNode>> {
+        let object = |id: &BlobId| format!("tree blob {}", id.short());
+        for id in ids {
+            if index
+                .get(id)
+                .is_some_and(|l| l.blob.entry.ty != crate::format::pack::BlobType::Tree)
+            {
+                return Err(Error::damaged(
+                    object(id),
+                    "the index lists it as a data blob",
+                ));
             }
-        });
-        let mut out = Vec::with_capacity(items.len());
-        // Items never taken (after a failure) have no result; the failure,
-        // earlier in the order, returns first.
-        for r in results.into_iter().filter_map(|r| {
-            r.into_inner()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        }) {
-            out.push(r?);
         }
-        if out.len() == items.len() {
-            Ok(out)
-        } else {
-            Err(Error::Internal(
-                "a parallel read stopped without an error".into(),
-            ))
+        let cache = self.blob_cache();
+        let cached = |id: &BlobId| {
+            cache
+                .as_ref()
+                .zip(index.get(id))
+                .is_some_and(|(c, l)| c.get(&l.blob.entry).is_some())
+        };
+        let (from_cache, to_read): (Vec<BlobId>, Vec<BlobId>) =
+            ids.iter().partition(|id| cached(id));
+        let mut nodes: HashMap<BlobId, TreeNode> = HashMap::new();
+        for id in &from_cache {
+            nodes.insert(*id, self.read_tree_with(index, id)?);
         }
+        if !to_read.is_empty() {
+            let all = self.index()?;
+            let plain = self
+                .read_blobs(all, &to_read)
+                .map_err(|e| self.blame_damaged_index(e))?;
+            for (id, p) in to_read.iter().zip(plain) {
+                nodes.insert(*id, TreeNode::decode(&p, &object(id))?);
+            }
+        }
+        Ok(ids
+            .iter()
+            .map(|id| nodes.get(id).cloned().expect("every id read"))
+            .collect())
     }
 }
 
