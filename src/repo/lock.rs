@@ -28,38 +28,16 @@ use crate::error::{BackendErrorKind, Error, Result};
 use crate::format::crypto::MasterKey;
 use crate::format::lock::{LockKind, LockRecord, PidScope, REFRESH_EVERY, STALE_AFTER};
 use crate::id::LockId;
-use crate::progress::Cancel;
 
-/// How long taking a lock waits for a conflicting one to go (restic's
-/// `--retry-lock`), and what it says meanwhile.
-#[derive(Clone)]
-pub struct LockWait {
-    /// The longest wait; then the lock's holder is the error.
-    pub up_to: Duration,
-    /// Told "the repository is locked ... by ...; waiting ..." when the
-    /// wait begins and whenever the holder changes.
-    pub say: Arc<dyn Fn(&str) + Send + Sync>,
-    /// Stops the wait (SIGINT, SIGTERM).
-    pub cancel: Cancel,
-}
-
-impl std::fmt::Debug for LockWait {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LockWait")
-            .field("up_to", &self.up_to)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The first pause between attempts of a [`LockWait`]; each pause doubles,
+/// The first pause between attempts of a [`LockWait`](super::LockWait); each pause doubles,
 /// up to [`WAIT_PAUSE_MAX`].
 pub const WAIT_PAUSE_FIRST: Duration = Duration::from_secs(1);
-/// The longest pause between attempts of a [`LockWait`].
+/// The longest pause between attempts of a [`LockWait`](super::LockWait).
 pub const WAIT_PAUSE_MAX: Duration = Duration::from_secs(30);
 
 impl Repository {
     /// Takes a lock; it is held until the guard is dropped. With a
-    /// [`LockWait`] set, a conflicting lock is waited for (attempts with
+    /// [`LockWait`](super::LockWait) set, a conflicting lock is waited for (attempts with
     /// doubling pauses), else it is the error at once.
     pub fn lock(&self, kind: LockKind, command: &str) -> Result<LockGuard> {
         let Some(wait) = self.lock_wait() else {

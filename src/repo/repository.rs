@@ -117,6 +117,27 @@ pub enum LockPolicy {
     Never,
 }
 
+/// How long taking a lock waits for a conflicting one to go (restic's
+/// `--retry-lock`), and what it says meanwhile.
+#[derive(Clone)]
+pub struct LockWait {
+    /// The longest wait; then the lock's holder is the error.
+    pub up_to: std::time::Duration,
+    /// Told "the repository is locked ... by ...; waiting ..." when the
+    /// wait begins and whenever the holder changes.
+    pub say: Arc<dyn Fn(&str) + Send + Sync>,
+    /// Stops the wait (SIGINT, SIGTERM).
+    pub cancel: crate::progress::Cancel,
+}
+
+impl std::fmt::Debug for LockWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockWait")
+            .field("up_to", &self.up_to)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What this process listed and read (see the module docs).
 #[derive(Default)]
 pub(crate) struct Cache {
@@ -161,7 +182,7 @@ pub struct Repository {
     key_confirmed: AtomicBool,
     cache: Mutex<Cache>,
     lock_policy: Mutex<LockPolicy>,
-    lock_wait: Mutex<Option<super::lock::LockWait>>,
+    lock_wait: Mutex<Option<LockWait>>,
     notes: Notes,
     /// What the storage had counted when this handle was made.
     io_base: IoStats,
@@ -603,8 +624,8 @@ impl Repository {
     }
 
     /// Whether taking a lock waits for a conflicting one to go, and how
-    /// long (see [`super::lock::LockWait`]); none by default.
-    pub fn set_lock_wait(&self, wait: Option<super::lock::LockWait>) {
+    /// long (see [`LockWait`]); none by default.
+    pub fn set_lock_wait(&self, wait: Option<LockWait>) {
         *self
             .lock_wait
             .lock()
@@ -612,7 +633,7 @@ impl Repository {
     }
 
     /// The lock wait set, if any.
-    pub fn lock_wait(&self) -> Option<super::lock::LockWait> {
+    pub fn lock_wait(&self) -> Option<LockWait> {
         self.lock_wait
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
