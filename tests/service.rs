@@ -401,6 +401,44 @@ fn run_once_runs_what_is_due_once_however_many_runs_were_missed() {
     let ub = units.iter().find(|u| u["database"] == "b").unwrap();
     assert_eq!(ub["next_run"], "2026-03-06T06:00:00Z");
     assert_eq!(ub["last_run"]["outcome"], "unchanged");
+    // `status` needs neither the API's token nor the repositories'
+    // secrets or locations: unset there, it answers the same. An unset
+    // variable in what it reads (the state's path) is still the error.
+    let moved = s.path("moved.toml");
+    std::fs::write(
+        &moved,
+        std::fs::read_to_string(&p).unwrap().replacen(
+            &format!("location = \"{}\"", s.env.repo.display()),
+            "location = \"s3:http://$LV_TEST_S3_HOST/bucket\"",
+            1,
+        ),
+    )
+    .unwrap();
+    let lean = util::run(
+        s.cmd(&["status", "--json", "--config", moved.to_str().unwrap()])
+            .env("LITEVAULT_TEST_ONLY_CLOCK", "2026-03-06T01:10:00Z")
+            .env_remove("LV_TEST_TOKEN")
+            .env_remove("LV_TEST_PASSWORD"),
+    );
+    let lean: serde_json::Value = serde_json::from_str(lean.ok()).unwrap();
+    assert_eq!(lean["jobs"], v["jobs"], "{lean}\n{v}");
+    util::run(
+        s.cmd(&["config", "check", moved.to_str().unwrap()])
+            .env_remove("LV_TEST_TOKEN"),
+    )
+    .fails(17, &["api.tokens[0]", "LV_TEST_TOKEN is not set"]);
+    let unset_state = s.path("unset-state.toml");
+    std::fs::write(
+        &unset_state,
+        std::fs::read_to_string(&p).unwrap().replacen(
+            &format!("state = \"{}\"", s.path("state/state.db").display()),
+            "state = \"$LV_TEST_STATE_DIR/state.db\"",
+            1,
+        ),
+    )
+    .unwrap();
+    util::run(s.cmd(&["status", "--config", unset_state.to_str().unwrap()]))
+        .fails(17, &["state", "LV_TEST_STATE_DIR is not set"]);
 
     // A failure (a writer holds b longer than its lock timeout): exit 1,
     // recorded, counted since the last success.

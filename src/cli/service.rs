@@ -438,7 +438,9 @@ pub fn serve(_ctx: &Ctx, args: &ServeArgs) -> Result<()> {
 }
 
 pub fn status(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
-    let config = Config::load(&args.config)?;
+    // The API's token, the repositories' secrets: not needed to read the
+    // history, so they may be unset where `status` runs.
+    let config = Config::load_for(&args.config, service::config::Needs::Status)?;
     let history = service::history::History::open(&config.state)?;
     let view = service::status::status(&config, &history, clock()?.now())?;
     if args.json {

@@ -245,8 +245,36 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
-/// `$VAR`, `${VAR}` and `$$` in `s` (the key named in errors).
-fn expand(s: &str, key: &str) -> std::result::Result<String, String> {
+/// What a command needs of the config: everything (`run`, `serve`,
+/// `config check`), or only what `status` reads (the state, the jobs,
+/// their databases and schedules). A variable a command does not need may
+/// be unset: `status` leaves the `[api]` table out, and in a repository's
+/// location, password and options, and a job's heartbeat URL, an unset
+/// variable stands for its own name, a value `status` does not use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// Every value.
+    All,
+    /// What `status` reads.
+    Status,
+}
+
+impl Needs {
+    /// Whether an unset variable in the value at dotted `key` is no error.
+    fn tolerates(self, key: &str) -> bool {
+        match self {
+            Needs::All => false,
+            Needs::Status => {
+                key.starts_with("repositories.")
+                    || (key.starts_with("jobs.") && key.ends_with(".heartbeat_url"))
+            }
+        }
+    }
+}
+
+/// `$VAR`, `${VAR}` and `$$` in `s` (the key named in errors); with
+/// `tolerant`, an unset variable stands for its name.
+fn expand_with(s: &str, key: &str, tolerant: bool) -> std::result::Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('$') {
@@ -273,9 +301,15 @@ fn expand(s: &str, key: &str) -> std::result::Result<String, String> {
                 "{key}: a $ not followed by a variable name: write $NAME, ${{NAME}}, or $$ for a $"
             ));
         }
-        let value = std::env::var(name).map_err(|_| {
-            format!("{key}: environment variable {name} is not set: set it, or write $$ for a literal $")
-        })?;
+        let value = match std::env::var(name) {
+            Ok(v) => v,
+            Err(_) if tolerant => name.to_string(),
+            Err(_) => {
+                return Err(format!(
+                "{key}: environment variable {name} is not set: set it, or write $$ for a literal $"
+            ))
+            }
+        };
         out.push_str(&value);
         rest = after;
     }
@@ -283,13 +317,14 @@ fn expand(s: &str, key: &str) -> std::result::Result<String, String> {
     Ok(out)
 }
 
-/// Expands every string in `v`, naming keys by their dotted path.
-fn expand_value(v: &mut toml::Value, key: &str) -> std::result::Result<(), String> {
+/// Expands every string in `v`, naming keys by their dotted path; an
+/// unset variable is an error where the command `needs` the value.
+fn expand_value(v: &mut toml::Value, key: &str, needs: Needs) -> std::result::Result<(), String> {
     match v {
-        toml::Value::String(s) => *s = expand(s, key)?,
+        toml::Value::String(s) => *s = expand_with(s, key, needs.tolerates(key))?,
         toml::Value::Array(a) => {
             for (i, x) in a.iter_mut().enumerate() {
-                expand_value(x, &format!("{key}[{i}]"))?;
+                expand_value(x, &format!("{key}[{i}]"), needs)?;
             }
         }
         toml::Value::Table(t) => {
@@ -299,7 +334,7 @@ fn expand_value(v: &mut toml::Value, key: &str) -> std::result::Result<(), Strin
                 } else {
                     format!("{key}.{k}")
                 };
-                expand_value(x, &key)?;
+                expand_value(x, &key, needs)?;
             }
         }
         _ => {}
@@ -345,15 +380,26 @@ impl Config {
     /// databases' and repositories' reachability is checked by
     /// [`Config::check_databases`] and by opening the repositories.
     pub fn load(file: &Path) -> Result<Config> {
+        Self::load_for(file, Needs::All)
+    }
+
+    /// [`Config::load`] for a command that needs only part of it: a
+    /// variable it does not need may be unset (see [`Needs`]).
+    pub fn load_for(file: &Path, needs: Needs) -> Result<Config> {
         let bytes = crate::sys::read_file_limited(file, MAX_CONFIG)
             .map_err(|e| config_error(file, format!("cannot read it: {e}")))?;
         let text =
             String::from_utf8(bytes).map_err(|_| config_error(file, "it is not UTF-8 text"))?;
-        Self::parse(file, &text)
+        Self::parse_for(file, &text, needs)
     }
 
     /// Parses config `text` (named `file` in errors).
     pub fn parse(file: &Path, text: &str) -> Result<Config> {
+        Self::parse_for(file, text, Needs::All)
+    }
+
+    /// [`Config::parse`] for a command that needs only part of it.
+    pub fn parse_for(file: &Path, text: &str, needs: Needs) -> Result<Config> {
         // Pass 1, as written: syntax and unknown keys, with line numbers.
         toml::from_str::<RawConfig>(text).map_err(|e| {
             let at = e
@@ -365,7 +411,12 @@ impl Config {
         // Pass 2: with the environment's values.
         let mut value: toml::Value =
             toml::from_str(text).map_err(|e| config_error(file, e.message().trim().to_string()))?;
-        expand_value(&mut value, "").map_err(|m| config_error(file, m))?;
+        if needs == Needs::Status {
+            if let Some(t) = value.as_table_mut() {
+                t.remove("api");
+            }
+        }
+        expand_value(&mut value, "", needs).map_err(|m| config_error(file, m))?;
         let raw = RawConfig::deserialize(value)
             .map_err(|e| config_error(file, e.message().trim().to_string()))?;
         Self::resolve(file, raw)
@@ -755,16 +806,34 @@ mod tests {
     #[test]
     fn expansion_of_variables() {
         std::env::set_var("LV_TEST_X", "secret");
-        assert_eq!(expand("a$LV_TEST_X-b", "k").unwrap(), "asecret-b");
-        assert_eq!(expand("${LV_TEST_X}y", "k").unwrap(), "secrety");
-        assert_eq!(expand("cost $$5", "k").unwrap(), "cost $5");
-        let e = expand("$LV_TEST_UNSET_VAR", "repositories.a.location").unwrap_err();
+        assert_eq!(
+            expand_with("a$LV_TEST_X-b", "k", false).unwrap(),
+            "asecret-b"
+        );
+        assert_eq!(expand_with("${LV_TEST_X}y", "k", false).unwrap(), "secrety");
+        assert_eq!(expand_with("cost $$5", "k", false).unwrap(), "cost $5");
+        let e = expand_with("$LV_TEST_UNSET_VAR", "repositories.a.location", false).unwrap_err();
         assert!(
             e.contains("LV_TEST_UNSET_VAR") && e.contains("repositories.a.location"),
             "{e}"
         );
-        assert!(expand("${open", "k").unwrap_err().contains("unclosed"));
-        assert!(expand("5$", "k").unwrap_err().contains("variable name"));
+        assert!(expand_with("${open", "k", false)
+            .unwrap_err()
+            .contains("unclosed"));
+        assert!(expand_with("5$", "k", false)
+            .unwrap_err()
+            .contains("variable name"));
+        // What a command does not need may be unset: it stands for its name.
+        assert_eq!(
+            expand_with("s3:http://$LV_TEST_UNSET_VAR/b", "k", true).unwrap(),
+            "s3:http://LV_TEST_UNSET_VAR/b"
+        );
+        assert!(Needs::Status.tolerates("repositories.a.password.env"));
+        assert!(Needs::Status.tolerates("jobs.j.heartbeat_url"));
+        assert!(!Needs::Status.tolerates("state"));
+        assert!(!Needs::Status.tolerates("databases.a.path"));
+        assert!(!Needs::Status.tolerates("jobs.j.schedule"));
+        assert!(!Needs::All.tolerates("api.tokens[0]"));
     }
 
     #[test]
