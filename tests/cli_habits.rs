@@ -322,6 +322,81 @@ fn small_db(path: &Path, rows: i64) {
     }
 }
 
+/// Databases that share a file name (`/srv/app/app.db`, `/srv/demo/app.db`)
+/// are listed by the shortest ending of their paths that tells them apart
+/// (`app/app.db`, `demo/app.db`), in the table, `--compact` and `--json`
+/// (`label`), the same whatever the filters; `--db` takes that ending;
+/// `latest` of the shared name alone is refused as ambiguous, naming both.
+/// A database whose name no other has keeps its name.
+#[test]
+fn databases_sharing_a_file_name_are_told_apart_by_their_paths() {
+    let env = Env::new();
+    env.init();
+    let root = env.dir.path();
+    let app = root.join("srv/app/app.db");
+    let demo = root.join("srv/demo/app.db");
+    let other = root.join("srv/demo/other.db");
+    small_db(&app, 3);
+    small_db(&demo, 5);
+    small_db(&other, 1);
+    for db in [&app, &demo, &other] {
+        env.run(&["backup", s(db)]).ok();
+    }
+    let listed = env.run(&["snapshots"]);
+    let table = listed.ok();
+    for label in ["app/app.db", "demo/app.db", "other.db"] {
+        assert!(table.contains(&format!(" {label} ")), "{label} in {table}");
+    }
+    let compact = env.run(&["snapshots", "--compact"]);
+    assert!(compact.ok().contains("demo/app.db"), "{compact:?}");
+    let json: Vec<serde_json::Value> =
+        serde_json::from_str(env.run(&["snapshots", "--json"]).ok()).unwrap();
+    let mut labels: Vec<&str> = json.iter().map(|v| v["label"].as_str().unwrap()).collect();
+    labels.sort_unstable();
+    assert_eq!(labels, ["app/app.db", "demo/app.db", "other.db"]);
+    // The label does not change with the filters, and names one database.
+    for (given, path) in [
+        ("demo/app.db", &demo),
+        ("app/app.db", &app),
+        ("srv/app/app.db", &app),
+    ] {
+        let json: Vec<serde_json::Value> =
+            serde_json::from_str(env.run(&["snapshots", "--json", "--db", given]).ok()).unwrap();
+        assert_eq!(json.len(), 1, "--db {given}: {json:?}");
+        assert_eq!(json[0]["database"]["path"], s(path), "--db {given}");
+        let target = root.join(format!("restored-{}.db", given.replace('/', "-")));
+        env.run(&["restore", "--db", given, "--target", s(&target), "latest"])
+            .ok();
+        assert_eq!(rows(&target), rows(path), "--db {given}");
+    }
+    let only = env.run(&["snapshots", "--db", "demo/app.db"]);
+    assert!(only.ok().contains(" demo/app.db "), "{only:?}");
+    // An ending that is not whole components names nothing.
+    let none: Vec<serde_json::Value> =
+        serde_json::from_str(env.run(&["snapshots", "--json", "--db", "mo/app.db"]).ok()).unwrap();
+    assert!(none.is_empty(), "{none:?}");
+    // The shared name alone is ambiguous.
+    let line = env
+        .run(&[
+            "restore",
+            "--db",
+            "app.db",
+            "--target",
+            s(&root.join("x.db")),
+            "latest",
+        ])
+        .fails(
+            1,
+            &[
+                "2 databases",
+                s(&app),
+                s(&demo),
+                "the ending `snapshots` shows",
+            ],
+        );
+    assert!(!root.join("x.db").exists(), "{line}");
+}
+
 fn snapshot_names(env: &Env) -> Vec<String> {
     let out = env.run(&["snapshots", "--json"]);
     let mut v: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(out.ok())

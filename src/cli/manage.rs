@@ -115,7 +115,7 @@ fn table(
                 "{:<8}  {:<25}  {}",
                 e.id.short(),
                 time(&e.manifest),
-                printable(&e.manifest.database.name)
+                printable(&e.label)
             ))?;
         }
         return Ok(());
@@ -131,7 +131,7 @@ fn table(
             id.short(),
             time(m),
             printable(&m.host),
-            printable(&m.database.name),
+            printable(&e.label),
             printable(&m.tags.join(",")),
             human(m.image.bytes),
             human(m.stats.added_bytes)

@@ -87,6 +87,16 @@ impl DatabaseInfo {
     }
 }
 
+/// True if `path` is `ending` or ends with `/` and `ending`: `ending` is
+/// its last components (`app/app.db` ends `/srv/app/app.db`, not
+/// `/srv/myapp/app.db`).
+pub fn ends_with_components(path: &str, ending: &str) -> bool {
+    path == ending
+        || path
+            .strip_suffix(ending)
+            .is_some_and(|head| head.ends_with('/'))
+}
+
 /// A database path's exact bytes: what tells databases apart (groups,
 /// retention, the previous version of a backup). Shown, and serialised,
 /// escaped ([`crate::sys::escape_path`]).

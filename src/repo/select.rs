@@ -64,8 +64,10 @@ pub struct SnapshotFilter {
     pub tags: Vec<Vec<String>>,
     /// Hosts.
     pub hosts: Vec<String>,
-    /// Database names or absolute paths (a path that is not UTF-8 as
-    /// listed, escaped: [`crate::sys::escape_path`]).
+    /// Database names, absolute paths (a path that is not UTF-8 as
+    /// listed, escaped: [`crate::sys::escape_path`]), or the last
+    /// components of a path, as listings label databases that share a
+    /// name (`demo/app.db`).
     pub databases: Vec<String>,
     /// Database paths by their exact bytes (a command line's argument that
     /// is not UTF-8).
@@ -132,6 +134,10 @@ fn names_database(given: &str, m: &Manifest) -> bool {
     given == m.database.name
         || (m.database.path_bytes.is_none() && given == m.database.path)
         || given == m.database.shown_path()
+        // An ending of its path, as listings show one (`demo/app.db`).
+        || (given.contains('/')
+            && !given.starts_with('/')
+            && crate::format::manifest::ends_with_components(&m.database.shown_path(), given))
 }
 
 /// What snapshots are grouped by.
