@@ -671,12 +671,34 @@ fn bad_sftp_locations_fail_fast_with_one_line() {
         16,
         &["127.0.0.1", "cannot reach", "Connection refused"],
     );
-    // The server's host key is not the one known.
+    // The server's host key is not the one known: changed, or unknown
+    // (then the line to record it is given).
     let wrong = vec![(
         "PATH".to_string(),
         Sshd::path_with(&sshd.bin_wrong_host_key),
     )];
-    refused(&sshd.location("hostkey"), &wrong, &[], 16, &["host key"]);
+    refused(
+        &sshd.location("hostkey"),
+        &wrong,
+        &[],
+        16,
+        &["host key changed", "known_hosts", "ssh-keygen -R"],
+    );
+    let unknown = vec![("PATH".to_string(), Sshd::path_with(&sshd.bin_unknown_host))];
+    refused(
+        &sshd.location("hostkey"),
+        &unknown,
+        &[],
+        16,
+        &[
+            "host key is unknown",
+            &format!(
+                "ssh-keyscan -p {} 127.0.0.1 >> ~/.ssh/known_hosts",
+                sshd.port
+            ),
+            "sftp.known-hosts=accept",
+        ],
+    );
     // A key the server allows only to read.
     let read_only = sshd.location("readonly");
     let env = Env::remote(read_only.clone(), sftp_vars());

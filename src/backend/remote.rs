@@ -198,7 +198,7 @@ fn backend_error(protocol: Protocol, op: BackendOp, object: &str, e: &opendal::E
         detail = "the endpoint answered 404 Not Found without an S3 error, so it is not an S3 store (or not at that address)".to_string();
     } else if all.contains("Host key verification failed") || all.contains("host key") {
         kind = BackendErrorKind::Permanent;
-        detail = format!("the server's host key is not the one known for it: {all}");
+        detail = host_key_detail(&all);
     } else if all.contains("Permission denied (") {
         kind = BackendErrorKind::PermissionDenied;
         detail = format!("the server refused the ssh login: {all}");
@@ -221,6 +221,34 @@ fn backend_error(protocol: Protocol, op: BackendOp, object: &str, e: &opendal::E
         detail = format!("permission denied: {all}");
     }
     BackendError::new(kind, op, object, detail).into()
+}
+
+/// What ssh's refusal of a host key means: a host known_hosts has no key
+/// for (first contact: check the key, then record it), or one whose key
+/// changed since it was recorded (a reinstalled server, or someone in
+/// between).
+fn host_key_detail(all: &str) -> String {
+    if all.contains("HAS CHANGED") || all.contains("has changed") {
+        return format!(
+            "the server's host key changed since known_hosts recorded it (a reinstalled server, or someone in between): {all}"
+        );
+    }
+    // "No ED25519 host key is known for [127.0.0.1]:2222 and you have
+    // requested strict checking."
+    if let Some(host) = all
+        .split_once("host key is known for ")
+        .and_then(|(_, rest)| rest.split_once(" and "))
+        .map(|(host, _)| host)
+    {
+        let scan = match host.strip_prefix('[').and_then(|h| h.split_once("]:")) {
+            Some((h, port)) => format!("ssh-keyscan -p {port} {h}"),
+            None => format!("ssh-keyscan {host}"),
+        };
+        return format!(
+            "the server's host key is unknown: known_hosts has no key for {host} (first contact: compare `{scan}` with the key the server's owner gives, then `{scan} >> ~/.ssh/known_hosts`)"
+        );
+    }
+    format!("the server's host key is not the one known for it: {all}")
 }
 
 impl RemoteBackend {

@@ -114,7 +114,7 @@ fn advice(e: &Error) -> Option<String> {
         Error::NotFound { .. } => "see `litevault snapshots`".into(),
         Error::Ambiguous { .. } => "give more digits".into(),
         Error::AmbiguousLatest { .. } => {
-            "choose one with --db PATH or --host, or give a snapshot id".into()
+            "choose one with --db (its path, or the ending `snapshots` shows) or --host, or give a snapshot id".into()
         }
         Error::NoSnapshot { filtered: false } => "make one with `litevault backup`".into(),
         Error::NoSnapshot { filtered: true } => {
@@ -199,8 +199,11 @@ fn storage_advice(b: &litevault::BackendError) -> Option<String> {
         BackendErrorKind::Permanent if b.detail.contains("bucket does not exist") => {
             "create the bucket first, or check its name in --repo".into()
         }
+        BackendErrorKind::Permanent if b.detail.contains("host key is unknown") => {
+            "record the server's key in known_hosts as said, or pass -o sftp.known-hosts=accept to record it on first contact".into()
+        }
         BackendErrorKind::Permanent if b.detail.contains("host key") => {
-            "compare the server's key (ssh-keyscan) with your known_hosts; if it changed on purpose, update known_hosts".into()
+            "ask the server's owner whether its key changed; if it did, replace its line in known_hosts (`ssh-keygen -R HOST`, then ssh-keyscan)".into()
         }
         BackendErrorKind::Permanent if b.detail.contains("not an S3 store") => {
             "check the endpoint in --repo".into()

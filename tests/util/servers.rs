@@ -410,6 +410,8 @@ pub struct Sshd {
     /// A directory with an `ssh` wrapper whose known hosts hold a wrong
     /// key for the server.
     pub bin_wrong_host_key: PathBuf,
+    /// The same, with a known_hosts that has no key for the server.
+    pub bin_unknown_host: PathBuf,
     /// A key authorized only for read-only SFTP (`internal-sftp -R`).
     pub read_only_key: PathBuf,
     /// Where the tests' repositories go.
@@ -503,6 +505,7 @@ impl Sshd {
         };
         std::fs::write(dir.join("known_hosts"), host_line(&host_key)).unwrap();
         std::fs::write(dir.join("known_hosts_wrong"), host_line(&other_host_key)).unwrap();
+        std::fs::write(dir.join("known_hosts_empty"), "").unwrap();
         let config = dir.join("sshd_config");
         std::fs::write(
             &config,
@@ -531,11 +534,18 @@ impl Sshd {
         );
         ssh_wrapper(&dir.join("bin"), &dir.join("ssh_config"));
         ssh_wrapper(&dir.join("bin-wrong"), &dir.join("ssh_config_wrong"));
+        client_config(
+            &dir.join("ssh_config_unknown"),
+            &dir.join("known_hosts_empty"),
+            &user_key,
+        );
+        ssh_wrapper(&dir.join("bin-unknown"), &dir.join("ssh_config_unknown"));
         let root = dir.join("root");
         std::fs::create_dir_all(&root).unwrap();
         Self {
             bin: dir.join("bin"),
             bin_wrong_host_key: dir.join("bin-wrong"),
+            bin_unknown_host: dir.join("bin-unknown"),
             read_only_key,
             root,
             port,
