@@ -241,6 +241,16 @@ impl Capture {
             return Ok(batch);
         }
         let polled = self.tail.poll()?;
+        if !self.db_file.is(&self.db) {
+            // Replaced while the WAL was read: what was read may be the
+            // new file's (its `-wal` has the same name), which the bridge
+            // for the replacement covers.
+            batch.gap = Some(format!(
+                "{} was replaced or removed while it was captured",
+                self.db.display()
+            ));
+            return Ok(batch);
+        }
         if !polled.commits.is_empty() {
             self.refresh_shm();
         }
