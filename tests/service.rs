@@ -1031,9 +1031,29 @@ pub(crate) fn monitor() -> (String, Arc<Mutex<Vec<String>>>) {
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { break };
+            let mut reader = BufReader::new(&conn);
             let mut line = String::new();
-            let _ = BufReader::new(&conn).read_line(&mut line);
-            s.lock().unwrap().push(line.trim().to_string());
+            let _ = reader.read_line(&mut line);
+            // Headers, then a body of Content-Length bytes (a POST's).
+            let mut length = 0usize;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let mut seen_line = line.trim().to_string();
+            if length > 0 {
+                seen_line = format!("{seen_line} {}", String::from_utf8_lossy(&body));
+            }
+            s.lock().unwrap().push(seen_line);
             let _ = conn
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK");
         }
@@ -1092,6 +1112,97 @@ fn a_heartbeat_follows_each_successful_run_and_not_a_failed_one() {
         0
     );
     assert!(s.count("SELECT count(*) FROM runs") >= 2);
+}
+
+/// healthchecks.io's convention (`/start`, success, `/fail` with the
+/// error) and a failure webhook with a JSON body naming the job, the
+/// database and the error, with no secret in it; a bad URL or event in
+/// the config is refused naming its key.
+#[test]
+fn failures_are_told_to_healthchecks_and_a_webhook() {
+    let s = Svc::new();
+    let a = s.small_db("a.db");
+    let (addr, seen) = monitor();
+    let p = s.path("notify.toml");
+    let job = format!(
+        "[databases.a]\npath = \"{}\"\nlock_timeout = \"200ms\"\n\
+         [jobs.j]\ndatabases = [\"a\"]\nrepositories = [\"one\", \"two\"]\nschedule = \"1h\"\n\
+         healthchecks_url = \"http://{addr}/hc/$LV_TEST_CHECK_ID/\"\n\
+         webhook_url = \"http://{addr}/hook\"\n",
+        a.display()
+    );
+    std::fs::write(&p, s.head() + &job).unwrap();
+    let once = |at: &str| {
+        util::run(
+            s.cmd(&["run", "--once", "--config", p.to_str().unwrap()])
+                .env("LITEVAULT_TEST_ONLY_CLOCK", format!("{at}*0"))
+                .env("LV_TEST_CHECK_ID", "c1"),
+        )
+    };
+    once("2026-03-01T00:00:00Z").ok();
+    // A success: start and success; the webhook only hears of failures.
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["GET /hc/c1/start HTTP/1.1", "GET /hc/c1 HTTP/1.1"]
+    );
+    let holder = rusqlite::Connection::open(&a).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE;").unwrap();
+    let r = once("2026-03-01T01:00:00Z");
+    holder.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(r.code, 1, "{r:?}");
+    let calls = seen.lock().unwrap().clone();
+    assert_eq!(calls.len(), 5, "{calls:?}");
+    assert_eq!(calls[2], "GET /hc/c1/start HTTP/1.1");
+    assert!(
+        calls[3].starts_with("POST /hc/c1/fail HTTP/1.1 one: ") && calls[3].contains("two: "),
+        "{calls:?}"
+    );
+    let (line, body) = calls[4].split_at(calls[4].find('{').unwrap());
+    assert_eq!(line.trim(), "POST /hook HTTP/1.1");
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["event"], "failure");
+    assert_eq!(v["job"], "j");
+    assert_eq!(v["database"], "a");
+    assert_eq!(v["repositories"], serde_json::json!(["one", "two"]));
+    assert_eq!(v["time"], "2026-03-01T01:00:00Z");
+    assert!(v["error"].as_str().unwrap().contains("locked"), "{v}");
+    for secret in [util::PASSWORD, TOKEN] {
+        assert!(!calls.iter().any(|c| c.contains(secret)), "{calls:?}");
+    }
+    assert!(!r.stderr.contains("/hc/c1"), "a URL was logged: {r:?}");
+    // Asked for successes too, the webhook hears of them.
+    std::fs::write(
+        &p,
+        s.head() + &job + "webhook_on = [\"failure\", \"success\"]\n",
+    )
+    .unwrap();
+    rusqlite::Connection::open(&a)
+        .unwrap()
+        .execute("INSERT INTO t(v) VALUES ('three')", [])
+        .unwrap();
+    once("2026-03-01T02:00:00Z").ok();
+    let calls = seen.lock().unwrap().clone();
+    assert!(calls[7].contains("\"event\":\"success\""), "{calls:?}");
+    // Bad settings are refused naming the key.
+    for (extra, needles) in [
+        (
+            "webhook_on = [\"sometimes\"]\n",
+            ["jobs.j.webhook_on", "sometimes"],
+        ),
+        ("", ["jobs.j.webhook_url", "http(s)"]),
+    ] {
+        let body = if extra.is_empty() {
+            job.replace(&format!("http://{addr}/hook"), "ftp://x/hook")
+        } else {
+            job.clone() + extra
+        };
+        std::fs::write(&p, s.head() + &body).unwrap();
+        util::run(
+            s.cmd(&["config", "check", p.to_str().unwrap()])
+                .env("LV_TEST_CHECK_ID", "c1"),
+        )
+        .fails(17, &needles);
+    }
 }
 
 #[test]

@@ -120,6 +120,15 @@ struct RawJob {
     timezone: Option<String>,
     #[serde(default)]
     heartbeat_url: Option<String>,
+    /// healthchecks.io's convention: `/start`, the URL, `/fail`.
+    #[serde(default)]
+    healthchecks_url: Option<String>,
+    /// A JSON POST on failure (and on success, if `webhook_on` says so).
+    #[serde(default)]
+    webhook_url: Option<String>,
+    /// "failure" (the default) and/or "success".
+    #[serde(default)]
+    webhook_on: Option<Vec<String>>,
     #[serde(default)]
     retention: Option<ForgetPolicy>,
     #[serde(default)]
@@ -191,6 +200,9 @@ pub struct Job {
     pub schedules: BTreeMap<String, Schedule>,
     /// Called (GET) after each run in which every backup succeeded.
     pub heartbeat_url: Option<String>,
+    /// Who is told of each backup's start and end (see
+    /// [`super::notify`]).
+    pub notify: Notify,
     /// Retention applied after each backup that added a snapshot.
     pub retention: Option<ForgetPolicy>,
     /// Prune cadence and options.
@@ -200,6 +212,18 @@ pub struct Job {
     /// Continuous capture of the job's databases (then `schedules` is
     /// empty: nothing is backed up on a schedule).
     pub continuous: Option<ContinuousSettings>,
+}
+
+/// A job's notifications (see [`super::notify`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Notify {
+    /// healthchecks.io's convention: GET `URL/start` when a backup starts,
+    /// GET `URL` when it succeeded, POST `URL/fail` with the error.
+    pub healthchecks_url: Option<String>,
+    /// POSTed a JSON body when a backup failed.
+    pub webhook_url: Option<String>,
+    /// ... and when it succeeded.
+    pub webhook_on_success: bool,
 }
 
 /// A continuous job's settings.
@@ -249,8 +273,9 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// `config check`), or only what `status` reads (the state, the jobs,
 /// their databases and schedules). A variable a command does not need may
 /// be unset: `status` leaves the `[api]` table out, and in a repository's
-/// location, password and options, and a job's heartbeat URL, an unset
-/// variable stands for its own name, a value `status` does not use.
+/// location, password and options, and a job's heartbeat, healthchecks
+/// and webhook URLs, an unset variable stands for its own name, a value
+/// `status` does not use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Needs {
     /// Every value.
@@ -266,7 +291,8 @@ impl Needs {
             Needs::All => false,
             Needs::Status => {
                 key.starts_with("repositories.")
-                    || (key.starts_with("jobs.") && key.ends_with(".heartbeat_url"))
+                    || (key.starts_with("jobs.")
+                        && (key.ends_with("_url") || key.contains(".webhook_on")))
             }
         }
     }
@@ -643,13 +669,35 @@ impl Config {
                         .map_err(|m| err(format!("{key}.check.schedule: {m}")))
                 })
                 .transpose()?;
-            if let Some(u) = &j.heartbeat_url {
-                if !(u.starts_with("http://") || u.starts_with("https://")) {
-                    return Err(err(format!(
-                        "{key}.heartbeat_url: not an http(s) URL: write https://..."
-                    )));
+            for (field, url) in [
+                ("heartbeat_url", &j.heartbeat_url),
+                ("healthchecks_url", &j.healthchecks_url),
+                ("webhook_url", &j.webhook_url),
+            ] {
+                if let Some(u) = url {
+                    if !(u.starts_with("http://") || u.starts_with("https://")) {
+                        return Err(err(format!(
+                            "{key}.{field}: not an http(s) URL: write https://..."
+                        )));
+                    }
                 }
             }
+            let on = j.webhook_on.unwrap_or_else(|| vec!["failure".into()]);
+            if let Some(bad) = on
+                .iter()
+                .find(|o| !matches!(o.as_str(), "failure" | "success"))
+            {
+                return Err(err(format!(
+                    "{key}.webhook_on: unknown event {bad:?}: write [\"failure\"], [\"success\"] or both"
+                )));
+            }
+            let notify = Notify {
+                healthchecks_url: j
+                    .healthchecks_url
+                    .map(|u| u.trim_end_matches('/').to_string()),
+                webhook_url: j.webhook_url,
+                webhook_on_success: on.iter().any(|o| o == "success"),
+            };
             jobs.insert(
                 name,
                 Job {
@@ -657,6 +705,7 @@ impl Config {
                     repositories: j.repositories,
                     schedules,
                     heartbeat_url: j.heartbeat_url,
+                    notify,
                     retention: j.retention,
                     prune,
                     check,

@@ -1,6 +1,6 @@
-//! The heartbeat: an HTTP GET to a monitoring URL (healthchecks.io,
-//! Uptime Kuma, Cronitor) after each run in which every backup
-//! succeeded, so silence is noticed.
+//! Calls to monitoring URLs: the heartbeat (an HTTP GET to healthchecks.io,
+//! Uptime Kuma, Cronitor after each run in which every backup succeeded,
+//! so silence is noticed), and the notifications of [`super::notify`].
 
 use std::time::Duration;
 
@@ -12,6 +12,12 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// GETs `url`; returns the status code, or the reason it failed (the URL
 /// is not repeated: it may hold a secret).
 pub fn get(url: &str, cancel: &Cancel) -> Result<u16, String> {
+    send(url, None, cancel)
+}
+
+/// GETs `url`, or POSTs `body` (its content type, its bytes) to it; as
+/// [`get`].
+pub fn send(url: &str, body: Option<(&str, Vec<u8>)>, cancel: &Cancel) -> Result<u16, String> {
     if cancel.is_cancelled() {
         return Err("the service is stopping".into());
     }
@@ -26,8 +32,14 @@ pub fn get(url: &str, cancel: &Cancel) -> Result<u16, String> {
             .connect_timeout(TIMEOUT)
             .build()
             .map_err(|e| format!("building the HTTP client: {e}"))?;
-        let resp = client
-            .get(url)
+        let request = match body {
+            None => client.get(url),
+            Some((kind, bytes)) => client
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, kind)
+                .body(bytes),
+        };
+        let resp = request
             .send()
             .await
             .map_err(|e| format!("no answer: {}", e.without_url()))?;

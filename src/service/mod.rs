@@ -15,7 +15,8 @@
 //! * [`daemon`]: the loop; [`status`]: the status view and metrics;
 //! * [`api`]: the HTTP API's routes; [`http`]: its connections, bounded;
 //!   [`unlocked`]: repositories unlocked once per process;
-//!   [`heartbeat`]: the monitoring ping.
+//!   [`heartbeat`]: the monitoring ping; [`notify`]: healthchecks.io
+//!   calls and webhooks on each backup's start and end.
 
 pub mod api;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod daemon;
 pub mod heartbeat;
 pub mod history;
 pub mod http;
+mod notify;
 pub mod runner;
 pub mod schedule;
 pub mod status;

@@ -207,8 +207,8 @@ pub enum StartError {
 pub struct Service {
     config: RwLock<Arc<Config>>,
     history: History,
-    clock: Arc<dyn Clock>,
-    cancel: Cancel,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) cancel: Cancel,
     sink: EventSink,
     busy: Mutex<HashMap<String, String>>,
     tasks: Mutex<BTreeMap<u64, Arc<Task>>>,
@@ -437,9 +437,13 @@ impl Service {
                 };
                 let repos = j.repositories.clone();
                 let heartbeat = j.heartbeat_url.clone();
+                let notify = j.notify.clone();
                 match self.start_task("backup", database) {
                     Ok(task) => {
+                        self.notify_start(job, &notify);
                         let ok = self.run_backup_task(&task, job, database, &repos);
+                        let error = task.view.lock().unwrap().error.clone();
+                        self.notify_end(job, database, &repos, &notify, error.as_deref());
                         if ok {
                             if let Some(url) = heartbeat {
                                 self.heartbeat(job, &url);
