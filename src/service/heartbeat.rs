@@ -9,14 +9,9 @@ use crate::progress::Cancel;
 /// The longest a heartbeat may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// GETs `url`; returns the status code, or the reason it failed (the URL
-/// is not repeated: it may hold a secret).
-pub fn get(url: &str, cancel: &Cancel) -> Result<u16, String> {
-    send(url, None, cancel)
-}
-
-/// GETs `url`, or POSTs `body` (its content type, its bytes) to it; as
-/// [`get`].
+/// GETs `url`, or POSTs `body` (its content type, its bytes) to it;
+/// returns the status code, or the reason it failed (the URL is not
+/// repeated: it may hold a secret).
 pub fn send(url: &str, body: Option<(&str, Vec<u8>)>, cancel: &Cancel) -> Result<u16, String> {
     if cancel.is_cancelled() {
         return Err("the service is stopping".into());

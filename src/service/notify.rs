@@ -24,7 +24,13 @@ impl Service {
     /// A backup of a job with `notify` starts.
     pub(crate) fn notify_start(&self, job: &str, notify: &Notify) {
         if let Some(url) = &notify.healthchecks_url {
-            self.call(job, "healthchecks start", &format!("{url}/start"), None);
+            self.call_monitor(
+                "notify",
+                job,
+                "healthchecks start",
+                &format!("{url}/start"),
+                None,
+            );
         }
     }
 
@@ -40,8 +46,9 @@ impl Service {
     ) {
         if let Some(url) = &notify.healthchecks_url {
             match error {
-                None => self.call(job, "healthchecks success", url, None),
-                Some(e) => self.call(
+                None => self.call_monitor("notify", job, "healthchecks success", url, None),
+                Some(e) => self.call_monitor(
+                    "notify",
                     job,
                     "healthchecks fail",
                     &format!("{url}/fail"),
@@ -61,10 +68,11 @@ impl Service {
             "database": database,
             "repositories": repositories,
             "error": error,
-            "time": self.clock.now().to_string(),
+            "time": self.clock().now().to_string(),
             "host": crate::sys::hostname(),
         });
-        self.call(
+        self.call_monitor(
+            "notify",
             job,
             "webhook",
             url,
@@ -72,14 +80,22 @@ impl Service {
         );
     }
 
-    /// GETs `url`, or POSTs `body`, and logs how it went as `what`.
-    fn call(&self, job: &str, what: &str, url: &str, body: Option<(&str, Vec<u8>)>) {
-        let (outcome, message) = match super::heartbeat::send(url, body, &self.cancel) {
+    /// GETs `url`, or POSTs `body`, and logs how it went as an `event`
+    /// of `job` saying `what` (the heartbeat's calls and these).
+    pub(crate) fn call_monitor(
+        &self,
+        event: &'static str,
+        job: &str,
+        what: &str,
+        url: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) {
+        let (outcome, message) = match super::heartbeat::send(url, body, self.cancel()) {
             Ok(status) => (Outcome::Success, format!("{what} answered {status}")),
             Err(m) => (Outcome::Failed, format!("{what} failed: {m}")),
         };
         self.event(Event {
-            event: "notify",
+            event,
             job: Some(job.into()),
             outcome: Some(outcome),
             message,

@@ -207,8 +207,8 @@ pub enum StartError {
 pub struct Service {
     config: RwLock<Arc<Config>>,
     history: History,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) cancel: Cancel,
+    clock: Arc<dyn Clock>,
+    cancel: Cancel,
     sink: EventSink,
     busy: Mutex<HashMap<String, String>>,
     tasks: Mutex<BTreeMap<u64, Arc<Task>>>,
@@ -980,18 +980,7 @@ impl Service {
 
     /// Calls a job's heartbeat URL (failures are logged, not fatal).
     pub(crate) fn heartbeat(&self, job: &str, url: &str) {
-        let r = super::heartbeat::get(url, &self.cancel);
-        let (outcome, message) = match r {
-            Ok(status) => (Outcome::Success, format!("heartbeat answered {status}")),
-            Err(m) => (Outcome::Failed, format!("heartbeat failed: {m}")),
-        };
-        self.event(Event {
-            event: "heartbeat",
-            job: Some(job.into()),
-            outcome: Some(outcome),
-            message,
-            ..Event::default()
-        });
+        self.call_monitor("heartbeat", job, "heartbeat", url, None);
     }
 
     /// Starts an API restore of snapshot `snapshot` (an id or unique
