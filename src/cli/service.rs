@@ -148,7 +148,7 @@ fn check(ctx: &Ctx, file: &Path) -> Result<()> {
         }
         for (db, s) in &j.schedules {
             let d = &config.databases[db];
-            let unit = service::runner::Unit::Backup {
+            let unit = service::units::Unit::Backup {
                 job: job.clone(),
                 database: db.clone(),
             };

@@ -8,8 +8,9 @@
 //! * [`config`]: the TOML file, `$VAR` expansion, validation;
 //! * [`schedule`]: cron (any zone) and intervals; the clock;
 //! * [`history`]: the run history;
-//! * [`runner`]: the [`Service`]: units, tasks, one operation per database
-//!   and repository at a time;
+//! * [`runner`]: the [`Service`]: scheduled runs and API tasks, one
+//!   operation per database and repository at a time; [`units`]: what is
+//!   scheduled and when each runs next;
 //! * [`continuous`]: the jobs that capture every commit (`replicate`);
 //!   [`streams`]: what is known of them (status, metrics);
 //! * [`daemon`]: the loop; [`status`]: the status view and metrics;
@@ -30,6 +31,7 @@ pub mod runner;
 pub mod schedule;
 pub mod status;
 pub mod streams;
+pub mod units;
 pub mod unlocked;
 
 pub use config::Config;

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::config::Config;
 use super::history::{History, Outcome, Run};
-use super::runner::{next_run, units, Unit};
+use super::units::{next_run, units, Unit};
 use crate::error::Result;
 
 /// One scheduled unit's state.

@@ -1,0 +1,305 @@
+//! Backups the service runs: scheduled and API-started, into each
+//! repository of the job, with retention after each.
+
+use std::sync::Arc;
+
+use super::tasks::{StartError, Task, TaskState};
+use super::{busy_db, error_line, Event, Service, API_JOB};
+use crate::commands::backup::backup;
+use crate::commands::forget::{forget, plan_forget};
+use crate::error::{Error, ErrorKind, Result};
+use crate::progress::Progress;
+use crate::repo::{GroupBy, Repository, SnapshotFilter};
+use crate::service::history::{Finish, Outcome, UnitKey};
+
+impl Service {
+    /// Starts an API backup of configured `database` into `repository`
+    /// (else every repository of the jobs naming it); returns the task id.
+    pub fn spawn_backup(
+        self: &Arc<Self>,
+        database: &str,
+        repository: Option<&str>,
+    ) -> std::result::Result<String, StartError> {
+        let config = self.config();
+        if !config.databases.contains_key(database) {
+            return Err(StartError::NotFound(format!(
+                "no database named {database:?} in the config"
+            )));
+        }
+        let repos = match repository {
+            Some(r) if config.repositories.contains_key(r) => vec![r.to_string()],
+            Some(r) => {
+                return Err(StartError::NotFound(format!(
+                    "no repository named {r:?} in the config"
+                )))
+            }
+            None => config.repositories_of(database),
+        };
+        if repos.is_empty() {
+            return Err(StartError::Invalid(format!(
+                "database {database:?} is in no job: name the repository to back it up into"
+            )));
+        }
+        let task = self.start_task("backup", database)?;
+        let id = task.view.lock().unwrap().id.clone();
+        let me = Arc::clone(self);
+        let database = database.to_string();
+        std::thread::spawn(move || {
+            me.run_backup_task(&task, API_JOB, &database, &repos);
+        });
+        Ok(id)
+    }
+
+    /// Runs a reserved backup task to its end; true if every repository's
+    /// backup succeeded. Releases the database.
+    pub(super) fn run_backup_task(
+        &self,
+        task: &Arc<Task>,
+        job: &str,
+        database: &str,
+        repos: &[String],
+    ) -> bool {
+        let mut all_ok = true;
+        let mut errors = Vec::new();
+        let mut cancelled = false;
+        for repo in repos {
+            match self.backup_one(task, job, database, repo) {
+                Ok(v) => task.view.lock().unwrap().result.push(v),
+                Err(e) => {
+                    all_ok = false;
+                    cancelled |= e.kind() == ErrorKind::Interrupted;
+                    errors.push(format!("{repo}: {}", error_line(&e)));
+                }
+            }
+        }
+        {
+            let mut v = task.view.lock().unwrap();
+            v.finished = Some(self.clock.now().to_string());
+            v.state = if all_ok {
+                TaskState::Succeeded
+            } else if cancelled {
+                TaskState::Cancelled
+            } else {
+                TaskState::Failed
+            };
+            if !errors.is_empty() {
+                v.error = Some(errors.join("; "));
+            }
+        }
+        self.release(&[busy_db(database)]);
+        all_ok
+    }
+
+    /// One backup of `database` into `repo`, with retention after it;
+    /// recorded and reported.
+    #[allow(clippy::too_many_lines)] // record, run, retention, report: one sequence
+    pub(super) fn backup_one(
+        &self,
+        task: &Task,
+        job: &str,
+        database: &str,
+        repo_name: &str,
+    ) -> Result<serde_json::Value> {
+        let key = UnitKey {
+            job: job.to_string(),
+            operation: "backup".into(),
+            database: Some(database.to_string()),
+            repository: Some(repo_name.to_string()),
+        };
+        let start = self.clock.now();
+        let row = self.history.start(&key, start)?;
+        self.event(Event {
+            event: "backup",
+            job: Some(job.into()),
+            database: Some(database.into()),
+            repository: Some(repo_name.into()),
+            outcome: Some(Outcome::Running),
+            message: "started".into(),
+            ..Event::default()
+        });
+        let config = self.config();
+        let result = (|| -> Result<_> {
+            let db = config.databases.get(database).ok_or_else(|| {
+                Error::InvalidInput(format!("database {database} is no longer in the config"))
+            })?;
+            let repo = self.open_repository(repo_name)?;
+            let mut opts = db.backup.clone();
+            opts.cancel = self.cancel.clone();
+            opts.progress = Some(Arc::clone(&task.counters) as Arc<dyn Progress>);
+            if self.clock.simulated() {
+                opts.time = Some(start);
+            }
+            let summary = backup(&repo, &opts)?;
+            let path = summary.manifest.database.key();
+            Ok((repo, summary, path))
+        })();
+        let end = self.clock.now();
+        let duration_ms = end.duration_since(start).as_millis().max(0) as u64;
+        match result {
+            Ok((repo, summary, path)) => {
+                let outcome = if summary.snapshot.is_some() {
+                    Outcome::Success
+                } else {
+                    Outcome::Unchanged
+                };
+                let snapshot = summary
+                    .snapshot
+                    .or(summary.unchanged_since)
+                    .map(|s| s.to_hex());
+                for w in &summary.warnings {
+                    self.event(Event {
+                        event: "warning",
+                        level: "warning",
+                        job: Some(job.into()),
+                        database: Some(database.into()),
+                        repository: Some(repo_name.into()),
+                        message: w.clone(),
+                        ..Event::default()
+                    });
+                }
+                self.event(Event {
+                    event: "backup",
+                    job: Some(job.into()),
+                    database: Some(database.into()),
+                    repository: Some(repo_name.into()),
+                    outcome: Some(outcome),
+                    snapshot: snapshot.as_deref().map(|s| s[..8].to_string()),
+                    duration_ms: Some(duration_ms),
+                    bytes_added: Some(summary.added_bytes),
+                    message: if outcome == Outcome::Unchanged {
+                        "unchanged since the last snapshot: nothing stored".into()
+                    } else {
+                        format!("snapshot saved, {} bytes added", summary.added_bytes)
+                    },
+                    ..Event::default()
+                });
+                // Retention, after a backup that added a snapshot.
+                if summary.snapshot.is_some() {
+                    if let Some(policy) = config.jobs.get(job).and_then(|j| j.retention.clone()) {
+                        self.retention(job, database, repo_name, &repo, &policy, &path);
+                    }
+                }
+                // The row is completed once retention has run, so its
+                // snapshot count is the one the repository keeps.
+                let count = repo
+                    .snapshots()
+                    .map(|s| s.iter().filter(|(_, m)| m.database.key() == path).count() as u64)
+                    .ok();
+                self.history.finish(
+                    row,
+                    end,
+                    outcome,
+                    &Finish {
+                        snapshot: snapshot.clone(),
+                        bytes_added: Some(summary.added_bytes),
+                        snapshots: count,
+                        detail: None,
+                        error: None,
+                    },
+                )?;
+                Ok(serde_json::json!({
+                    "repository": repo_name,
+                    "backup": summary,
+                }))
+            }
+            Err(e) => {
+                let outcome = if e.kind() == ErrorKind::Interrupted {
+                    Outcome::Cancelled
+                } else {
+                    Outcome::Failed
+                };
+                self.history.finish(
+                    row,
+                    end,
+                    outcome,
+                    &Finish {
+                        error: Some(error_line(&e)),
+                        ..Finish::default()
+                    },
+                )?;
+                self.event(Event {
+                    event: "backup",
+                    job: Some(job.into()),
+                    database: Some(database.into()),
+                    repository: Some(repo_name.into()),
+                    outcome: Some(outcome),
+                    duration_ms: Some(duration_ms),
+                    message: error_line(&e),
+                    ..Event::default()
+                });
+                Err(e)
+            }
+        }
+    }
+
+    pub(super) fn retention(
+        &self,
+        job: &str,
+        database: &str,
+        repo_name: &str,
+        repo: &Repository,
+        policy: &crate::commands::forget::ForgetPolicy,
+        path: &crate::format::manifest::DbPath,
+    ) {
+        let key = UnitKey {
+            job: job.to_string(),
+            operation: "forget".into(),
+            database: Some(database.to_string()),
+            repository: Some(repo_name.to_string()),
+        };
+        let start = self.clock.now();
+        let result = (|| -> Result<usize> {
+            let row = self.history.start(&key, start)?;
+            let filter = SnapshotFilter {
+                // The exact bytes: this database and no other.
+                database_paths: vec![path.clone()],
+                ..SnapshotFilter::default()
+            };
+            let r = plan_forget(repo, policy, GroupBy::default(), &filter)
+                .and_then(|plan| forget(repo, &plan, false));
+            let end = self.clock.now();
+            match r {
+                Ok(s) => {
+                    self.history.finish(
+                        row,
+                        end,
+                        Outcome::Success,
+                        &Finish {
+                            detail: Some(format!("removed {} snapshot(s)", s.removed)),
+                            ..Finish::default()
+                        },
+                    )?;
+                    Ok(s.removed)
+                }
+                Err(e) => {
+                    self.history.finish(
+                        row,
+                        end,
+                        Outcome::Failed,
+                        &Finish {
+                            error: Some(error_line(&e)),
+                            ..Finish::default()
+                        },
+                    )?;
+                    Err(e)
+                }
+            }
+        })();
+        let (outcome, message) = match result {
+            Ok(n) => (
+                Outcome::Success,
+                format!("retention removed {n} snapshot(s)"),
+            ),
+            Err(e) => (Outcome::Failed, error_line(&e)),
+        };
+        self.event(Event {
+            event: "forget",
+            job: Some(job.into()),
+            database: Some(database.into()),
+            repository: Some(repo_name.into()),
+            outcome: Some(outcome),
+            message,
+            ..Event::default()
+        });
+    }
+}
