@@ -79,6 +79,7 @@ pub mod sys;
 pub use backend::choose::{BackendOptions, Location};
 pub use backend::{Backend, FileType, IoStats};
 pub use commands::backup::{backup, backup_connection, backup_many, BackupOptions, BackupSummary};
+pub use commands::backup_each::backup_each;
 pub use commands::check::{check, CheckReport, ReadData};
 pub use commands::copy::{copy, CopyOptions, CopySummary};
 pub use commands::dump::{dump, dump_image, dump_to_file, DumpFormat, DumpSummary};

@@ -675,7 +675,10 @@ fn new_manifest(
     let path = recorded_path(opts);
     let tags = sorted_tags(&opts.tags);
     let host = recorded_host(opts);
-    let time = opts.time.unwrap_or_else(jiff::Timestamp::now);
+    let time = opts
+        .time
+        .or(meta.taken)
+        .unwrap_or_else(jiff::Timestamp::now);
     Manifest {
         time: time
             .round(jiff::Unit::Microsecond)
@@ -773,6 +776,17 @@ pub fn backup_many(
     }
     drop(lock);
     Ok(out)
+}
+
+/// Backs up the database at `opts.path` from the image `open` gives (one
+/// read shared by several repositories: [`super::backup_each`]), unless the
+/// file is unchanged since the latest snapshot (then `open` is not called).
+pub(crate) fn backup_fed<'s>(
+    repo: &Repository,
+    opts: &BackupOptions,
+    open: impl FnOnce() -> Result<Box<dyn ImageSource + 's>>,
+) -> Result<BackupSummary> {
+    run(repo, opts, None, None, true, open)
 }
 
 /// Backs up an image from any source (`opts.strategy` is recorded as its

@@ -4,6 +4,7 @@
 //! command. (rustic_core's `commands/` is the model.)
 //!
 //! * [`backup`]: a database's page image into a new snapshot;
+//!   [`backup_each`]: one read of it into several repositories;
 //! * [`restore`]: a snapshot into a database file, verified, swapped in;
 //! * [`dump`]: a snapshot as a database file or SQL text;
 //! * [`copy`]: snapshots into another repository, sending what it lacks;
@@ -20,6 +21,7 @@
 //!   their restore to a moment.
 
 pub mod backup;
+pub mod backup_each;
 pub mod check;
 pub mod copy;
 pub mod diff;

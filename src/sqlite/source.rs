@@ -68,6 +68,9 @@ pub struct ImageMeta {
     /// With [`SourceOptions::align`]: the snapshot's place in its stream,
     /// as the hook said once the read was aligned with the WAL.
     pub continuous: Option<Continuous>,
+    /// When a read shared by several repositories ended: each of their
+    /// snapshots records this time (`None`: the snapshot's own).
+    pub taken: Option<jiff::Timestamp>,
 }
 
 /// `stat` of the database file at `path` and of its WAL, or `None` if the
@@ -124,6 +127,10 @@ pub trait ImageSource {
     fn meta(&self) -> &ImageMeta;
     /// Calls `f` with every page, in order.
     fn for_each_page(&mut self, f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>;
+    /// The image's schema hash under another repository's `key` (one read
+    /// stored into several repositories); the default hash of an image
+    /// whose schema cannot be read, as [`ImageMeta::schema_hash`] has it.
+    fn schema_hash_for(&self, key: &MasterKey) -> Result<BlobId>;
     /// Ends the read (the read transaction, the temporary export) and
     /// returns the image's metadata, change counter included.
     fn finish(self: Box<Self>) -> Result<ImageMeta>;
@@ -567,6 +574,7 @@ impl<'c> PageReader<'c> {
                 read_lock_ms: 0,
                 file: None,
                 continuous,
+                taken: None,
             },
             free: Vec::new(),
             trunks: std::collections::HashMap::new(),
@@ -644,6 +652,16 @@ impl<'c> PageReader<'c> {
 impl ImageSource for PageReader<'_> {
     fn meta(&self) -> &ImageMeta {
         &self.meta
+    }
+
+    fn schema_hash_for(&self, key: &MasterKey) -> Result<BlobId> {
+        match schema_hash(self.reading(), key) {
+            Ok(h) => Ok(h),
+            Err(e) if e.sqlite_error_code() == Some(ErrorCode::DatabaseCorrupt) => {
+                Ok(BlobId::default())
+            }
+            Err(e) => Err(sql_error(&self.path, self.lock_timeout, &e)),
+        }
     }
 
     fn for_each_page(&mut self, f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
@@ -795,6 +813,7 @@ impl VacuumExport {
                 read_lock_ms: 0,
                 file: None,
                 continuous: None,
+                taken: None,
             },
         };
         if opts.verify {
@@ -857,6 +876,13 @@ impl ImageSource for VacuumExport {
         &self.meta
     }
 
+    fn schema_hash_for(&self, key: &MasterKey) -> Result<BlobId> {
+        let path = self.file.path();
+        open_own(path, true)
+            .and_then(|c| schema_hash(&c, key))
+            .map_err(|e| sql_error(path, Duration::ZERO, &e))
+    }
+
     fn for_each_page(&mut self, f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
         read_pages(self.file.path(), &mut self.meta, f)
     }
@@ -903,6 +929,7 @@ impl ImageFile {
             read_lock_ms: 0,
             file: None,
             continuous: None,
+            taken: None,
         };
         match open_immutable(path).and_then(|c| schema_hash(&c, key)) {
             Ok(h) => meta.schema_hash = h,
@@ -938,6 +965,12 @@ fn open_immutable(path: &Path) -> rusqlite::Result<Connection> {
 impl ImageSource for ImageFile {
     fn meta(&self) -> &ImageMeta {
         &self.meta
+    }
+
+    fn schema_hash_for(&self, key: &MasterKey) -> Result<BlobId> {
+        Ok(open_immutable(self.file.path())
+            .and_then(|c| schema_hash(&c, key))
+            .unwrap_or_default())
     }
 
     fn for_each_page(&mut self, f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {

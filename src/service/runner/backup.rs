@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use super::tasks::{StartError, Task, TaskState};
 use super::{busy_db, error_line, Event, Service, API_JOB};
-use crate::commands::backup::backup;
+use crate::commands::backup::BackupSummary;
+use crate::commands::backup_each::backup_each;
 use crate::commands::forget::{forget, plan_forget};
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::Progress;
@@ -50,8 +51,10 @@ impl Service {
         Ok(id)
     }
 
-    /// Runs a reserved backup task to its end; true if every repository's
-    /// backup succeeded. Releases the database.
+    /// Runs a reserved backup task to its end: one read of the database
+    /// stored into every repository (`commands::backup_each`), each
+    /// recorded and reported; true if every repository's backup succeeded.
+    /// Releases the database.
     pub(super) fn run_backup_task(
         &self,
         task: &Arc<Task>,
@@ -59,11 +62,12 @@ impl Service {
         database: &str,
         repos: &[String],
     ) -> bool {
+        let results = self.backup_all(task, job, database, repos);
         let mut all_ok = true;
         let mut errors = Vec::new();
         let mut cancelled = false;
-        for repo in repos {
-            match self.backup_one(task, job, database, repo) {
+        for (repo, r) in repos.iter().zip(results) {
+            match r {
                 Ok(v) => task.view.lock().unwrap().result.push(v),
                 Err(e) => {
                     all_ok = false;
@@ -90,53 +94,97 @@ impl Service {
         all_ok
     }
 
-    /// One backup of `database` into `repo`, with retention after it;
-    /// recorded and reported.
-    #[allow(clippy::too_many_lines)] // record, run, retention, report: one sequence
-    pub(super) fn backup_one(
+    /// Backs `database` up into each of `repos` from one read, each backup
+    /// recorded in the history and reported, with retention after it.
+    fn backup_all(
         &self,
         task: &Task,
         job: &str,
         database: &str,
-        repo_name: &str,
-    ) -> Result<serde_json::Value> {
-        let key = UnitKey {
-            job: job.to_string(),
-            operation: "backup".into(),
-            database: Some(database.to_string()),
-            repository: Some(repo_name.to_string()),
-        };
+        repos: &[String],
+    ) -> Vec<Result<serde_json::Value>> {
         let start = self.clock.now();
-        let row = self.history.start(&key, start)?;
-        self.event(Event {
-            event: "backup",
-            job: Some(job.into()),
-            database: Some(database.into()),
-            repository: Some(repo_name.into()),
-            outcome: Some(Outcome::Running),
-            message: "started".into(),
-            ..Event::default()
-        });
+        let rows: Vec<Result<i64>> = repos
+            .iter()
+            .map(|repo_name| {
+                let row = self
+                    .history
+                    .start(&backup_key(job, database, repo_name), start)?;
+                self.event(Event {
+                    event: "backup",
+                    job: Some(job.into()),
+                    database: Some(database.into()),
+                    repository: Some(repo_name.into()),
+                    outcome: Some(Outcome::Running),
+                    message: "started".into(),
+                    ..Event::default()
+                });
+                Ok(row)
+            })
+            .collect();
         let config = self.config();
-        let result = (|| -> Result<_> {
-            let db = config.databases.get(database).ok_or_else(|| {
-                Error::InvalidInput(format!("database {database} is no longer in the config"))
-            })?;
-            let repo = self.open_repository(repo_name)?;
-            let mut opts = db.backup.clone();
-            opts.cancel = self.cancel.clone();
-            opts.progress = Some(Arc::clone(&task.counters) as Arc<dyn Progress>);
-            if self.clock.simulated() {
-                opts.time = Some(start);
+        let mut results: Vec<Option<Result<(Repository, BackupSummary)>>> =
+            repos.iter().map(|_| None).collect();
+        let mut opened = Vec::new();
+        match config.databases.get(database) {
+            None => {
+                for r in &mut results {
+                    *r = Some(Err(Error::InvalidInput(format!(
+                        "database {database} is no longer in the config"
+                    ))));
+                }
             }
-            let summary = backup(&repo, &opts)?;
-            let path = summary.manifest.database.key();
-            Ok((repo, summary, path))
-        })();
+            Some(db) => {
+                for (i, name) in repos.iter().enumerate() {
+                    if rows[i].is_err() {
+                        continue; // (its error is its result)
+                    }
+                    match self.open_repository(name) {
+                        Ok(repo) => opened.push((i, repo)),
+                        Err(e) => results[i] = Some(Err(e)),
+                    }
+                }
+                let mut opts = db.backup.clone();
+                opts.cancel = self.cancel.clone();
+                opts.progress = Some(Arc::clone(&task.counters) as Arc<dyn Progress>);
+                if self.clock.simulated() {
+                    opts.time = Some(start);
+                }
+                let refs: Vec<&Repository> = opened.iter().map(|(_, r)| r).collect();
+                let summaries = backup_each(&refs, &opts);
+                for ((i, repo), summary) in opened.into_iter().zip(summaries) {
+                    results[i] = Some(summary.map(|s| (repo, s)));
+                }
+            }
+        }
         let end = self.clock.now();
+        repos
+            .iter()
+            .zip(rows)
+            .zip(results)
+            .map(|((repo_name, row), result)| {
+                let row = row?;
+                let result = result.expect("every repository has a result");
+                self.backup_done(job, database, repo_name, row, (start, end), result)
+            })
+            .collect()
+    }
+
+    /// Records and reports one repository's backup, with retention after it.
+    fn backup_done(
+        &self,
+        job: &str,
+        database: &str,
+        repo_name: &str,
+        row: i64,
+        (start, end): (jiff::Timestamp, jiff::Timestamp),
+        result: Result<(Repository, BackupSummary)>,
+    ) -> Result<serde_json::Value> {
+        let config = self.config();
         let duration_ms = end.duration_since(start).as_millis().max(0) as u64;
         match result {
-            Ok((repo, summary, path)) => {
+            Ok((repo, summary)) => {
+                let path = summary.manifest.database.key();
                 let outcome = if summary.snapshot.is_some() {
                     Outcome::Success
                 } else {
@@ -301,5 +349,15 @@ impl Service {
             message,
             ..Event::default()
         });
+    }
+}
+
+/// The history's key of a backup of `database` into `repo`.
+fn backup_key(job: &str, database: &str, repo: &str) -> UnitKey {
+    UnitKey {
+        job: job.to_string(),
+        operation: "backup".into(),
+        database: Some(database.to_string()),
+        repository: Some(repo.to_string()),
     }
 }

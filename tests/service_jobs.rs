@@ -1,0 +1,116 @@
+//! How the service runs a job's work: one read of a database stored into
+//! every repository of the job.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::service::Svc;
+use crate::util;
+
+/// A WAL-mode database of about 8 MiB.
+fn busy_db(s: &Svc, name: &str) -> std::path::PathBuf {
+    let p = s.path(name);
+    let c = rusqlite::Connection::open(&p).unwrap();
+    c.execute_batch(
+        "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+         INSERT INTO t(v) SELECT randomblob(4000) FROM n;",
+    )
+    .unwrap();
+    p
+}
+
+/// Commits a row every millisecond until stopped; returns how many.
+fn writer(path: std::path::PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
+        let mut n = 0;
+        while !stop.load(Ordering::Relaxed) {
+            c.execute("INSERT INTO t(v) VALUES (randomblob(100))", [])
+                .unwrap();
+            n += 1;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        n
+    })
+}
+
+#[test]
+fn a_job_with_two_repositories_stores_one_read_of_the_database_in_each() {
+    let s = Svc::new();
+    let db = busy_db(&s, "busy.db");
+    let p = s.write_config(&format!(
+        "[databases.busy]\npath = \"{}\"\n\
+         [jobs.j]\ndatabases = [\"busy\"]\nrepositories = [\"one\", \"two\"]\nschedule = \"1h\"\n",
+        db.display()
+    ));
+    // Commits land all through the run: two reads would see two states.
+    let stop = Arc::new(AtomicBool::new(false));
+    let commits = writer(db.clone(), Arc::clone(&stop));
+    std::thread::sleep(Duration::from_millis(100));
+    let first_run = util::run(s.cmd(&["run", "--once", "--config", p.to_str().unwrap()]));
+    stop.store(true, Ordering::Relaxed);
+    let written = commits.join().unwrap();
+    first_run.ok();
+    assert!(written > 20, "the writer committed {written} rows");
+    assert_eq!(
+        s.count("SELECT count(*) FROM runs WHERE operation='backup' AND outcome='success'"),
+        2
+    );
+
+    // One snapshot in each, recording the same time...
+    let one = s.snapshots(&s.env.repo);
+    let two = s.snapshots(&s.repo2);
+    assert_eq!((one.len(), two.len()), (1, 1), "{one:?} {two:?}");
+    assert_eq!(one[0]["time"], two[0]["time"]);
+    // ...and the same image, byte for byte.
+    let dump = |repo: &std::path::Path, out: &str| {
+        let f = s.path(out);
+        util::run(
+            s.env
+                .command_for(repo, &["dump", "latest", "--output", f.to_str().unwrap()]),
+        )
+        .ok();
+        std::fs::read(f).unwrap()
+    };
+    let first = dump(&s.env.repo, "one.db");
+    let second = dump(&s.repo2, "two.db");
+    assert!(
+        first == second,
+        "the two repositories hold different images"
+    );
+    let rows = |f: &str| -> i64 {
+        rusqlite::Connection::open(s.path(f))
+            .unwrap()
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap()
+    };
+    let held_rows = rows("one.db");
+    assert!(
+        held_rows > 2000 && held_rows <= 2000 + i64::try_from(written).unwrap(),
+        "{held_rows}"
+    );
+
+    // A repository that fails (held exclusively) fails alone; the other
+    // still gets its snapshot.
+    let held = litevault::Repository::open_local(&s.repo2, util::PASSWORD.as_bytes()).unwrap();
+    let guard = held.lock(litevault::LockKind::Exclusive, "prune").unwrap();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("INSERT INTO t(v) VALUES (x'00')", [])
+        .unwrap();
+    let second_run = util::run(
+        s.cmd(&["run", "--once", "--config", p.to_str().unwrap()])
+            .env("LITEVAULT_TEST_ONLY_CLOCK", "2099-01-01T00:00:00Z*0"),
+    );
+    assert_eq!(second_run.code, 1, "{second_run:?}");
+    assert!(
+        second_run.stderr.contains("repository=two"),
+        "{second_run:?}"
+    );
+    drop(guard);
+    assert_eq!(s.snapshots(&s.env.repo).len(), 2);
+    assert_eq!(s.snapshots(&s.repo2).len(), 1);
+}
