@@ -31,6 +31,7 @@ mod restore;
 mod safety;
 mod scrub;
 mod service;
+mod service_access;
 mod service_continuous;
 mod service_jobs;
 mod service_load;

@@ -3,7 +3,8 @@
 //!
 //! Every endpoint but `/healthz` and the description needs a bearer token
 //! from the config (read at each request, so a reload takes effect at
-//! once), compared in constant time. Requests name databases and
+//! once), compared in constant time, whose role allows the request
+//! (`access`: 403 otherwise); `/metrics` may be configured open. Requests name databases and
 //! repositories by their configured names only: nothing a caller sends
 //! becomes a path, so the API writes nowhere but the configured databases
 //! and repositories. Bodies are at most 64 KiB; a response must start
@@ -23,16 +24,17 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
+use super::access::{Grant, Role};
 use super::config::ApiSettings;
 use super::runner::{Service, StartError};
 use crate::commands::dump::{dump_held, DumpFormat};
 use crate::commands::restore::At;
 use crate::commands::snapshots::{list, SnapshotsOptions};
 use crate::error::{Error, ErrorKind};
+use crate::format::manifest::{DbPath, Manifest};
 use crate::progress::Cancel;
 use crate::repo::{split_tags, SnapshotFilter};
 
@@ -178,34 +180,42 @@ fn bearer(value: &str) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let given = req
+async fn auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    // The config's tokens now: a reload adds and removes them.
+    let config = state.service.config();
+    let Some(api) = config.api.as_ref() else {
+        return ApiError(StatusCode::UNAUTHORIZED, "the API has no tokens".into()).into_response();
+    };
+    if api.metrics_open && req.uri().path() == "/metrics" {
+        return next.run(req).await;
+    }
+    let grant = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(bearer)
-        .map(|t| blake3::hash(t.as_bytes()));
-    // The config's tokens now: a reload adds and removes them.
-    let config = state.service.config();
-    let tokens = config.api.as_ref().map_or(&[][..], |a| &a.tokens[..]);
-    let ok = given.is_some_and(|g| {
-        // Every token is compared, each in constant time.
-        tokens
-            .iter()
-            .fold(subtle::Choice::from(0), |acc, t| {
-                acc | blake3::hash(t.as_bytes()).as_bytes().ct_eq(g.as_bytes())
-            })
-            .into()
-    });
-    if ok {
-        next.run(req).await
-    } else {
-        ApiError(
+        .and_then(|t| super::access::grant(&api.tokens, t));
+    let Some(grant) = grant else {
+        return ApiError(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token: send Authorization: Bearer TOKEN with a token from the config".into(),
         )
-        .into_response()
+        .into_response();
+    };
+    let needed = super::access::needed(req.method(), req.uri().path());
+    if grant.role < needed {
+        return ApiError(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this token's role is {}; this request needs a {} token",
+                grant.role.name(),
+                needed.name()
+            ),
+        )
+        .into_response();
     }
+    req.extensions_mut().insert(grant);
+    next.run(req).await
 }
 
 /// A JSON body of type `T` (unknown fields refused), or 400. The content
@@ -286,11 +296,18 @@ struct RestoreRequest {
     repository: Option<String>,
 }
 
-async fn post_restore(State(s): State<AppState>, body: Bytes) -> Response {
+async fn post_restore(
+    State(s): State<AppState>,
+    Extension(grant): Extension<Grant>,
+    body: Bytes,
+) -> Response {
     let req: RestoreRequest = match json_body(&body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
+    if let Err(why) = grant.may_restore(&req.database) {
+        return ApiError(StatusCode::FORBIDDEN, why).into_response();
+    }
     let service = s.service;
     match blocking(move || {
         Ok(service.spawn_restore(
@@ -441,6 +458,7 @@ struct DatabaseQuery {
 /// removed on every path).
 async fn get_database(
     State(s): State<AppState>,
+    Extension(grant): Extension<Grant>,
     Path(id): Path<String>,
     q: Result<Query<DatabaseQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -479,6 +497,7 @@ async fn get_database(
         let name = pick_repository(&service, q.repository.as_deref(), None)?;
         let repo = service.open_repository(&name)?;
         let (snapshot, manifest) = repo.find_snapshot(&id, &SnapshotFilter::default())?;
+        may_download(&service, &grant, &manifest)?;
         let lock = repo.lock_reading("dump")?;
         Ok((repo, snapshot, manifest, lock))
     })
@@ -531,6 +550,31 @@ async fn get_database(
     let length = at.is_none().then_some(manifest.image.bytes);
     download_headers(&mut response, &file_name, format, length);
     Ok(response)
+}
+
+/// Whether `grant` may download a snapshot of `manifest`'s database: a
+/// token limited to databases, only snapshots of theirs.
+fn may_download(service: &Service, grant: &Grant, manifest: &Manifest) -> Result<(), ApiError> {
+    if grant.role == Role::Restore && !grant.databases.is_empty() {
+        let config = service.config();
+        let path = manifest.database.key();
+        let ok = grant.databases.iter().any(|d| {
+            config
+                .databases
+                .get(d)
+                .is_some_and(|db| DbPath::of(&db.backup.path) == path)
+        });
+        if !ok {
+            return Err(ApiError(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "this token may download only snapshots of {}",
+                    grant.databases.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A download's name, type and (for a database file) length.

@@ -16,12 +16,13 @@
 //! secrets stay out of the file, as in rqlite's config.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use super::access::ApiSettings;
+use super::access::{resolve_api, RawApi};
 use super::schedule::Schedule;
 use crate::backend::choose::{BackendOptions, Location};
 use crate::commands::backup::BackupOptions;
@@ -53,21 +54,6 @@ struct RawConfig {
     databases: BTreeMap<String, RawDatabase>,
     #[serde(default)]
     jobs: BTreeMap<String, RawJob>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawApi {
-    listen: String,
-    tokens: Vec<String>,
-    #[serde(default)]
-    tls_cert: Option<PathBuf>,
-    #[serde(default)]
-    tls_key: Option<PathBuf>,
-    #[serde(default)]
-    client_timeout: Option<String>,
-    #[serde(default)]
-    stall_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,23 +131,6 @@ struct RawCheck {
     /// structure only).
     #[serde(default)]
     read_data_subsets: u32,
-}
-
-/// The HTTP API's settings.
-#[derive(Clone, Debug)]
-pub struct ApiSettings {
-    /// Where it listens.
-    pub listen: SocketAddr,
-    /// Bearer tokens it accepts.
-    pub tokens: Vec<String>,
-    /// Certificate chain and key (PEM) for TLS.
-    pub tls: Option<(PathBuf, PathBuf)>,
-    /// How long a connection may wait for a request, or a request for its
-    /// headers, without a byte from the client (default 10 s).
-    pub client_timeout: std::time::Duration,
-    /// How long a request in progress may go without a byte moving either
-    /// way before its connection is closed (default 30 s).
-    pub stall_timeout: std::time::Duration,
 }
 
 /// A configured repository.
@@ -257,7 +226,7 @@ pub struct Config {
 }
 
 /// A config error naming the file and, where it has one, the line.
-fn config_error(file: &Path, message: impl Into<String>) -> Error {
+pub(super) fn config_error(file: &Path, message: impl Into<String>) -> Error {
     Error::Config {
         file: file.to_path_buf(),
         message: message.into(),
@@ -472,8 +441,6 @@ impl Config {
                 crate::sys::parse_duration(&s).map_err(|m| err(format!("history_keep: {m}")))?
             }
         };
-        let api = raw.api.map(|a| resolve_api(file, a)).transpose()?;
-
         let mut repositories = BTreeMap::new();
         for (name, r) in raw.repositories {
             check_name(file, "repository", &name)?;
@@ -551,6 +518,11 @@ impl Config {
                 },
             );
         }
+
+        let api = raw
+            .api
+            .map(|a| resolve_api(file, a, &databases))
+            .transpose()?;
 
         let mut jobs = BTreeMap::new();
         for (name, j) in raw.jobs {
@@ -766,61 +738,6 @@ impl Config {
         }
         out
     }
-}
-
-fn resolve_api(file: &Path, a: RawApi) -> Result<ApiSettings> {
-    let err = |m: String| config_error(file, m);
-    let listen: SocketAddr = a.listen.parse().map_err(|_| {
-        err(format!(
-            "api.listen: {:?} is not an address: write IP:PORT, e.g. 127.0.0.1:8790",
-            a.listen
-        ))
-    })?;
-    if a.tokens.is_empty() {
-        return Err(err(
-            "api.tokens: no token: give at least one (from the environment: \"$LITEVAULT_API_TOKEN\")".into(),
-        ));
-    }
-    for (i, t) in a.tokens.iter().enumerate() {
-        if t.len() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(err(format!(
-                "api.tokens[{i}]: a token must be at least 16 characters with no spaces: generate one with `openssl rand -hex 32`"
-            )));
-        }
-    }
-    let tls = match (a.tls_cert, a.tls_key) {
-        (Some(c), Some(k)) => Some((c, k)),
-        (None, None) => None,
-        _ => {
-            return Err(err(
-                "api: tls_cert and tls_key go together: give both or neither".into(),
-            ))
-        }
-    };
-    if tls.is_none() && !listen.ip().is_loopback() {
-        return Err(err(format!(
-            "api.listen: {listen} is not a loopback address, and tokens must not cross a network in clear text: set tls_cert and tls_key, or listen on 127.0.0.1"
-        )));
-    }
-    let timeout = |key: &str, v: Option<&str>, default: u64| {
-        v.map_or(Ok(std::time::Duration::from_secs(default)), |v| {
-            crate::sys::parse_duration(v)
-                .ok()
-                .filter(|d| *d >= std::time::Duration::from_millis(100) && d.as_secs() <= 3600)
-                .ok_or_else(|| {
-                    err(format!(
-                        "api.{key}: {v:?} is not a duration from 100ms to 1h (write e.g. \"10s\")"
-                    ))
-                })
-        })
-    };
-    Ok(ApiSettings {
-        listen,
-        tokens: a.tokens,
-        tls,
-        client_timeout: timeout("client_timeout", a.client_timeout.as_deref(), 10)?,
-        stall_timeout: timeout("stall_timeout", a.stall_timeout.as_deref(), 30)?,
-    })
 }
 
 /// The default state database: `$XDG_STATE_HOME/litevault/state.db`, else

@@ -14,11 +14,13 @@
 //! * [`continuous`]: the jobs that capture every commit (`replicate`);
 //!   [`streams`]: what is known of them (status, metrics);
 //! * [`daemon`]: the loop; [`status`]: the status view and metrics;
-//! * [`api`]: the HTTP API's routes; [`http`]: its connections, bounded;
+//! * [`api`]: the HTTP API's routes; [`access`]: its settings and tokens,
+//!   each with a role; [`http`]: its connections, bounded;
 //!   [`unlocked`]: repositories unlocked once per process;
 //!   [`heartbeat`]: the monitoring ping; [`notify`]: healthchecks.io
 //!   calls and webhooks on each backup's start and end.
 
+pub mod access;
 pub mod api;
 pub mod config;
 pub mod continuous;
