@@ -24,9 +24,14 @@ pub trait Progress: Send + Sync {
     fn phase(&self, _name: &str) {}
 }
 
-/// A cancellation token: cheap to clone, all clones share one flag.
+/// A cancellation token: cheap to clone, all clones share one flag. A
+/// [`Cancel::child`] is also cancelled by its parent (a service's task by
+/// the service's shutdown).
 #[derive(Clone, Debug, Default)]
-pub struct Cancel(Arc<AtomicBool>);
+pub struct Cancel {
+    flag: Arc<AtomicBool>,
+    parent: Option<Arc<Cancel>>,
+}
 
 impl Cancel {
     /// A token that is not cancelled.
@@ -34,19 +39,29 @@ impl Cancel {
         Self::default()
     }
 
-    /// Asks every holder of this token to stop.
+    /// A token cancelled by its own [`Cancel::cancel`] or by this one's.
+    #[must_use]
+    pub fn child(&self) -> Self {
+        Self {
+            flag: Arc::default(),
+            parent: Some(Arc::new(self.clone())),
+        }
+    }
+
+    /// Asks every holder of this token (and of its children) to stop.
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.flag.store(true, Ordering::SeqCst);
     }
 
-    /// True once [`Cancel::cancel`] was called (or the flag was set).
+    /// True once [`Cancel::cancel`] was called (or the flag was set) on
+    /// this token or a parent.
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.flag.load(Ordering::Relaxed) || self.parent.as_ref().is_some_and(|p| p.is_cancelled())
     }
 
-    /// The shared flag, for signal handlers that set it directly.
+    /// The token's own flag, for signal handlers that set it directly.
     pub fn flag(&self) -> &Arc<AtomicBool> {
-        &self.0
+        &self.flag
     }
 
     /// Fails with [`Error::Interrupted`] naming `what` was stopped if the
@@ -75,6 +90,16 @@ impl Cancel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_child_is_cancelled_by_its_parent_and_not_the_other_way() {
+        let parent = Cancel::new();
+        let (a, b) = (parent.child(), parent.child());
+        a.cancel();
+        assert!(a.is_cancelled() && !b.is_cancelled() && !parent.is_cancelled());
+        parent.cancel();
+        assert!(b.is_cancelled() && b.child().is_cancelled());
+    }
 
     #[test]
     fn a_cancelled_sleep_returns_early() {

@@ -114,3 +114,103 @@ fn a_job_with_two_repositories_stores_one_read_of_the_database_in_each() {
     assert_eq!(s.snapshots(&s.env.repo).len(), 2);
     assert_eq!(s.snapshots(&s.repo2).len(), 1);
 }
+
+#[test]
+fn tasks_are_listed_and_a_running_one_is_stopped_leaving_nothing_half_done() {
+    use crate::service::{http, json, wait_task, Daemon, TOKEN};
+    let s = Svc::new();
+    let app = s.small_db("app.db");
+    let p = s.write_config(&format!(
+        "[databases.app]\npath = \"{}\"\nlock_timeout = \"60s\"\n\
+         [jobs.j]\ndatabases = [\"app\"]\nrepositories = [\"one\"]\nschedule = \"1d\"\n",
+        app.display()
+    ));
+    let d = Daemon::start(s.cmd(&["serve", "--config", p.to_str().unwrap()]));
+    let addr = d.address();
+    let post_backup = || {
+        let (st, _, b) = http(
+            &addr,
+            "POST",
+            "/v1/backups",
+            Some(TOKEN),
+            Some(b"{\"database\":\"app\"}"),
+        );
+        assert_eq!(st, 202, "{}", String::from_utf8_lossy(&b));
+        json(&b)["task_id"].as_str().unwrap().to_string()
+    };
+    let list = |query: &str| {
+        let (st, _, b) = http(
+            &addr,
+            "GET",
+            &format!("/v1/tasks{query}"),
+            Some(TOKEN),
+            None,
+        );
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
+        json(&b)
+    };
+
+    // A writer holds the database: the backup waits for it, and is listed
+    // as running.
+    let holder = rusqlite::Connection::open(&app).unwrap();
+    holder
+        .execute_batch("BEGIN EXCLUSIVE; INSERT INTO t(v) VALUES ('three');")
+        .unwrap();
+    let waiting = post_backup();
+    let running = list("?state=running");
+    assert_eq!(running.as_array().unwrap().len(), 1, "{running}");
+    assert_eq!(running[0]["id"], waiting.as_str());
+    assert_eq!(running[0]["job"], "api");
+    assert_eq!(running[0]["kind"], "backup");
+
+    // Stopped: cancelled, no snapshot, recorded as cancelled.
+    let (st, _, b) = http(
+        &addr,
+        "DELETE",
+        &format!("/v1/tasks/{waiting}"),
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(st, 202, "{}", String::from_utf8_lossy(&b));
+    let ended = wait_task(&addr, &waiting);
+    assert_eq!(ended["state"], "cancelled", "{ended}");
+    assert!(s.snapshots(&s.env.repo).is_empty());
+    assert_eq!(
+        s.count("SELECT count(*) FROM runs WHERE operation='backup' AND outcome='cancelled'"),
+        1
+    );
+    let (st, _, b) = http(
+        &addr,
+        "DELETE",
+        &format!("/v1/tasks/{waiting}"),
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(st, 409);
+    assert!(String::from_utf8_lossy(&b).contains("ended already (cancelled)"));
+    assert_eq!(
+        http(&addr, "DELETE", "/v1/tasks/999", Some(TOKEN), None).0,
+        404
+    );
+
+    // The next backup is not touched by the cancellation before it.
+    holder.execute_batch("ROLLBACK").unwrap();
+    let next = post_backup();
+    assert_eq!(wait_task(&addr, &next)["state"], "succeeded");
+    assert_eq!(s.snapshots(&s.env.repo).len(), 1);
+    let all = list("");
+    assert_eq!(all[0]["id"], next.as_str(), "newest first: {all}");
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    assert_eq!(list("?state=cancelled").as_array().unwrap().len(), 1);
+    assert_eq!(list("?limit=1").as_array().unwrap().len(), 1);
+    assert_eq!(
+        http(&addr, "GET", "/v1/tasks?limit=0", Some(TOKEN), None).0,
+        400
+    );
+    assert_eq!(
+        http(&addr, "GET", "/v1/tasks?state=sleeping", Some(TOKEN), None).0,
+        400
+    );
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+}

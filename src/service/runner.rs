@@ -19,7 +19,7 @@ mod maintenance;
 mod restore;
 mod tasks;
 
-pub use tasks::{StartError, TaskProgress, TaskState, TaskView};
+pub use tasks::{Cancelled, StartError, TaskFilter, TaskProgress, TaskState, TaskView};
 
 use super::config::Config;
 use super::history::{Finish, History, Outcome};
@@ -307,7 +307,7 @@ impl Service {
                 let repos = j.repositories.clone();
                 let heartbeat = j.heartbeat_url.clone();
                 let notify = j.notify.clone();
-                match self.start_task("backup", database) {
+                match self.start_task("backup", job, database) {
                     Ok(task) => {
                         self.notify_start(job, &notify);
                         let ok = self.run_backup_task(&task, job, database, &repos);

@@ -41,7 +41,7 @@ impl Service {
                 "database {database:?} is in no job: name the repository to back it up into"
             )));
         }
-        let task = self.start_task("backup", database)?;
+        let task = self.start_task("backup", API_JOB, database)?;
         let id = task.view.lock().unwrap().id.clone();
         let me = Arc::clone(self);
         let database = database.to_string();
@@ -145,7 +145,7 @@ impl Service {
                     }
                 }
                 let mut opts = db.backup.clone();
-                opts.cancel = self.cancel.clone();
+                opts.cancel = task.cancel.clone();
                 opts.progress = Some(Arc::clone(&task.counters) as Arc<dyn Progress>);
                 if self.clock.simulated() {
                     opts.time = Some(start);

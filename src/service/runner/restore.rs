@@ -92,11 +92,11 @@ impl Service {
                 "no snapshot {snapshot} in the configured repositories"
             )));
         };
-        let task = self.start_task("restore", database)?;
+        let task = self.start_task("restore", API_JOB, database)?;
         let task_id = task.view.lock().unwrap().id.clone();
         let mut opts = db.restore.clone();
         opts.at = at;
-        opts.cancel = self.cancel.clone();
+        opts.cancel = task.cancel.clone();
         opts.progress = Some(Arc::clone(&task.counters) as Arc<dyn Progress>);
         let me = Arc::clone(self);
         let database = database.to_string();

@@ -5,17 +5,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{busy_db, Service};
 use crate::error::Error;
-use crate::progress::Progress;
+use crate::progress::{Cancel, Progress};
 
 /// Most finished tasks remembered for polling.
 const TASKS_KEPT: usize = 1000;
 
 /// A task's state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
     /// Started, not done.
@@ -24,7 +24,7 @@ pub enum TaskState {
     Succeeded,
     /// Failed.
     Failed,
-    /// Stopped by the service's shutdown.
+    /// Stopped by the service's shutdown or `DELETE /v1/tasks/{id}`.
     Cancelled,
 }
 
@@ -35,6 +35,8 @@ pub struct TaskView {
     pub id: String,
     /// `backup` or `restore`.
     pub kind: &'static str,
+    /// The job that ran it (`api` for one the API started).
+    pub job: String,
     /// The database.
     pub database: String,
     /// Its state.
@@ -79,6 +81,35 @@ impl Progress for Counters {
 pub(super) struct Task {
     pub(super) view: Mutex<TaskView>,
     pub(super) counters: Arc<Counters>,
+    /// Stops this task (and is stopped by the service's shutdown).
+    pub(super) cancel: Cancel,
+}
+
+/// Which tasks a listing shows, newest first.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskFilter {
+    /// Only tasks in this state.
+    #[serde(default)]
+    pub state: Option<TaskState>,
+    /// Only `backup` or only `restore` tasks.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Only tasks on this configured database.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// At most this many (default 100).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// What asking a task to stop found.
+#[derive(Debug)]
+pub enum Cancelled {
+    /// It was running: it stops at its next check, keeping nothing half-done.
+    Requested(TaskView),
+    /// It had ended already.
+    Ended(TaskView),
 }
 
 /// Why an API request could not start a task.
@@ -114,12 +145,13 @@ impl Service {
         }
     }
 
-    pub(super) fn new_task(&self, kind: &'static str, database: &str) -> Arc<Task> {
+    pub(super) fn new_task(&self, kind: &'static str, job: &str, database: &str) -> Arc<Task> {
         let id = self.next_task.fetch_add(1, Ordering::Relaxed);
         let task = Arc::new(Task {
             view: Mutex::new(TaskView {
                 id: format!("{id}"),
                 kind,
+                job: job.to_string(),
                 database: database.to_string(),
                 state: TaskState::Running,
                 progress: TaskProgress::default(),
@@ -129,6 +161,7 @@ impl Service {
                 error: None,
             }),
             counters: Arc::new(Counters::default()),
+            cancel: self.cancel.child(),
         });
         let mut tasks = self.tasks.lock().unwrap();
         tasks.insert(id, Arc::clone(&task));
@@ -149,12 +182,34 @@ impl Service {
     pub fn task(&self, id: &str) -> Option<TaskView> {
         let id: u64 = id.parse().ok()?;
         let task = self.tasks.lock().unwrap().get(&id).cloned()?;
-        let mut v = task.view.lock().unwrap().clone();
-        v.progress = TaskProgress {
-            bytes_done: task.counters.done.load(Ordering::Relaxed),
-            bytes_total: task.counters.total.load(Ordering::Relaxed),
-        };
-        Some(v)
+        Some(view_of(&task))
+    }
+
+    /// The tasks `filter` selects, newest first (the last
+    /// [`TASKS_KEPT`] are remembered).
+    pub fn tasks(&self, filter: &TaskFilter) -> Vec<TaskView> {
+        let all: Vec<Arc<Task>> = self.tasks.lock().unwrap().values().cloned().collect();
+        all.iter()
+            .rev()
+            .map(|t| view_of(t))
+            .filter(|v| filter.state.is_none_or(|s| v.state == s))
+            .filter(|v| filter.kind.as_deref().is_none_or(|k| v.kind == k))
+            .filter(|v| filter.database.as_deref().is_none_or(|d| v.database == d))
+            .take(filter.limit.unwrap_or(100))
+            .collect()
+    }
+
+    /// Asks task `id` to stop: a backup stops with no snapshot written, a
+    /// restore with its target untouched. `None` if there is no such task.
+    pub fn cancel_task(&self, id: &str) -> Option<Cancelled> {
+        let id: u64 = id.parse().ok()?;
+        let task = self.tasks.lock().unwrap().get(&id).cloned()?;
+        let view = view_of(&task);
+        if view.state != TaskState::Running {
+            return Some(Cancelled::Ended(view));
+        }
+        task.cancel.cancel();
+        Some(Cancelled::Requested(view))
     }
 
     /// Registers a `kind` task on `database`, holding the database, or
@@ -162,9 +217,10 @@ impl Service {
     pub(super) fn start_task(
         &self,
         kind: &'static str,
+        job: &str,
         database: &str,
     ) -> std::result::Result<Arc<Task>, StartError> {
-        let task = self.new_task(kind, database);
+        let task = self.new_task(kind, job, database);
         let id = task.view.lock().unwrap().id.clone();
         if let Some(holder) = self.reserve(&[busy_db(database)], &id) {
             self.tasks
@@ -183,4 +239,14 @@ impl Service {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// A task's view, its progress counters read now.
+fn view_of(task: &Task) -> TaskView {
+    let mut v = task.view.lock().unwrap().clone();
+    v.progress = TaskProgress {
+        bytes_done: task.counters.done.load(Ordering::Relaxed),
+        bytes_total: task.counters.total.load(Ordering::Relaxed),
+    };
+    v
 }
