@@ -8,6 +8,8 @@ use crate::util;
 const READ: &str = "read-token-0123456789abcdef";
 const BACKUP: &str = "backup-token-0123456789abcdef";
 const DEMO: &str = "demo-restore-token-0123456789";
+/// Read from a file, as systemd's `LoadCredential=` gives it.
+const FROM_FILE: &str = "credential-token-0123456789";
 
 /// The config with four tokens (`$LV_TEST_TOKEN` is the admin) and
 /// `extra` in `[api]`.
@@ -20,12 +22,16 @@ fn config(s: &Svc, extra: &str) -> std::path::PathBuf {
         app.display(),
         s.path("demo/app.db").display()
     ));
+    let credential = s.path("api-token");
+    std::fs::write(&credential, format!("{FROM_FILE}\n")).unwrap();
     let text = std::fs::read_to_string(&p).unwrap().replacen(
         "tokens = [\"$LV_TEST_TOKEN\"]",
         &format!(
             "tokens = [\"$LV_TEST_TOKEN\", {{ token = \"{READ}\", role = \"read\" }}, \
              {{ token = \"{BACKUP}\", role = \"backup\" }}, \
-             {{ token = \"{DEMO}\", role = \"restore\", databases = [\"demo\"] }}]\n{extra}"
+             {{ token = \"{DEMO}\", role = \"restore\", databases = [\"demo\"] }}, \
+             {{ token_file = \"{}\", role = \"read\" }}]\n{extra}",
+            credential.display()
         ),
         1,
     );
@@ -46,9 +52,15 @@ fn each_token_does_what_its_role_allows_and_no_more() {
     assert_eq!(http(&addr, "GET", "/v1/status", None, None).0, 401);
 
     // Read: lists and status, nothing that starts work.
-    for path in ["/v1/status", "/v1/snapshots", "/metrics"] {
-        assert_eq!(http(&addr, "GET", path, Some(READ), None).0, 200, "{path}");
+    for path in ["/v1/status", "/v1/snapshots", "/metrics", "/v1/tasks"] {
+        for t in [READ, FROM_FILE] {
+            assert_eq!(http(&addr, "GET", path, Some(t), None).0, 200, "{path}");
+        }
     }
+    assert_eq!(
+        http(&addr, "POST", "/v1/backups", Some(FROM_FILE), backup_app).0,
+        403
+    );
     let (st, _, b) = http(&addr, "POST", "/v1/backups", Some(READ), backup_app);
     assert_eq!(st, 403);
     let why = json(&b)["error"].as_str().unwrap().to_string();
@@ -168,7 +180,70 @@ fn bad_token_tables_are_refused_with_one_line_naming_the_key() {
         17,
         &["api.tokens[3].databases", "no database named \"staging\""],
     );
+    let missing = s.path("no-such-token");
+    std::fs::write(
+        &p,
+        good.replacen(
+            &s.path("api-token").display().to_string(),
+            &missing.display().to_string(),
+            1,
+        ),
+    )
+    .unwrap();
+    util::run(s.cmd(&["config", "check", p.to_str().unwrap()])).fails(
+        17,
+        &[
+            "api.tokens[4].token_file",
+            "cannot read",
+            &missing.display().to_string(),
+        ],
+    );
     std::fs::write(&p, good.replacen(READ, "short", 1)).unwrap();
     util::run(s.cmd(&["config", "check", p.to_str().unwrap()]))
         .fails(17, &["api.tokens[1]", "at least 16 characters"]);
+}
+
+/// The README's systemd unit, with this build's binary, as
+/// `systemd-analyze verify` sees it: no warning, no error.
+#[test]
+fn the_readme_systemd_unit_passes_systemd_analyze_verify() {
+    let Ok(analyze) = which("systemd-analyze") else {
+        eprintln!("systemd-analyze is not installed here: the unit is not checked");
+        return;
+    };
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("# /etc/systemd/system/litevault.service")
+        .expect("the unit in README");
+    let unit = &readme[start..start + readme[start..].find("```").unwrap()];
+    assert!(unit.contains("ProtectSystem=strict") && unit.contains("LoadCredential="));
+    assert!(
+        !unit.contains("Environment="),
+        "secrets belong in credentials"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("litevault.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/litevault", env!("CARGO_BIN_EXE_litevault")),
+    )
+    .unwrap();
+    let out = std::process::Command::new(analyze)
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.trim().is_empty(), "{stderr}");
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .find(|f| f.is_file())
+        })
+        .ok_or(())
 }

@@ -185,16 +185,29 @@ fn token(
         toml::Value::Table(t) => {
             if let Some(k) = t
                 .keys()
-                .find(|k| !matches!(k.as_str(), "token" | "role" | "databases"))
+                .find(|k| !matches!(k.as_str(), "token" | "token_file" | "role" | "databases"))
             {
                 return Err(format!(
-                    "{key}.{k}: unknown key: a token table has token, role and databases"
+                    "{key}.{k}: unknown key: a token table has token (or token_file), role and databases"
                 ));
             }
-            let secret = t
-                .get("token")
-                .and_then(toml::Value::as_str)
-                .ok_or_else(|| format!("{key}.token: missing: give the token (\"$VARIABLE\")"))?;
+            let secret = match (t.get("token"), t.get("token_file")) {
+                (Some(v), None) => v
+                    .as_str()
+                    .ok_or_else(|| format!("{key}.token: a string (\"$VARIABLE\")"))?
+                    .to_string(),
+                (None, Some(v)) => {
+                    let path = v.as_str().ok_or_else(|| {
+                        format!("{key}.token_file: a path (\"$CREDENTIALS_DIRECTORY/api-token\")")
+                    })?;
+                    token_from_file(&format!("{key}.token_file"), Path::new(path))?
+                }
+                _ => {
+                    return Err(format!(
+                        "{key}: give token = \"$VARIABLE\" or token_file = PATH (one of them)"
+                    ))
+                }
+            };
             let role = t
                 .get("role")
                 .and_then(toml::Value::as_str)
@@ -224,7 +237,7 @@ fn token(
                     names.push(n.to_string());
                 }
             }
-            (secret.to_string(), role, names)
+            (secret, role, names)
         }
         _ => {
             return Err(format!(
@@ -242,6 +255,20 @@ fn token(
         role,
         databases: names,
     })
+}
+
+/// A token read from the file at `path` (systemd's `LoadCredential=`):
+/// its first line.
+fn token_from_file(key: &str, path: &Path) -> std::result::Result<String, String> {
+    let bytes = crate::sys::read_file_limited(path, 4096).map_err(|e| {
+        format!(
+            "{key}: cannot read {}: {e}: give the path of a file holding the token",
+            path.display()
+        )
+    })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("{key}: {} is not UTF-8 text", path.display()))?;
+    Ok(text.lines().next().unwrap_or("").trim_end().to_string())
 }
 
 /// Validates `[api]`.
