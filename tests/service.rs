@@ -188,21 +188,27 @@ impl Drop for Daemon {
 #[test]
 fn config_example_is_valid_toml_and_check_refuses_bad_configs_naming_the_key() {
     let s = Svc::new();
-    // The example parses (its paths do not exist here: that is the one
-    // error, and it names the database's key).
+    // The example parses (its paths do not exist here: the databases are
+    // waited for, each said, and the repositories are the one error).
     let example = util::run(s.cmd(&["config", "example"]));
     let text = example.ok().to_string();
     assert!(text.contains("[jobs.production.retention]"));
     let ex = s.path("example.toml");
     std::fs::write(&ex, &text).unwrap();
-    util::run(
+    let checked = util::run(
         s.cmd(&["config", "check", ex.to_str().unwrap()])
             .env("LITEVAULT_API_TOKEN", TOKEN),
-    )
-    .fails(
-        17,
-        &["databases.app.path", "/srv/app/app.db", "does not exist"],
     );
+    assert!(
+        checked
+            .stderr
+            .contains("databases.app.path: /srv/app/app.db does not exist yet")
+            && checked
+                .stderr
+                .contains("databases.demo.path: directory /srv/demo does not exist yet"),
+        "{checked:?}"
+    );
+    checked.fails(17, &["repositories.", "no repository at"]);
 
     let db = s.small_db("app.db");
     let not_sqlite = s.path("notes.txt");

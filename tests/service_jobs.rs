@@ -214,3 +214,99 @@ fn tasks_are_listed_and_a_running_one_is_stopped_leaving_nothing_half_done() {
     let (code, log) = d.stop();
     assert_eq!(code, 0, "{log}");
 }
+
+#[test]
+fn a_database_that_does_not_exist_yet_is_waited_for_and_backed_up_once_it_appears() {
+    use crate::service::{http, Daemon, TOKEN};
+    let s = Svc::new();
+    let app = s.small_db("app.db");
+    let late = s.path("late.db");
+    let live = s.path("live/live.db");
+    let p = s.write_config(&format!(
+        "[databases.app]\npath = \"{}\"\n[databases.late]\npath = \"{}\"\n[databases.live]\npath = \"{}\"\n\
+         [jobs.j]\ndatabases = [\"app\", \"late\"]\nrepositories = [\"one\"]\nschedule = \"1h\"\n\
+         [jobs.c]\ndatabases = [\"live\"]\nrepositories = [\"two\"]\ncontinuous = true\ninterval = \"500ms\"\n",
+        app.display(),
+        late.display(),
+        live.display()
+    ));
+    // A first boot: the check and the daemon start, saying what waits.
+    let checked = util::run(s.cmd(&["config", "check", p.to_str().unwrap()]));
+    checked.ok();
+    assert!(
+        checked.stderr.contains("databases.late.path")
+            && checked.stderr.contains("does not exist yet"),
+        "{checked:?}"
+    );
+    let daemon = Daemon::start(s.cmd(&["run", "--config", p.to_str().unwrap()]));
+    let addr = daemon.address();
+    daemon.wait_for("both waits", Duration::from_secs(30), |ls| {
+        ls.iter()
+            .filter(|l| l.contains("does not exist yet"))
+            .count()
+            >= 2
+    });
+    daemon.wait_for("app's backup", Duration::from_secs(30), |ls| {
+        ls.iter()
+            .any(|l| l.contains("database=app") && l.contains("outcome=success"))
+    });
+
+    // Waiting, in the status, the API and the metrics.
+    let status = util::run(s.cmd(&["status", "--config", p.to_str().unwrap(), "--json"]));
+    let status: serde_json::Value = serde_json::from_str(status.ok()).unwrap();
+    assert_eq!(status["jobs"][1]["job"], "j", "{status}");
+    let unit = status["jobs"][1]["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["database"] == "late")
+        .cloned()
+        .unwrap();
+    assert_eq!(unit["last_run"]["outcome"], "waiting", "{unit}");
+    assert_eq!(unit["failures_since_success"], 0);
+    let (_, _, b) = http(&addr, "GET", "/metrics", Some(TOKEN), None);
+    let metrics = String::from_utf8(b).unwrap();
+    assert!(
+        metrics.contains("litevault_backup_waiting{job=\"j\",database=\"late\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("litevault_replication_waiting{job=\"c\",")
+            && metrics.contains("repository=\"two\"} 1"),
+        "{metrics}"
+    );
+
+    // The files appear: both begin within the poll.
+    let first = rusqlite::Connection::open(&late).unwrap();
+    first
+        .execute_batch("CREATE TABLE t(v); INSERT INTO t VALUES (1);")
+        .unwrap();
+    drop(first);
+    std::fs::create_dir(s.path("live")).unwrap();
+    let writer = rusqlite::Connection::open(&live).unwrap();
+    writer
+        .execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(v); INSERT INTO t VALUES (1);")
+        .unwrap();
+    daemon.wait_for(
+        "late's backup and the capture",
+        Duration::from_secs(40),
+        |ls| {
+            ls.iter()
+                .any(|l| l.contains("database=late") && l.contains("outcome=success"))
+                && ls.iter().any(|l| l.contains("capturing 1 database(s)"))
+        },
+    );
+    assert_eq!(s.snapshots(&s.env.repo).len(), 2);
+    let (_, _, b) = http(&addr, "GET", "/metrics", Some(TOKEN), None);
+    let metrics = String::from_utf8(b).unwrap();
+    assert!(!metrics.contains("litevault_backup_waiting{"), "{metrics}");
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("litevault_replication_waiting{") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    drop(writer);
+    let (code, log) = daemon.stop();
+    assert_eq!(code, 0, "{log}");
+}

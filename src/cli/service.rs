@@ -99,10 +99,13 @@ fn clock() -> Result<Arc<dyn Clock>> {
     }
 }
 
-/// Loads and checks the config: keys, schedules, references, database files.
+/// Loads and checks the config: keys, schedules, references, database
+/// files (one that does not exist yet is said, and waited for).
 fn load(file: &Path) -> litevault::Result<Config> {
     let c = Config::load(file)?;
-    c.check_databases()?;
+    for (_, line) in c.check_databases()? {
+        eprintln!("litevault: warning: {line}");
+    }
     Ok(c)
 }
 

@@ -697,30 +697,49 @@ impl Config {
     }
 
     /// Checks that every database a job backs up is an SQLite file, and
-    /// that every restore-only database's directory exists.
-    pub fn check_databases(&self) -> Result<()> {
+    /// that every restore-only database's directory is a directory. A
+    /// database a job backs up that does not exist yet is no error: its
+    /// units wait for it (a container's first boot); nor is a missing
+    /// directory of a restore-only one. Those are returned, each with its
+    /// line.
+    pub fn check_databases(&self) -> Result<Vec<(String, String)>> {
+        let mut waiting = Vec::new();
         for (name, d) in &self.databases {
             let path = &d.backup.path;
             let backed_up = self.jobs.values().any(|j| j.databases.contains(name));
             let key = format!("databases.{name}.path");
-            if backed_up {
+            let missing = not_there(path);
+            if backed_up && missing {
+                waiting.push((
+                    name.clone(),
+                    format!(
+                        "{key}: {} does not exist yet: its backups wait for it and begin once it appears",
+                        path.display()
+                    ),
+                ));
+            } else if backed_up {
                 check_sqlite_file(path).map_err(|m| {
                     config_error(&self.file, format!("{key}: {}: {m}", path.display()))
                 })?;
             } else {
                 let dir = path.parent().unwrap_or(Path::new("/"));
-                if !dir.is_dir() {
-                    return Err(config_error(
-                        &self.file,
+                if not_there(dir) {
+                    waiting.push((
+                        name.clone(),
                         format!(
-                            "{key}: directory {} does not exist: create it or fix the path",
+                            "{key}: directory {} does not exist yet: restores into it fail until it does",
                             dir.display()
                         ),
+                    ));
+                } else if !dir.is_dir() {
+                    return Err(config_error(
+                        &self.file,
+                        format!("{key}: {} is not a directory: fix the path", dir.display()),
                     ));
                 }
             }
         }
-        Ok(())
+        Ok(waiting)
     }
 
     /// The repositories a backup of database `name` goes to: those of every
@@ -744,6 +763,11 @@ impl Config {
 /// `~/.local/state/litevault/state.db`.
 pub fn default_state() -> Option<PathBuf> {
     Some(crate::sys::state_home()?.join("litevault").join("state.db"))
+}
+
+/// True if nothing is at `path` (a database a first boot has not made yet).
+pub fn not_there(path: &Path) -> bool {
+    matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// `Ok` if `path` is a regular file starting with SQLite's header.

@@ -10,9 +10,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::config::Config;
 use super::runner::{Event, Service};
-use super::streams::StreamView;
-use crate::commands::replicate::{self, ReplicateOptions, Replication};
+use super::streams::{StreamView, WAITING};
+use super::units::WAIT_POLL;
+use crate::commands::replicate::{self, ReplicateOptions, Replication, StreamStatus};
 use crate::error::Result;
 
 /// How often the heartbeat of a continuous job is considered.
@@ -26,59 +28,137 @@ fn now_ns() -> i64 {
 
 impl Service {
     /// Starts every continuous job of the config (a job that cannot start
-    /// is reported and the others go on).
+    /// is reported and the others go on; one whose database file does not
+    /// exist yet waits for it, looking every [`WAIT_POLL`]).
     pub fn start_continuous(self: &Arc<Self>) {
         let config = self.config();
+        self.continuous().waiting.lock().unwrap().clear();
+        for (name, job) in &config.jobs {
+            if job.continuous.is_none() {
+                continue;
+            }
+            let missing = missing_files(&config, name);
+            if missing.is_empty() {
+                self.start_job(&config, name);
+                continue;
+            }
+            self.wait_for_files(&config, name, &missing);
+            let me = Arc::clone(self);
+            let (config, name) = (Arc::clone(&config), name.clone());
+            std::thread::spawn(move || loop {
+                if me.cancel().sleep(WAIT_POLL, "waiting").is_err()
+                    || !Arc::ptr_eq(&me.config(), &config)
+                {
+                    return; // stopping, or a reload started the jobs afresh
+                }
+                if missing_files(&config, &name).is_empty() {
+                    me.event(Event {
+                        event: "waiting",
+                        job: Some(name.clone()),
+                        message: "every database file of the job is there: capture starts".into(),
+                        ..Event::default()
+                    });
+                    me.start_job(&config, &name);
+                    return;
+                }
+            });
+        }
+    }
+
+    /// Reports continuous job `name` as waiting for `missing` (the log,
+    /// and the streams the API and metrics show).
+    fn wait_for_files(&self, config: &Config, name: &str, missing: &[std::path::PathBuf]) {
+        let job = &config.jobs[name];
+        let mut waiting = self.continuous().waiting.lock().unwrap();
+        for path in missing {
+            let why = format!(
+                "database file {} does not exist yet: capture starts once it appears (looked for every {} s)",
+                path.display(),
+                WAIT_POLL.as_secs()
+            );
+            self.event(Event {
+                event: "waiting",
+                level: "warning",
+                job: Some(name.to_string()),
+                database: Some(path.display().to_string()),
+                message: why.clone(),
+                ..Event::default()
+            });
+            for repo in &job.repositories {
+                waiting.push(StreamView {
+                    job: name.to_string(),
+                    status: StreamStatus {
+                        database: path.display().to_string(),
+                        repository: repo.clone(),
+                        phase: WAITING.into(),
+                        last_error: Some(why.clone()),
+                        ..StreamStatus::default()
+                    },
+                    lag_seconds: 0.0,
+                });
+            }
+        }
+    }
+
+    /// Starts continuous job `name` of `config`, unless the config has
+    /// changed since (a reload starts the jobs afresh).
+    fn start_job(&self, config: &Arc<Config>, name: &str) {
+        let job = &config.jobs[name];
+        let Some(c) = &job.continuous else { return };
         let state_dir = config.state.parent().map_or_else(
             || std::path::PathBuf::from("replicate"),
             |d| d.join("replicate"),
         );
-        for (name, job) in &config.jobs {
-            let Some(c) = &job.continuous else { continue };
-            let started = (|| -> Result<Replication> {
-                let repos = job
-                    .repositories
-                    .iter()
-                    .map(|r| Ok((r.clone(), Arc::new(self.open_repository(r)?))))
-                    .collect::<Result<Vec<_>>>()?;
-                let dbs: Vec<_> = job
-                    .databases
-                    .iter()
-                    .map(|d| config.databases[d].backup.path.clone())
-                    .collect();
-                let mut opts = ReplicateOptions::new(&state_dir);
-                opts.interval = c.interval;
-                opts.fold_every = c.fold_every;
-                opts.cancel = self.cancel().clone();
-                replicate::start(&repos, &dbs, &opts)
-            })();
-            match started {
-                Ok(r) => {
-                    self.event(Event {
-                        event: "replicate",
-                        job: Some(name.clone()),
-                        message: format!(
-                            "capturing {} database(s) into {} repository(ies), every commit within {:?}",
-                            job.databases.len(),
-                            job.repositories.len(),
-                            c.interval
-                        ),
-                        ..Event::default()
-                    });
-                    self.continuous()
-                        .running
-                        .lock()
-                        .unwrap()
-                        .push((name.clone(), r));
+        let started = (|| -> Result<Replication> {
+            let repos = job
+                .repositories
+                .iter()
+                .map(|r| Ok((r.clone(), Arc::new(self.open_repository(r)?))))
+                .collect::<Result<Vec<_>>>()?;
+            let dbs: Vec<_> = job
+                .databases
+                .iter()
+                .map(|d| config.databases[d].backup.path.clone())
+                .collect();
+            let mut opts = ReplicateOptions::new(&state_dir);
+            opts.interval = c.interval;
+            opts.fold_every = c.fold_every;
+            opts.cancel = self.cancel().clone();
+            replicate::start(&repos, &dbs, &opts)
+        })();
+        match started {
+            Ok(r) => {
+                let mut running = self.continuous().running.lock().unwrap();
+                if !Arc::ptr_eq(&self.config(), config) {
+                    drop(running);
+                    r.stop();
+                    return;
                 }
-                Err(e) => self.event(Event {
+                self.continuous()
+                    .waiting
+                    .lock()
+                    .unwrap()
+                    .retain(|v| v.job != name);
+                self.event(Event {
                     event: "replicate",
-                    level: "error",
-                    job: Some(name.clone()),
-                    message: format!("continuous capture could not start: {e}"),
+                    job: Some(name.to_string()),
+                    message: format!(
+                        "capturing {} database(s) into {} repository(ies), every commit within {:?}",
+                        job.databases.len(),
+                        job.repositories.len(),
+                        c.interval
+                    ),
                     ..Event::default()
-                }),
+                });
+                running.push((name.to_string(), r));
             }
+            Err(e) => self.event(Event {
+                event: "replicate",
+                level: "error",
+                job: Some(name.to_string()),
+                message: format!("continuous capture could not start: {e}"),
+                ..Event::default()
+            }),
         }
     }
 
@@ -100,10 +180,12 @@ impl Service {
         }
     }
 
-    /// Where every continuous stream stands.
+    /// Where every continuous stream stands (those waiting for their
+    /// database file too).
     pub fn replication_status(&self) -> Vec<StreamView> {
         let now = now_ns();
-        self.continuous()
+        let mut views: Vec<StreamView> = self
+            .continuous()
             .running
             .lock()
             .unwrap()
@@ -115,7 +197,9 @@ impl Service {
                     status,
                 })
             })
-            .collect()
+            .collect();
+        views.extend(self.continuous().waiting.lock().unwrap().iter().cloned());
+        views
     }
 
     /// Sends the heartbeat of each continuous job whose streams are all
@@ -162,4 +246,14 @@ impl Service {
 pub fn restart(service: &Arc<Service>) {
     service.stop_continuous();
     service.start_continuous();
+}
+
+/// The database files of job `name` that do not exist yet.
+fn missing_files(config: &Config, name: &str) -> Vec<std::path::PathBuf> {
+    config.jobs[name]
+        .databases
+        .iter()
+        .map(|d| config.databases[d].backup.path.clone())
+        .filter(|p| super::config::not_there(p))
+        .collect()
 }

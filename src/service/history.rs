@@ -61,6 +61,9 @@ pub enum Outcome {
     Skipped,
     /// The process ended while it ran.
     Interrupted,
+    /// Not started: the database file does not exist yet (its end is the
+    /// latest look; the backup begins once the file appears).
+    Waiting,
 }
 
 impl Outcome {
@@ -74,6 +77,7 @@ impl Outcome {
             Outcome::Cancelled => "cancelled",
             Outcome::Skipped => "skipped",
             Outcome::Interrupted => "interrupted",
+            Outcome::Waiting => "waiting",
         }
     }
 
@@ -85,6 +89,7 @@ impl Outcome {
             "cancelled" => Outcome::Cancelled,
             "skipped" => Outcome::Skipped,
             "interrupted" => Outcome::Interrupted,
+            "waiting" => Outcome::Waiting,
             _ => Outcome::Failed,
         }
     }
@@ -325,6 +330,57 @@ impl History {
             .map_err(|e| Error::InvalidInput(format!("run history: {e}")))?
             .flatten();
         Ok(ms.and_then(|m| Timestamp::from_millisecond(m).ok()))
+    }
+
+    /// The unit's newest run (of any outcome but `skipped`): its id,
+    /// outcome, and when it ended (else started).
+    pub fn last(&self, unit: &UnitKey) -> Result<Option<(i64, Outcome, Timestamp)>> {
+        let conn = self.conn.lock().unwrap();
+        let row: Option<(i64, String, i64)> = conn
+            .query_row(
+                "SELECT id, outcome, coalesce(end_ms, start_ms) FROM runs WHERE job=?1 AND operation=?2 AND (?3 IS NULL OR database = ?3) AND (?4 IS NULL OR repository = ?4) AND outcome != 'skipped' ORDER BY start_ms DESC, id DESC LIMIT 1",
+                params![unit.job, unit.operation, unit.database, unit.repository],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(|e| Error::InvalidInput(format!("run history: {e}")))?;
+        Ok(row.and_then(|(id, o, ms)| {
+            Some((
+                id,
+                Outcome::parse(&o),
+                Timestamp::from_millisecond(ms).ok()?,
+            ))
+        }))
+    }
+
+    /// Moves the end of run `id` (a wait) to `at`: the latest look.
+    pub fn touch(&self, id: i64, at: Timestamp) -> Result<()> {
+        let conn = self.conn.lock().unwrap();
+        conn.execute(
+            "UPDATE runs SET end_ms=?2 WHERE id=?1",
+            params![id, at.as_millisecond()],
+        )
+        .map_err(|e| Error::InvalidInput(format!("run history: {e}")))?;
+        Ok(())
+    }
+
+    /// The backups waiting for their database file: (job, database) of
+    /// each backup unit whose newest run is a wait.
+    pub fn waiting(&self) -> Result<Vec<(String, String)>> {
+        let conn = self.conn.lock().unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT job, database FROM runs r WHERE operation='backup' AND outcome='waiting'
+                   AND start_ms = (SELECT max(start_ms) FROM runs s WHERE s.job=r.job AND s.operation='backup'
+                                     AND s.database=r.database AND s.outcome != 'skipped')
+                 GROUP BY job, database ORDER BY job, database",
+            )
+            .map_err(|e| Error::InvalidInput(format!("run history: {e}")))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| Error::InvalidInput(format!("run history: {e}")))?;
+        rows.collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::InvalidInput(format!("run history: {e}")))
     }
 
     /// When the first run of `operation` in `job` started.

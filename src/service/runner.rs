@@ -304,6 +304,11 @@ impl Service {
                 let Some(j) = config.jobs.get(job) else {
                     return Ok(true);
                 };
+                if let Some(db) = config.databases.get(database) {
+                    if !self.database_present(unit, &db.backup.path)? {
+                        return Ok(true);
+                    }
+                }
                 let repos = j.repositories.clone();
                 let heartbeat = j.heartbeat_url.clone();
                 let notify = j.notify.clone();

@@ -203,6 +203,19 @@ pub fn metrics(history: &History) -> Result<String> {
         "Snapshots of the database in the repository after the newest backup.",
         &|r| r.snapshots.map(|n| n.to_string()),
     );
+    let _ = writeln!(
+        out,
+        "# HELP litevault_backup_waiting 1 while a job's database file does not exist yet (its backups wait for it)."
+    );
+    let _ = writeln!(out, "# TYPE litevault_backup_waiting gauge");
+    for (job, database) in history.waiting()? {
+        let _ = writeln!(
+            out,
+            "litevault_backup_waiting{{job=\"{}\",database=\"{}\"}} 1",
+            label(&job),
+            label(&database)
+        );
+    }
     let _ = writeln!(out, "# HELP litevault_up The service is running.");
     let _ = writeln!(out, "# TYPE litevault_up gauge");
     let _ = writeln!(out, "litevault_up 1");

@@ -11,8 +11,13 @@ use crate::commands::replicate::{Replication, StreamStatus};
 #[derive(Default)]
 pub struct Continuous {
     pub(super) running: Mutex<Vec<(String, Replication)>>,
+    /// The streams of jobs waiting for their database files.
+    pub(super) waiting: Mutex<Vec<StreamView>>,
     pub(super) last_heartbeat: Mutex<Option<Instant>>,
 }
+
+/// The phase of a stream whose database file does not exist yet.
+pub const WAITING: &str = "waiting for the database file";
 
 /// A continuous stream's status as the API and metrics show it.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -38,7 +43,13 @@ type Series = (
 pub fn metrics(views: &[StreamView]) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let series: [Series; 6] = [
+    let series: [Series; 7] = [
+        (
+            "litevault_replication_waiting",
+            "gauge",
+            "1 while the stream's database file does not exist yet (capture starts once it appears).",
+            |v| f64::from(u8::from(v.status.phase == WAITING)),
+        ),
         (
             "litevault_replication_lag_seconds",
             "gauge",

@@ -4,9 +4,12 @@
 use jiff::Timestamp;
 
 use super::config::Config;
-use super::history::{History, UnitKey};
+use super::history::{History, Outcome, UnitKey};
 use super::schedule::Schedule;
 use crate::error::Result;
+
+/// How often a backup waiting for its database file looks for it.
+pub const WAIT_POLL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A unit of scheduled work.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -106,7 +109,12 @@ pub fn next_run(
     schedule: &Schedule,
     now: Timestamp,
 ) -> Result<Option<Timestamp>> {
-    let last = history.last_start(&unit.key())?;
+    let key = unit.key();
+    // A backup waiting for its database file looks again every WAIT_POLL.
+    if let Some((_, Outcome::Waiting, at)) = history.last(&key)? {
+        return Ok(at.checked_add(WAIT_POLL).ok());
+    }
+    let last = history.last_start(&key)?;
     match (unit, last) {
         (Unit::Prune { job, .. } | Unit::Check { job, .. }, None) => {
             let first = history.first_start(job, "backup")?;

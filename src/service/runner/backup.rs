@@ -12,6 +12,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::progress::Progress;
 use crate::repo::{GroupBy, Repository, SnapshotFilter};
 use crate::service::history::{Finish, Outcome, UnitKey};
+use crate::service::units::{Unit, WAIT_POLL};
 
 impl Service {
     /// Starts an API backup of configured `database` into `repository`
@@ -349,6 +350,54 @@ impl Service {
             message,
             ..Event::default()
         });
+    }
+
+    /// Whether a scheduled backup's database file is there. If not, the
+    /// unit waits: recorded as `waiting` (once, then its latest look), told
+    /// once, and looked at again every [`WAIT_POLL`]; the backup runs once
+    /// the file appears.
+    pub(super) fn database_present(&self, unit: &Unit, path: &std::path::Path) -> Result<bool> {
+        let key = unit.key();
+        let now = self.clock.now();
+        let last = self.history.last(&key)?;
+        let missing = crate::service::config::not_there(path);
+        match (missing, last) {
+            (true, Some((id, Outcome::Waiting, _))) => self.history.touch(id, now)?,
+            (true, _) => {
+                let why = format!(
+                    "database file {} does not exist yet: it is backed up once it appears (looked for every {} s)",
+                    path.display(),
+                    WAIT_POLL.as_secs()
+                );
+                self.history.record(
+                    &key,
+                    now,
+                    Outcome::Waiting,
+                    &Finish {
+                        error: Some(why.clone()),
+                        ..Finish::default()
+                    },
+                )?;
+                self.event(Event {
+                    event: "waiting",
+                    level: "warning",
+                    job: Some(key.job),
+                    database: key.database,
+                    outcome: Some(Outcome::Waiting),
+                    message: why,
+                    ..Event::default()
+                });
+            }
+            (false, Some((_, Outcome::Waiting, _))) => self.event(Event {
+                event: "waiting",
+                job: Some(key.job),
+                database: key.database,
+                message: format!("database file {} appeared: backing it up", path.display()),
+                ..Event::default()
+            }),
+            (false, _) => {}
+        }
+        Ok(!missing)
     }
 }
 
