@@ -22,6 +22,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use super::access::ApiSettings;
+mod expand;
+mod files;
+
+pub use expand::Needs;
+pub use files::not_there;
+
 use super::access::{resolve_api, RawApi};
 use super::schedule::Schedule;
 use crate::backend::choose::{BackendOptions, Location};
@@ -31,6 +37,7 @@ use crate::commands::prune::PruneOptions;
 use crate::commands::restore::RestoreOptions;
 use crate::error::{Error, Result};
 use crate::repo::password::PasswordSource;
+use expand::expand_value;
 
 /// The commented example config.
 pub const EXAMPLE: &str = include_str!("../../examples/litevault.toml");
@@ -236,105 +243,6 @@ pub(super) fn config_error(file: &Path, message: impl Into<String>) -> Error {
 /// The 1-based line of byte `offset` in `text`.
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
-}
-
-/// What a command needs of the config: everything (`run`, `serve`,
-/// `config check`), or only what `status` reads (the state, the jobs,
-/// their databases and schedules). A variable a command does not need may
-/// be unset: `status` leaves the `[api]` table out, and in a repository's
-/// location, password and options, and a job's heartbeat, healthchecks
-/// and webhook URLs, an unset variable stands for its own name, a value
-/// `status` does not use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Needs {
-    /// Every value.
-    All,
-    /// What `status` reads.
-    Status,
-}
-
-impl Needs {
-    /// Whether an unset variable in the value at dotted `key` is no error.
-    fn tolerates(self, key: &str) -> bool {
-        match self {
-            Needs::All => false,
-            Needs::Status => {
-                key.starts_with("repositories.")
-                    || (key.starts_with("jobs.")
-                        && (key.ends_with("_url") || key.contains(".webhook_on")))
-            }
-        }
-    }
-}
-
-/// `$VAR`, `${VAR}` and `$$` in `s` (the key named in errors); with
-/// `tolerant`, an unset variable stands for its name.
-fn expand_with(s: &str, key: &str, tolerant: bool) -> std::result::Result<String, String> {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        rest = &rest[i + 1..];
-        if let Some(r) = rest.strip_prefix('$') {
-            out.push('$');
-            rest = r;
-            continue;
-        }
-        let (name, after) = if let Some(r) = rest.strip_prefix('{') {
-            let end = r
-                .find('}')
-                .ok_or_else(|| format!("{key}: unclosed ${{ in {s:?}: write ${{NAME}}"))?;
-            (&r[..end], &r[end + 1..])
-        } else {
-            let end = rest
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(rest.len());
-            (&rest[..end], &rest[end..])
-        };
-        if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
-            return Err(format!(
-                "{key}: a $ not followed by a variable name: write $NAME, ${{NAME}}, or $$ for a $"
-            ));
-        }
-        let value = match std::env::var(name) {
-            Ok(v) => v,
-            Err(_) if tolerant => name.to_string(),
-            Err(_) => {
-                return Err(format!(
-                "{key}: environment variable {name} is not set: set it, or write $$ for a literal $"
-            ))
-            }
-        };
-        out.push_str(&value);
-        rest = after;
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-/// Expands every string in `v`, naming keys by their dotted path; an
-/// unset variable is an error where the command `needs` the value.
-fn expand_value(v: &mut toml::Value, key: &str, needs: Needs) -> std::result::Result<(), String> {
-    match v {
-        toml::Value::String(s) => *s = expand_with(s, key, needs.tolerates(key))?,
-        toml::Value::Array(a) => {
-            for (i, x) in a.iter_mut().enumerate() {
-                expand_value(x, &format!("{key}[{i}]"), needs)?;
-            }
-        }
-        toml::Value::Table(t) => {
-            for (k, x) in t.iter_mut() {
-                let key = if key.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{key}.{k}")
-                };
-                expand_value(x, &key, needs)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
 }
 
 /// A table deserialized into one of the library's option types, errors
@@ -696,52 +604,6 @@ impl Config {
         })
     }
 
-    /// Checks that every database a job backs up is an SQLite file, and
-    /// that every restore-only database's directory is a directory. A
-    /// database a job backs up that does not exist yet is no error: its
-    /// units wait for it (a container's first boot); nor is a missing
-    /// directory of a restore-only one. Those are returned, each with its
-    /// line.
-    pub fn check_databases(&self) -> Result<Vec<(String, String)>> {
-        let mut waiting = Vec::new();
-        for (name, d) in &self.databases {
-            let path = &d.backup.path;
-            let backed_up = self.jobs.values().any(|j| j.databases.contains(name));
-            let key = format!("databases.{name}.path");
-            let missing = not_there(path);
-            if backed_up && missing {
-                waiting.push((
-                    name.clone(),
-                    format!(
-                        "{key}: {} does not exist yet: its backups wait for it and begin once it appears",
-                        path.display()
-                    ),
-                ));
-            } else if backed_up {
-                check_sqlite_file(path).map_err(|m| {
-                    config_error(&self.file, format!("{key}: {}: {m}", path.display()))
-                })?;
-            } else {
-                let dir = path.parent().unwrap_or(Path::new("/"));
-                if not_there(dir) {
-                    waiting.push((
-                        name.clone(),
-                        format!(
-                            "{key}: directory {} does not exist yet: restores into it fail until it does",
-                            dir.display()
-                        ),
-                    ));
-                } else if !dir.is_dir() {
-                    return Err(config_error(
-                        &self.file,
-                        format!("{key}: {} is not a directory: fix the path", dir.display()),
-                    ));
-                }
-            }
-        }
-        Ok(waiting)
-    }
-
     /// The repositories a backup of database `name` goes to: those of every
     /// job naming it.
     pub fn repositories_of(&self, database: &str) -> Vec<String> {
@@ -765,66 +627,9 @@ pub fn default_state() -> Option<PathBuf> {
     Some(crate::sys::state_home()?.join("litevault").join("state.db"))
 }
 
-/// True if nothing is at `path` (a database a first boot has not made yet).
-pub fn not_there(path: &Path) -> bool {
-    matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
-}
-
-/// `Ok` if `path` is a regular file starting with SQLite's header.
-fn check_sqlite_file(path: &Path) -> std::result::Result<(), String> {
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => "does not exist: fix the path".to_string(),
-        _ => format!("cannot read it: {e}"),
-    })?;
-    if !meta.is_file() {
-        return Err("not a regular file: give the database file".into());
-    }
-    if meta.len() == 0 {
-        // An empty file is a valid, empty database.
-        return Ok(());
-    }
-    if !crate::sqlite::has_sqlite_header(path) {
-        return Err("not an SQLite database (no SQLite header): fix the path".into());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn expansion_of_variables() {
-        std::env::set_var("LV_TEST_X", "secret");
-        assert_eq!(
-            expand_with("a$LV_TEST_X-b", "k", false).unwrap(),
-            "asecret-b"
-        );
-        assert_eq!(expand_with("${LV_TEST_X}y", "k", false).unwrap(), "secrety");
-        assert_eq!(expand_with("cost $$5", "k", false).unwrap(), "cost $5");
-        let e = expand_with("$LV_TEST_UNSET_VAR", "repositories.a.location", false).unwrap_err();
-        assert!(
-            e.contains("LV_TEST_UNSET_VAR") && e.contains("repositories.a.location"),
-            "{e}"
-        );
-        assert!(expand_with("${open", "k", false)
-            .unwrap_err()
-            .contains("unclosed"));
-        assert!(expand_with("5$", "k", false)
-            .unwrap_err()
-            .contains("variable name"));
-        // What a command does not need may be unset: it stands for its name.
-        assert_eq!(
-            expand_with("s3:http://$LV_TEST_UNSET_VAR/b", "k", true).unwrap(),
-            "s3:http://LV_TEST_UNSET_VAR/b"
-        );
-        assert!(Needs::Status.tolerates("repositories.a.password.env"));
-        assert!(Needs::Status.tolerates("jobs.j.heartbeat_url"));
-        assert!(!Needs::Status.tolerates("state"));
-        assert!(!Needs::Status.tolerates("databases.a.path"));
-        assert!(!Needs::Status.tolerates("jobs.j.schedule"));
-        assert!(!Needs::All.tolerates("api.tokens[0]"));
-    }
 
     #[test]
     fn line_numbers() {
