@@ -13,6 +13,8 @@
 //! (not found, transient, permanent, no space, ...), never a faked
 //! `io::Error`, so remote backends can say what their protocol said.
 
+pub mod codes;
+
 use std::fmt;
 use std::io;
 use std::path::PathBuf;

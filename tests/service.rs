@@ -1172,6 +1172,8 @@ fn failures_are_told_to_healthchecks_and_a_webhook() {
     assert_eq!(v["repositories"], serde_json::json!(["one", "two"]));
     assert_eq!(v["time"], "2026-03-01T01:00:00Z");
     assert!(v["error"].as_str().unwrap().contains("locked"), "{v}");
+    // The command line's code for that failure: the database was locked.
+    assert_eq!(v["exit_code"], 3, "{v}");
     for secret in [util::PASSWORD, TOKEN] {
         assert!(!calls.iter().any(|c| c.contains(secret)), "{calls:?}");
     }
@@ -1188,7 +1190,10 @@ fn failures_are_told_to_healthchecks_and_a_webhook() {
         .unwrap();
     once("2026-03-01T02:00:00Z").ok();
     let calls = seen.lock().unwrap().clone();
-    assert!(calls[7].contains("\"event\":\"success\""), "{calls:?}");
+    assert!(
+        calls[7].contains("\"event\":\"success\"") && calls[7].contains("\"exit_code\":0"),
+        "{calls:?}"
+    );
     // Bad settings are refused naming the key.
     for (extra, needles) in [
         (

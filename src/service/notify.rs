@@ -7,7 +7,7 @@
 //!
 //! ```json
 //! {"event":"failure","job":"production","database":"app",
-//!  "repositories":["local","offsite"],"error":"offsite: ...",
+//!  "repositories":["local","offsite"],"error":"offsite: ...","exit_code":16,
 //!  "time":"2026-12-07T03:00:00Z","host":"db1"}
 //! ```
 //!
@@ -34,16 +34,17 @@ impl Service {
         }
     }
 
-    /// A backup of `database` into `repositories` ended, with `error` if
-    /// any of them failed.
+    /// A backup of `database` into `repositories` ended, with `failure`
+    /// (the error and its exit code) if any of them failed.
     pub(crate) fn notify_end(
         &self,
         job: &str,
         database: &str,
         repositories: &[String],
         notify: &Notify,
-        error: Option<&str>,
+        failure: Option<(&str, u8)>,
     ) {
+        let error = failure.map(|(e, _)| e);
         if let Some(url) = &notify.healthchecks_url {
             match error {
                 None => self.call_monitor("notify", job, "healthchecks success", url, None),
@@ -68,6 +69,7 @@ impl Service {
             "database": database,
             "repositories": repositories,
             "error": error,
+            "exit_code": failure.map_or(0, |(_, c)| c),
             "time": self.clock().now().to_string(),
             "host": crate::sys::hostname(),
         });

@@ -316,8 +316,12 @@ impl Service {
                     Ok(task) => {
                         self.notify_start(job, &notify);
                         let ok = self.run_backup_task(&task, job, database, &repos);
-                        let error = task.view.lock().unwrap().error.clone();
-                        self.notify_end(job, database, &repos, &notify, error.as_deref());
+                        let (error, code) = {
+                            let v = task.view.lock().unwrap();
+                            (v.error.clone(), v.exit_code)
+                        };
+                        let failure = error.as_deref().map(|e| (e, code.unwrap_or(1)));
+                        self.notify_end(job, database, &repos, &notify, failure);
                         if ok {
                             if let Some(url) = heartbeat {
                                 self.heartbeat(job, &url);

@@ -67,12 +67,14 @@ impl Service {
         let mut all_ok = true;
         let mut errors = Vec::new();
         let mut cancelled = false;
+        let mut code = None;
         for (repo, r) in repos.iter().zip(results) {
             match r {
                 Ok(v) => task.view.lock().unwrap().result.push(v),
                 Err(e) => {
                     all_ok = false;
                     cancelled |= e.kind() == ErrorKind::Interrupted;
+                    code.get_or_insert(crate::error::codes::exit_code(&e));
                     errors.push(format!("{repo}: {}", error_line(&e)));
                 }
             }
@@ -90,6 +92,7 @@ impl Service {
             if !errors.is_empty() {
                 v.error = Some(errors.join("; "));
             }
+            v.exit_code = code;
         }
         self.release(&[busy_db(database)]);
         all_ok

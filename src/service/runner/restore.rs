@@ -148,6 +148,7 @@ impl Service {
                 v.state = state;
                 v.finished = Some(end.to_string());
                 v.error = error;
+                v.exit_code = r.as_ref().err().map(crate::error::codes::exit_code);
                 if let Ok(s) = r {
                     v.result
                         .push(serde_json::json!({"repository": repo_name, "restore": s}));

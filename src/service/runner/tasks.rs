@@ -51,6 +51,9 @@ pub struct TaskView {
     pub result: Vec<serde_json::Value>,
     /// Why it failed.
     pub error: Option<String>,
+    /// The exit code the command line gives for that failure (its first,
+    /// with several repositories; see `error::codes`).
+    pub exit_code: Option<u8>,
 }
 
 /// Progress counters.
@@ -159,6 +162,7 @@ impl Service {
                 finished: None,
                 result: Vec::new(),
                 error: None,
+                exit_code: None,
             }),
             counters: Arc::new(Counters::default()),
             cancel: self.cancel.child(),
