@@ -32,6 +32,7 @@ mod safety;
 mod scrub;
 mod service;
 mod service_access;
+mod service_alerts;
 mod service_continuous;
 mod service_jobs;
 mod service_load;

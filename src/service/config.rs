@@ -42,6 +42,9 @@ use expand::expand_value;
 /// The commented example config.
 pub const EXAMPLE: &str = include_str!("../../examples/litevault.toml");
 
+/// How long a job's hook may run by default.
+const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// How long run history is kept by default.
 const DEFAULT_HISTORY_KEEP: Duration = Duration::from_secs(90 * 86_400);
 
@@ -122,6 +125,21 @@ struct RawJob {
     /// "failure" (the default) and/or "success".
     #[serde(default)]
     webhook_on: Option<Vec<String>>,
+    /// Alert (log, webhook, healthchecks) when a database of the job has
+    /// had no successful backup for this long.
+    #[serde(default)]
+    alert_after: Option<String>,
+    /// Shell commands run before each backup (a failure stops it), after a
+    /// successful one, and after a failed one.
+    #[serde(default)]
+    run_before: Option<String>,
+    #[serde(default)]
+    run_after: Option<String>,
+    #[serde(default)]
+    run_after_failure: Option<String>,
+    /// How long a hook may run before it is killed (default "5m").
+    #[serde(default)]
+    hook_timeout: Option<String>,
     #[serde(default)]
     retention: Option<ForgetPolicy>,
     #[serde(default)]
@@ -179,6 +197,8 @@ pub struct Job {
     /// Who is told of each backup's start and end (see
     /// [`super::notify`]).
     pub notify: Notify,
+    /// Commands run around each backup (see [`super::hooks`]).
+    pub hooks: Hooks,
     /// Retention applied after each backup that added a snapshot.
     pub retention: Option<ForgetPolicy>,
     /// Prune cadence and options.
@@ -188,6 +208,19 @@ pub struct Job {
     /// Continuous capture of the job's databases (then `schedules` is
     /// empty: nothing is backed up on a schedule).
     pub continuous: Option<ContinuousSettings>,
+}
+
+/// A job's command hooks (see [`super::hooks`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hooks {
+    /// Run before each backup; a failure (or time-out) stops the backup.
+    pub before: Option<String>,
+    /// Run after each backup in which every repository succeeded.
+    pub after: Option<String>,
+    /// Run after each backup that failed.
+    pub after_failure: Option<String>,
+    /// How long a hook may run (default 5 minutes).
+    pub timeout: Duration,
 }
 
 /// A job's notifications (see [`super::notify`]).
@@ -200,6 +233,9 @@ pub struct Notify {
     pub webhook_url: Option<String>,
     /// ... and when it succeeded.
     pub webhook_on_success: bool,
+    /// Alert when a database of the job has had no successful backup for
+    /// this long (see [`super::overdue`]).
+    pub alert_after: Option<Duration>,
 }
 
 /// A continuous job's settings.
@@ -243,6 +279,23 @@ pub(super) fn config_error(file: &Path, message: impl Into<String>) -> Error {
 /// The 1-based line of byte `offset` in `text`.
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// A duration at `key.field`, if given: at least a second.
+fn duration_of(
+    key: &str,
+    field: &str,
+    v: Option<&str>,
+) -> std::result::Result<Option<Duration>, String> {
+    v.map(|v| {
+        crate::sys::parse_duration(v)
+            .ok()
+            .filter(|d| d.as_secs() >= 1)
+            .ok_or_else(|| {
+                format!("{key}.{field}: {v:?} is not a duration of a second or more (write e.g. \"26h\")")
+            })
+    })
+    .transpose()
 }
 
 /// A table deserialized into one of the library's option types, errors
@@ -577,6 +630,16 @@ impl Config {
                     .map(|u| u.trim_end_matches('/').to_string()),
                 webhook_url: j.webhook_url,
                 webhook_on_success: on.iter().any(|o| o == "success"),
+                alert_after: duration_of(&key, "alert_after", j.alert_after.as_deref())
+                    .map_err(err)?,
+            };
+            let hooks = Hooks {
+                before: j.run_before,
+                after: j.run_after,
+                after_failure: j.run_after_failure,
+                timeout: duration_of(&key, "hook_timeout", j.hook_timeout.as_deref())
+                    .map_err(err)?
+                    .unwrap_or(DEFAULT_HOOK_TIMEOUT),
             };
             jobs.insert(
                 name,
@@ -586,6 +649,7 @@ impl Config {
                     schedules,
                     heartbeat_url: j.heartbeat_url,
                     notify,
+                    hooks,
                     retention: j.retention,
                     prune,
                     check,

@@ -13,12 +13,47 @@ use crate::error::Result;
 const NAP: Duration = Duration::from_millis(200);
 /// When nothing is scheduled, look again after this long (a reload may add jobs).
 const IDLE: Duration = Duration::from_secs(60);
+/// How often (on the service's clock) overdue backups are looked for.
+const OVERDUE_EVERY: Duration = Duration::from_secs(60);
 
 /// Runs `service`'s schedule until its cancellation is set. When `reload`
 /// is set, `load` is called for a new config (a failed load keeps the old
 /// one and is reported). Returns once the current unit has finished or
 /// stopped.
 pub fn run(
+    service: &Arc<Service>,
+    reload: &AtomicBool,
+    load: &dyn Fn() -> Result<Config>,
+) -> Result<()> {
+    let stop = service.cancel().child();
+    let clock = Arc::clone(service.clock());
+    // Overdue backups are watched beside the scheduler, which a long or
+    // stuck run holds up.
+    let watch = {
+        let service = Arc::clone(service);
+        let (cancel, clock) = (stop.clone(), Arc::clone(&clock));
+        std::thread::spawn(move || {
+            while !cancel.is_cancelled() {
+                if let Err(e) = service.check_overdue() {
+                    service.event(Event {
+                        event: "overdue",
+                        level: "error",
+                        message: format!("overdue backups could not be looked for: {e}"),
+                        ..Event::default()
+                    });
+                }
+                let _ = cancel.sleep(clock.real(OVERDUE_EVERY).max(NAP), "stopping");
+            }
+        })
+    };
+    let result = schedule(service, reload, load);
+    stop.cancel();
+    let _ = watch.join();
+    result
+}
+
+/// The scheduler proper (see [`run`]).
+fn schedule(
     service: &Arc<Service>,
     reload: &AtomicBool,
     load: &dyn Fn() -> Result<Config>,

@@ -383,6 +383,20 @@ impl History {
             .map_err(|e| Error::InvalidInput(format!("run history: {e}")))
     }
 
+    /// When the newest successful (or unchanged) backup of `database` into
+    /// `repository` ended, by any job.
+    pub fn last_success(&self, database: &str, repository: &str) -> Result<Option<Timestamp>> {
+        let conn = self.conn.lock().unwrap();
+        let ms: Option<i64> = conn
+            .query_row(
+                "SELECT max(end_ms) FROM runs WHERE operation='backup' AND database=?1 AND repository=?2 AND outcome IN ('success','unchanged')",
+                params![database, repository],
+                |r| r.get(0),
+            )
+            .map_err(|e| Error::InvalidInput(format!("run history: {e}")))?;
+        Ok(ms.and_then(|m| Timestamp::from_millisecond(m).ok()))
+    }
+
     /// When the first run of `operation` in `job` started.
     pub fn first_start(&self, job: &str, operation: &str) -> Result<Option<Timestamp>> {
         let conn = self.conn.lock().unwrap();

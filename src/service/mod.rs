@@ -18,7 +18,9 @@
 //!   each with a role; [`http`]: its connections, bounded;
 //!   [`unlocked`]: repositories unlocked once per process;
 //!   [`heartbeat`]: the monitoring ping; [`notify`]: healthchecks.io
-//!   calls and webhooks on each backup's start and end.
+//!   calls and webhooks on each backup's start and end; [`hooks`]: the
+//!   commands run before and after each backup; [`overdue`]: the alert
+//!   when a database has had no successful backup for too long.
 
 pub mod access;
 pub mod api;
@@ -27,8 +29,10 @@ pub mod continuous;
 pub mod daemon;
 pub mod heartbeat;
 pub mod history;
+mod hooks;
 pub mod http;
 mod notify;
+pub mod overdue;
 pub mod runner;
 pub mod schedule;
 pub mod status;

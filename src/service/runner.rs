@@ -85,6 +85,12 @@ pub struct Service {
     last_history_prune: Mutex<Option<Timestamp>>,
     unlocked: Unlocked,
     continuous: super::streams::Continuous,
+    /// When this service started: a database never backed up is overdue
+    /// counted from then.
+    started: Timestamp,
+    /// When each overdue alert (by job, database and repository) was last
+    /// sent (`service::overdue`).
+    alerted: Mutex<HashMap<String, Timestamp>>,
 }
 
 fn busy_db(name: &str) -> String {
@@ -114,7 +120,6 @@ impl Service {
         Ok(Arc::new(Service {
             config: RwLock::new(Arc::new(config)),
             history,
-            clock,
             cancel,
             sink,
             busy: Mutex::new(HashMap::new()),
@@ -123,7 +128,20 @@ impl Service {
             last_history_prune: Mutex::new(None),
             unlocked: Unlocked::default(),
             continuous: super::streams::Continuous::default(),
+            started: clock.now(),
+            alerted: Mutex::new(HashMap::new()),
+            clock,
         }))
+    }
+
+    /// When this service started.
+    pub(crate) fn started(&self) -> Timestamp {
+        self.started
+    }
+
+    /// When each overdue alert was last sent, by key.
+    pub(crate) fn alerted(&self) -> &Mutex<HashMap<String, Timestamp>> {
+        &self.alerted
     }
 
     /// The continuous jobs running (`service::continuous`).
@@ -299,43 +317,7 @@ impl Service {
     /// Runs one unit; true if it succeeded.
     pub fn run_unit(&self, unit: &Unit) -> Result<bool> {
         match unit {
-            Unit::Backup { job, database } => {
-                let config = self.config();
-                let Some(j) = config.jobs.get(job) else {
-                    return Ok(true);
-                };
-                if let Some(db) = config.databases.get(database) {
-                    if !self.database_present(unit, &db.backup.path)? {
-                        return Ok(true);
-                    }
-                }
-                let repos = j.repositories.clone();
-                let heartbeat = j.heartbeat_url.clone();
-                let notify = j.notify.clone();
-                match self.start_task("backup", job, database) {
-                    Ok(task) => {
-                        self.notify_start(job, &notify);
-                        let ok = self.run_backup_task(&task, job, database, &repos);
-                        let (error, code) = {
-                            let v = task.view.lock().unwrap();
-                            (v.error.clone(), v.exit_code)
-                        };
-                        let failure = error.as_deref().map(|e| (e, code.unwrap_or(1)));
-                        self.notify_end(job, database, &repos, &notify, failure);
-                        if ok {
-                            if let Some(url) = heartbeat {
-                                self.heartbeat(job, &url);
-                            }
-                        }
-                        Ok(ok)
-                    }
-                    Err(StartError::Busy(t)) => {
-                        self.skipped(unit, &format!("database {database} is busy with task {t}"))?;
-                        Ok(true)
-                    }
-                    Err(e) => Err(Error::InvalidInput(format!("{e:?}"))),
-                }
-            }
+            Unit::Backup { job, database } => self.run_scheduled_backup(unit, job, database),
             Unit::Prune { job, repository } | Unit::Check { job, repository } => {
                 let key = busy_repo(repository);
                 if let Some(t) = self.reserve(std::slice::from_ref(&key), "scheduled") {
@@ -356,7 +338,7 @@ impl Service {
         }
     }
 
-    fn skipped(&self, unit: &Unit, why: &str) -> Result<()> {
+    pub(super) fn skipped(&self, unit: &Unit, why: &str) -> Result<()> {
         let key = unit.key();
         self.history.record(
             &key,

@@ -12,6 +12,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::progress::Progress;
 use crate::repo::{GroupBy, Repository, SnapshotFilter};
 use crate::service::history::{Finish, Outcome, UnitKey};
+use crate::service::hooks::Hook;
 use crate::service::units::{Unit, WAIT_POLL};
 
 impl Service {
@@ -47,9 +48,79 @@ impl Service {
         let me = Arc::clone(self);
         let database = database.to_string();
         std::thread::spawn(move || {
-            me.run_backup_task(&task, API_JOB, &database, &repos);
+            me.run_backup_task(&task, API_JOB, &database, &repos, None);
         });
         Ok(id)
+    }
+
+    /// Runs scheduled backup `unit` (of `database` in `job`): its hooks,
+    /// the backup into each repository of the job, notifications and the
+    /// heartbeat; true unless it failed (a busy database is skipped, a
+    /// missing one waited for: neither is a failure).
+    pub(super) fn run_scheduled_backup(
+        &self,
+        unit: &Unit,
+        job: &str,
+        database: &str,
+    ) -> Result<bool> {
+        let config = self.config();
+        let (Some(j), Some(db)) = (config.jobs.get(job), config.databases.get(database)) else {
+            return Ok(true);
+        };
+        let path = &db.backup.path;
+        if !self.database_present(unit, path)? {
+            return Ok(true);
+        }
+        let task = match self.start_task("backup", job, database) {
+            Ok(t) => t,
+            Err(StartError::Busy(t)) => {
+                self.skipped(unit, &format!("database {database} is busy with task {t}"))?;
+                return Ok(true);
+            }
+            Err(e) => return Err(Error::InvalidInput(format!("{e:?}"))),
+        };
+        let repos = &j.repositories;
+        let hook = |name, command, failure| Hook {
+            name,
+            command,
+            job,
+            database,
+            path,
+            repositories: repos,
+            failure,
+            timeout: j.hooks.timeout,
+        };
+        self.notify_start(job, &j.notify);
+        let blocked = j
+            .hooks
+            .before
+            .as_deref()
+            .and_then(|c| self.run_hook(&hook("run_before", c, None)).err());
+        let ok = self.run_backup_task(&task, job, database, repos, blocked);
+        let (error, code) = {
+            let v = task.view.lock().unwrap();
+            (v.error.clone(), v.exit_code)
+        };
+        let failure = error.as_deref().map(|e| (e, code.unwrap_or(1)));
+        let after = match failure {
+            None => j.hooks.after.as_deref().map(|c| ("run_after", c)),
+            Some(_) => j
+                .hooks
+                .after_failure
+                .as_deref()
+                .map(|c| ("run_after_failure", c)),
+        };
+        if let Some((name, c)) = after {
+            // Its failure is its own row and event; the backup's outcome stands.
+            let _ = self.run_hook(&hook(name, c, failure));
+        }
+        self.notify_end(job, database, repos, &j.notify, failure);
+        if ok {
+            if let Some(url) = &j.heartbeat_url {
+                self.heartbeat(job, url);
+            }
+        }
+        Ok(ok)
     }
 
     /// Runs a reserved backup task to its end: one read of the database
@@ -62,8 +133,9 @@ impl Service {
         job: &str,
         database: &str,
         repos: &[String],
+        blocked: Option<String>,
     ) -> bool {
-        let results = self.backup_all(task, job, database, repos);
+        let results = self.backup_all(task, job, database, repos, blocked);
         let mut all_ok = true;
         let mut errors = Vec::new();
         let mut cancelled = false;
@@ -99,13 +171,16 @@ impl Service {
     }
 
     /// Backs `database` up into each of `repos` from one read, each backup
-    /// recorded in the history and reported, with retention after it.
+    /// recorded in the history and reported, with retention after it;
+    /// unless `blocked` says why not (a `run_before` hook failed): then
+    /// each is recorded failed with that reason.
     fn backup_all(
         &self,
         task: &Task,
         job: &str,
         database: &str,
         repos: &[String],
+        blocked: Option<String>,
     ) -> Vec<Result<serde_json::Value>> {
         let start = self.clock.now();
         let rows: Vec<Result<i64>> = repos
@@ -130,15 +205,20 @@ impl Service {
         let mut results: Vec<Option<Result<(Repository, BackupSummary)>>> =
             repos.iter().map(|_| None).collect();
         let mut opened = Vec::new();
-        match config.databases.get(database) {
-            None => {
+        match (config.databases.get(database), blocked) {
+            (_, Some(why)) => {
+                for r in &mut results {
+                    *r = Some(Err(Error::InvalidInput(format!("not backed up: {why}"))));
+                }
+            }
+            (None, None) => {
                 for r in &mut results {
                     *r = Some(Err(Error::InvalidInput(format!(
                         "database {database} is no longer in the config"
                     ))));
                 }
             }
-            Some(db) => {
+            (Some(db), None) => {
                 for (i, name) in repos.iter().enumerate() {
                     if rows[i].is_err() {
                         continue; // (its error is its result)
