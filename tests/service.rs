@@ -817,9 +817,13 @@ fn the_http_api_backs_up_lists_downloads_restores_and_refuses_what_it_must() {
         None,
     );
     assert_eq!(st, 200);
+    // No repository named: those of the database's job, each entry saying
+    // which.
     let listed = json(&b);
     let cli = s.snapshots(&s.env.repo);
-    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert_eq!(listed[0]["repository"], "one");
+    assert_eq!(listed[1]["repository"], "two");
     assert_eq!(listed[0]["id"], cli[0]["id"]);
     assert_eq!(listed[0]["short_id"], cli[0]["short_id"]);
     let id = listed[0]["id"].as_str().unwrap().to_string();

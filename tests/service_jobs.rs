@@ -1,5 +1,10 @@
-//! How the service runs a job's work: one read of a database stored into
-//! every repository of the job.
+//! How the service runs a job's work and what the API asks of it: one
+//! read of a database stored into every repository of the job; tasks
+//! listed and stopped; a database that does not exist yet waited for;
+//! `latest`, repositories searched, and maintenance on demand.
+
+// Each test is one scenario, told in order.
+#![allow(clippy::too_many_lines)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -307,6 +312,151 @@ fn a_database_that_does_not_exist_yet_is_waited_for_and_backed_up_once_it_appear
         "{metrics}"
     );
     drop(writer);
+    let (code, log) = daemon.stop();
+    assert_eq!(code, 0, "{log}");
+}
+
+#[test]
+fn the_api_takes_latest_searches_repositories_and_runs_maintenance_on_demand() {
+    use crate::service::{http, json, wait_task, Daemon, TOKEN};
+    let s = Svc::new();
+    let app = s.small_db("app.db");
+    std::fs::create_dir(s.path("demo")).unwrap();
+    let p = s.write_config(&format!(
+        "[databases.app]\npath = \"{}\"\ntags = [\"env_production\"]\n[databases.demo]\npath = \"{}\"\n\
+         [jobs.j]\ndatabases = [\"app\"]\nrepositories = [\"one\", \"two\"]\nschedule = \"1d\"\n\
+         retention = {{ keep_last = 1 }}\n",
+        app.display(),
+        s.path("demo/app.db").display()
+    ));
+    let daemon = Daemon::start(s.cmd(&["serve", "--config", p.to_str().unwrap()]));
+    let addr = daemon.address();
+    let post = |path: &str, body: &str| {
+        let (st, _, b) = http(&addr, "POST", path, Some(TOKEN), Some(body.as_bytes()));
+        (st, json(&b))
+    };
+    let run = |path: &str, body: &str| {
+        let (st, v) = post(path, body);
+        assert_eq!(st, 202, "{path} {body}: {v}");
+        wait_task(&addr, v["task_id"].as_str().unwrap())
+    };
+    // Two backups into both repositories, the second after a change.
+    assert_eq!(
+        run("/v1/backups", r#"{"database":"app"}"#)["state"],
+        "succeeded"
+    );
+    rusqlite::Connection::open(&app)
+        .unwrap()
+        .execute("INSERT INTO t(v) VALUES ('newest')", [])
+        .unwrap();
+    // Held in repository two only: its latest is newer than one's.
+    assert_eq!(
+        run("/v1/backups", r#"{"database":"app","repository":"two"}"#)["state"],
+        "succeeded"
+    );
+
+    // `latest` of app, searched in every repository: two's.
+    let (st, _, body) = http(
+        &addr,
+        "GET",
+        "/v1/snapshots/latest/database?database=app&tag=env_production",
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(st, 200);
+    let got = s.path("latest.db");
+    std::fs::write(&got, &body).unwrap();
+    let rows: i64 = rusqlite::Connection::open(&got)
+        .unwrap()
+        .query_row("SELECT count(*) FROM t WHERE v = 'newest'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(rows, 1);
+    let (st, _, _) = http(
+        &addr,
+        "GET",
+        "/v1/snapshots/latest/database?database=app&tag=no_such_tag",
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(st, 404);
+
+    // The latest of production restored into the demo.
+    let task = run(
+        "/v1/restores",
+        r#"{"snapshot":"latest","from":"app","database":"demo"}"#,
+    );
+    assert_eq!(task["state"], "succeeded", "{task}");
+    let rows: i64 = rusqlite::Connection::open(s.path("demo/app.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM t WHERE v = 'newest'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(rows, 1);
+
+    // Maintenance on demand: a repository must be named where several
+    // could be meant.
+    let (st, v) = post("/v1/prunes", "{}");
+    assert_eq!(st, 400);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("name the repository: one of one, two"),
+        "{v}"
+    );
+    let forgot = run("/v1/forgets", r#"{"database":"app","repository":"two"}"#);
+    assert_eq!(forgot["state"], "succeeded", "{forgot}");
+    assert_eq!(forgot["kind"], "forget");
+    assert_eq!(forgot["repository"], "two");
+    assert_eq!(s.snapshots(&s.repo2).len(), 1, "keep_last = 1 applied");
+    let pruned = run("/v1/prunes", r#"{"repository":"two"}"#);
+    assert_eq!(pruned["state"], "succeeded", "{pruned}");
+    let checked = run(
+        "/v1/checks",
+        r#"{"repository":"two","read_data_subset":"all"}"#,
+    );
+    assert_eq!(checked["state"], "succeeded", "{checked}");
+    assert!(
+        checked["result"][0]["check"]
+            .as_str()
+            .unwrap()
+            .contains("all data"),
+        "{checked}"
+    );
+    let (st, v) = post(
+        "/v1/checks",
+        r#"{"repository":"two","read_data_subset":"8/7"}"#,
+    );
+    assert_eq!(st, 400, "{v}");
+    let (st, v) = post("/v1/forgets", r#"{"database":"demo","repository":"one"}"#);
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("retention policy"),
+        "{v}"
+    );
+
+    // What the API ran is in the status, as the job `api`.
+    let (_, _, b) = http(&addr, "GET", "/v1/status", Some(TOKEN), None);
+    let status = json(&b);
+    let api = status["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job"] == "api")
+        .cloned()
+        .unwrap_or_else(|| panic!("no api job: {status}"));
+    let ops: Vec<&str> = api["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["operation"].as_str().unwrap())
+        .collect();
+    for op in ["backup", "restore", "forget", "prune", "check"] {
+        assert!(ops.contains(&op), "{op} missing: {api}");
+    }
     let (code, log) = daemon.stop();
     assert_eq!(code, 0, "{log}");
 }

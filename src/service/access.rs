@@ -3,23 +3,20 @@
 //!
 //! Roles, each allowing what the ones before it do:
 //! * `read`: list snapshots, status, tasks, metrics;
-//! * `backup`: start backups;
+//! * `backup`: start backups and checks;
 //! * `restore`: restore into a configured database and download
 //!   snapshots; with `databases`, only into those, and only their
 //!   snapshots downloaded;
-//! * `admin`: everything (a token written as a bare string).
+//! * `admin`: everything, prune and forget included (a token written as
+//!   a bare string).
 //!
 //! A token a deploy script holds (`backup`) cannot restore over production.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
-
-use super::config::{config_error, DatabaseSettings};
-use crate::error::Result;
 
 /// What a token may do; each role allows what the ones before it do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -124,7 +121,7 @@ pub fn grant(tokens: &[Token], presented: &str) -> Option<Grant> {
 pub fn needed(method: &axum::http::Method, path: &str) -> Role {
     use axum::http::Method;
     match (method, path) {
-        (&Method::POST, "/v1/backups") => Role::Backup,
+        (&Method::POST, "/v1/backups" | "/v1/checks") => Role::Backup,
         (&Method::POST, "/v1/restores") => Role::Restore,
         (&Method::GET, p) if p.starts_with("/v1/snapshots/") && p.ends_with("/database") => {
             Role::Restore
@@ -178,7 +175,7 @@ pub(super) struct RawApi {
 fn token(
     key: &str,
     v: &toml::Value,
-    databases: &BTreeMap<String, DatabaseSettings>,
+    has_database: &dyn Fn(&str) -> bool,
 ) -> std::result::Result<Token, String> {
     let (secret, role, names) = match v {
         toml::Value::String(s) => (s.clone(), Role::Admin, Vec::new()),
@@ -229,7 +226,7 @@ fn token(
                     let n = n.as_str().ok_or_else(|| {
                         format!("{key}.databases: a list of configured database names")
                     })?;
-                    if !databases.contains_key(n) {
+                    if !has_database(n) {
                         return Err(format!(
                             "{key}.databases: no database named {n:?} in the config"
                         ));
@@ -271,44 +268,38 @@ fn token_from_file(key: &str, path: &Path) -> std::result::Result<String, String
     Ok(text.lines().next().unwrap_or("").trim_end().to_string())
 }
 
-/// Validates `[api]`.
+/// Validates `[api]` (`has_database` says which database names the
+/// config has); the error is the line to show.
 pub(super) fn resolve_api(
-    file: &Path,
     a: RawApi,
-    databases: &BTreeMap<String, DatabaseSettings>,
-) -> Result<ApiSettings> {
-    let err = |m: String| config_error(file, m);
+    has_database: &dyn Fn(&str) -> bool,
+) -> std::result::Result<ApiSettings, String> {
     let listen: SocketAddr = a.listen.parse().map_err(|_| {
-        err(format!(
+        format!(
             "api.listen: {:?} is not an address: write IP:PORT, e.g. 127.0.0.1:8790",
             a.listen
-        ))
+        )
     })?;
     if a.tokens.is_empty() {
-        return Err(err(
+        return Err(
             "api.tokens: no token: give at least one (from the environment: \"$LITEVAULT_API_TOKEN\")".into(),
-        ));
+        );
     }
     let tokens = a
         .tokens
         .iter()
         .enumerate()
-        .map(|(i, t)| token(&format!("api.tokens[{i}]"), t, databases))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(err)?;
+        .map(|(i, t)| token(&format!("api.tokens[{i}]"), t, has_database))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     let tls = match (a.tls_cert, a.tls_key) {
         (Some(c), Some(k)) => Some((c, k)),
         (None, None) => None,
-        _ => {
-            return Err(err(
-                "api: tls_cert and tls_key go together: give both or neither".into(),
-            ))
-        }
+        _ => return Err("api: tls_cert and tls_key go together: give both or neither".into()),
     };
     if tls.is_none() && !listen.ip().is_loopback() {
-        return Err(err(format!(
+        return Err(format!(
             "api.listen: {listen} is not a loopback address, and tokens must not cross a network in clear text: set tls_cert and tls_key, or listen on 127.0.0.1"
-        )));
+        ));
     }
     let timeout = |key: &str, v: Option<&str>, default: u64| {
         v.map_or(Ok(std::time::Duration::from_secs(default)), |v| {
@@ -316,9 +307,9 @@ pub(super) fn resolve_api(
                 .ok()
                 .filter(|d| *d >= std::time::Duration::from_millis(100) && d.as_secs() <= 3600)
                 .ok_or_else(|| {
-                    err(format!(
+                    format!(
                         "api.{key}: {v:?} is not a duration from 100ms to 1h (write e.g. \"10s\")"
-                    ))
+                    )
                 })
         })
     };

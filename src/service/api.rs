@@ -16,6 +16,7 @@
 //! most 8 queued: a client that stops reading stops the work behind it.
 
 mod download;
+mod maintenance;
 mod tasks;
 
 use std::sync::Arc;
@@ -32,7 +33,7 @@ use serde::Deserialize;
 
 use super::access::Grant;
 use super::config::ApiSettings;
-use super::runner::{Service, StartError};
+use super::runner::{RestoreRequest, Service, StartError};
 use crate::commands::snapshots::{list, SnapshotsOptions};
 use crate::error::{Error, ErrorKind};
 use crate::repo::{split_tags, SnapshotFilter};
@@ -133,6 +134,9 @@ pub fn router(service: Arc<Service>) -> Router {
     let authed = Router::new()
         .route("/v1/backups", post(post_backup))
         .route("/v1/restores", post(post_restore))
+        .route("/v1/prunes", post(maintenance::post_prune))
+        .route("/v1/checks", post(maintenance::post_check))
+        .route("/v1/forgets", post(maintenance::post_forget))
         .route("/v1/tasks", get(tasks::list_tasks))
         .route(
             "/v1/tasks/{id}",
@@ -285,20 +289,6 @@ async fn post_backup(State(s): State<AppState>, body: Bytes) -> Response {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RestoreRequest {
-    #[serde(default)]
-    snapshot: Option<String>,
-    database: String,
-    /// `latest` or an RFC 3339 time: the database after the last commit
-    /// captured then (the snapshot is chosen unless given).
-    #[serde(default)]
-    at: Option<String>,
-    #[serde(default)]
-    repository: Option<String>,
-}
-
 async fn post_restore(
     State(s): State<AppState>,
     Extension(grant): Extension<Grant>,
@@ -312,16 +302,7 @@ async fn post_restore(
         return ApiError(StatusCode::FORBIDDEN, why).into_response();
     }
     let service = s.service;
-    match blocking(move || {
-        Ok(service.spawn_restore(
-            req.snapshot.as_deref(),
-            &req.database,
-            req.repository.as_deref(),
-            req.at.as_deref(),
-        ))
-    })
-    .await
-    {
+    match blocking(move || Ok(service.spawn_restore(&req))).await {
         Ok(r) => start_result(r),
         Err(e) => e.into_response(),
     }
@@ -373,17 +354,17 @@ struct SnapshotsQuery {
     repository: Option<String>,
 }
 
-/// The configured repository a read goes to: the one named, else the first
-/// of the database's jobs, else the first configured.
-fn pick_repository(
+/// The configured repositories a listing reads: the one named, else
+/// those of the database's jobs, else every one.
+fn repositories_to_list(
     service: &Service,
     repository: Option<&str>,
     database: Option<&str>,
-) -> Result<String, ApiError> {
+) -> Result<Vec<String>, ApiError> {
     let config = service.config();
     if let Some(r) = repository {
         return if config.repositories.contains_key(r) {
-            Ok(r.to_string())
+            Ok(vec![r.to_string()])
         } else {
             Err(ApiError(
                 StatusCode::NOT_FOUND,
@@ -391,10 +372,14 @@ fn pick_repository(
             ))
         };
     }
-    database
-        .and_then(|d| config.repositories_of(d).into_iter().next())
-        .or_else(|| config.repositories.keys().next().cloned())
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "no repository in the config".into()))
+    let of_database = database
+        .map(|d| config.repositories_of(d))
+        .unwrap_or_default();
+    Ok(if of_database.is_empty() {
+        config.repositories.keys().cloned().collect()
+    } else {
+        of_database
+    })
 }
 
 async fn get_snapshots(
@@ -423,15 +408,26 @@ async fn get_snapshots(
                 filter.tags.push(set);
             }
         }
-        let name = pick_repository(&service, q.repository.as_deref(), q.database.as_deref())?;
-        let repo = service.open_repository(&name)?;
-        Ok(list(
-            &repo,
-            &SnapshotsOptions {
-                filter,
-                latest: None,
-            },
-        )?)
+        let mut out = Vec::new();
+        for name in repositories_to_list(&service, q.repository.as_deref(), q.database.as_deref())?
+        {
+            let repo = service.open_repository(&name)?;
+            let entries = list(
+                &repo,
+                &SnapshotsOptions {
+                    filter: filter.clone(),
+                    latest: None,
+                },
+            )?;
+            for e in entries {
+                let mut v = serde_json::to_value(e).map_err(|e| Error::Internal(e.to_string()))?;
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("repository".into(), name.clone().into());
+                }
+                out.push(v);
+            }
+        }
+        Ok(out)
     })
     .await?;
     Ok(Json(entries).into_response())

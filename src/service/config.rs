@@ -24,11 +24,12 @@ use serde::Deserialize;
 pub use super::access::ApiSettings;
 mod expand;
 mod files;
+mod raw;
 
 pub use expand::Needs;
 pub use files::not_there;
 
-use super::access::{resolve_api, RawApi};
+use super::access::resolve_api;
 use super::schedule::Schedule;
 use crate::backend::choose::{BackendOptions, Location};
 use crate::commands::backup::BackupOptions;
@@ -38,6 +39,7 @@ use crate::commands::restore::RestoreOptions;
 use crate::error::{Error, Result};
 use crate::repo::password::PasswordSource;
 use expand::expand_value;
+use raw::RawConfig;
 
 /// The commented example config.
 pub const EXAMPLE: &str = include_str!("../../examples/litevault.toml");
@@ -47,116 +49,6 @@ const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How long run history is kept by default.
 const DEFAULT_HISTORY_KEEP: Duration = Duration::from_secs(90 * 86_400);
-
-/// The file's top level, as written (before `$VAR` expansion).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default)]
-    state: Option<PathBuf>,
-    #[serde(default)]
-    history_keep: Option<String>,
-    #[serde(default)]
-    api: Option<RawApi>,
-    #[serde(default)]
-    repositories: BTreeMap<String, RawRepository>,
-    #[serde(default)]
-    databases: BTreeMap<String, RawDatabase>,
-    #[serde(default)]
-    jobs: BTreeMap<String, RawJob>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRepository {
-    location: String,
-    password: PasswordSource,
-    #[serde(default)]
-    options: BTreeMap<String, String>,
-    #[serde(default)]
-    cache_dir: Option<PathBuf>,
-    #[serde(default)]
-    no_cache: bool,
-}
-
-#[derive(Debug, Deserialize)]
-struct RawDatabase {
-    path: PathBuf,
-    #[serde(default)]
-    schedule: Option<String>,
-    #[serde(default)]
-    restore: Option<toml::Table>,
-    /// The [`BackupOptions`] fields.
-    #[serde(flatten)]
-    backup: toml::Table,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawJob {
-    databases: Vec<String>,
-    repositories: Vec<String>,
-    #[serde(default)]
-    schedule: Option<String>,
-    /// Capture every commit (`replicate`) instead of scheduled backups.
-    #[serde(default)]
-    continuous: bool,
-    /// Continuous: every commit stored within this long (default "1s").
-    #[serde(default)]
-    interval: Option<String>,
-    /// Continuous: how often the changes are folded into a snapshot
-    /// (default "1h").
-    #[serde(default)]
-    fold_every: Option<String>,
-    /// Continuous: the heartbeat is sent only while every stream's lag is
-    /// under this (default "10s").
-    #[serde(default)]
-    max_lag: Option<String>,
-    #[serde(default)]
-    timezone: Option<String>,
-    #[serde(default)]
-    heartbeat_url: Option<String>,
-    /// healthchecks.io's convention: `/start`, the URL, `/fail`.
-    #[serde(default)]
-    healthchecks_url: Option<String>,
-    /// A JSON POST on failure (and on success, if `webhook_on` says so).
-    #[serde(default)]
-    webhook_url: Option<String>,
-    /// "failure" (the default) and/or "success".
-    #[serde(default)]
-    webhook_on: Option<Vec<String>>,
-    /// Alert (log, webhook, healthchecks) when a database of the job has
-    /// had no successful backup for this long.
-    #[serde(default)]
-    alert_after: Option<String>,
-    /// Shell commands run before each backup (a failure stops it), after a
-    /// successful one, and after a failed one.
-    #[serde(default)]
-    run_before: Option<String>,
-    #[serde(default)]
-    run_after: Option<String>,
-    #[serde(default)]
-    run_after_failure: Option<String>,
-    /// How long a hook may run before it is killed (default "5m").
-    #[serde(default)]
-    hook_timeout: Option<String>,
-    #[serde(default)]
-    retention: Option<ForgetPolicy>,
-    #[serde(default)]
-    prune: Option<toml::Table>,
-    #[serde(default)]
-    check: Option<RawCheck>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCheck {
-    schedule: String,
-    /// Read one of this many subsets of the packs per run, in turn (0:
-    /// structure only).
-    #[serde(default)]
-    read_data_subsets: u32,
-}
 
 /// A configured repository.
 #[derive(Clone, Debug)]
@@ -482,7 +374,7 @@ impl Config {
 
         let api = raw
             .api
-            .map(|a| resolve_api(file, a, &databases))
+            .map(|a| resolve_api(a, &|n| databases.contains_key(n)).map_err(err))
             .transpose()?;
 
         let mut jobs = BTreeMap::new();

@@ -16,9 +16,12 @@ use serde::Serialize;
 
 mod backup;
 mod maintenance;
+mod on_demand;
 mod restore;
 mod tasks;
 
+pub use on_demand::{CheckRequest, Maintenance};
+pub use restore::RestoreRequest;
 pub use tasks::{Cancelled, StartError, TaskFilter, TaskProgress, TaskState, TaskView};
 
 use super::config::Config;

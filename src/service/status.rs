@@ -1,6 +1,7 @@
 //! What the service has done and will do: per job, the last run, the
 //! last success, the next run and the failures since the last success
-//! (the `status` view, also `GET /v1/status`), and the Prometheus metrics.
+//! (the `status` view, also `GET /v1/status`; what the API started shows
+//! as a job `api`), and the Prometheus metrics.
 
 use std::fmt::Write as _;
 
@@ -9,6 +10,7 @@ use serde::Serialize;
 
 use super::config::Config;
 use super::history::{History, Outcome, Run};
+use super::runner::API_JOB;
 use super::units::{next_run, units, Unit};
 use crate::error::Result;
 
@@ -125,11 +127,79 @@ pub fn status(config: &Config, history: &History, now: Timestamp) -> Result<Stat
             units: unit_views,
         });
     }
+    if let Some(api) = api_runs(history)? {
+        jobs.push(api);
+    }
     Ok(Status {
         time: now.to_string(),
         jobs,
         replication: Vec::new(),
     })
+}
+
+/// The runs the API started, as a job of their own (`api`): one unit per
+/// operation and database (or repository), run on demand.
+fn api_runs(history: &History) -> Result<Option<JobStatus>> {
+    let runs = history.runs(Some(API_JOB), RUNS_PER_JOB)?;
+    if runs.is_empty() {
+        return Ok(None);
+    }
+    let mut units: Vec<UnitStatus> = Vec::new();
+    for r in runs.iter().filter(|r| r.outcome != Outcome::Skipped) {
+        let operation = match r.operation.as_str() {
+            "backup" => "backup",
+            "restore" => "restore",
+            "forget" => "forget",
+            "prune" => "prune",
+            "check" => "check",
+            _ => continue,
+        };
+        // Backups and restores by database; the rest by repository.
+        let (database, repository) = if matches!(operation, "backup" | "restore") {
+            (r.database.clone(), None)
+        } else {
+            (r.database.clone(), r.repository.clone())
+        };
+        if units.iter().any(|u| {
+            u.operation == operation && u.database == database && u.repository == repository
+        }) {
+            continue;
+        }
+        let mine: Vec<&Run> = runs
+            .iter()
+            .filter(|x| {
+                x.operation == operation
+                    && x.database == database
+                    && (repository.is_none() || x.repository == repository)
+                    && x.outcome != Outcome::Skipped
+            })
+            .collect();
+        let success = mine.iter().position(|x| x.outcome.ok());
+        units.push(UnitStatus {
+            operation,
+            database,
+            repository,
+            schedule: "on demand".into(),
+            last_run: mine.first().map(|x| (*x).clone()),
+            last_success: success.and_then(|i| mine[i].end.clone()),
+            next_run: None,
+            failures_since_success: mine[..success.unwrap_or(mine.len())]
+                .iter()
+                .filter(|x| failed(x.outcome))
+                .count() as u64,
+        });
+    }
+    Ok(Some(JobStatus {
+        job: API_JOB.into(),
+        last_run: runs.iter().find(|r| r.outcome != Outcome::Skipped).cloned(),
+        last_success: runs
+            .iter()
+            .find(|r| r.outcome.ok())
+            .and_then(|r| r.end.clone()),
+        next_run: None,
+        failures_since_success: units.iter().map(|u| u.failures_since_success).sum(),
+        units,
+    }))
 }
 
 fn unit_job(u: &Unit) -> &str {

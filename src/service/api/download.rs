@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde::Deserialize;
 
-use super::{blocking, busy, pick_repository, ApiError, AppState, MAX_DOWNLOADS};
+use super::{blocking, busy, ApiError, AppState, MAX_DOWNLOADS};
 use crate::commands::dump::{dump_held, DumpFormat};
 use crate::commands::restore::At;
 use crate::error::Error;
@@ -24,12 +24,19 @@ use crate::service::runner::Service;
 pub(super) struct DatabaseQuery {
     #[serde(default)]
     format: Option<String>,
+    /// The configured repository (else every one is searched).
     #[serde(default)]
     repository: Option<String>,
     /// `latest` or an RFC 3339 time: the snapshot's stream of captured
     /// changes applied up to then.
     #[serde(default)]
     at: Option<String>,
+    /// With the snapshot `latest`: of this configured database...
+    #[serde(default)]
+    database: Option<String>,
+    /// ... and with these tags (`a,b`: both).
+    #[serde(default)]
+    tag: Option<String>,
 }
 
 /// Streams a snapshot's database file (with its length) or its SQL text
@@ -52,10 +59,12 @@ pub(super) async fn get_database(
             ))
         }
     };
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if id != "latest"
+        && (id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
-            format!("snapshot {id:?}: give a snapshot id (hex digits)"),
+            format!("snapshot {id:?}: give a snapshot id (hex digits) or latest"),
         ));
     }
     let at =
@@ -73,9 +82,9 @@ pub(super) async fn get_database(
     // 409, not a truncated download) and held until the stream ends.
     let (repo, snapshot, manifest, lock) = blocking(move || {
         let _work = work;
-        let name = pick_repository(&service, q.repository.as_deref(), None)?;
-        let repo = service.open_repository(&name)?;
-        let (snapshot, manifest) = repo.find_snapshot(&id, &SnapshotFilter::default())?;
+        let filter = latest_filter(&service, &q)?;
+        let (_, repo, snapshot, manifest) =
+            service.find_snapshot(&id, q.repository.as_deref(), &filter)?;
         may_download(&service, &grant, &manifest)?;
         let lock = repo.lock_reading("dump")?;
         Ok((repo, snapshot, manifest, lock))
@@ -129,6 +138,29 @@ pub(super) async fn get_database(
     let length = at.is_none().then_some(manifest.image.bytes);
     download_headers(&mut response, &file_name, format, length);
     Ok(response)
+}
+
+/// The filter `latest` is narrowed by: the query's database (by its
+/// configured name) and tags.
+fn latest_filter(service: &Service, q: &DatabaseQuery) -> Result<SnapshotFilter, ApiError> {
+    let mut filter = SnapshotFilter::default();
+    if let Some(d) = &q.database {
+        let config = service.config();
+        let db = config.databases.get(d).ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no database named {d:?} in the config"),
+            )
+        })?;
+        filter.database_paths = vec![DbPath::of(&db.backup.path)];
+    }
+    if let Some(t) = &q.tag {
+        let set = crate::repo::split_tags(std::slice::from_ref(t))?;
+        if !set.is_empty() {
+            filter.tags.push(set);
+        }
+    }
+    Ok(filter)
 }
 
 /// Whether `grant` may download a snapshot of `manifest`'s database: a

@@ -53,6 +53,13 @@ pub(super) async fn delete_task(
                     .unwrap_or_default()
             ),
         )),
+        Some(Cancelled::Unstoppable(v)) => Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "task {id} is a {} and cannot be stopped midway: it ends by itself",
+                v.kind
+            ),
+        )),
         None => Err(no_task(&id)),
     }
 }

@@ -1,79 +1,117 @@
-//! Whole-repository operations the service runs: prune and check; and
-//! the heartbeat after a good backup.
+//! Whole-repository operations the service runs: prune, check and forget
+//! (scheduled, or on demand through the API: `runner::on_demand`); and the
+//! heartbeat after a good backup.
 
 use super::{error_line, Event, Service};
 use crate::commands::check::{check, ReadData};
-use crate::commands::prune::prune;
+use crate::commands::forget::{forget, plan_forget, ForgetPolicy};
+use crate::commands::prune::{prune, PruneOptions};
 use crate::error::{Error, ErrorKind, Result};
-use crate::repo::Repository;
+use crate::repo::{GroupBy, Repository, SnapshotFilter};
 use crate::service::history::{Finish, Outcome, UnitKey};
 use crate::service::units::Unit;
 
+/// How a repository operation ended.
+pub(super) struct Done {
+    /// Its outcome (recorded in the history).
+    pub outcome: Outcome,
+    /// What it did, in words.
+    pub detail: Option<String>,
+    /// Why it failed, and the command line's exit code for that.
+    pub error: Option<(String, u8)>,
+}
+
 impl Service {
-    /// Runs a whole operation on a repository, recorded and reported.
+    /// Runs a whole operation on a repository (of `database`, for a
+    /// forget), recorded and reported.
     pub(super) fn repo_operation(
         &self,
         job: &str,
         operation: &'static str,
-        repo_name: &str,
-        f: impl FnOnce(&Repository) -> Result<(Outcome, String)>,
-    ) -> Result<bool> {
+        (repo_name, database): (&str, Option<&str>),
+        f: impl FnOnce(&Repository) -> Result<String>,
+    ) -> Result<Done> {
         let key = UnitKey {
             job: job.to_string(),
             operation: operation.into(),
-            database: None,
+            database: database.map(str::to_string),
             repository: Some(repo_name.to_string()),
         };
         let start = self.clock.now();
         let row = self.history.start(&key, start)?;
         let r = self.open_repository(repo_name).and_then(|repo| f(&repo));
         let end = self.clock.now();
-        let (outcome, detail, error) = match r {
-            Ok((o, d)) => (o, Some(d), None),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {
-                (Outcome::Cancelled, None, Some(error_line(&e)))
-            }
-            Err(e) => (Outcome::Failed, None, Some(error_line(&e))),
+        let code = r.as_ref().err().map(crate::error::codes::exit_code);
+        let done = match r {
+            Ok(d) => Done {
+                outcome: Outcome::Success,
+                detail: Some(d),
+                error: None,
+            },
+            Err(e) => Done {
+                outcome: if e.kind() == ErrorKind::Interrupted {
+                    Outcome::Cancelled
+                } else {
+                    Outcome::Failed
+                },
+                detail: None,
+                error: Some((error_line(&e), code.unwrap_or(1))),
+            },
         };
         self.history.finish(
             row,
             end,
-            outcome,
+            done.outcome,
             &Finish {
-                detail: detail.clone(),
-                error: error.clone(),
+                detail: done.detail.clone(),
+                error: done.error.as_ref().map(|(e, _)| e.clone()),
                 ..Finish::default()
             },
         )?;
         self.event(Event {
             event: operation,
             job: Some(job.into()),
+            database: database.map(str::to_string),
             repository: Some(repo_name.into()),
-            outcome: Some(outcome),
+            outcome: Some(done.outcome),
             duration_ms: Some(end.duration_since(start).as_millis().max(0) as u64),
-            message: error.or(detail).unwrap_or_default(),
+            message: done
+                .error
+                .as_ref()
+                .map(|(e, _)| e.clone())
+                .or_else(|| done.detail.clone())
+                .unwrap_or_default(),
             ..Event::default()
         });
-        Ok(outcome.ok())
+        Ok(done)
+    }
+
+    /// The prune options of the first job with `repo_name` that has any.
+    pub(super) fn prune_options(&self, job: Option<&str>, repo_name: &str) -> PruneOptions {
+        let config = self.config();
+        let mut jobs = config.jobs.iter().filter(|(name, j)| {
+            job.is_none_or(|n| n == *name) && j.repositories.iter().any(|r| r == repo_name)
+        });
+        jobs.find_map(|(_, j)| j.prune.as_ref().map(|(_, o)| *o))
+            .unwrap_or_default()
     }
 
     pub(super) fn run_prune(&self, job: &str, repo_name: &str) -> Result<bool> {
-        let opts = self
-            .config()
-            .jobs
-            .get(job)
-            .and_then(|j| j.prune.as_ref().map(|(_, o)| *o))
-            .unwrap_or_default();
-        self.repo_operation(job, "prune", repo_name, |repo| {
-            let s = prune(repo, &opts)?;
-            let d = match &s.stats {
+        let opts = self.prune_options(Some(job), repo_name);
+        Ok(self.prune_op(job, repo_name, &opts)?.outcome.ok())
+    }
+
+    /// Prunes `repo_name` with `opts`.
+    pub(super) fn prune_op(&self, job: &str, repo_name: &str, opts: &PruneOptions) -> Result<Done> {
+        self.repo_operation(job, "prune", (repo_name, None), |repo| {
+            let s = prune(repo, opts)?;
+            Ok(match &s.stats {
                 Some(st) => format!(
                     "deleted {} pack(s), wrote {}, freed {} bytes",
                     st.packs_deleted, st.new_packs, st.freed_bytes
                 ),
                 None => "nothing to prune".into(),
-            };
-            Ok((Outcome::Success, d))
+            })
         })
     }
 
@@ -95,11 +133,17 @@ impl Service {
             let n = (self.history.successes(&key)? % u64::from(subsets)) as u32 + 1;
             ReadData::Subset(n, subsets)
         };
-        self.repo_operation(job, "check", repo_name, |repo| {
+        Ok(self.check_op(job, repo_name, read)?.outcome.ok())
+    }
+
+    /// Checks `repo_name`, reading `read` of its data.
+    pub(super) fn check_op(&self, job: &str, repo_name: &str, read: ReadData) -> Result<Done> {
+        self.repo_operation(job, "check", (repo_name, None), |repo| {
             let report = check(repo, read)?;
             let what = match read {
                 ReadData::Subset(n, m) => format!("structure and data subset {n}/{m}"),
-                _ => "structure".into(),
+                ReadData::All => "structure and all data".into(),
+                ReadData::None => "structure".into(),
             };
             if report.errors() > 0 {
                 let first = report
@@ -112,7 +156,35 @@ impl Service {
                     report.errors()
                 )));
             }
-            Ok((Outcome::Success, format!("checked the {what}: no problems")))
+            Ok(format!("checked the {what}: no problems"))
+        })
+    }
+
+    /// Applies `policy` to the snapshots of configured `database` in
+    /// `repo_name`.
+    pub(super) fn forget_op(
+        &self,
+        job: &str,
+        repo_name: &str,
+        database: &str,
+        policy: &ForgetPolicy,
+    ) -> Result<Done> {
+        let config = self.config();
+        let path = config
+            .databases
+            .get(database)
+            .map(|d| d.backup.path.clone());
+        self.repo_operation(job, "forget", (repo_name, Some(database)), |repo| {
+            let path = path.ok_or_else(|| {
+                Error::InvalidInput(format!("database {database} is no longer in the config"))
+            })?;
+            let filter = SnapshotFilter {
+                database_paths: vec![crate::format::manifest::DbPath::of(&path)],
+                ..SnapshotFilter::default()
+            };
+            let plan = plan_forget(repo, policy, GroupBy::default(), &filter)?;
+            let s = forget(repo, &plan, false)?;
+            Ok(format!("removed {} snapshot(s)", s.removed))
         })
     }
 

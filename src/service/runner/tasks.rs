@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{busy_db, Service};
+use super::{busy_db, busy_repo, Service};
 use crate::error::Error;
 use crate::progress::{Cancel, Progress};
 
@@ -33,12 +33,15 @@ pub enum TaskState {
 pub struct TaskView {
     /// Its id.
     pub id: String,
-    /// `backup` or `restore`.
+    /// `backup`, `restore`, `prune`, `check` or `forget`.
     pub kind: &'static str,
     /// The job that ran it (`api` for one the API started).
     pub job: String,
-    /// The database.
+    /// The database (empty for a prune or a check).
     pub database: String,
+    /// The repository (for a prune, a check or a forget).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
     /// Its state.
     pub state: TaskState,
     /// Image bytes done and in all, of the current step.
@@ -113,6 +116,9 @@ pub enum Cancelled {
     Requested(TaskView),
     /// It had ended already.
     Ended(TaskView),
+    /// It cannot be stopped midway (a prune, a check, a forget): it ends
+    /// by itself.
+    Unstoppable(TaskView),
 }
 
 /// Why an API request could not start a task.
@@ -156,6 +162,7 @@ impl Service {
                 kind,
                 job: job.to_string(),
                 database: database.to_string(),
+                repository: None,
                 state: TaskState::Running,
                 progress: TaskProgress::default(),
                 started: self.clock.now().to_string(),
@@ -212,8 +219,39 @@ impl Service {
         if view.state != TaskState::Running {
             return Some(Cancelled::Ended(view));
         }
+        if !matches!(view.kind, "backup" | "restore") {
+            return Some(Cancelled::Unstoppable(view));
+        }
         task.cancel.cancel();
         Some(Cancelled::Requested(view))
+    }
+
+    /// Registers a `kind` task of the API on repository `repository` (and
+    /// `database`, for a forget), holding the repository, or says which
+    /// task holds it.
+    pub(super) fn start_repo_task(
+        &self,
+        kind: &'static str,
+        repository: &str,
+        database: &str,
+    ) -> std::result::Result<Arc<Task>, StartError> {
+        let task = self.new_task(kind, super::API_JOB, database);
+        task.view.lock().unwrap().repository = Some(repository.to_string());
+        self.hold(task, busy_repo(repository))
+    }
+
+    /// Reserves busy key `key` for new `task`, or forgets the task and
+    /// says which task holds the key.
+    fn hold(&self, task: Arc<Task>, key: String) -> std::result::Result<Arc<Task>, StartError> {
+        let id = task.view.lock().unwrap().id.clone();
+        if let Some(holder) = self.reserve(&[key], &id) {
+            self.tasks
+                .lock()
+                .unwrap()
+                .remove(&id.parse::<u64>().unwrap_or(0));
+            return Err(StartError::Busy(holder));
+        }
+        Ok(task)
     }
 
     /// Registers a `kind` task on `database`, holding the database, or
@@ -225,15 +263,7 @@ impl Service {
         database: &str,
     ) -> std::result::Result<Arc<Task>, StartError> {
         let task = self.new_task(kind, job, database);
-        let id = task.view.lock().unwrap().id.clone();
-        if let Some(holder) = self.reserve(&[busy_db(database)], &id) {
-            self.tasks
-                .lock()
-                .unwrap()
-                .remove(&id.parse::<u64>().unwrap_or(0));
-            return Err(StartError::Busy(holder));
-        }
-        Ok(task)
+        self.hold(task, busy_db(database))
     }
 
     /// Waits until every running task has ended (at shutdown), at most `limit`.
