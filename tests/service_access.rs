@@ -207,7 +207,7 @@ fn bad_token_tables_are_refused_with_one_line_naming_the_key() {
 /// `systemd-analyze verify` sees it: no warning, no error.
 #[test]
 fn the_readme_systemd_unit_passes_systemd_analyze_verify() {
-    let Ok(analyze) = which("systemd-analyze") else {
+    let Some(analyze) = util::which("systemd-analyze") else {
         eprintln!("systemd-analyze is not installed here: the unit is not checked");
         return;
     };
@@ -236,14 +236,4 @@ fn the_readme_systemd_unit_passes_systemd_analyze_verify() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.trim().is_empty(), "{stderr}");
-}
-
-fn which(name: &str) -> Result<std::path::PathBuf, ()> {
-    std::env::var_os("PATH")
-        .and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join(name))
-                .find(|f| f.is_file())
-        })
-        .ok_or(())
 }

@@ -14,6 +14,7 @@ mod contract;
 mod corruption;
 mod crash;
 mod damage;
+mod dashboard;
 mod faults;
 mod formats;
 mod hostile;

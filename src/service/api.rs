@@ -1,7 +1,8 @@
 //! The HTTP admin API (axum), versioned under `/v1`, described by
 //! `openapi.json` at the repository's root (served at `/v1/openapi.json`).
 //!
-//! Every endpoint but `/healthz` and the description needs a bearer token
+//! Every endpoint but `/healthz`, the description and the dashboard's
+//! page and assets (`/`, `/dashboard/*`: `api::dashboard`) needs a bearer token
 //! from the config (read at each request, so a reload takes effect at
 //! once), compared in constant time, whose role allows the request
 //! (`access`: 403 otherwise); `/metrics` may be configured open. Requests name databases and
@@ -15,6 +16,7 @@
 //! per process (`unlocked`). A download streams in chunks of 256 KiB, at
 //! most 8 queued: a client that stops reading stops the work behind it.
 
+mod dashboard;
 mod download;
 mod maintenance;
 mod tasks;
@@ -145,11 +147,15 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/snapshots", get(get_snapshots))
         .route("/v1/snapshots/{id}/database", get(download::get_database))
         .route("/v1/status", get(get_status))
+        .route("/v1/history", get(dashboard::get_history))
         .route("/metrics", get(get_metrics))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/v1/openapi.json", get(openapi))
+        .route("/", get(dashboard::index))
+        .route("/dashboard/app.js", get(dashboard::script))
+        .route("/dashboard/app.css", get(dashboard::style))
         .merge(authed)
         .fallback(|| async {
             ApiError(

@@ -16,6 +16,10 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
+mod daily;
+
+pub use daily::Day;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs(
     id INTEGER PRIMARY KEY,

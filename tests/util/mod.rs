@@ -277,3 +277,12 @@ impl Drop for XfsFs {
         let _ = Command::new("umount").arg(&self.0).status();
     }
 }
+
+/// The program `name` on `PATH`, if there is one.
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|f| f.is_file())
+    })
+}
