@@ -696,7 +696,7 @@ fn bad_sftp_locations_fail_fast_with_one_line() {
                 "ssh-keyscan -p {} 127.0.0.1 >> ~/.ssh/known_hosts",
                 sshd.port
             ),
-            "sftp.known-hosts=accept",
+            "sftp.known-hosts=add",
         ],
     );
     // A key the server allows only to read.

@@ -37,6 +37,7 @@ mod service_alerts;
 mod service_continuous;
 mod service_jobs;
 mod service_load;
+mod sftp_hosts;
 mod shared_dirs;
 mod sqldump;
 mod times;

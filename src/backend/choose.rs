@@ -27,6 +27,7 @@ use std::time::Duration;
 use super::counting::CountingBackend;
 use super::local::LocalBackend;
 use super::remote::{Protocol, RemoteBackend, RemoteOptions};
+use super::ssh_hosts::SshHosts;
 use super::Backend;
 use crate::error::{Error, Result};
 
@@ -69,7 +70,9 @@ pub const OPTION_KEYS: &[(&str, &str)] = &[
     ("s3.endpoint", "the S3 endpoint for s3://BUCKET locations (default: AWS_ENDPOINT_URL)"),
     ("s3.virtual-host", "true for virtual-host style requests (default: path style)"),
     ("sftp.key", "an ssh private key file (default: the ssh configuration's)"),
-    ("sftp.known-hosts", "strict (default), accept (new hosts) or add"),
+    ("sftp.known-hosts", "strict (default: only a recorded key), accept (an unknown host's key for this run, recorded nowhere) or add (and recorded in the known hosts file); a changed key is always refused"),
+    ("sftp.known-hosts-file", "the known hosts file to check (and, with add, to record in) instead of ~/.ssh/known_hosts"),
+    ("sftp.ssh-config", "an ssh configuration file read instead of ~/.ssh/config (ssh -F)"),
     ("timeout", "time limit of one attempt at a storage request (default 30s; connecting gets at most 10s, moving data ten times as long)"),
     ("retries", "retries of a transient failure (default 4)"),
 ];
@@ -264,11 +267,21 @@ impl Location {
                 if let Some(k) = options.get("sftp.key") {
                     b = b.key(k);
                 }
-                if let Some(v) = options.choice("sftp.known-hosts", &["strict", "accept", "add"])? {
-                    b = b.known_hosts_strategy(v);
+                let hosts = SshHosts::new(
+                    options.choice("sftp.known-hosts", &["strict", "accept", "add"])?,
+                    options.get("sftp.known-hosts-file"),
+                    options.get("sftp.ssh-config"),
+                )?;
+                b = b.known_hosts_strategy(hosts.strategy);
+                if let Some(files) = &hosts.known_hosts_files {
+                    b = b.user_known_hosts_file(files);
+                }
+                if let Some(c) = &hosts.ssh_config {
+                    b = b.config_file(c);
                 }
                 let op = opendal::Operator::new(b).map_err(bad)?;
                 RemoteBackend::new(op, Protocol::Sftp, location, &opts)?
+                    .with_known_hosts_shown(hosts.known_hosts_shown)
             }
         };
         Ok(Arc::new(CountingBackend::new(Arc::new(backend))))

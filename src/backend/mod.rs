@@ -32,6 +32,7 @@ pub mod faulty;
 pub mod local;
 pub mod memory;
 pub mod remote;
+mod ssh_hosts;
 
 use std::fmt;
 

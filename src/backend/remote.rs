@@ -84,6 +84,8 @@ pub struct RemoteBackend {
     rt: tokio::runtime::Runtime,
     protocol: Protocol,
     location: String,
+    /// The known hosts file an SFTP host key message names.
+    known_hosts_shown: String,
 }
 
 impl std::fmt::Debug for RemoteBackend {
@@ -147,7 +149,13 @@ fn s3_field<'a>(message: &'a str, field: &str) -> Option<&'a str> {
 
 /// Turns an OpenDAL error into a backend error about `object`: what it
 /// means ([`BackendErrorKind`]) and a one-line account of the cause.
-fn backend_error(protocol: Protocol, op: BackendOp, object: &str, e: &opendal::Error) -> Error {
+fn backend_error(
+    protocol: Protocol,
+    known_hosts: &str,
+    op: BackendOp,
+    object: &str,
+    e: &opendal::Error,
+) -> Error {
     let all = causes(e);
     let mut kind = match e.kind() {
         OdErrorKind::NotFound => BackendErrorKind::NotFound,
@@ -198,7 +206,7 @@ fn backend_error(protocol: Protocol, op: BackendOp, object: &str, e: &opendal::E
         detail = "the endpoint answered 404 Not Found without an S3 error, so it is not an S3 store (or not at that address)".to_string();
     } else if all.contains("Host key verification failed") || all.contains("host key") {
         kind = BackendErrorKind::Permanent;
-        detail = host_key_detail(&all);
+        detail = host_key_detail(&all, known_hosts);
     } else if all.contains("Permission denied (") {
         kind = BackendErrorKind::PermissionDenied;
         detail = format!("the server refused the ssh login: {all}");
@@ -227,10 +235,10 @@ fn backend_error(protocol: Protocol, op: BackendOp, object: &str, e: &opendal::E
 /// for (first contact: check the key, then record it), or one whose key
 /// changed since it was recorded (a reinstalled server, or someone in
 /// between).
-fn host_key_detail(all: &str) -> String {
+fn host_key_detail(all: &str, known_hosts: &str) -> String {
     if all.contains("HAS CHANGED") || all.contains("has changed") {
         return format!(
-            "the server's host key changed since known_hosts recorded it (a reinstalled server, or someone in between): {all}"
+            "the server's host key changed since {known_hosts} recorded it (a reinstalled server, or someone in between): {all}"
         );
     }
     // "No ED25519 host key is known for [127.0.0.1]:2222 and you have
@@ -245,7 +253,7 @@ fn host_key_detail(all: &str) -> String {
             None => format!("ssh-keyscan {host}"),
         };
         return format!(
-            "the server's host key is unknown: known_hosts has no key for {host} (first contact: compare `{scan}` with the key the server's owner gives, then `{scan} >> ~/.ssh/known_hosts`)"
+            "the server's host key is unknown: {known_hosts} has no key for {host} (first contact: compare `{scan}` with the key the server's owner gives, then `{scan} >> {known_hosts}`)"
         );
     }
     format!("the server's host key is not the one known for it: {all}")
@@ -303,7 +311,21 @@ impl RemoteBackend {
             rt,
             protocol,
             location,
+            known_hosts_shown: "~/.ssh/known_hosts".to_string(),
         })
+    }
+
+    /// Names `file` as the known hosts file in host key messages (the
+    /// one `sftp.known-hosts-file` gave).
+    #[must_use]
+    pub fn with_known_hosts_shown(mut self, file: String) -> Self {
+        self.known_hosts_shown = file;
+        self
+    }
+
+    /// A failure of `op` on `object` as litevault says it.
+    fn error(&self, op: BackendOp, object: &str, e: &opendal::Error) -> Error {
+        backend_error(self.protocol, &self.known_hosts_shown, op, object, e)
     }
 
     fn block<T>(
@@ -324,13 +346,13 @@ impl RemoteBackend {
             Protocol::S3 => self
                 .block(self.op.write(path, data.to_vec()))
                 .map(|_| ())
-                .map_err(|e| backend_error(self.protocol, BackendOp::Write, &object, &e)),
+                .map_err(|e| self.error(BackendOp::Write, &object, &e)),
             Protocol::Sftp => {
                 // Uploaded whole under a temporary name, then renamed: a
                 // broken upload never shows under the object's name.
                 let tmp = temp_path(path, name);
                 self.block(self.op.write(&tmp, data.to_vec()))
-                    .map_err(|e| backend_error(self.protocol, BackendOp::Write, &object, &e))?;
+                    .map_err(|e| self.error(BackendOp::Write, &object, &e))?;
                 match self.block(self.op.rename(&tmp, path)) {
                     Ok(()) => Ok(()),
                     Err(e) => {
@@ -343,7 +365,7 @@ impl RemoteBackend {
                         if there && ty != FileType::Config {
                             Ok(())
                         } else {
-                            Err(backend_error(self.protocol, BackendOp::Write, &object, &e))
+                            Err(self.error(BackendOp::Write, &object, &e))
                         }
                     }
                 }
@@ -356,7 +378,7 @@ impl RemoteBackend {
         let entries = match self.block(self.op.list_with(dir).recursive(true)) {
             Ok(e) => e,
             Err(e) if e.kind() == OdErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(backend_error(self.protocol, BackendOp::List, &object, &e)),
+            Err(e) => return Err(self.error(BackendOp::List, &object, &e)),
         };
         let mut out = Vec::new();
         for entry in entries {
@@ -395,8 +417,7 @@ impl Backend for RemoteBackend {
 
     fn create(&self) -> Result<()> {
         let location = self.location.clone();
-        let fail =
-            |e: &opendal::Error| backend_error(self.protocol, BackendOp::Create, &location, e);
+        let fail = |e: &opendal::Error| self.error(BackendOp::Create, &location, e);
         // A GET, not a HEAD: an error response then says why.
         match self.block(self.op.read("config")) {
             Ok(_) => {
@@ -453,7 +474,7 @@ impl Backend for RemoteBackend {
         check_name(ty, name, BackendOp::Read)?;
         self.block(self.op.read(&ty.path(name)))
             .map(|b| b.to_vec())
-            .map_err(|e| backend_error(self.protocol, BackendOp::Read, &self.object(ty, name), &e))
+            .map_err(|e| self.error(BackendOp::Read, &self.object(ty, name), &e))
     }
 
     fn read_range(&self, ty: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
@@ -493,7 +514,7 @@ impl Backend for RemoteBackend {
                 v
             }
             Err(e) => {
-                let err = backend_error(self.protocol, BackendOp::Read, &object, &e);
+                let err = self.error(BackendOp::Read, &object, &e);
                 // A range past the end: the store answers with what there
                 // is (or 416), which must read as a truncated object.
                 if matches!(&err, Error::Backend(b) if matches!(b.kind, BackendErrorKind::Permanent | BackendErrorKind::OutOfRange))
@@ -535,7 +556,7 @@ impl Backend for RemoteBackend {
         check_name(ty, name, BackendOp::Stat)?;
         self.block(self.op.stat(&ty.path(name)))
             .map(|m| m.content_length())
-            .map_err(|e| backend_error(self.protocol, BackendOp::Stat, &self.object(ty, name), &e))
+            .map_err(|e| self.error(BackendOp::Stat, &self.object(ty, name), &e))
     }
 
     fn list(&self, ty: FileType) -> Result<Vec<FileInfo>> {
@@ -547,8 +568,7 @@ impl Backend for RemoteBackend {
                     modified: m.last_modified().map(Into::into),
                 }]),
                 Err(e) if e.kind() == OdErrorKind::NotFound => Ok(Vec::new()),
-                Err(e) => Err(backend_error(
-                    self.protocol,
+                Err(e) => Err(self.error(
                     BackendOp::List,
                     &self.object(FileType::Config, "config"),
                     &e,
@@ -577,7 +597,7 @@ impl Backend for RemoteBackend {
         ) {
             Ok(e) => e,
             Err(e) if e.kind() == OdErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(backend_error(self.protocol, BackendOp::List, &object, &e)),
+            Err(e) => return Err(self.error(BackendOp::List, &object, &e)),
         };
         let mut out = vec![Vec::new(); types.len()];
         for entry in entries {
@@ -623,12 +643,7 @@ impl Backend for RemoteBackend {
         match self.block(self.op.delete(&ty.path(name))) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == OdErrorKind::NotFound => Ok(()),
-            Err(e) => Err(backend_error(
-                self.protocol,
-                BackendOp::Delete,
-                &self.object(ty, name),
-                &e,
-            )),
+            Err(e) => Err(self.error(BackendOp::Delete, &self.object(ty, name), &e)),
         }
     }
 
@@ -640,7 +655,7 @@ impl Backend for RemoteBackend {
         let zeros = vec![0u8; usize::try_from(bytes).unwrap_or(usize::MAX).min(64 << 20)];
         self.block(self.op.write(RESERVE, zeros))
             .map(|_| ())
-            .map_err(|e| backend_error(self.protocol, BackendOp::Write, RESERVE, &e))
+            .map_err(|e| self.error(BackendOp::Write, RESERVE, &e))
     }
 
     fn release_reserve(&self) -> Result<bool> {
@@ -650,7 +665,7 @@ impl Backend for RemoteBackend {
         let there = self.block(self.op.stat(RESERVE)).is_ok();
         if there {
             self.block(self.op.delete(RESERVE))
-                .map_err(|e| backend_error(self.protocol, BackendOp::Delete, RESERVE, &e))?;
+                .map_err(|e| self.error(BackendOp::Delete, RESERVE, &e))?;
         }
         Ok(there)
     }
@@ -664,7 +679,7 @@ impl Backend for RemoteBackend {
         let entries = match self.block(self.op.list_with("/").recursive(true)) {
             Ok(e) => e,
             Err(e) if e.kind() == OdErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(backend_error(self.protocol, BackendOp::List, &object, &e)),
+            Err(e) => return Err(self.error(BackendOp::List, &object, &e)),
         };
         Ok(entries
             .into_iter()
@@ -685,7 +700,7 @@ impl Backend for RemoteBackend {
         match self.block(self.op.delete(path)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == OdErrorKind::NotFound => Ok(()),
-            Err(e) => Err(backend_error(self.protocol, BackendOp::Delete, path, &e)),
+            Err(e) => Err(self.error(BackendOp::Delete, path, &e)),
         }
     }
 

@@ -138,10 +138,10 @@ fn storage_advice(b: &litevault::BackendError) -> Option<String> {
             "create the bucket first, or check its name in --repo".into()
         }
         BackendErrorKind::Permanent if b.detail.contains("host key is unknown") => {
-            "record the server's key in known_hosts as said, or pass -o sftp.known-hosts=accept to record it on first contact".into()
+            "record the server's key as said, or pass -o sftp.known-hosts=add to record it on first contact (accept: trust it for this run only)".into()
         }
         BackendErrorKind::Permanent if b.detail.contains("host key") => {
-            "ask the server's owner whether its key changed; if it did, replace its line in known_hosts (`ssh-keygen -R HOST`, then ssh-keyscan)".into()
+            "ask the server's owner whether its key changed; if it did, replace its line in the known hosts file (`ssh-keygen -R HOST -f FILE`, then ssh-keyscan)".into()
         }
         BackendErrorKind::Permanent if b.detail.contains("not an S3 store") => {
             "check the endpoint in --repo".into()

@@ -97,7 +97,8 @@ pub struct Cli {
     retry_lock: Option<std::time::Duration>,
 
     /// A storage option, key=value (repeatable): s3.region, s3.endpoint,
-    /// s3.virtual-host, sftp.key, sftp.known-hosts, timeout, retries.
+    /// s3.virtual-host, sftp.key, sftp.known-hosts, sftp.known-hosts-file,
+    /// sftp.ssh-config, timeout, retries.
     #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
     options: Vec<String>,
 

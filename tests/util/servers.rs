@@ -404,6 +404,10 @@ pub fn s3_location(name: &str) -> String {
 /// An OpenSSH server on loopback, its keys, and an `ssh` that knows them.
 pub struct Sshd {
     pub port: u16,
+    /// Its keys, configs and known hosts files (`known_hosts`,
+    /// `known_hosts_wrong`, `known_hosts_empty`, the user key
+    /// `id_ed25519`).
+    pub dir: PathBuf,
     /// A directory with an `ssh` wrapper (for PATH) that uses this
     /// server's client config: its user key and known hosts.
     pub bin: PathBuf,
@@ -549,6 +553,7 @@ impl Sshd {
             read_only_key,
             root,
             port,
+            dir,
             _process: process,
         }
     }
