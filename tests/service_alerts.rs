@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::service::{monitor, Daemon, Svc};
+use crate::service::{http, json, monitor, wait_task, Daemon, Svc, TOKEN};
 use crate::util;
 
 #[test]
@@ -184,4 +184,73 @@ fn no_successful_backup_for_too_long_alerts_even_when_no_run_starts() {
         log.contains("error overdue job=j database=late repository=one"),
         "{log}"
     );
+}
+
+#[test]
+fn a_backup_started_from_the_api_runs_the_hooks_and_webhook_of_the_job_that_backs_it_up() {
+    let s = Svc::new();
+    let app = s.small_db("app.db");
+    let shared = s.small_db("shared.db");
+    let after = s.path("after.txt");
+    let (hook_addr, seen) = monitor();
+    let config = s.write_config(&format!(
+        "[databases.app]\npath = \"{}\"\n[databases.shared]\npath = \"{}\"\n\
+         [jobs.j]\ndatabases = [\"app\", \"shared\"]\nrepositories = [\"one\", \"two\"]\nschedule = \"1d\"\n\
+         run_before = 'echo \"before $$LITEVAULT_JOB $$LITEVAULT_DATABASE\" >> {a}'\n\
+         run_after = 'echo \"after $$LITEVAULT_JOB $$LITEVAULT_DATABASE $$LITEVAULT_REPOSITORIES\" >> {a}'\n\
+         webhook_url = \"http://{hook_addr}/hook\"\nwebhook_on = [\"success\", \"failure\"]\n\
+         [jobs.k]\ndatabases = [\"shared\"]\nrepositories = [\"one\"]\nschedule = \"1d\"\n\
+         run_after = 'echo \"after k\" >> {a}'\n",
+        app.display(),
+        shared.display(),
+        a = after.display()
+    ));
+    // `serve`: the API alone, no schedule runs.
+    let daemon = Daemon::start(s.cmd(&["serve", "--config", config.to_str().unwrap()]));
+    let addr = daemon.address();
+    let backup = |db: &str| {
+        let (st, _, b) = http(
+            &addr,
+            "POST",
+            "/v1/backups",
+            Some(TOKEN),
+            Some(format!("{{\"database\":\"{db}\"}}").as_bytes()),
+        );
+        assert_eq!(st, 202, "{}", String::from_utf8_lossy(&b));
+        let id = json(&b)["task_id"].as_str().unwrap().to_string();
+        let v = wait_task(&addr, &id);
+        assert_eq!(v["state"], "succeeded", "{v}");
+        assert_eq!(v["job"], "api", "{v}");
+    };
+
+    // "Back up now" of a database one job backs up is a run of that job:
+    // its hooks around it, its webhook after.
+    backup("app");
+    assert_eq!(
+        std::fs::read_to_string(&after).unwrap(),
+        "before j app\nafter j app one,two\n"
+    );
+    let start = Instant::now();
+    while !seen.lock().unwrap().iter().any(|l| l.contains("/hook")) {
+        assert!(start.elapsed() < Duration::from_secs(20), "no webhook");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let told = seen.lock().unwrap().join("\n");
+    assert!(
+        told.contains("\"job\":\"j\"") && told.contains("\"database\":\"app\""),
+        "{told}"
+    );
+    assert_eq!(
+        s.count("SELECT count(*) FROM runs WHERE operation='hook' AND outcome='success'"),
+        2
+    );
+
+    // A database two jobs back up belongs to neither run: no hooks.
+    backup("shared");
+    assert_eq!(
+        std::fs::read_to_string(&after).unwrap(),
+        "before j app\nafter j app one,two\n"
+    );
+    assert_eq!(s.snapshots(&s.env.repo).len(), 2);
+    daemon.stop();
 }

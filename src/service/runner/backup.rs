@@ -1,6 +1,7 @@
 //! Backups the service runs: scheduled and API-started, into each
 //! repository of the job, with retention after each.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use super::tasks::{StartError, Task, TaskState};
@@ -11,6 +12,7 @@ use crate::commands::forget::{forget, plan_forget};
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::Progress;
 use crate::repo::{GroupBy, Repository, SnapshotFilter};
+use crate::service::config::Job;
 use crate::service::history::{Finish, Outcome, UnitKey};
 use crate::service::hooks::Hook;
 use crate::service::units::{Unit, WAIT_POLL};
@@ -43,12 +45,35 @@ impl Service {
                 "database {database:?} is in no job: name the repository to back it up into"
             )));
         }
+        // The job that backs this database up (when one job does) lends
+        // its hooks and notifications: "back up now" is a run of it.
+        let mut naming = config
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.databases.iter().any(|d| d == database));
+        let owner = match (naming.next(), naming.next()) {
+            (Some((name, _)), None) => Some(name.clone()),
+            _ => None,
+        };
         let task = self.start_task("backup", API_JOB, database)?;
         let id = task.view.lock().unwrap().id.clone();
         let me = Arc::clone(self);
         let database = database.to_string();
         std::thread::spawn(move || {
-            me.run_backup_task(&task, API_JOB, &database, &repos, None);
+            let config = me.config();
+            let around = owner
+                .as_deref()
+                .and_then(|o| config.jobs.get(o).map(|j| (o, j)))
+                .zip(config.databases.get(&database));
+            match around {
+                Some(((name, j), db)) => {
+                    let path = db.backup.path.clone();
+                    me.backup_with_hooks(&task, name, j, &database, &path, &repos);
+                }
+                None => {
+                    me.run_backup_task(&task, API_JOB, &database, &repos, None);
+                }
+            }
         });
         Ok(id)
     }
@@ -79,7 +104,28 @@ impl Service {
             }
             Err(e) => return Err(Error::InvalidInput(format!("{e:?}"))),
         };
-        let repos = &j.repositories;
+        let ok = self.backup_with_hooks(&task, job, j, database, path, &j.repositories);
+        if ok {
+            if let Some(url) = &j.heartbeat_url {
+                self.heartbeat(job, url);
+            }
+        }
+        Ok(ok)
+    }
+
+    /// Runs backup `task` of `database` (at `path`) into `repos` with the
+    /// hooks and notifications of job `job` around it; true if it
+    /// succeeded. The task is recorded under the job it was started as.
+    fn backup_with_hooks(
+        &self,
+        task: &Arc<Task>,
+        job: &str,
+        j: &Job,
+        database: &str,
+        path: &Path,
+        repos: &[String],
+    ) -> bool {
+        let recorded = task.view.lock().unwrap().job.clone();
         let hook = |name, command, failure| Hook {
             name,
             command,
@@ -96,7 +142,7 @@ impl Service {
             .before
             .as_deref()
             .and_then(|c| self.run_hook(&hook("run_before", c, None)).err());
-        let ok = self.run_backup_task(&task, job, database, repos, blocked);
+        let ok = self.run_backup_task(task, &recorded, database, repos, blocked);
         let (error, code) = {
             let v = task.view.lock().unwrap();
             (v.error.clone(), v.exit_code)
@@ -115,12 +161,7 @@ impl Service {
             let _ = self.run_hook(&hook(name, c, failure));
         }
         self.notify_end(job, database, repos, &j.notify, failure);
-        if ok {
-            if let Some(url) = &j.heartbeat_url {
-                self.heartbeat(job, url);
-            }
-        }
-        Ok(ok)
+        ok
     }
 
     /// Runs a reserved backup task to its end: one read of the database
