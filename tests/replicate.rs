@@ -36,6 +36,16 @@ pub fn wal_db(path: &Path, page_size: u32) {
     .unwrap();
 }
 
+/// The start of every capture test: `env`'s repository initialised, a WAL
+/// database `app.db` of `page_size` beside it, and the directory for the
+/// replicator's state.
+pub fn wal_setup(env: &Env, page_size: u32) -> (PathBuf, PathBuf) {
+    env.init();
+    let db = env.dir.path().join("app.db");
+    wal_db(&db, page_size);
+    (db, env.dir.path().join("st"))
+}
+
 /// What the database holds, to compare: rows and a digest of them.
 pub fn state_of(path: &Path) -> (i64, String) {
     let c = Connection::open(path).unwrap();
@@ -224,10 +234,7 @@ pub fn moments_restore(env: &Env, db: &Path, log: &[Logged], quiet: &[i64], inex
 #[test]
 fn every_commit_is_captured_and_any_moment_restores_exactly() {
     let env = Env::new();
-    env.init();
-    let db = env.dir.path().join("app.db");
-    wal_db(&db, 4096);
-    let state = env.dir.path().join("replicate-state");
+    let (db, state) = wal_setup(&env, 4096);
     let rep = Replicator::start(&env, &state, &[&db], &[]);
     let c = Connection::open(&db).unwrap();
     c.busy_timeout(Duration::from_secs(10)).unwrap();
@@ -303,10 +310,7 @@ fn a_rollback_journal_database_is_refused_with_what_to_do() {
 #[test]
 fn a_restart_goes_on_from_its_record_without_a_new_snapshot() {
     let env = Env::new();
-    env.init();
-    let db = env.dir.path().join("app.db");
-    wal_db(&db, 4096);
-    let state = env.dir.path().join("st");
+    let (db, state) = wal_setup(&env, 4096);
     let c = Connection::open(&db).unwrap();
     // The application keeps its WAL (no checkpoints while it is down).
     c.execute_batch("PRAGMA wal_autocheckpoint=0").unwrap();
@@ -347,13 +351,15 @@ fn a_restart_goes_on_from_its_record_without_a_new_snapshot() {
     );
 }
 
-/// Whether the stream's state under `state` records a stored bridge.
-fn bridged(state: &Path) -> bool {
+/// Whether the stream's state under `state` records a bridge: stored
+/// (`done`), or begun and not yet stored.
+fn bridged(state: &Path, done: bool) -> bool {
+    let wanted = format!("\"bridged\": {done}");
     walkdir::WalkDir::new(state)
         .into_iter()
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("\"bridged\": true")))
+        .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&wanted)))
 }
 
 /// Killed after its first snapshot and before any commit after it was
@@ -364,10 +370,7 @@ fn bridged(state: &Path) -> bool {
 #[test]
 fn a_restart_right_after_the_first_snapshot_goes_on_from_its_position() {
     let env = Env::new();
-    env.init();
-    let db = env.dir.path().join("app.db");
-    wal_db(&db, 4096);
-    let state = env.dir.path().join("st");
+    let (db, state) = wal_setup(&env, 4096);
     let c = Connection::open(&db).unwrap();
     // The WAL keeps every frame (no checkpoint while litevault is down).
     c.execute_batch("PRAGMA wal_autocheckpoint=0").unwrap();
@@ -375,7 +378,7 @@ fn a_restart_right_after_the_first_snapshot_goes_on_from_its_position() {
     burst(&c, 15, &mut log, &db);
     let rep = Replicator::start(&env, &state, &[&db], &[]);
     let t = Instant::now();
-    while !bridged(&state) {
+    while !bridged(&state, true) {
         assert!(t.elapsed() < Duration::from_secs(60), "no first snapshot");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -420,10 +423,7 @@ fn a_restart_right_after_the_first_snapshot_goes_on_from_its_position() {
 #[test]
 fn a_restart_goes_on_into_a_wal_restarted_right_after_its_record() {
     let env = Env::new();
-    env.init();
-    let db = env.dir.path().join("app.db");
-    wal_db(&db, 4096);
-    let state = env.dir.path().join("st");
+    let (db, state) = wal_setup(&env, 4096);
     let c = Connection::open(&db).unwrap();
     c.execute_batch("PRAGMA wal_autocheckpoint=0").unwrap();
     let mut log = Vec::new();
@@ -472,15 +472,7 @@ fn a_stop_during_a_bridge_waits_for_it_and_keeps_the_commits_after_it() {
     let state = env.dir.path().join("st");
     let rep = Replicator::start(&env, &state, &[&db], &[]);
     let t = Instant::now();
-    let bridging = |state: &Path| {
-        walkdir::WalkDir::new(state)
-            .into_iter()
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-            .any(|e| {
-                std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("\"bridged\": false"))
-            })
-    };
+    let bridging = |state: &Path| bridged(state, false);
     while !bridging(&state) {
         assert!(t.elapsed() < Duration::from_secs(60), "no bridge began");
         std::thread::sleep(Duration::from_millis(20));
@@ -504,10 +496,7 @@ fn a_stop_during_a_bridge_waits_for_it_and_keeps_the_commits_after_it() {
 fn page_sizes_from_512_to_65536_are_captured() {
     for ps in [512, 65536] {
         let env = Env::new();
-        env.init();
-        let db = env.dir.path().join("app.db");
-        wal_db(&db, ps);
-        let state = env.dir.path().join("st");
+        let (db, state) = wal_setup(&env, ps);
         let rep = Replicator::start(&env, &state, &[&db], &[]);
         let c = Connection::open(&db).unwrap();
         let mut log = Vec::new();
@@ -707,10 +696,7 @@ fn a_removed_duplicated_swapped_or_foreign_change_object_is_named_not_skipped() 
 #[test]
 fn the_spool_holds_commits_while_the_repository_is_unreachable() {
     let env = Env::new();
-    env.init();
-    let db = env.dir.path().join("app.db");
-    wal_db(&db, 4096);
-    let state = env.dir.path().join("st");
+    let (db, state) = wal_setup(&env, 4096);
     let rep = Replicator::start(&env, &state, &[&db], &[]);
     let c = Connection::open(&db).unwrap();
     let mut log = Vec::new();
@@ -753,10 +739,7 @@ fn the_spool_holds_commits_while_the_repository_is_unreachable() {
 #[test]
 fn a_database_replaced_while_captured_is_bridged() {
     let env = Env::new();
-    env.init();
-    let db = env.dir.path().join("app.db");
-    wal_db(&db, 4096);
-    let state = env.dir.path().join("st");
+    let (db, state) = wal_setup(&env, 4096);
     let rep = Replicator::start(&env, &state, &[&db], &[]);
     {
         let c = Connection::open(&db).unwrap();
@@ -789,10 +772,7 @@ fn a_database_replaced_while_captured_is_bridged() {
 #[test]
 fn folds_make_snapshots_and_retention_keeps_what_restores_need() {
     let env = Env::new();
-    env.init();
-    let db = env.dir.path().join("app.db");
-    wal_db(&db, 4096);
-    let state = env.dir.path().join("st");
+    let (db, state) = wal_setup(&env, 4096);
     let rep = Replicator::start(&env, &state, &[&db], &["--fold-every", "3s"]);
     let c = Connection::open(&db).unwrap();
     let mut log = Vec::new();

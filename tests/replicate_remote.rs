@@ -10,7 +10,7 @@ use rusqlite::Connection;
 
 use crate::remote::{env_for, s3_vars, Kind};
 use crate::replicate::{
-    burst, moments_restore, pause, restore_at, state_of, wait_restorable, wal_db, Logged,
+    burst, moments_restore, pause, restore_at, state_of, wait_restorable, wal_setup, Logged,
     Replicator, Scenario,
 };
 use crate::util::servers::{self, GarageNode};
@@ -21,10 +21,7 @@ use crate::util::Env;
 /// `check` reads every change object and finds nothing wrong.
 fn capture_cycle(kind: Kind) {
     let env = env_for(kind);
-    env.init();
-    let db = env.dir.path().join("app.db");
-    wal_db(&db, 4096);
-    let state = env.dir.path().join("st");
+    let (db, state) = wal_setup(&env, 4096);
     let rep = Replicator::start(&env, &state, &[&db], &[]);
     // The stream's first snapshot is where moments begin.
     let t = std::time::Instant::now();
@@ -101,10 +98,7 @@ fn replicate_into_a_garage_cluster_losing_a_node() {
     nodes[0].wait_healthy(3);
     let loc = format!("s3:{}/{}/stream", nodes[0].endpoint(), servers::BUCKET);
     let env = Env::remote(loc, s3_vars());
-    env.init();
-    let db = env.dir.path().join("app.db");
-    wal_db(&db, 4096);
-    let state = env.dir.path().join("st");
+    let (db, state) = wal_setup(&env, 4096);
     let rep = Replicator::start(&env, &state, &[&db], &[]);
     let c = Connection::open(&db).unwrap();
     let mut log: Vec<Logged> = Vec::new();

@@ -28,6 +28,9 @@ use crate::progress::Cancel;
 use crate::repo::changes::StoredChange;
 use crate::repo::{Repository, SnapshotFilter};
 
+/// What a stopped restore to a moment says.
+const STOPPED: &str = "restore stopped; the target was not touched";
+
 /// What applying a stream did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
@@ -137,7 +140,8 @@ pub fn apply_stream(
         stop: None,
         covered,
     };
-    let walked = walk.run(repo, cancel, |seq, commit| {
+    let mut read = 0;
+    let walked = walk.run(repo, Some((cancel, STOPPED)), &mut read, |seq, commit| {
         if until_ns.is_some_and(|t| commit.time_ns > t) {
             return Ok(false);
         }
@@ -147,7 +151,7 @@ pub fn apply_stream(
         applied.pages = u64::from(commit.db_pages);
         Ok(true)
     })?;
-    applied.objects = walked.objects;
+    applied.objects = read;
     applied.seq = walked.last_seq;
     applied.end = match walked.end {
         WalkEnd::Moment => "moment",
@@ -198,10 +202,8 @@ pub(super) enum WalkEnd {
     DigestBreak(u64),
 }
 
-/// What a walk read.
+/// Where a walk ended.
 pub(super) struct Walked {
-    /// Objects read (change objects and bundles).
-    pub objects: u64,
     /// The last change object all of whose commits were handed over (or
     /// the snapshot's number).
     pub last_seq: u64,
@@ -210,16 +212,18 @@ pub(super) struct Walked {
 
 impl Walk {
     /// Walks, handing each commit to `each` (which returns `false` to stop
-    /// before it).
+    /// before it) and counting each object read (change objects and
+    /// bundles) in `read`, whatever the outcome. With `cancel`, stops with
+    /// its message when it is cancelled.
     pub fn run(
         &self,
         repo: &Repository,
-        cancel: &Cancel,
+        cancel: Option<(&Cancel, &'static str)>,
+        read: &mut u64,
         mut each: impl FnMut(u64, &CommitRecord) -> Result<bool>,
     ) -> Result<Walked> {
         let stream = &self.stream;
         let mut walked = Walked {
-            objects: 0,
             last_seq: self.after,
             end: WalkEnd::End,
         };
@@ -228,7 +232,9 @@ impl Walk {
         // Blocks known to have no bundle at a level (their members are read).
         let mut missing: Vec<(u8, u64)> = Vec::new();
         loop {
-            cancel.check("restore stopped; the target was not touched")?;
+            if let Some((cancel, stopped)) = cancel {
+                cancel.check(stopped)?;
+            }
             if self.stop.is_some_and(|s| next > s) {
                 walked.end = WalkEnd::Stop;
                 return Ok(walked);
@@ -241,7 +247,7 @@ impl Walk {
                 }
                 return Ok(walked);
             };
-            walked.objects += 1;
+            *read += 1;
             let before = next;
             for o in repo.open_stored(stream, &stored)? {
                 if o.seq < next || self.stop.is_some_and(|s| o.seq > s) {

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
 use crate::format::manifest::{Continuous, Manifest};
-use crate::progress::Cancel;
 use crate::repo::Repository;
 
 use super::CheckReport;
@@ -85,8 +84,10 @@ fn check_segment(
         stop,
         covered: stop.unwrap_or(0),
     };
-    let walked = walk.run(repo, &Cancel::default(), |_, _| Ok(true))?;
-    report.changes += usize::try_from(walked.objects).unwrap_or(usize::MAX);
+    let mut read = 0;
+    let walked = walk.run(repo, None, &mut read, |_, _| Ok(true));
+    report.changes += usize::try_from(read).unwrap_or(usize::MAX);
+    let walked = walked?;
     if let pitr::WalkEnd::DigestBreak(seq) = walked.end {
         return Err(Error::damaged(
             pitr::change_name(repo, &stream, seq),
