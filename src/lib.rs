@@ -80,7 +80,7 @@ pub use backend::choose::{BackendOptions, Location};
 pub use backend::{Backend, FileType, IoStats};
 pub use commands::backup::{backup, backup_connection, backup_many, BackupOptions, BackupSummary};
 pub use commands::backup_each::backup_each;
-pub use commands::check::{check, CheckReport, ReadData};
+pub use commands::check::{check, check_with, CheckReport, ReadData};
 pub use commands::copy::{copy, CopyOptions, CopySummary};
 pub use commands::dump::{dump, dump_image, dump_to_file, DumpFormat, DumpSummary};
 pub use commands::forget::{

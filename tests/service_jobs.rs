@@ -460,3 +460,84 @@ fn the_api_takes_latest_searches_repositories_and_runs_maintenance_on_demand() {
     let (code, log) = daemon.stop();
     assert_eq!(code, 0, "{log}");
 }
+
+#[test]
+fn a_running_check_is_stopped_and_a_prune_or_forget_says_why_it_is_not() {
+    use crate::service::{http, json, wait_task, Daemon, TOKEN};
+    let s = Svc::new();
+    let big = s.path("big.db");
+    crate::util::workload::create(&big, 96, 5);
+    let config = s.write_config(&format!(
+        "[databases.big]\npath = \"{}\"\n\
+         [jobs.j]\ndatabases = [\"big\"]\nrepositories = [\"one\"]\nschedule = \"1d\"\nretention = {{ keep_last = 5 }}\n",
+        big.display()
+    ));
+    let daemon = Daemon::start(s.cmd(&["serve", "--config", config.to_str().unwrap()]));
+    let addr = daemon.address();
+    let start = |path: &str, body: &str| {
+        let (st, _, b) = http(&addr, "POST", path, Some(TOKEN), Some(body.as_bytes()));
+        assert_eq!(st, 202, "{}", String::from_utf8_lossy(&b));
+        json(&b)["task_id"].as_str().unwrap().to_string()
+    };
+    let stop = |id: &str| {
+        let (st, _, b) = http(
+            &addr,
+            "DELETE",
+            &format!("/v1/tasks/{id}"),
+            Some(TOKEN),
+            None,
+        );
+        (st, String::from_utf8_lossy(&b).into_owned())
+    };
+    let backup = start("/v1/backups", r#"{"database":"big"}"#);
+    assert_eq!(wait_task(&addr, &backup)["state"], "succeeded");
+
+    // Reading all of 96 MiB of data takes a while: stopped at once, it
+    // is recorded as cancelled, and the repository is as it was.
+    let before = crate::util::tree(&s.env.repo);
+    let check = start(
+        "/v1/checks",
+        r#"{"repository":"one","read_data_subset":"all"}"#,
+    );
+    let (st, said) = stop(&check);
+    assert_eq!(st, 202, "{said}");
+    let ended = wait_task(&addr, &check);
+    assert_eq!(ended["state"], "cancelled", "{ended}");
+    assert!(
+        ended["error"].as_str().unwrap().contains("check stopped"),
+        "{ended}"
+    );
+    assert_eq!(
+        s.count("SELECT count(*) FROM runs WHERE operation='check' AND outcome='cancelled'"),
+        1
+    );
+    let after = crate::util::tree(&s.env.repo);
+    let changed: Vec<_> = after
+        .keys()
+        .filter(|p| !p.starts_with(s.env.repo.join("locks")))
+        .filter(|p| before.get(*p) != after.get(*p))
+        .collect();
+    assert!(changed.is_empty(), "a stopped check changed {changed:?}");
+    // The next one runs to its end.
+    let again = start(
+        "/v1/checks",
+        r#"{"repository":"one","read_data_subset":"all"}"#,
+    );
+    assert_eq!(wait_task(&addr, &again)["state"], "succeeded");
+
+    // A prune or forget ends by itself: the refusal says so.
+    for (path, body) in [
+        ("/v1/prunes", r#"{"repository":"one"}"#),
+        ("/v1/forgets", r#"{"database":"big","repository":"one"}"#),
+    ] {
+        let id = start(path, body);
+        let (st, said) = stop(&id);
+        if st == 409 && said.contains("ended already") {
+            continue; // it was quicker than the request
+        }
+        assert_eq!(st, 409, "{said}");
+        assert!(said.contains("cannot be stopped midway"), "{said}");
+        assert_eq!(wait_task(&addr, &id)["state"], "succeeded");
+    }
+    daemon.stop();
+}

@@ -26,6 +26,7 @@ use crate::backend::{FileType, IoStats};
 use crate::error::{Error, Result};
 use crate::format::manifest::Manifest;
 use crate::id::{BlobId, PackId};
+use crate::progress::Cancel;
 use crate::repo::walker::walk;
 use crate::repo::{Index, Repository};
 
@@ -148,12 +149,22 @@ impl CheckReport {
     }
 }
 
+/// What a stopped check says: it only reads.
+const STOPPED: &str = "check stopped; nothing was changed";
+
 /// Checks the repository (see the module docs).
 pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
+    check_with(repo, read_data, &Cancel::default())
+}
+
+/// [`check`], stopping with [`Error::Interrupted`] when `cancel` is
+/// cancelled (looked at between packs and between stages).
+pub fn check_with(repo: &Repository, read_data: ReadData, cancel: &Cancel) -> Result<CheckReport> {
     let lock = repo.lock_reading("check")?;
     let mut report = CheckReport::default();
     let index = check_index_files(repo, &mut report)?;
-    let bad_packs = check_packs(repo, &index, &mut report)?;
+    cancel.check(STOPPED)?;
+    let bad_packs = check_packs(repo, &index, &mut report, cancel)?;
     check_delta_chains(&index, &mut report);
     for l in repo.backend().list_leftovers()? {
         // Writers run beside a check: their files in flight are not left over.
@@ -173,7 +184,9 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
             ),
         );
     }
+    cancel.check(STOPPED)?;
     let manifests = check_snapshots(repo, &index, &mut report)?;
+    cancel.check(STOPPED)?;
     changes::check_streams(repo, &manifests, &mut report);
     let bases = crate::repo::BaseCache::default();
     let mut selected: Vec<&PackId> = index
@@ -184,6 +197,7 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
         .collect();
     selected.sort();
     for id in selected {
+        cancel.check(STOPPED)?;
         let take = match read_data {
             ReadData::None => false,
             ReadData::All => true,
@@ -230,10 +244,12 @@ fn check_packs(
     repo: &Repository,
     index: &Index,
     report: &mut CheckReport,
+    cancel: &Cancel,
 ) -> Result<HashSet<PackId>> {
     let stored = repo.pack_sizes()?;
     let mut bad = HashSet::new();
     for p in index.packs() {
+        cancel.check(STOPPED)?;
         let name = p.id.to_hex();
         let object = FileType::Pack.describe(&name);
         if !stored.contains_key(&name) {

@@ -3,10 +3,11 @@
 //! heartbeat after a good backup.
 
 use super::{error_line, Event, Service};
-use crate::commands::check::{check, ReadData};
+use crate::commands::check::{check_with, ReadData};
 use crate::commands::forget::{forget, plan_forget, ForgetPolicy};
 use crate::commands::prune::{prune, PruneOptions};
 use crate::error::{Error, ErrorKind, Result};
+use crate::progress::Cancel;
 use crate::repo::{GroupBy, Repository, SnapshotFilter};
 use crate::service::history::{Finish, Outcome, UnitKey};
 use crate::service::units::Unit;
@@ -133,13 +134,21 @@ impl Service {
             let n = (self.history.successes(&key)? % u64::from(subsets)) as u32 + 1;
             ReadData::Subset(n, subsets)
         };
-        Ok(self.check_op(job, repo_name, read)?.outcome.ok())
+        // The service's stop ends a long check at once.
+        let cancel = self.cancel().clone();
+        Ok(self.check_op(job, repo_name, read, &cancel)?.outcome.ok())
     }
 
-    /// Checks `repo_name`, reading `read` of its data.
-    pub(super) fn check_op(&self, job: &str, repo_name: &str, read: ReadData) -> Result<Done> {
+    /// Checks `repo_name`, reading `read` of its data, until `cancel`.
+    pub(super) fn check_op(
+        &self,
+        job: &str,
+        repo_name: &str,
+        read: ReadData,
+        cancel: &Cancel,
+    ) -> Result<Done> {
         self.repo_operation(job, "check", (repo_name, None), |repo| {
-            let report = check(repo, read)?;
+            let report = check_with(repo, read, cancel)?;
             let what = match read {
                 ReadData::Subset(n, m) => format!("structure and data subset {n}/{m}"),
                 ReadData::All => "structure and all data".into(),

@@ -135,7 +135,9 @@ impl Service {
                     let opts = me.prune_options(None, &repository);
                     me.prune_op(API_JOB, &repository, &opts)
                 }
-                Maintenance::Check { read } => me.check_op(API_JOB, &repository, read),
+                Maintenance::Check { read } => {
+                    me.check_op(API_JOB, &repository, read, &task.cancel)
+                }
                 Maintenance::Forget { database, policy } => {
                     let config = me.config();
                     let policy = policy.or_else(|| {

@@ -116,7 +116,7 @@ pub enum Cancelled {
     Requested(TaskView),
     /// It had ended already.
     Ended(TaskView),
-    /// It cannot be stopped midway (a prune, a check, a forget): it ends
+    /// It cannot be stopped midway (a prune or a forget): it ends
     /// by itself.
     Unstoppable(TaskView),
 }
@@ -211,7 +211,8 @@ impl Service {
     }
 
     /// Asks task `id` to stop: a backup stops with no snapshot written, a
-    /// restore with its target untouched. `None` if there is no such task.
+    /// restore with its target untouched, a check (which only reads) at
+    /// the next pack. `None` if there is no such task.
     pub fn cancel_task(&self, id: &str) -> Option<Cancelled> {
         let id: u64 = id.parse().ok()?;
         let task = self.tasks.lock().unwrap().get(&id).cloned()?;
@@ -219,7 +220,7 @@ impl Service {
         if view.state != TaskState::Running {
             return Some(Cancelled::Ended(view));
         }
-        if !matches!(view.kind, "backup" | "restore") {
+        if !matches!(view.kind, "backup" | "restore" | "check") {
             return Some(Cancelled::Unstoppable(view));
         }
         task.cancel.cancel();
