@@ -254,3 +254,47 @@ fn a_backup_started_from_the_api_runs_the_hooks_and_webhook_of_the_job_that_back
     assert_eq!(s.snapshots(&s.env.repo).len(), 2);
     daemon.stop();
 }
+
+#[test]
+fn run_once_alerts_on_overdue_backups_counting_from_the_first_attempt() {
+    let s = Svc::new();
+    let late = s.path("late.db");
+    let (addr, seen) = monitor();
+    let config = s.write_config(&format!(
+        "[databases.late]\npath = \"{}\"\n\
+         [jobs.j]\ndatabases = [\"late\"]\nrepositories = [\"one\"]\nschedule = \"1h\"\n\
+         alert_after = \"3h\"\nwebhook_url = \"http://{addr}/hook\"\n",
+        late.display()
+    ));
+    // Cron's runs: each a new process, on a simulated clock.
+    let once = |at: &str| {
+        util::run(
+            s.cmd(&["run", "--once", "--config", config.to_str().unwrap()])
+                .env("LITEVAULT_TEST_ONLY_CLOCK", format!("{at}*0")),
+        )
+    };
+    let overdue = || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("\"event\":\"overdue\""))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    // The database never appears: the first run records the wait, the
+    // next ones within alert_after say nothing...
+    once("2026-03-01T00:00:00Z").ok();
+    once("2026-03-01T02:00:00Z").ok();
+    assert!(overdue().is_empty(), "{:?}", overdue());
+    // ...and past it, counted from the first attempt (not from this
+    // process's start), the alert comes.
+    let r = once("2026-03-01T04:00:00Z");
+    assert_eq!(r.code, 0, "{r:?}");
+    let alerts = overdue();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(
+        alerts[0].contains("no successful backup of late into one for 4h"),
+        "{alerts:?}"
+    );
+    assert!(r.stderr.contains("overdue"), "{r:?}");
+}

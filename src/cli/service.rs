@@ -354,6 +354,11 @@ pub fn run(_ctx: &Ctx, args: &RunArgs) -> Result<()> {
     svc.history().mark_interrupted()?;
     if args.once {
         let (ran, failed) = svc.run_due()?;
+        // Cron runs this: overdue backups are looked for once, at the end
+        // (and told again at each run while they last).
+        if let Err(e) = svc.check_overdue() {
+            super::warn(&format!("overdue backups could not be looked for: {e}"));
+        }
         svc.event(Event {
             event: "done",
             message: format!("{ran} unit(s) ran, {failed} failed"),

@@ -3,7 +3,8 @@
 //! the scheduled runs never start (a stuck run, a database that never
 //! appears, a lock that is never free). For each database of the job and
 //! each repository, the time since its newest successful backup (by any
-//! job, the API's included; since the service started if there was none)
+//! job, the API's included; if there was none, since the job's first
+//! attempt in the history or the service's start, whichever came first)
 //! is compared with `alert_after`; past it, the alert is logged, POSTed
 //! to the job's webhook (`"event":"overdue"`) and to its healthchecks
 //! URL's `/fail`, and sent again every `alert_after` while it lasts. A
@@ -29,7 +30,16 @@ impl Service {
             for database in &j.databases {
                 for repo in &j.repositories {
                     let last = self.history().last_success(database, repo)?;
-                    let since = last.unwrap_or_else(|| self.started());
+                    // With no success yet: since the job's first attempt,
+                    // which the history keeps across restarts and
+                    // `run --once` runs, else since the service started.
+                    let since = match last {
+                        Some(t) => t,
+                        None => self
+                            .history()
+                            .first_start(job, "backup")?
+                            .map_or(self.started(), |t| t.min(self.started())),
+                    };
                     let Ok(age) = std::time::Duration::try_from(now.duration_since(since)) else {
                         continue;
                     };
@@ -53,7 +63,7 @@ impl Service {
                         "no successful backup of {database} into {repo} for {} ({}; alert_after is {})",
                         crate::sys::format_duration(age),
                         last.map_or_else(
-                            || "none since the service started".to_string(),
+                            || format!("none since {since}"),
                             |t| format!("the last ended {t}")
                         ),
                         crate::sys::format_duration(limit)
