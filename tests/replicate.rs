@@ -105,26 +105,31 @@ pub struct Logged {
 /// fifth updating an old one); logs each.
 pub fn burst(c: &Connection, n: usize, log: &mut Vec<Logged>, path: &Path) {
     for i in 0..n {
-        c.execute_batch("BEGIN IMMEDIATE").unwrap();
-        c.execute(
-            "INSERT INTO t(v, at) VALUES (randomblob(200 + abs(random()) % 900), ?1)",
-            [now_ns()],
-        )
-        .unwrap();
-        if i % 5 == 0 {
-            c.execute(
-                "UPDATE t SET v = randomblob(300) WHERE id = (SELECT max(id) / 2 FROM t)",
-                [],
-            )
-            .unwrap();
-        }
-        c.execute_batch("COMMIT").unwrap();
+        commit_one(c, i % 5 == 0);
         log.push(Logged {
             at_ns: now_ns(),
             state: state_of(path),
         });
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// One transaction: a row inserted, and with `update` an old one changed.
+pub fn commit_one(c: &Connection, update: bool) {
+    c.execute_batch("BEGIN IMMEDIATE").unwrap();
+    c.execute(
+        "INSERT INTO t(v, at) VALUES (randomblob(200 + abs(random()) % 900), ?1)",
+        [now_ns()],
+    )
+    .unwrap();
+    if update {
+        c.execute(
+            "UPDATE t SET v = randomblob(300) WHERE id = (SELECT max(id) / 2 FROM t)",
+            [],
+        )
+        .unwrap();
+    }
+    c.execute_batch("COMMIT").unwrap();
 }
 
 pub fn rfc3339(ns: i64) -> String {

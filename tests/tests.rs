@@ -27,6 +27,7 @@ mod manage;
 mod paths;
 mod remote;
 mod replicate;
+mod replicate_close;
 mod replicate_remote;
 mod restore;
 mod safety;

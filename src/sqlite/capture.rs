@@ -62,6 +62,9 @@ pub struct CaptureBatch {
     pub commits: Vec<Arc<CapturedCommit>>,
     /// Commits after these may have been missed (why): bridge.
     pub gap: Option<String>,
+    /// Written `-wal` files seen removed or replaced (see
+    /// [`super::watch::Watch::missed`]).
+    pub wal_ends: u64,
 }
 
 /// An open descriptor with the identity of its file.
@@ -197,6 +200,12 @@ impl Capture {
         self.cached_bytes = 0;
     }
 
+    /// True if the written `-wal` file followed is no longer at its path
+    /// (see [`super::watch::Watch::missed`]).
+    pub fn followed_wal_gone(&self) -> bool {
+        self.tail.followed_gone()
+    }
+
     /// The `-wal` file followed.
     pub fn wal_path(&self) -> &Path {
         self.tail.wal_path()
@@ -241,6 +250,7 @@ impl Capture {
             return Ok(batch);
         }
         let polled = self.tail.poll()?;
+        batch.wal_ends = polled.wal_ends;
         if !self.db_file.is(&self.db) {
             // Replaced while the WAL was read: what was read may be the
             // new file's (its `-wal` has the same name), which the bridge

@@ -164,12 +164,25 @@ pub type AlignHook = dyn Fn(WalIndex, i64) -> Result<Continuous> + Send + Sync;
 /// How to align a read with the WAL (see [`begin_aligned`]).
 #[derive(Clone)]
 pub struct Align {
-    /// The database's `-shm`, opened by the caller for as long as the
-    /// source's connection lives (closing a descriptor of it would drop
-    /// the locks SQLite holds on it).
-    pub shm: std::sync::Arc<std::fs::File>,
+    /// The database's `-shm` file.
+    pub shm_path: PathBuf,
+    /// The descriptors of it the read opened, kept for as long as the
+    /// source's connection lives (closing one would drop the locks SQLite
+    /// holds on the file). The caller drops them after the connection.
+    pub held: std::sync::Arc<std::sync::Mutex<Vec<std::fs::File>>>,
     /// Called once the read transaction is aligned.
     pub hook: std::sync::Arc<AlignHook>,
+}
+
+impl Align {
+    /// Aligns a read at the database whose `-shm` is `shm_path`.
+    pub fn new(shm_path: PathBuf, hook: std::sync::Arc<AlignHook>) -> Self {
+        Self {
+            shm_path,
+            held: std::sync::Arc::default(),
+            hook,
+        }
+    }
 }
 
 impl std::fmt::Debug for Align {
@@ -339,7 +352,7 @@ fn begin_with(conn: &Connection, opts: &SourceOptions) -> Begun {
     match &opts.align {
         None => (begin_read(conn, opts.lock_timeout, &opts.cancel), None),
         Some(a) => {
-            let (r, wal) = begin_aligned(conn, &a.shm, opts.lock_timeout, &opts.cancel);
+            let (r, wal) = begin_aligned(conn, a, opts.lock_timeout, &opts.cancel);
             (r, wal.map(|(w, at)| (a.hook)(w, at)))
         }
     }
@@ -354,12 +367,44 @@ type AlignedBegin = (rusqlite::Result<(i64, i64)>, Option<(WalIndex, i64)>);
 /// transaction's first read must be the same (no commit between them), so
 /// the snapshot holds exactly the frames it names. Retried until it is
 /// (a commit lands in that window of microseconds rarely twice).
+///
+/// The wal-index is read from the `-shm` file the connection uses: opened
+/// after the connection's first read transaction mapped it, since when no
+/// other connection can delete it (only the last one to close does). One
+/// opened earlier could be of a file deleted since and made anew (an
+/// application whose last connection closes after each write), whose
+/// header would name a position the read does not hold.
 fn begin_aligned(
     conn: &Connection,
-    shm: &std::fs::File,
+    align: &Align,
     lock_timeout: Duration,
     cancel: &Cancel,
 ) -> AlignedBegin {
+    let r = begin_read(conn, lock_timeout, cancel);
+    if r.is_err() {
+        return (r, None);
+    }
+    let _ = conn.execute_batch("ROLLBACK");
+    let mut held = align
+        .held
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match std::fs::File::open(&align.shm_path) {
+        Ok(f) => held.push(f),
+        Err(e) => {
+            return (
+                Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some(format!(
+                        "could not align a read with the WAL: opening {}: {e}",
+                        align.shm_path.display()
+                    )),
+                )),
+                None,
+            )
+        }
+    }
+    let shm = held.last().expect("pushed above");
     for _ in 0..1000 {
         let before = super::wal_index::read(shm);
         let at = now_ns();

@@ -97,6 +97,10 @@ pub struct Polled {
     /// Frames may have been missed after the commits above (why, in
     /// words): the caller must bridge with a snapshot.
     pub gap: Option<String>,
+    /// Written `-wal` files this poll saw removed or replaced after reading
+    /// them to their end (to be matched against the directory's events:
+    /// [`super::watch::Watch::missed`]).
+    pub wal_ends: u64,
 }
 
 /// A transaction whose commit frame has not been read yet.
@@ -183,6 +187,8 @@ pub struct WalTail {
     /// The database's size after the last commit read, and the smallest
     /// since the tail started.
     db_pages: Option<(u32, u32)>,
+    /// The file followed was seen holding bytes (a header at least).
+    written: bool,
 }
 
 fn now_ns() -> i64 {
@@ -219,6 +225,7 @@ impl WalTail {
             skip_to: after,
             last_size: 0,
             db_pages: None,
+            written: false,
         }
     }
 
@@ -232,6 +239,18 @@ impl WalTail {
     /// read the previous version of a page from its frame.
     pub fn file(&self) -> Option<(&File, WalHeader)> {
         Some((&self.file.as_ref()?.0, self.generation.as_ref()?.header))
+    }
+
+    /// True if the written `-wal` file the tail follows is no longer at
+    /// its path (removed or replaced since the poll looked).
+    pub fn followed_gone(&self) -> bool {
+        let Some((f, dev, ino)) = &self.file else {
+            return false;
+        };
+        let there = std::fs::metadata(&self.wal)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        there != Some((*dev, *ino)) && (self.written || f.metadata().is_ok_and(|m| m.len() > 0))
     }
 
     /// The `-wal` path it follows.
@@ -257,10 +276,15 @@ impl WalTail {
             .map(|m| (m.dev(), m.ino()));
         let same = matches!((&self.file, there), (Some((_, d, i)), Some((d2, i2))) if *d == d2 && *i == i2);
         if !same {
-            // Deleted (and maybe made anew): what our descriptor still
-            // reads of the old file is its generation's end.
-            if self.file.is_some() {
-                self.read_frames(&mut out, true)?;
+            // Deleted (and maybe made anew): our descriptor still reads
+            // the old file as its last writer left it, header and all (it
+            // may have been written, or restarted, since the last poll).
+            if let Some((f, _, _)) = &self.file {
+                let len = f.metadata().map_err(|e| self.io(e))?.len();
+                self.follow(&mut out, true)?;
+                if self.written || len > 0 {
+                    out.wal_ends += 1;
+                }
                 if out.gap.is_some() {
                     return Ok(out);
                 }
@@ -268,6 +292,7 @@ impl WalTail {
             self.file = None;
             self.generation = None;
             self.last_size = 0;
+            self.written = false;
             let Some((dev, ino)) = there else {
                 return Ok(out);
             };
@@ -277,9 +302,20 @@ impl WalTail {
                 Err(e) => return Err(self.io(e)),
             }
         }
-        let (f, _, _) = self.file.as_ref().expect("opened above");
+        self.follow(&mut out, false)?;
+        Ok(out)
+    }
+
+    /// Reads the open file from where the tail stands: its header tells
+    /// the generation (a new one, a restart, an emptied file), then its
+    /// frames (all that are left with `to_end`: a deleted file).
+    fn follow(&mut self, out: &mut Polled, to_end: bool) -> Result<()> {
+        let (f, _, _) = self.file.as_ref().expect("opened");
         let head = read_at(f, 0, HEADER_LEN as u64).map_err(|e| self.io(e))?;
         let header = WalHeader::parse(&head);
+        if !head.is_empty() {
+            self.written = true;
+        }
         let known = self.generation.as_ref().map(|g| g.header);
         match (known, header) {
             (None, None) => {}
@@ -287,7 +323,7 @@ impl WalTail {
                 // Emptied (truncated), or a header being written.
                 let len = f.metadata().map_err(|e| self.io(e))?.len();
                 if len < HEADER_LEN as u64 {
-                    self.truncated(&mut out, len);
+                    self.truncated(out, len);
                 }
             }
             (None, Some(h)) => {
@@ -310,26 +346,26 @@ impl WalTail {
                     g.next = s.frames;
                     g.sum = sum;
                     self.generation = Some(g);
-                    self.restarted(old, h, &mut out)?;
+                    self.restarted(old, h, out)?;
                     if out.gap.is_some() {
-                        return Ok(out);
+                        return Ok(());
                     }
                 }
                 self.generation = Some(Generation::new(h));
-                self.read_frames(&mut out, false)?;
+                self.read_frames(out, to_end)?;
             }
             (Some(old), Some(h)) if old.salts == h.salts => {
-                self.read_frames(&mut out, false)?;
+                self.read_frames(out, to_end)?;
             }
             (Some(old), Some(h)) => {
-                self.restarted(old, h, &mut out)?;
+                self.restarted(old, h, out)?;
                 if out.gap.is_none() {
                     self.generation = Some(Generation::new(h));
-                    self.read_frames(&mut out, false)?;
+                    self.read_frames(out, to_end)?;
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The WAL shrank below a header (a TRUNCATE checkpoint): commits

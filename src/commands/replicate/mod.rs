@@ -236,7 +236,7 @@ fn capture_loop(
     stop: &Cancel,
     snapshots: &Mutex<()>,
 ) {
-    let watch = Watch::new(capture.path());
+    let mut watch = Watch::new(capture.path());
     let wait = if watch.is_watching() {
         Duration::from_millis(100)
     } else {
@@ -250,12 +250,26 @@ fn capture_loop(
     loop {
         let last = stop.is_cancelled();
         match capture.poll() {
-            Ok(batch) => {
+            Ok(mut batch) => {
+                let gone = capture.followed_wal_gone();
+                watch.take_events();
+                if watch.missed(batch.wal_ends, gone) && batch.gap.is_none() {
+                    // Some of these commits may come after the missed
+                    // ones: none is handed over, the bridge holds them.
+                    batch.commits.clear();
+                    batch.gap = Some(
+                        "a -wal file was made, written and removed between two reads (the \
+                         application's last connection closed, which checkpoints and deletes \
+                         the WAL): its commits were not read"
+                            .into(),
+                    );
+                }
                 if !batch.commits.is_empty() {
                     let c = batch.commits;
                     send(&|| Msg::Commits(c.clone()));
                 }
                 if let Some(gap) = batch.gap {
+                    watch.forgive();
                     send(&|| Msg::Gap(gap.clone()));
                     if capture.is_same_file() {
                         capture.rebase(None);
@@ -275,6 +289,7 @@ fn capture_loop(
             }
             Err(e) => {
                 send(&|| Msg::Gap(format!("reading the WAL failed: {e}")));
+                watch.forgive();
                 capture.rebase(None);
                 std::thread::sleep(Duration::from_millis(500));
             }

@@ -87,6 +87,9 @@ pub(crate) struct Worker {
     /// The WAL position the running bridge's read holds (recorded as the
     /// stream's point once the bridge is stored).
     bridge_mark: Option<WalMark>,
+    /// A gap found while a bridge was written (why): commits after its
+    /// position may be missing, so it ends no gap and another follows.
+    gap_in_bridge: Option<String>,
     phase: Phase,
     unstored: VecDeque<(u8, u64)>,
     retry_at: Option<Instant>,
@@ -226,6 +229,7 @@ impl Worker {
             pending: Vec::new(),
             after,
             bridge_mark: None,
+            gap_in_bridge: None,
             phase,
             unstored: VecDeque::new(),
             retry_at: None,
@@ -401,7 +405,11 @@ impl Worker {
         st.gaps += 1;
         st.last_gap = Some(why.clone());
         drop(st);
-        if !matches!(self.phase, Phase::Bridging { .. }) {
+        if matches!(self.phase, Phase::Bridging { .. }) {
+            // The commits after the bridge's position are not all here:
+            // see `snapshots::snapshot_done`.
+            self.gap_in_bridge.get_or_insert(why);
+        } else {
             self.phase = Phase::NeedsBridge(why, Instant::now());
         }
     }

@@ -33,19 +33,27 @@ impl Worker {
             self.after = Some(mark);
             return;
         }
+        // Commits come in the order the WAL files held them, so every
+        // commit before the one that ends or starts at the position is in
+        // the image, whatever its generation (a WAL made anew has random
+        // salts, which tell no order).
         let found = pending
             .iter()
-            .enumerate()
-            .find_map(|(i, c)| match against(c, &mark) {
-                Against::Before => None,
-                a => Some((i, a)),
-            });
-        match found {
+            .rposition(|c| matches!(against(c, &mark), Against::At | Against::Next));
+        match found.map(|i| (i, against(&pending[i], &mark))) {
             Some((i, Against::At)) => self.pending = pending.split_off(i + 1),
-            Some((i, Against::Next)) => self.pending = pending.split_off(i),
-            Some(_) => self
-                .gap("commits between the bridge's read and the capture were not received".into()),
-            // The capture has not read up to it yet: it comes.
+            Some((i, _)) => self.pending = pending.split_off(i),
+            None if pending
+                .iter()
+                .any(|c| c.mark.salts == mark.salts && c.mark.frames > mark.frames) =>
+            {
+                self.gap(
+                    "commits between the bridge's read and the capture were not received".into(),
+                );
+            }
+            // The capture has not read up to it yet: it comes (the commits
+            // held are before it; had the capture missed some, it would
+            // have said so).
             None => self.after = Some(mark),
         }
     }
@@ -112,7 +120,17 @@ impl Worker {
                     Phase::Bridging { reason, .. } => reason.clone(),
                     _ => String::new(),
                 };
-                if r.is_ok() {
+                if let (Ok(_), Some(why)) = (r, self.gap_in_bridge.take()) {
+                    // Commits after its position were missed while it was
+                    // written: it restores, but ends no gap. Another
+                    // bridge does (and a restart bridges too).
+                    self.state.sealed.mark = self.bridge_mark.take().map(Into::into);
+                    self.state.bridged = false;
+                    self.pending.clear();
+                    self.after = None;
+                    self.phase = Phase::NeedsBridge(why, Instant::now());
+                    self.save();
+                } else if r.is_ok() {
                     // The stream stands at the bridge's position until a
                     // commit after it is sealed: a restart goes on from
                     // there (none recorded: it bridges again).
@@ -122,6 +140,7 @@ impl Worker {
                     self.last_fold = Instant::now();
                     self.save();
                 } else {
+                    self.gap_in_bridge = None;
                     self.bridge_mark = None;
                     self.pending.clear();
                     self.after = None;
@@ -151,18 +170,16 @@ impl Worker {
                         .map_err(|e| Error::InvalidInput(e.to_string()))
                 });
         }
-        let shm = match std::fs::File::open(&shm_path) {
-            Ok(f) => Arc::new(f),
-            Err(e) => {
-                let e = Error::io("opening", &shm_path, e);
-                self.fail(&e);
-                if kind == ContinuousKind::Bridge {
-                    self.phase = Phase::NeedsBridge(reason, Instant::now() + self.backoff);
-                    self.backoff = (self.backoff * 2).min(Duration::from_secs(60));
-                }
-                return;
+        // Only looked at: the read opens its own descriptor once its
+        // connection holds the file (see `Align`).
+        if let Err(e) = std::fs::metadata(&shm_path) {
+            self.fail(&Error::io("opening", &shm_path, e));
+            if kind == ContinuousKind::Bridge {
+                self.phase = Phase::NeedsBridge(reason, Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(Duration::from_secs(60));
             }
-        };
+            return;
+        }
         let hook = match kind {
             ContinuousKind::Bridge => self.bridge_hook(&reason),
             ContinuousKind::Fold => fold_hook(self.s.tx.clone(), hex::encode(self.stream)),
@@ -192,7 +209,7 @@ impl Worker {
         opts.lock_timeout = self.s.opts.lock_timeout;
         self.snapshot_cancel = crate::progress::Cancel::new();
         opts.cancel = self.snapshot_cancel.clone();
-        opts.align = Some(Align { shm, hook });
+        opts.align = Some(Align::new(shm_path, hook));
         let repo = Arc::clone(&self.s.repo);
         let lock = Arc::clone(&self.s.snapshot_lock);
         let tx = self.s.tx.clone();
