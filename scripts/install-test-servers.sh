@@ -27,6 +27,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 # sshd's privilege-separation directory.
 mkdir -p /run/sshd
+# The account the append-only SFTP tests log in as (tests/sftp_append.rs):
+# not root, whom file modes do not stop. No password ("*": not locked, so
+# sshd lets its keys in), no home.
+if ! id litevault-append >/dev/null 2>&1; then
+  useradd --system --no-create-home --home-dir /nonexistent --shell /bin/sh -p '*' litevault-append
+fi
 
 if ! command -v garage >/dev/null && [ ! -x "$HOME/.cargo/bin/garage" ]; then
   echo "== installing garage $GARAGE_VERSION (cargo install, several minutes)"

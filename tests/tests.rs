@@ -38,6 +38,7 @@ mod service_alerts;
 mod service_continuous;
 mod service_jobs;
 mod service_load;
+mod sftp_append;
 mod sftp_hosts;
 mod shared_dirs;
 mod sqldump;

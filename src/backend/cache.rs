@@ -277,6 +277,10 @@ impl Backend for CachedBackend {
         self.inner.remove_leftover(path)
     }
 
+    fn refuses_deletes(&self) -> Option<String> {
+        self.inner.refuses_deletes()
+    }
+
     fn reserve(&self, bytes: u64) -> Result<()> {
         self.inner.reserve(bytes)
     }

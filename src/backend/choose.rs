@@ -73,6 +73,7 @@ pub const OPTION_KEYS: &[(&str, &str)] = &[
     ("sftp.known-hosts", "strict (default: only a recorded key), accept (an unknown host's key for this run, recorded nowhere) or add (and recorded in the known hosts file); a changed key is always refused"),
     ("sftp.known-hosts-file", "the known hosts file to check (and, with add, to record in) instead of ~/.ssh/known_hosts"),
     ("sftp.ssh-config", "an ssh configuration file read instead of ~/.ssh/config (ssh -F)"),
+    ("sftp.append-only", "true for an account the server lets create files but not rename, delete or overwrite them: objects are written under their own names and deletes are refused (default false)"),
     ("timeout", "time limit of one attempt at a storage request (default 30s; connecting gets at most 10s, moving data ten times as long)"),
     ("retries", "retries of a transient failure (default 4)"),
 ];
@@ -282,6 +283,9 @@ impl Location {
                 let op = opendal::Operator::new(b).map_err(bad)?;
                 RemoteBackend::new(op, Protocol::Sftp, location, &opts)?
                     .with_known_hosts_shown(hosts.known_hosts_shown)
+                    .with_append_only(
+                        options.choice("sftp.append-only", &["false", "true"])? == Some("true"),
+                    )
             }
         };
         Ok(Arc::new(CountingBackend::new(Arc::new(backend))))

@@ -280,6 +280,12 @@ pub trait Backend: Send + Sync + fmt::Debug {
         Ok(())
     }
 
+    /// Why this storage refuses every delete, if it does (an append-only
+    /// account): commands that delete are refused before they write.
+    fn refuses_deletes(&self) -> Option<String> {
+        None
+    }
+
     /// Sets aside `bytes` of the storage's space (a file `.reserve` in a
     /// directory or over SFTP; nothing in an object store, which does not
     /// fill up), replacing any earlier reserve: what a full repository

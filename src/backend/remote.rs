@@ -86,6 +86,10 @@ pub struct RemoteBackend {
     location: String,
     /// The known hosts file an SFTP host key message names.
     known_hosts_shown: String,
+    /// An SFTP account that may not rename or delete (`sftp.append-only`):
+    /// objects are written under their own names, and deletes are refused
+    /// without asking the server.
+    append_only: bool,
 }
 
 impl std::fmt::Debug for RemoteBackend {
@@ -312,7 +316,16 @@ impl RemoteBackend {
             protocol,
             location,
             known_hosts_shown: "~/.ssh/known_hosts".to_string(),
+            append_only: false,
         })
+    }
+
+    /// Treats the SFTP account as append-only (SPEC.md 11.1): it may
+    /// create files but not rename, delete or overwrite them.
+    #[must_use]
+    pub fn with_append_only(mut self, on: bool) -> Self {
+        self.append_only = on;
+        self
     }
 
     /// Names `file` as the known hosts file in host key messages (the
@@ -347,6 +360,17 @@ impl RemoteBackend {
                 .block(self.op.write(path, data.to_vec()))
                 .map(|_| ())
                 .map_err(|e| self.error(BackendOp::Write, &object, &e)),
+            Protocol::Sftp if self.append_only => {
+                // Written under its own name: the account can neither
+                // rename nor delete. A broken upload leaves a short
+                // object, which readers refuse (it is authenticated) and
+                // `check` names; prune on a full host removes it.
+                match self.block(self.op.write(path, data.to_vec())) {
+                    Ok(_) => Ok(()),
+                    Err(_) if self.already_there(path, data, ty) => Ok(()),
+                    Err(e) => Err(self.error(BackendOp::Write, &object, &e)),
+                }
+            }
             Protocol::Sftp => {
                 // Uploaded whole under a temporary name, then renamed: a
                 // broken upload never shows under the object's name.
@@ -356,14 +380,20 @@ impl RemoteBackend {
                 match self.block(self.op.rename(&tmp, path)) {
                     Ok(()) => Ok(()),
                     Err(e) => {
-                        // Content-addressed: an object already there under
-                        // this name has these very bytes.
-                        let there = self
-                            .block(self.op.stat(path))
-                            .is_ok_and(|m| m.content_length() == data.len() as u64);
+                        let there = self.already_there(path, data, ty);
                         let _ = self.block(self.op.delete(&tmp));
-                        if there && ty != FileType::Config {
+                        if there {
                             Ok(())
+                        } else if e.kind() == OdErrorKind::PermissionDenied {
+                            Err(BackendError::new(
+                                BackendErrorKind::PermissionDenied,
+                                BackendOp::Write,
+                                &object,
+                                "permission denied: the server refuses to rename the uploaded \
+                                 file into place; for an append-only account, add \
+                                 -o sftp.append-only=true",
+                            )
+                            .into())
                         } else {
                             Err(self.error(BackendOp::Write, &object, &e))
                         }
@@ -371,6 +401,15 @@ impl RemoteBackend {
                 }
             }
         }
+    }
+
+    /// True if an object other than the config is already stored under
+    /// `path` with `data`'s length: content-addressed, so these very bytes.
+    fn already_there(&self, path: &str, data: &[u8], ty: FileType) -> bool {
+        ty != FileType::Config
+            && self
+                .block(self.op.stat(path))
+                .is_ok_and(|m| m.content_length() == data.len() as u64)
     }
 
     fn list_dir(&self, dir: &str, ty: FileType) -> Result<Vec<FileInfo>> {
@@ -394,6 +433,21 @@ impl RemoteBackend {
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
+}
+
+/// Why an append-only SFTP account deletes nothing.
+const APPEND_ONLY: &str =
+    "the repository is opened append-only (sftp.append-only=true), which cannot delete";
+
+/// A delete an append-only account may not make, refused here.
+fn append_only_refusal(object: &str) -> Error {
+    BackendError::new(
+        BackendErrorKind::PermissionDenied,
+        BackendOp::Delete,
+        object,
+        format!("permission denied: {APPEND_ONLY}; run forget, prune and unlock on a host with full rights"),
+    )
+    .into()
 }
 
 /// The file that holds an SFTP repository's reserve of space.
@@ -443,11 +497,15 @@ impl Backend for RemoteBackend {
             });
         }
         if self.protocol == Protocol::Sftp {
-            for ty in FileType::ALL {
-                if ty == FileType::Config {
-                    continue;
-                }
-                let dir = format!("{}/", ty.dir());
+            // Every directory an object will go in is made now, pack
+            // fan-out included: a server that refuses `mkdir` later (an
+            // append-only account, SPEC.md 11) still takes every write.
+            let dirs = FileType::ALL
+                .into_iter()
+                .filter(|ty| *ty != FileType::Config)
+                .map(|ty| format!("{}/", ty.dir()))
+                .chain((0..=255u8).map(|i| format!("data/{i:02x}/")));
+            for dir in dirs {
                 self.block(self.op.create_dir(&dir)).map_err(|e| fail(&e))?;
                 // The SFTP client takes every refusal to create a
                 // directory for "it exists": check that it does.
@@ -638,8 +696,15 @@ impl Backend for RemoteBackend {
         }
     }
 
+    fn refuses_deletes(&self) -> Option<String> {
+        self.append_only.then(|| APPEND_ONLY.to_string())
+    }
+
     fn remove(&self, ty: FileType, name: &str) -> Result<()> {
         check_name(ty, name, BackendOp::Delete)?;
+        if self.append_only {
+            return Err(append_only_refusal(&self.object(ty, name)));
+        }
         match self.block(self.op.delete(&ty.path(name))) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == OdErrorKind::NotFound => Ok(()),
@@ -697,6 +762,9 @@ impl Backend for RemoteBackend {
 
     fn remove_leftover(&self, path: &str) -> Result<()> {
         super::check_leftover_path(path)?;
+        if self.append_only {
+            return Err(append_only_refusal(path));
+        }
         match self.block(self.op.delete(path)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == OdErrorKind::NotFound => Ok(()),

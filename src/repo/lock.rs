@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::repository::{Listed, LockPolicy, Repository};
 use crate::backend::{Backend, FileType};
-use crate::error::{BackendErrorKind, Error, Result};
+use crate::error::{BackendError, BackendErrorKind, BackendOp, Error, Result};
 use crate::format::crypto::MasterKey;
 use crate::format::lock::{LockKind, LockRecord, PidScope, REFRESH_EVERY, STALE_AFTER};
 use crate::id::LockId;
@@ -39,7 +39,13 @@ impl Repository {
     /// Takes a lock; it is held until the guard is dropped. With a
     /// [`LockWait`](super::LockWait) set, a conflicting lock is waited for (attempts with
     /// doubling pauses), else it is the error at once.
+    ///
+    /// Every command that deletes takes the exclusive lock: on a storage
+    /// that refuses deletes it is refused here, before anything is written.
     pub fn lock(&self, kind: LockKind, command: &str) -> Result<LockGuard> {
+        if kind == LockKind::Exclusive {
+            self.check_deletes(command)?;
+        }
         let Some(wait) = self.lock_wait() else {
             return acquire(self, kind, command);
         };
@@ -118,6 +124,7 @@ impl Repository {
     /// Removes stale and unreadable locks (all locks with `all`); returns
     /// what was removed.
     pub fn unlock(&self, all: bool) -> Result<Vec<LockInfo>> {
+        self.check_deletes("unlock")?;
         let mut removed = Vec::new();
         for l in self.locks()? {
             if all || l.stale.is_some() {
@@ -331,6 +338,22 @@ impl Drop for Held {
         }
         let id = *self.current.lock().expect("lock id mutex");
         let _ = self.backend.remove(FileType::Lock, &id.to_hex());
+    }
+}
+
+impl Repository {
+    /// Refuses `command`, which deletes, where the storage deletes nothing.
+    fn check_deletes(&self, command: &str) -> Result<()> {
+        match self.backend().refuses_deletes() {
+            Some(why) => Err(BackendError::new(
+                BackendErrorKind::PermissionDenied,
+                BackendOp::Delete,
+                self.backend().location(),
+                format!("permission denied: {command} deletes, and {why}; run it on a host with full rights"),
+            )
+            .into()),
+            None => Ok(()),
+        }
     }
 }
 

@@ -401,6 +401,15 @@ pub fn s3_location(name: &str) -> String {
 
 // ---------------------------------------------------------------- sshd
 
+/// The append-only SFTP session the README's guide sets up: new files are
+/// read-only (`-u 0222`), and removing, renaming, linking, changing modes
+/// and making directories are refused.
+pub const APPEND_ONLY_SFTP: &str = "internal-sftp -u 0222 -P remove,rmdir,rename,posix-rename,hardlink,symlink,setstat,fsetstat,lsetstat,copy-data,mkdir";
+
+/// The account the append-only tests log in as: not root, whom file modes
+/// do not stop (`.ci/run` makes it).
+pub const APPEND_ONLY_USER: &str = "litevault-append";
+
 /// An OpenSSH server on loopback, its keys, and an `ssh` that knows them.
 pub struct Sshd {
     pub port: u16,
@@ -418,6 +427,10 @@ pub struct Sshd {
     pub bin_unknown_host: PathBuf,
     /// A key authorized only for read-only SFTP (`internal-sftp -R`).
     pub read_only_key: PathBuf,
+    /// A key authorized only for append-only SFTP ([`APPEND_ONLY_SFTP`]),
+    /// and an ssh client config that logs in with it alone.
+    pub append_only_key: PathBuf,
+    pub append_only_config: PathBuf,
     /// Where the tests' repositories go.
     pub root: PathBuf,
     _process: Supervised,
@@ -485,16 +498,24 @@ impl Sshd {
         let other_host_key = dir.join("other_host_ed25519");
         let user_key = dir.join("id_ed25519");
         let read_only_key = dir.join("id_read_only");
-        for k in [&host_key, &other_host_key, &user_key, &read_only_key] {
+        let append_only_key = dir.join("id_append_only");
+        for k in [
+            &host_key,
+            &other_host_key,
+            &user_key,
+            &read_only_key,
+            &append_only_key,
+        ] {
             keygen(k);
         }
         let pubkey_of = |k: &Path| std::fs::read_to_string(format!("{}.pub", k.display())).unwrap();
         std::fs::write(
             dir.join("authorized_keys"),
             format!(
-                "{}restrict,command=\"internal-sftp -R\" {}",
+                "{}restrict,command=\"internal-sftp -R\" {}restrict,command=\"{APPEND_ONLY_SFTP}\" {}",
                 pubkey_of(&user_key),
-                pubkey_of(&read_only_key)
+                pubkey_of(&read_only_key),
+                pubkey_of(&append_only_key)
             ),
         )
         .unwrap();
@@ -544,6 +565,12 @@ impl Sshd {
             &user_key,
         );
         ssh_wrapper(&dir.join("bin-unknown"), &dir.join("ssh_config_unknown"));
+        let append_only_config = dir.join("ssh_config_append_only");
+        client_config(
+            &append_only_config,
+            &dir.join("known_hosts"),
+            &append_only_key,
+        );
         let root = dir.join("root");
         std::fs::create_dir_all(&root).unwrap();
         Self {
@@ -551,6 +578,8 @@ impl Sshd {
             bin_wrong_host_key: dir.join("bin-wrong"),
             bin_unknown_host: dir.join("bin-unknown"),
             read_only_key,
+            append_only_key,
+            append_only_config,
             root,
             port,
             dir,
