@@ -700,6 +700,13 @@ pub(crate) fn json(b: &[u8]) -> serde_json::Value {
 }
 
 /// Polls a task until it is no longer running.
+/// POSTs `body` to `path`, which must start a task (202); its id.
+pub(crate) fn start_task(addr: &str, path: &str, body: &str) -> String {
+    let (st, _, b) = http(addr, "POST", path, Some(TOKEN), Some(body.as_bytes()));
+    assert_eq!(st, 202, "{}", String::from_utf8_lossy(&b));
+    json(&b)["task_id"].as_str().unwrap().to_string()
+}
+
 pub(crate) fn wait_task(addr: &str, id: &str) -> serde_json::Value {
     let start = Instant::now();
     loop {

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::service::{http, json, monitor, wait_task, Daemon, Svc, TOKEN};
+use crate::service::{monitor, start_task, wait_task, Daemon, Svc};
 use crate::util;
 
 #[test]
@@ -209,15 +209,7 @@ fn a_backup_started_from_the_api_runs_the_hooks_and_webhook_of_the_job_that_back
     let daemon = Daemon::start(s.cmd(&["serve", "--config", config.to_str().unwrap()]));
     let addr = daemon.address();
     let backup = |db: &str| {
-        let (st, _, b) = http(
-            &addr,
-            "POST",
-            "/v1/backups",
-            Some(TOKEN),
-            Some(format!("{{\"database\":\"{db}\"}}").as_bytes()),
-        );
-        assert_eq!(st, 202, "{}", String::from_utf8_lossy(&b));
-        let id = json(&b)["task_id"].as_str().unwrap().to_string();
+        let id = start_task(&addr, "/v1/backups", &format!("{{\"database\":\"{db}\"}}"));
         let v = wait_task(&addr, &id);
         assert_eq!(v["state"], "succeeded", "{v}");
         assert_eq!(v["job"], "api", "{v}");

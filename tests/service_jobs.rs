@@ -122,7 +122,7 @@ fn a_job_with_two_repositories_stores_one_read_of_the_database_in_each() {
 
 #[test]
 fn tasks_are_listed_and_a_running_one_is_stopped_leaving_nothing_half_done() {
-    use crate::service::{http, json, wait_task, Daemon, TOKEN};
+    use crate::service::{http, json, start_task, wait_task, Daemon, TOKEN};
     let s = Svc::new();
     let app = s.small_db("app.db");
     let p = s.write_config(&format!(
@@ -132,17 +132,7 @@ fn tasks_are_listed_and_a_running_one_is_stopped_leaving_nothing_half_done() {
     ));
     let d = Daemon::start(s.cmd(&["serve", "--config", p.to_str().unwrap()]));
     let addr = d.address();
-    let post_backup = || {
-        let (st, _, b) = http(
-            &addr,
-            "POST",
-            "/v1/backups",
-            Some(TOKEN),
-            Some(b"{\"database\":\"app\"}"),
-        );
-        assert_eq!(st, 202, "{}", String::from_utf8_lossy(&b));
-        json(&b)["task_id"].as_str().unwrap().to_string()
-    };
+    let post_backup = || start_task(&addr, "/v1/backups", "{\"database\":\"app\"}");
     let list = |query: &str| {
         let (st, _, b) = http(
             &addr,
@@ -463,7 +453,7 @@ fn the_api_takes_latest_searches_repositories_and_runs_maintenance_on_demand() {
 
 #[test]
 fn a_running_check_is_stopped_and_a_prune_or_forget_says_why_it_is_not() {
-    use crate::service::{http, json, wait_task, Daemon, TOKEN};
+    use crate::service::{http, start_task, wait_task, Daemon, TOKEN};
     let s = Svc::new();
     let big = s.path("big.db");
     crate::util::workload::create(&big, 96, 5);
@@ -474,11 +464,7 @@ fn a_running_check_is_stopped_and_a_prune_or_forget_says_why_it_is_not() {
     ));
     let daemon = Daemon::start(s.cmd(&["serve", "--config", config.to_str().unwrap()]));
     let addr = daemon.address();
-    let start = |path: &str, body: &str| {
-        let (st, _, b) = http(&addr, "POST", path, Some(TOKEN), Some(body.as_bytes()));
-        assert_eq!(st, 202, "{}", String::from_utf8_lossy(&b));
-        json(&b)["task_id"].as_str().unwrap().to_string()
-    };
+    let start = |path: &str, body: &str| start_task(&addr, path, body);
     let stop = |id: &str| {
         let (st, _, b) = http(
             &addr,

@@ -57,6 +57,9 @@ impl SshHosts {
             }
             None => None,
         };
+        // The file ssh checks without `sftp.known-hosts-file`: the one the
+        // given configuration names, else ssh's default.
+        let configured = ssh_config.as_deref().and_then(configured_known_hosts);
         let quoted = |files: &[&str]| {
             files
                 .iter()
@@ -67,9 +70,9 @@ impl SshHosts {
         let (strategy, known_hosts_files) = match known_hosts.unwrap_or("strict") {
             "accept" => {
                 let mut files = vec!["/dev/null"];
-                match &file {
-                    Some(f) => files.push(f),
-                    None => files.extend(SSH_DEFAULT_FILES),
+                match (&file, &configured) {
+                    (Some(f), _) | (None, Some(f)) => files.push(f),
+                    (None, None) => files.extend(SSH_DEFAULT_FILES),
                 }
                 ("add", Some(quoted(&files)))
             }
@@ -80,9 +83,32 @@ impl SshHosts {
             strategy,
             known_hosts_files,
             ssh_config,
-            known_hosts_shown: file.unwrap_or_else(|| SSH_DEFAULT_FILES[0].to_string()),
+            known_hosts_shown: file
+                .or(configured)
+                .unwrap_or_else(|| SSH_DEFAULT_FILES[0].to_string()),
         })
     }
+}
+
+/// The first `UserKnownHostsFile` an ssh configuration file sets (its
+/// first file), as ssh takes the first value it obtains. Which `Host` or
+/// `Match` block the line is in is not weighed: a configuration that
+/// names different files per host is named by its first.
+fn configured_known_hosts(config: &str) -> Option<String> {
+    let text = std::fs::read_to_string(config).ok()?;
+    text.lines().find_map(|line| {
+        let line = line.trim();
+        let (key, rest) = line.split_once(|c: char| c.is_whitespace() || c == '=')?;
+        if !key.eq_ignore_ascii_case("UserKnownHostsFile") {
+            return None;
+        }
+        let value = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '=');
+        let first = match value.strip_prefix('"') {
+            Some(quoted) => quoted.split('"').next()?,
+            None => value.split_whitespace().next()?,
+        };
+        (!first.is_empty() && !first.eq_ignore_ascii_case("none")).then(|| first.to_string())
+    })
 }
 
 /// `given` as ssh is to read it: `~/…` as is (ssh expands it), anything
@@ -156,5 +182,31 @@ mod tests {
             let e = SshHosts::new(None, file, config).unwrap_err().to_string();
             assert!(e.contains(what), "{e}");
         }
+    }
+
+    #[test]
+    fn a_given_ssh_config_names_the_known_hosts_file_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("ssh_config");
+        std::fs::write(
+            &config,
+            "# ours\nHost vault\n  Port 2222\n  UserKnownHostsFile=\"/etc/lv/known hosts\" /etc/lv/other\n",
+        )
+        .unwrap();
+        let c = config.to_str().unwrap();
+        let strict = SshHosts::new(None, None, Some(c)).unwrap();
+        assert_eq!(strict.known_hosts_shown, "/etc/lv/known hosts");
+        assert_eq!(strict.known_hosts_files, None);
+        let accept = SshHosts::new(Some("accept"), None, Some(c)).unwrap();
+        assert_eq!(
+            accept.known_hosts_files.as_deref(),
+            Some("\"/dev/null\" \"/etc/lv/known hosts\"")
+        );
+        // The option still wins; a configuration naming none leaves ssh's.
+        let given = SshHosts::new(None, Some("/etc/lv/given"), Some(c)).unwrap();
+        assert_eq!(given.known_hosts_shown, "/etc/lv/given");
+        std::fs::write(&config, "Host *\n  Port 22\n").unwrap();
+        let plain = SshHosts::new(None, None, Some(c)).unwrap();
+        assert_eq!(plain.known_hosts_shown, "~/.ssh/known_hosts");
     }
 }

@@ -27,19 +27,17 @@ impl Service {
             if j.continuous.is_some() {
                 continue; // watched by its lag (max_lag, the heartbeat)
             }
+            // With no success yet: since the job's first attempt, which
+            // the history keeps across restarts and `run --once` runs, else
+            // since the service started.
+            let first = self
+                .history()
+                .first_start(job, "backup")?
+                .map_or(self.started(), |t| t.min(self.started()));
             for database in &j.databases {
                 for repo in &j.repositories {
                     let last = self.history().last_success(database, repo)?;
-                    // With no success yet: since the job's first attempt,
-                    // which the history keeps across restarts and
-                    // `run --once` runs, else since the service started.
-                    let since = match last {
-                        Some(t) => t,
-                        None => self
-                            .history()
-                            .first_start(job, "backup")?
-                            .map_or(self.started(), |t| t.min(self.started())),
-                    };
+                    let since = last.unwrap_or(first);
                     let Ok(age) = std::time::Duration::try_from(now.duration_since(since)) else {
                         continue;
                     };
