@@ -27,6 +27,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 # sshd's privilege-separation directory.
 mkdir -p /run/sshd
+# moto's S3 server, which enforces Object Lock (tests/s3_object_lock.rs;
+# Garage does not implement it), with boto3 for the tests' bucket owner.
+if ! python3 -c "import moto.server, boto3, flask_cors" 2>/dev/null; then
+  echo "== installing moto[server] (pip)"
+  python3 -m pip install --quiet 'moto[server]' \
+    || python3 -m pip install --quiet --break-system-packages 'moto[server]'
+fi
 # The account the append-only SFTP tests log in as (tests/sftp_append.rs):
 # not root, whom file modes do not stop. No password ("*": not locked, so
 # sshd lets its keys in), no home.

@@ -30,6 +30,7 @@ mod replicate;
 mod replicate_close;
 mod replicate_remote;
 mod restore;
+mod s3_object_lock;
 mod safety;
 mod scrub;
 mod service;

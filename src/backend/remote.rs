@@ -197,6 +197,15 @@ fn backend_error(
             "SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout" => {
                 (BackendErrorKind::Transient, what)
             }
+            // AWS says InvalidRequest, moto its own code; both name Object
+            // Lock and Content-MD5.
+            _ if said.contains("Object Lock") || code.contains("ObjectLock") => (
+                BackendErrorKind::PermissionDenied,
+                format!(
+                    "the bucket has S3 Object Lock with a default retention, whose writes need a \
+                     checksum: add -o s3.object-lock=true ({what})"
+                ),
+            ),
             _ => (kind, what),
         };
     } else if protocol == Protocol::S3

@@ -630,3 +630,49 @@ pub fn sshd() -> &'static Sshd {
         s
     })
 }
+
+// ---------------------------------------------------------------- moto
+
+/// A moto S3 server on loopback (`python3 -m moto.server`): the tests' S3
+/// store that enforces Object Lock, which Garage does not implement.
+pub struct Moto {
+    pub port: u16,
+    _process: Supervised,
+}
+
+impl Moto {
+    /// Its endpoint, `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// The moto server shared by the tests of this process.
+pub fn moto() -> &'static Moto {
+    static M: OnceLock<Moto> = OnceLock::new();
+    M.get_or_init(|| {
+        let ok = Command::new("python3")
+            .args(["-c", "import moto.server, boto3, flask_cors"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "moto's server is not installed, and the Object Lock tests need it: run `bash scripts/install-test-servers.sh`"
+        );
+        let dir = std::env::temp_dir().join(unique("litevault-moto"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let log = dir.join("moto.log");
+        let process = Supervised::start(
+            Path::new("python3"),
+            &["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()],
+            &log,
+            Some(&dir),
+        );
+        wait_for("moto", &log, || port_open(port));
+        Moto {
+            port,
+            _process: process,
+        }
+    })
+}

@@ -1,0 +1,132 @@
+//! A repository in an S3 bucket with Object Lock and a default retention
+//! (SPEC.md 11.2), against moto's server, which enforces it (Garage does
+//! not implement Object Lock): litevault works there with
+//! `-o s3.object-lock=true`, and an attacker holding the host's storage
+//! credentials can hide objects and add versions but remove or change no
+//! byte of what was written, so the bucket's owner gets every snapshot
+//! back.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::process::Command;
+
+use crate::replicate::{state_of, wal_db};
+use crate::util::servers::{self, unique};
+use crate::util::Env;
+
+fn vars() -> Vec<(String, OsString)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID".into(), "litevault-test".into()),
+        (
+            "AWS_SECRET_ACCESS_KEY".into(),
+            "litevault-test-secret".into(),
+        ),
+        ("AWS_DEFAULT_REGION".into(), "us-east-1".into()),
+    ]
+}
+
+/// `tests/fixtures/s3_lock.py ARGS`: the bucket owner's and the
+/// attacker's side, through boto3; its output.
+fn s3_lock(args: &[&str]) -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/s3_lock.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .envs(vars())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "s3_lock.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Every version under `prefix`: `key@version` to its bytes' hash, or
+/// "marker".
+fn versions(endpoint: &str, bucket: &str, prefix: &str) -> BTreeMap<String, String> {
+    serde_json::from_str(&s3_lock(&["versions", endpoint, bucket, prefix])).unwrap()
+}
+
+#[test]
+fn an_object_lock_bucket_keeps_every_byte_from_an_attacker_with_the_credentials() {
+    let moto = servers::moto();
+    let endpoint = moto.endpoint();
+    let bucket = unique("lock");
+    s3_lock(&["bucket", &endpoint, &bucket, "1", "COMPLIANCE"]);
+    let env = Env::remote(format!("s3:{endpoint}/{bucket}/repo"), vars());
+    let locked = |args: &[&str]| {
+        let mut all = vec!["-o", "s3.object-lock=true"];
+        all.extend(args);
+        env.run(&all)
+    };
+
+    // Without the option the bucket refuses the first write; the line
+    // says what to add.
+    env.run(&["init"])
+        .fails(16, &["Object Lock", "-o s3.object-lock=true"]);
+    locked(&["init"]).ok();
+    let db = env.dir.path().join("app.db");
+    wal_db(&db, 4096);
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+         INSERT INTO t(v, at) SELECT randomblob(800), i FROM n",
+    )
+    .unwrap();
+    locked(&["backup", db.to_str().unwrap()]).ok();
+    c.execute("UPDATE t SET v = randomblob(300) WHERE id % 7 = 0", [])
+        .unwrap();
+    locked(&["backup", db.to_str().unwrap()]).ok();
+    drop(c);
+    let want = state_of(&db);
+    // Deleting works as S3 deletes there: a delete marker hides the
+    // object, whose version stays until its retention ends.
+    locked(&["forget", "--keep-last", "1", "--prune"]).ok();
+    locked(&["check", "--read-data"]).ok();
+
+    // The attacker overwrites the snapshots, deletes every object, and
+    // tries to delete every version, with and without the governance
+    // bypass (the retention is COMPLIANCE: no credential may).
+    let before = versions(&endpoint, &bucket, "repo/");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        .to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let attack: serde_json::Value =
+        serde_json::from_str(&s3_lock(&["attack", &endpoint, &bucket, "repo/"])).unwrap();
+    assert!(attack["overwrites"].as_u64().unwrap() >= 1, "{attack}");
+    assert!(attack["deletes"].as_u64().unwrap() >= 5, "{attack}");
+    assert_eq!(attack["version_deletes"], 0, "{attack}");
+    // The repository is gone from sight...
+    let r = locked(&["--no-cache", "snapshots"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    // ...but every version written before is there, byte for byte.
+    let after = versions(&endpoint, &bucket, "repo/");
+    for (version, hash) in &before {
+        assert_eq!(
+            after.get(version),
+            Some(hash),
+            "{version} was changed or removed"
+        );
+    }
+
+    // The bucket's owner undoes what was done since the attack began,
+    // and everything restores and checks.
+    s3_lock(&["recover", &endpoint, &bucket, "repo/", &since]);
+    locked(&["--no-cache", "check", "--read-data"]).ok();
+    let target = env.dir.path().join("restored.db");
+    locked(&[
+        "--no-cache",
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(state_of(&target), want);
+}
