@@ -253,16 +253,16 @@ fn capture_loop(
             Ok(mut batch) => {
                 let gone = capture.followed_wal_gone();
                 watch.take_events();
-                if watch.missed(batch.wal_ends, gone) && batch.gap.is_none() {
+                if watch.missed(batch.wal_ends, gone) {
                     // Some of these commits may come after the missed
                     // ones: none is handed over, the bridge holds them.
                     batch.commits.clear();
-                    batch.gap = Some(
+                    batch.gap.get_or_insert_with(|| {
                         "a -wal file was made, written and removed between two reads (the \
                          application's last connection closed, which checkpoints and deletes \
                          the WAL): its commits were not read"
-                            .into(),
-                    );
+                            .into()
+                    });
                 }
                 if !batch.commits.is_empty() {
                     let c = batch.commits;
