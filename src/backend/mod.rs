@@ -40,6 +40,20 @@ use crate::error::Result;
 pub use crate::error::{BackendError, BackendErrorKind, BackendOp};
 pub use counting::IoStats;
 
+/// The refusal of a delete that storage which refuses every delete
+/// ([`Backend::refuses_deletes`], `why`) would not make: `what` deletes
+/// (a command, or one object's removal), so it must run where the
+/// storage grants full rights.
+pub(crate) fn delete_refused(object: &str, what: &str, why: &str) -> crate::error::Error {
+    BackendError::new(
+        BackendErrorKind::PermissionDenied,
+        BackendOp::Delete,
+        object,
+        format!("permission denied: {what} deletes, and {why}; run it on a host with full rights"),
+    )
+    .into()
+}
+
 /// The kinds of object in a repository, each in its own directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FileType {

@@ -448,15 +448,11 @@ impl RemoteBackend {
 const APPEND_ONLY: &str =
     "the repository is opened append-only (sftp.append-only=true), which cannot delete";
 
-/// A delete an append-only account may not make, refused here.
+/// A delete an append-only account may not make, refused here; commands
+/// that delete were refused before they began (`Repository::lock`), so
+/// this is the backstop of a path that deletes one object.
 fn append_only_refusal(object: &str) -> Error {
-    BackendError::new(
-        BackendErrorKind::PermissionDenied,
-        BackendOp::Delete,
-        object,
-        format!("permission denied: {APPEND_ONLY}; run forget, prune and unlock on a host with full rights"),
-    )
-    .into()
+    super::delete_refused(object, "removing this object", APPEND_ONLY)
 }
 
 /// The file that holds an SFTP repository's reserve of space.

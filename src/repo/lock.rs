@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::repository::{Listed, LockPolicy, Repository};
 use crate::backend::{Backend, FileType};
-use crate::error::{BackendError, BackendErrorKind, BackendOp, Error, Result};
+use crate::error::{BackendErrorKind, Error, Result};
 use crate::format::crypto::MasterKey;
 use crate::format::lock::{LockKind, LockRecord, PidScope, REFRESH_EVERY, STALE_AFTER};
 use crate::id::LockId;
@@ -345,13 +345,11 @@ impl Repository {
     /// Refuses `command`, which deletes, where the storage deletes nothing.
     fn check_deletes(&self, command: &str) -> Result<()> {
         match self.backend().refuses_deletes() {
-            Some(why) => Err(BackendError::new(
-                BackendErrorKind::PermissionDenied,
-                BackendOp::Delete,
-                self.backend().location(),
-                format!("permission denied: {command} deletes, and {why}; run it on a host with full rights"),
-            )
-            .into()),
+            Some(why) => Err(crate::backend::delete_refused(
+                &self.backend().location(),
+                command,
+                &why,
+            )),
             None => Ok(()),
         }
     }
