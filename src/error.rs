@@ -330,6 +330,14 @@ pub enum Error {
     #[error("refusing to remove the last key: the repository could never be opened again")]
     LastKey,
 
+    /// The repository was opened with a write-only key, which can back up
+    /// but not read what is stored, nor delete it (SPEC.md 21).
+    #[error("{what} needs a full key, and the repository was opened with a write-only key, which can only add backups: run it on a trusted host with a full key")]
+    WriteOnly {
+        /// What was refused ("restore", "reading snapshots/ab12…").
+        what: String,
+    },
+
     /// The operation would remove the key the repository is open with.
     #[error("refusing to remove key {id}, which this command opened the repository with")]
     KeyInUse {
@@ -493,6 +501,8 @@ pub enum ErrorKind {
     WrongPassword,
     /// A stored object is damaged or missing.
     Damaged,
+    /// The repository was opened with a write-only key, which cannot do it.
+    WriteOnly,
     /// The repository is locked.
     Locked,
     /// A held lock was lost.
@@ -531,6 +541,11 @@ pub enum ErrorKind {
 }
 
 impl Error {
+    /// The refusal of `what` to a write-only key.
+    pub fn write_only(what: impl Into<String>) -> Self {
+        Self::WriteOnly { what: what.into() }
+    }
+
     /// The error's kind.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -540,6 +555,7 @@ impl Error {
             Error::NewerFormat { .. } => ErrorKind::NewerFormat,
             Error::WrongPassword { .. } | Error::KeyGone { .. } => ErrorKind::WrongPassword,
             Error::Damaged { .. } => ErrorKind::Damaged,
+            Error::WriteOnly { .. } => ErrorKind::WriteOnly,
             Error::Locked { .. } => ErrorKind::Locked,
             Error::LockLost { .. } | Error::WritesLost { .. } => ErrorKind::LockLost,
             Error::NotFound { .. } | Error::NoSnapshot { .. } => ErrorKind::NotFound,

@@ -121,10 +121,10 @@ fn repository_from_a_newer_format_is_named_as_such() {
     env.init();
     let config = env.repo.join("config");
     let mut bytes = std::fs::read(&config).unwrap();
-    bytes[4] = 4; // format version byte
+    bytes[4] = 5; // format version byte
     std::fs::write(&config, &bytes).unwrap();
     env.run(&["key", "list"])
-        .fails(14, &["written by a newer litevault (format 4)", "upgrade"]);
+        .fails(14, &["written by a newer litevault (format 5)", "upgrade"]);
 }
 
 #[test]

@@ -204,7 +204,7 @@ fn flipped_pack_header_or_blob_byte_is_detected_by_range_reads() {
     let object = format!("data/{}/{name}", &name[..2]);
     let file = b.path.join("data").join(&name[..2]).join(&name);
     let good = std::fs::read(&file).unwrap();
-    let blobs = repo.read_pack_header(&b.pack).unwrap();
+    let (blobs, _) = repo.read_pack_header(&b.pack).unwrap();
     let header_start = blobs
         .iter()
         .map(|b| b.offset + b.entry.stored_len)

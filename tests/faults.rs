@@ -21,7 +21,12 @@ fn workload(backend: Arc<dyn Backend>) -> litevault::Result<()> {
         ..InitOptions::default()
     };
     let repo = Repository::init(backend, PW, &opts)?;
-    litevault::commands::key::add_key(&repo, b"second", KdfParams::TEST_ONLY_INSECURE)?;
+    litevault::commands::key::add_key(
+        &repo,
+        b"second",
+        KdfParams::TEST_ONLY_INSECURE,
+        litevault::commands::key::KeyKind::Full,
+    )?;
     write_data(&repo, 0)
 }
 

@@ -137,7 +137,7 @@ fn init_with_repository_version_1_writes_no_deltas() {
     mutate(&db, 1, 9);
     backup_json(&env, &[s(&db)]);
     assert!(entries(&env).iter().all(|e| e.base.is_none()));
-    env.run(&["init", "--repository-version", "4"])
+    env.run(&["init", "--repository-version", "5"])
         .usage(&["--repository-version"]);
 }
 

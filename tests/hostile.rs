@@ -476,8 +476,10 @@ fn config_whose_format_and_fields_disagree() {
     let repo = crate::backup::open(&env);
     let key = repo.key();
     let mut good = repo.config().clone();
-    let mut v3_without_delta = good.clone();
-    v3_without_delta.delta = None;
+    let mut v4_without_delta = good.clone();
+    v4_without_delta.delta = None;
+    let mut v3_without_delta = v4_without_delta.clone();
+    v3_without_delta.version = 3;
     good.version = 2;
     let json = |c: &litevault::format::config::Config| serde_json::to_vec(c).unwrap();
     let mut v1_with_delta = good.clone();
@@ -505,6 +507,12 @@ fn config_whose_format_and_fields_disagree() {
             "format 3 without them",
             3,
             json(&v3_without_delta),
+            "needs its delta parameters",
+        ),
+        (
+            "format 4 without them",
+            4,
+            json(&v4_without_delta),
             "needs its delta parameters",
         ),
         (
@@ -546,11 +554,11 @@ fn config_whose_format_and_fields_disagree() {
     }
     // A format this litevault does not know is not damage: exit 14.
     let mut newer = good.clone();
-    newer.version = 4;
-    let sealed = seal_object_version(key, ObjectType::Config, 4, &json(&newer), None).unwrap();
+    newer.version = 5;
+    let sealed = seal_object_version(key, ObjectType::Config, 5, &json(&newer), None).unwrap();
     std::fs::write(env.repo.join("config"), &sealed).unwrap();
     env.run(&["snapshots"])
-        .fails(14, &["newer litevault", "format 4", "upgrade"]);
+        .fails(14, &["newer litevault", "format 5", "upgrade"]);
     std::fs::write(env.repo.join("config"), original).unwrap();
     env.run(&["check"]).ok();
 }

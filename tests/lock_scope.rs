@@ -43,7 +43,7 @@ fn dead_pid() -> u32 {
 /// Writes a lock `r` into the repository directly.
 fn plant(env: &Env, r: &LockRecord) {
     let repo = Repository::open_local(&env.repo, PASSWORD.as_bytes()).unwrap();
-    let (id, bytes) = r.encode(repo.key()).unwrap();
+    let (id, bytes) = r.encode(repo.key(), repo.config().version).unwrap();
     repo.backend()
         .write(FileType::Lock, &id.to_hex(), &bytes)
         .unwrap();

@@ -45,3 +45,4 @@ mod shared_dirs;
 mod sqldump;
 mod times;
 mod wal_untouched;
+mod write_only;

@@ -32,7 +32,7 @@ pub struct DiffArgs {
 pub fn run(ctx: &Ctx, args: &DiffArgs) -> Result<()> {
     let filter = snapshot_filter(&args.filter)?;
     let cancel = cancel_on_signals()?;
-    let repo = ctx.open_reading()?;
+    let repo = ctx.open_reading("diff")?;
     let (from, _) = repo.find_snapshot(&args.from, &filter)?;
     let to = match (&args.to, &args.target) {
         (Some(s), _) => DiffTarget::Snapshot(repo.find_snapshot(s, &filter)?.0),

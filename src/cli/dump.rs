@@ -69,7 +69,7 @@ pub fn run(ctx: &Ctx, args: &DumpArgs) -> Result<()> {
     filter.before = super::restore::before_arg(ctx, args.before.as_deref())?;
     let cancel = cancel_on_signals()?;
     let temp_dir = args.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let repo = ctx.open_reading()?;
+    let repo = ctx.open_reading("dump")?;
     let (id, _, at) = super::restore::choose(
         ctx,
         &repo,

@@ -36,7 +36,7 @@ pub fn snapshots(ctx: &Ctx, args: &SnapshotsArgs) -> Result<()> {
         .as_deref()
         .map(litevault::GroupBy::parse)
         .transpose()?;
-    let repo = ctx.open_reading()?;
+    let repo = ctx.open_reading("snapshots")?;
     let snaps = litevault::commands::snapshots::list(&repo, &opts)?;
     if args.json {
         return out(serde_json::to_string(&snaps)?);
@@ -172,7 +172,7 @@ pub fn tag(ctx: &Ctx, args: &TagArgs) -> Result<()> {
             .map(|s| split(std::slice::from_ref(s)))
             .transpose()?,
     };
-    let repo = ctx.open()?;
+    let repo = ctx.open_full("tag")?;
     let (id, _) = repo.find_snapshot(&args.snapshot, &litevault::SnapshotFilter::default())?;
     let s = litevault::retag(&repo, &id, &change)?;
     if args.json {
@@ -324,7 +324,7 @@ pub fn forget(ctx: &Ctx, args: &ForgetArgs) -> Result<()> {
         )
         .into());
     }
-    let repo = ctx.open()?;
+    let repo = ctx.open_full("forget")?;
     let plan = if args.ids.is_empty() {
         litevault::plan_forget(&repo, &policy, group_by, &filter)?
     } else {
@@ -451,7 +451,7 @@ fn print_prune(ctx: &Ctx, s: &PruneSummary, json: bool) -> Result<()> {
 
 pub fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<()> {
     let max_unused = parse_share(&args.max_unused)?;
-    let repo = ctx.open()?;
+    let repo = ctx.open_full("prune")?;
     let p = litevault::prune(
         &repo,
         &PruneOptions {
@@ -497,13 +497,17 @@ pub fn check(ctx: &Ctx, args: &CheckArgs) -> Result<()> {
         ReadData::None
     };
     let report = ctx
-        .open_reading()
+        .open_reading("check")
         .and_then(|repo| {
             let report = litevault::check(&repo, read);
             super::warn_notes(&repo);
             Ok(report?)
         })
-        .map_err(|e| ExitWith(2, format!("check could not run: {}", super::message_of(&e))))?;
+        .map_err(|e| match e.downcast_ref::<litevault::Error>() {
+            // A write-only key's refusal keeps its own exit code.
+            Some(litevault::Error::WriteOnly { .. }) => e,
+            _ => ExitWith(2, format!("check could not run: {}", super::message_of(&e))).into(),
+        })?;
     if args.json {
         out(serde_json::to_string(&report)?)?;
     } else {
@@ -568,7 +572,7 @@ pub struct StatsArgs {
 }
 
 pub fn stats(ctx: &Ctx, args: &StatsArgs) -> Result<()> {
-    let repo = ctx.open_reading()?;
+    let repo = ctx.open_reading("stats")?;
     let s = litevault::stats(&repo)?;
     if args.json {
         return out(serde_json::to_string(&s)?);

@@ -406,10 +406,18 @@ impl Ctx {
         );
     }
 
-    /// Opens the repository for a command that only reads: no lock with
-    /// `--no-lock`, and none on a repository that cannot be written.
-    fn open_reading(&self) -> Result<litevault::Repository> {
+    /// Opens the repository for `command`, which reads or deletes what is
+    /// stored: a write-only key is refused before anything is read.
+    fn open_full(&self, command: &str) -> Result<litevault::Repository> {
         let repo = self.open()?;
+        repo.require_full_key(command)?;
+        Ok(repo)
+    }
+
+    /// Opens the repository for `command`, which only reads: no lock with
+    /// `--no-lock`, and none on a repository that cannot be written.
+    fn open_reading(&self, command: &str) -> Result<litevault::Repository> {
+        let repo = self.open_full(command)?;
         repo.set_lock_policy(if self.no_lock {
             litevault::repo::LockPolicy::Never
         } else {

@@ -50,7 +50,7 @@ pub struct SnapshotsArgs {
 }
 
 pub fn run(ctx: &Ctx, cmd: &RepairCommand) -> Result<()> {
-    let repo = ctx.open()?;
+    let repo = ctx.open_full("repair")?;
     let result = match cmd {
         RepairCommand::Index(a) => index(ctx, &repo, a),
         RepairCommand::Snapshots(a) => snapshots(ctx, &repo, a),

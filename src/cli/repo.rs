@@ -14,11 +14,13 @@ pub struct InitArgs {
     /// Target pack file size in MiB.
     #[arg(long, default_value_t = Config::DEFAULT_PACK_SIZE >> 20, value_name = "MIB")]
     pack_size: u32,
-    /// Repository format: 3 also holds continuous capture's changes
-    /// (`replicate`); 2 stores changed chunks as deltas and is read by
-    /// releases before format 3; 1 by releases before format 2.
+    /// Repository format: 4 also takes write-only keys (`key add
+    /// --write-only`); 3 holds continuous capture's changes (`replicate`)
+    /// and is read by releases before format 4; 2 stores changed chunks as
+    /// deltas and is read by releases before format 3; 1 by releases
+    /// before format 2.
     #[arg(long, default_value_t = litevault::format::REPOSITORY_VERSION, value_name = "N",
-          value_parser = clap::value_parser!(u8).range(1..=3))]
+          value_parser = clap::value_parser!(u8).range(1..=4))]
     repository_version: u8,
     /// Longest chain of delta blobs a backup writes (format 2): a restore
     /// decodes at most this many blobs before each chunk; 0 stores every

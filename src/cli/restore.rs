@@ -93,7 +93,7 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         .transpose()?;
     let mut filter = snapshot_filter(&args.filter)?;
     filter.before = before_arg(ctx, args.before.as_deref())?;
-    let repo = ctx.open_reading()?;
+    let repo = ctx.open_reading("restore")?;
     let chosen = choose(
         ctx,
         &repo,

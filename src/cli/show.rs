@@ -26,7 +26,7 @@ pub struct ShowArgs {
 pub fn run(ctx: &Ctx, args: &ShowArgs) -> Result<()> {
     let filter = snapshot_filter(&args.filter)?;
     let cancel = cancel_on_signals()?;
-    let repo = ctx.open_reading()?;
+    let repo = ctx.open_reading("show")?;
     let (id, _) = repo.find_snapshot(&args.snapshot, &filter)?;
     let temp = args.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
     let s = show(&repo, &id, &temp, &cancel)?;

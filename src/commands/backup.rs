@@ -296,9 +296,14 @@ struct Parent {
 
 impl Parent {
     /// The latest snapshot of the database at `path` on `host`, if the
-    /// repository writes deltas.
+    /// repository writes deltas and the key can read it (a write-only key
+    /// stores every changed chunk whole: SPEC.md 21.5).
     fn find(repo: &Repository, path: &DbPath, host: &str) -> Result<Self> {
-        let max_depth = repo.config().max_delta_depth();
+        let max_depth = if repo.key().is_write_only() {
+            0
+        } else {
+            repo.config().max_delta_depth()
+        };
         let snapshot = if max_depth == 0 {
             None
         } else {
@@ -922,8 +927,13 @@ fn run<'s>(
     Ok(done)
 }
 
-/// The latest snapshot of `group` (database, host and tags).
+/// The latest snapshot of `group` (database, host and tags); none for a
+/// write-only key, which cannot read snapshots (its backups always store
+/// a snapshot, deduplicated against the index).
 fn latest_of(repo: &Repository, group: &GroupKey) -> Result<Option<(SnapshotId, Manifest)>> {
+    if repo.key().is_write_only() {
+        return Ok(None);
+    }
     Ok(repo
         .snapshots()?
         .into_iter()

@@ -160,6 +160,7 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
 /// [`check`], stopping with [`Error::Interrupted`] when `cancel` is
 /// cancelled (looked at between packs and between stages).
 pub fn check_with(repo: &Repository, read_data: ReadData, cancel: &Cancel) -> Result<CheckReport> {
+    repo.require_full_key("check")?;
     let lock = repo.lock_reading("check")?;
     let mut report = CheckReport::default();
     let index = check_index_files(repo, &mut report)?;
@@ -262,12 +263,15 @@ fn check_packs(
             continue;
         }
         match repo.read_pack_header(&p.id) {
-            Ok(mut header) => {
+            Ok((mut header, by)) => {
                 header.sort_by_key(|b| b.offset);
                 let mut listed = p.blobs.clone();
                 listed.sort_by_key(|b| b.offset);
                 listed.dedup();
-                if header != listed {
+                if by != p.sealed_by {
+                    report.error(&object, "its tail and the index disagree on who sealed it");
+                    bad.insert(p.id);
+                } else if header != listed {
                     report.error(
                         &object,
                         format!(

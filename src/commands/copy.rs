@@ -14,7 +14,9 @@
 //!
 //! * **Idempotent**: a source snapshot whose equal (same time, host, user,
 //!   database, tags and image size) is already in the target is skipped,
-//!   so a second copy sends nothing but a lock.
+//!   so a second copy sends nothing but a lock. (Into a repository opened
+//!   with a write-only key, which cannot list its snapshots, every
+//!   selected snapshot is copied; its data still only once.)
 //! * **Resumable**: the packer writes an index file with every pack, so
 //!   after an interruption the chunks already sent are known to the target
 //!   and the next copy sends only the rest.
@@ -109,6 +111,7 @@ fn identity(m: &Manifest) -> impl PartialEq + '_ {
 
 /// Copies the selected snapshots of `from` into `to` (see the module docs).
 pub fn copy(from: &Repository, to: &Repository, opts: &CopyOptions) -> Result<CopySummary> {
+    from.require_full_key("copy")?;
     if from.config().id == to.config().id {
         return Err(Error::option(
             "repo",
@@ -142,7 +145,13 @@ pub fn copy(from: &Repository, to: &Repository, opts: &CopyOptions) -> Result<Co
         v
     };
     selected.sort_by_key(|(_, m)| m.timestamp());
-    let existing = to.snapshots()?;
+    // A destination opened with a write-only key cannot list what it
+    // holds: every selected snapshot is copied (its data deduplicated).
+    let existing = if to.key().is_write_only() {
+        Vec::new()
+    } else {
+        to.snapshots()?
+    };
     let temp_dir = opts.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
     remove_stale(&temp_dir);
     let mut summary = CopySummary::default();

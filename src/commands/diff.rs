@@ -143,6 +143,7 @@ pub fn diff(
     temp_dir: &Path,
     cancel: &Cancel,
 ) -> Result<DiffSummary> {
+    repo.require_full_key("diff")?;
     let _lock = repo.lock_reading("diff")?;
     remove_stale(temp_dir);
     let ma = repo.load_manifest(from)?;

@@ -65,6 +65,7 @@ pub struct DumpSummary {
 
 /// Writes the image of snapshot `id` to `out`, verified; returns its length.
 pub fn dump_image(repo: &Repository, id: &SnapshotId, out: &mut dyn Write) -> Result<u64> {
+    repo.require_full_key("dump")?;
     let manifest = repo.load_manifest(id)?;
     repo.write_image(&manifest, out, &Cancel::new())
 }
@@ -82,6 +83,7 @@ pub fn dump(
     out: &mut dyn Write,
     cancel: &Cancel,
 ) -> Result<u64> {
+    repo.require_full_key("dump")?;
     let _lock = repo.lock_reading("dump")?;
     dump_held(repo, id, format, at, temp_dir, out, cancel)
 }
@@ -98,6 +100,7 @@ pub fn dump_held(
     out: &mut dyn Write,
     cancel: &Cancel,
 ) -> Result<u64> {
+    repo.require_full_key("dump")?;
     let manifest: Manifest = repo.load_manifest(id)?;
     match (format, at) {
         (DumpFormat::Sqlite, None) => repo.write_image(&manifest, out, cancel),
@@ -198,6 +201,7 @@ pub fn dump_to_file(
     temp_dir: &Path,
     cancel: &Cancel,
 ) -> Result<DumpSummary> {
+    repo.require_full_key("dump")?;
     let summary = |bytes| DumpSummary {
         snapshot: *id,
         output: output.to_path_buf(),

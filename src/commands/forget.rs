@@ -252,6 +252,7 @@ pub fn plan_forget(
     group_by: GroupBy,
     filter: &SnapshotFilter,
 ) -> Result<ForgetPlan> {
+    repo.require_full_key("forget")?;
     if policy.is_empty() {
         return Err(Error::option(
             "policy",
@@ -270,6 +271,7 @@ pub fn plan_forget(
 /// `forget ID...`: each group lists the others as kept ("not named").
 /// Only groups with a named snapshot appear.
 pub fn plan_forget_ids<S: AsRef<str>>(repo: &Repository, ids: &[S]) -> Result<ForgetPlan> {
+    repo.require_full_key("forget")?;
     let mut named = Vec::with_capacity(ids.len());
     let mut out = ForgetPlan::default();
     for spec in ids {
@@ -346,6 +348,7 @@ pub fn forget(
     plan: &ForgetPlan,
     allow_remove_all: bool,
 ) -> Result<ForgetSummary> {
+    repo.require_full_key("forget")?;
     if !allow_remove_all {
         if let Some(g) = plan.emptied_groups().next() {
             return Err(Error::WouldRemoveAll {

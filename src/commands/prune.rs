@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::prune_changes::{delete_changes, plan_changes, ChangesPlan};
 use crate::backend::{FileType, IoStats};
 use crate::error::{Error, Result};
+use crate::format::crypto::SealedBy;
 use crate::format::index::IndexPack;
 use crate::format::lock::LockKind;
 use crate::format::pack;
@@ -234,13 +235,25 @@ fn repack_used(
             // never carried into a new pack.
             let base = repo.base_plaintext(index, &b.entry, &bases)?;
             pack.open(repo.key(), b, base.as_deref().map(Vec::as_slice))?;
+            // A blob a write-only session sealed is sealed again by the
+            // master key: the new pack is the master key's.
+            let resealed = match pack.sealed_by {
+                SealedBy::Master => None,
+                by @ SealedBy::Session(_) => Some(crate::format::pack::reseal(
+                    repo.key(),
+                    by,
+                    &b.entry,
+                    pack.sealed(b),
+                    &format!("blob {} in pack {}", b.entry.id.short(), id.short()),
+                )?),
+            };
             packer.add_sealed(
                 b.entry.ty,
                 b.entry.id,
                 b.entry.compression,
                 b.entry.raw_len as usize,
                 b.entry.base,
-                pack.sealed(b),
+                resealed.as_deref().unwrap_or(pack.sealed(b)),
             )?;
         }
     }
@@ -364,7 +377,7 @@ pub fn plan_prune(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         let used_bytes: u64 = if kept.is_empty() {
             0
         } else {
-            pack::framing_len(&kept.iter().map(|b| **b).collect::<Vec<_>>())
+            pack::framing_len(&kept.iter().map(|b| **b).collect::<Vec<_>>(), p.sealed_by)
                 + kept
                     .iter()
                     .map(|b| u64::from(b.entry.stored_len))
@@ -453,6 +466,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneSummary> {
         .filter(|p| !repack.contains(&p.id) && !drop.contains(&p.id))
         .map(|p| IndexPack {
             id: p.id,
+            sealed_by: p.sealed_by,
             blobs: p.blobs.clone(),
         })
         .collect();

@@ -41,6 +41,7 @@ pub struct StreamRange {
 
 /// The ranges of every stream the snapshots name.
 pub fn ranges(repo: &Repository, snapshots: &[(SnapshotId, Manifest)]) -> Result<Vec<StreamRange>> {
+    repo.require_full_key("listing restorable ranges")?;
     let mut out: Vec<StreamRange> = Vec::new();
     for (_, m) in snapshots {
         let Some(c) = &m.continuous else { continue };

@@ -115,17 +115,22 @@ pub fn repair_index(repo: &Repository, opts: &RepairIndexOptions) -> Result<Repa
         if let (Some(p), false) = (known, opts.read_all_packs) {
             packs.push(IndexPack {
                 id,
+                sealed_by: p.sealed_by,
                 blobs: p.blobs.clone(),
             });
             continue;
         }
         s.headers_read += 1;
         match repo.read_pack_header(&id) {
-            Ok(blobs) => {
+            Ok((blobs, sealed_by)) => {
                 if known.is_none() {
                     s.packs_added += 1;
                 }
-                packs.push(IndexPack { id, blobs });
+                packs.push(IndexPack {
+                    id,
+                    sealed_by,
+                    blobs,
+                });
             }
             Err(e @ (Error::Damaged { .. } | Error::NewerFormat { .. })) => {
                 s.damaged_packs.push(DamagedPack {

@@ -54,6 +54,7 @@ pub fn show(
     temp_dir: &Path,
     cancel: &Cancel,
 ) -> Result<ShowSummary> {
+    repo.require_full_key("show")?;
     let _lock = repo.lock_reading("show")?;
     remove_stale(temp_dir);
     let manifest = repo.load_manifest(id)?;

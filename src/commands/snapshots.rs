@@ -38,6 +38,7 @@ pub struct SnapshotEntry {
 
 /// Lists snapshots, oldest first.
 pub fn list(repo: &Repository, opts: &SnapshotsOptions) -> Result<Vec<SnapshotEntry>> {
+    repo.require_full_key("listing snapshots")?;
     let all = repo.snapshots()?;
     // Labels tell apart every database of the repository, not only the
     // listed ones: a label does not change with the filters.

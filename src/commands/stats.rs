@@ -75,6 +75,7 @@ fn ratio(a: u64, b: u64) -> f64 {
 
 /// Computes the repository's figures.
 pub fn stats(repo: &Repository) -> Result<Stats> {
+    repo.require_full_key("stats")?;
     let mut s = Stats::default();
     for ty in FileType::ALL {
         let size: u64 = repo.backend().list(ty)?.iter().map(|f| f.size).sum();

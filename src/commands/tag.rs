@@ -41,6 +41,7 @@ pub struct TagSummary {
 
 /// Applies `change` to snapshot `id`.
 pub fn retag(repo: &Repository, id: &SnapshotId, change: &TagChange) -> Result<TagSummary> {
+    repo.require_full_key("tag")?;
     for t in change
         .add
         .iter()

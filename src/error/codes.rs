@@ -37,6 +37,9 @@ pub mod code {
     /// A backup of several databases: some failed (each named in its own
     /// error line), the others were backed up.
     pub const PARTIAL: u8 = 18;
+    /// The repository was opened with a write-only key, and the command
+    /// reads or deletes what is stored (restore, check, forget, ...).
+    pub const WRITE_ONLY: u8 = 19;
     /// Interrupted by a signal (SIGINT/SIGTERM).
     pub const INTERRUPTED: u8 = 130;
 }
@@ -56,6 +59,7 @@ pub fn exit_code(e: &Error) -> u8 {
         // directory) is a storage failure as much as a full repository.
         Error::NoSpace { .. } => code::STORAGE,
         Error::Io { source, .. } if source.raw_os_error() == Some(28) => code::STORAGE,
+        Error::WriteOnly { .. } => code::WRITE_ONLY,
         Error::Interrupted(_) => code::INTERRUPTED,
         Error::Backend(b)
             if !matches!(

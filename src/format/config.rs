@@ -96,7 +96,7 @@ impl DeltaParams {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Repository format (1, 2 or 3), equal to the version byte of the
+    /// Repository format (1 to 4), equal to the version byte of the
     /// config's header.
     pub version: u8,
     /// Random id of this repository.
@@ -150,10 +150,10 @@ impl Config {
     pub fn validate(&self) -> std::result::Result<(), String> {
         match (self.version, self.delta) {
             (1, Some(_)) => return Err("a format-1 config has no delta parameters".into()),
-            (v @ (2 | 3), None) => {
+            (v @ (2..=4), None) => {
                 return Err(format!("a format-{v} config needs its delta parameters"))
             }
-            (1..=3, _) => {}
+            (1..=4, _) => {}
             (v, _) => return Err(format!("unknown repository format {v}")),
         }
         let max = crate::format::pack::MAX_DELTA_DEPTH;

@@ -18,6 +18,8 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::error::{Error, Result};
 use crate::id::BlobId;
 
+use super::recipient::{Capability, Recipient, CAPABILITY_FIXED, PUBLIC_LEN};
+
 /// Nonce length of XChaCha20-Poly1305.
 pub const NONCE_LEN: usize = 24;
 /// Authentication tag length.
@@ -30,19 +32,36 @@ pub const KEY_LEN: usize = 32;
 const CTX_ENCRYPTION: &str = "litevault 2026-11 v1 object encryption key";
 const CTX_BLOB_ID: &str = "litevault 2026-11 v1 blob id key";
 const CTX_CHUNKER: &str = "litevault 2026-11 v1 chunker key";
+const CTX_SHARED: &str = "litevault 2026-12 v4 shared key";
 
-/// The repository's master key and the sub-keys derived from it.
+/// The repository's keys: a full key (derived from the master secret)
+/// reads and writes everything; a write-only key (SPEC.md 21) holds only
+/// what writing needs, and seals what it writes to the repository's
+/// recipient key with a session key it cannot derive again.
 pub struct MasterKey {
-    secret: Zeroizing<[u8; KEY_LEN]>,
-    cipher: XChaCha20Poly1305,
+    secret: Option<Zeroizing<[u8; KEY_LEN]>>,
+    cipher: Option<XChaCha20Poly1305>,
+    shared_key: Zeroizing<[u8; KEY_LEN]>,
+    shared: XChaCha20Poly1305,
     id_key: Zeroizing<[u8; KEY_LEN]>,
     chunker_key: Zeroizing<[u8; KEY_LEN]>,
+    recipient: Recipient,
 }
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("MasterKey(..)")
     }
+}
+
+/// Who sealed an object or a pack's blobs: the master key's `K_enc`, or a
+/// write-only session, named by its public key (SPEC.md 21.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SealedBy {
+    /// `K_enc`, which every full key derives.
+    Master,
+    /// A write-only session: its ephemeral X25519 public key.
+    Session([u8; PUBLIC_LEN]),
 }
 
 impl MasterKey {
@@ -58,17 +77,74 @@ impl MasterKey {
         let mut enc = Zeroizing::new(blake3::derive_key(CTX_ENCRYPTION, secret));
         let cipher = XChaCha20Poly1305::new((&*enc).into());
         enc.zeroize();
+        let shared_key = Zeroizing::new(blake3::derive_key(CTX_SHARED, secret));
         Self {
-            secret: Zeroizing::new(*secret),
-            cipher,
+            secret: Some(Zeroizing::new(*secret)),
+            cipher: Some(cipher),
+            shared: XChaCha20Poly1305::new((&*shared_key).into()),
+            shared_key,
             id_key: Zeroizing::new(blake3::derive_key(CTX_BLOB_ID, secret)),
             chunker_key: Zeroizing::new(blake3::derive_key(CTX_CHUNKER, secret)),
+            recipient: Recipient::full(secret),
         }
     }
 
-    /// The secret, for wrapping into a key file.
-    pub(crate) fn secret(&self) -> &[u8; KEY_LEN] {
-        &self.secret
+    /// A write-only key from the capability a key file wrapped
+    /// ([`MasterKey::capability`]); also returns the config's hash and
+    /// payload the capability carries. It starts a fresh session.
+    pub(crate) fn from_capability(cap: &[u8]) -> Result<Option<(Self, Capability)>> {
+        let Some(parts) = Capability::parse(cap) else {
+            return Ok(None);
+        };
+        let mut esk = Zeroizing::new([0u8; 32]);
+        random_bytes(esk.as_mut())?;
+        let key = Self {
+            secret: None,
+            cipher: None,
+            shared: XChaCha20Poly1305::new((&parts.shared_key).into()),
+            shared_key: Zeroizing::new(parts.shared_key),
+            id_key: Zeroizing::new(parts.id_key),
+            chunker_key: Zeroizing::new(parts.chunker_key),
+            recipient: Recipient::write_only(parts.recipient, &esk)?,
+        };
+        Ok(Some((key, parts.rest)))
+    }
+
+    /// What a write-only key file wraps (SPEC.md 21.2): every key but
+    /// `K_enc` and the recipient's secret, with the config it writes
+    /// under. `None` for a write-only key, which cannot make another.
+    pub(crate) fn capability(
+        &self,
+        config_hash: &[u8; 32],
+        config_json: &[u8],
+    ) -> Option<Zeroizing<Vec<u8>>> {
+        self.secret.as_ref()?;
+        let mut out = Zeroizing::new(Vec::with_capacity(CAPABILITY_FIXED + config_json.len()));
+        out.extend_from_slice(&*self.id_key);
+        out.extend_from_slice(&*self.chunker_key);
+        out.extend_from_slice(&*self.shared_key);
+        out.extend_from_slice(&self.recipient.public());
+        out.extend_from_slice(config_hash);
+        out.extend_from_slice(config_json);
+        Some(out)
+    }
+
+    /// True for a write-only key: it reads nothing a full key or another
+    /// session sealed (SPEC.md 21).
+    pub fn is_write_only(&self) -> bool {
+        self.secret.is_none()
+    }
+
+    /// The secret, for wrapping into a key file; `None` for a write-only key.
+    pub(crate) fn secret(&self) -> Option<&[u8; KEY_LEN]> {
+        self.secret.as_deref()
+    }
+
+    /// Who seals what this key writes with [`MasterKey::seal`].
+    pub fn sealed_by(&self) -> SealedBy {
+        self.recipient
+            .session_public()
+            .map_or(SealedBy::Master, SealedBy::Session)
     }
 
     /// Key of the chunker's per-page cut function.
@@ -86,35 +162,90 @@ impl MasterKey {
         blake3::Hasher::new_keyed(&self.id_key)
     }
 
-    /// Encrypts and authenticates `plaintext` with `aad`:
-    /// returns `nonce || ciphertext || tag`.
+    /// Encrypts and authenticates `plaintext` with `aad`: returns
+    /// `nonce || ciphertext || tag`, under `K_enc` for a full key and
+    /// under the session's key for a write-only one
+    /// ([`MasterKey::sealed_by`] says which).
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-        seal_with(&self.cipher, aad, plaintext)
+        match (&self.cipher, self.recipient.session_cipher()) {
+            (Some(c), _) | (None, Some(c)) => seal_with(c, aad, plaintext),
+            (None, None) => Err(Error::Internal("a key that seals nothing".into())),
+        }
+    }
+
+    /// Seals with `K_share`, which write-only keys hold too (index files
+    /// and locks of format 4, write-only key metadata).
+    pub fn seal_shared(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+        seal_with(&self.shared, aad, plaintext)
+    }
+
+    /// Opens what [`MasterKey::seal_shared`] sealed.
+    pub fn open_shared(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        open_with(&self.shared, aad, sealed)
     }
 
     /// Authenticates and decrypts an envelope made by [`MasterKey::seal`]
-    /// with the same `aad`. `None` means it failed authentication.
+    /// of a full key with the same `aad`. `None` means it failed
+    /// authentication, or this key is write-only.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
-        open_with(&self.cipher, aad, sealed)
+        open_with(self.cipher.as_ref()?, aad, sealed)
+    }
+
+    /// [`MasterKey::open`] of what `by` sealed; a write-only key opens
+    /// nothing, not even what it sealed itself.
+    pub fn open_by(&self, by: SealedBy, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        match by {
+            SealedBy::Master => self.open(aad, sealed),
+            SealedBy::Session(public) => {
+                open_with(&self.recipient.open_session(&public)?, aad, sealed)
+            }
+        }
     }
 
     /// [`MasterKey::open`] without a copy: decrypts the envelope where it
     /// lies and returns the plaintext, a part of `sealed`. On `None` the
     /// bytes of `sealed` are unspecified.
     pub fn open_in_place<'a>(&self, aad: &[u8], sealed: &'a mut [u8]) -> Option<&'a [u8]> {
-        if sealed.len() < SEAL_OVERHEAD {
-            return None;
+        open_in_place_with(self.cipher.as_ref()?, aad, sealed)
+    }
+
+    /// [`MasterKey::open_in_place`] of what `by` sealed.
+    pub fn open_in_place_by<'a>(
+        &self,
+        by: SealedBy,
+        aad: &[u8],
+        sealed: &'a mut [u8],
+    ) -> Option<&'a [u8]> {
+        match by {
+            SealedBy::Master => self.open_in_place(aad, sealed),
+            SealedBy::Session(public) => {
+                open_in_place_with(&self.recipient.open_session(&public)?, aad, sealed)
+            }
         }
-        let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
-        let (ct, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
-        self.cipher
-            .decrypt_in_place_detached(XNonce::from_slice(nonce), aad, ct, (&*tag).into())
-            .ok()?;
-        Some(ct)
     }
 }
 
-fn seal_with(cipher: &XChaCha20Poly1305, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+fn open_in_place_with<'a>(
+    cipher: &XChaCha20Poly1305,
+    aad: &[u8],
+    sealed: &'a mut [u8],
+) -> Option<&'a [u8]> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return None;
+    }
+    let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+    let (ct, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+    cipher
+        .decrypt_in_place_detached(XNonce::from_slice(nonce), aad, ct, (&*tag).into())
+        .ok()?;
+    Some(ct)
+}
+
+pub(crate) fn seal_with(
+    cipher: &XChaCha20Poly1305,
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>> {
     let mut nonce = [0u8; NONCE_LEN];
     random_bytes(&mut nonce)?;
     let ct = cipher
@@ -132,7 +263,7 @@ fn seal_with(cipher: &XChaCha20Poly1305, aad: &[u8], plaintext: &[u8]) -> Result
     Ok(out)
 }
 
-fn open_with(cipher: &XChaCha20Poly1305, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn open_with(cipher: &XChaCha20Poly1305, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
     if sealed.len() < SEAL_OVERHEAD {
         return None;
     }

@@ -24,8 +24,8 @@ use crate::format::tree::{TreeEntry, TreeNode, TreeRoot};
 use crate::format::{self, ObjectType};
 use crate::id::{storage_hash, BlobId, IndexId, RepositoryId};
 
-const SEED: &str = "litevault golden vectors, format 1";
-const PASSWORD: &[u8] = b"litevault golden vector password";
+pub(super) const SEED: &str = "litevault golden vectors, format 1";
+pub(super) const PASSWORD: &[u8] = b"litevault golden vector password";
 
 fn dir(version: u8) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(match version {
@@ -36,7 +36,7 @@ fn dir(version: u8) -> PathBuf {
 }
 
 /// A 4096-byte page as SQLite might store it: a header and repeated rows.
-fn page(n: u8) -> Vec<u8> {
+pub(super) fn page(n: u8) -> Vec<u8> {
     let mut p = vec![0u8; 4096];
     p[0] = 0x0d;
     for (i, b) in p.iter_mut().enumerate().skip(8) {
@@ -68,7 +68,7 @@ const STREAM: [u8; 32] = [0x5a; 32];
 /// Change object `seq` of the vectors' stream: two commits, the first
 /// writing page 1 whole, the second page 1 again as its XOR with the
 /// first's version and page 2 whole.
-fn change_object(seq: u64) -> crate::format::change::ChangeObject {
+pub(super) fn change_object(seq: u64) -> crate::format::change::ChangeObject {
     use crate::format::change::{page_hash, ChangeObject, CommitRecord, Enc, PageEntry, WalMark};
     let one = page(1);
     let two = edited_page();
@@ -145,7 +145,7 @@ fn blobs(version: u8) -> Vec<(BlobType, Vec<u8>)> {
 fn make(version: u8) -> Vectors {
     deterministic::with_seed(SEED, || {
         let master = MasterKey::generate().unwrap();
-        let secret = *master.secret();
+        let secret = *master.secret().unwrap();
         let meta = KeyMeta {
             created: "2026-11-21T00:00:00Z".into(),
             host: "golden".into(),
@@ -204,7 +204,6 @@ fn make(version: u8) -> Vectors {
                 len: data.len() as u64,
             });
         }
-        let leaf_count = leaf.len() as u64;
         let tree = TreeNode {
             level: 0,
             entries: leaf,
@@ -220,6 +219,7 @@ fn make(version: u8) -> Vectors {
             supersedes: vec![IndexId::from_bytes([0x11; 32])],
             packs: vec![IndexPack {
                 id: pack_id,
+                sealed_by: crate::format::crypto::SealedBy::Master,
                 blobs: packed,
             }],
         };
@@ -227,65 +227,7 @@ fn make(version: u8) -> Vectors {
         let index =
             format::seal_object(&master, ObjectType::Index, &index_payload, Some(3)).unwrap();
 
-        let image_hash = {
-            let mut h = master.blob_hasher();
-            for (ty, d) in &blobs {
-                if *ty == BlobType::Data {
-                    h.update(d);
-                }
-            }
-            BlobId::from_bytes(*h.finalize().as_bytes())
-        };
-        let manifest = Manifest {
-            time: "2026-11-21T09:30:00Z".into(),
-            host: "golden".into(),
-            username: "vector".into(),
-            database: DatabaseInfo {
-                name: "app.db".into(),
-                path: "/srv/app/app.db".into(),
-                path_bytes: None,
-                mode: None,
-            },
-            tags: vec!["db_app".into(), "env_production".into()],
-            image: ImageInfo {
-                strategy: Strategy::Pages,
-                page_size: 4096,
-                page_count: 2,
-                bytes: 8192,
-                hash: image_hash,
-                schema_hash: master.blob_id(b"CREATE TABLE t(x)"),
-                journal_mode: "wal".into(),
-                sqlite_version: "3.50.4".into(),
-                quick_check: Some("ok".into()),
-                change_counter: 7,
-                zeroed_free_pages: 0,
-                file: None,
-            },
-            stats: BackupStats {
-                chunks: leaf_count,
-                new_chunks: leaf_count,
-                new_bytes: 8202,
-                added_bytes: 1234,
-                duration_ms: 5,
-            },
-            tree: TreeRoot {
-                id: tree_id,
-                level: 0,
-            },
-            continuous: (version >= 3).then(|| crate::format::manifest::Continuous {
-                stream: hex::encode(STREAM),
-                seq: 0,
-                digest: hex::encode([0x11u8; 32]),
-                kind: crate::format::manifest::ContinuousKind::Bridge,
-                gap: Some("the stream starts".into()),
-                wal: crate::format::manifest::WalPosition {
-                    salts: [0x0102_0304, 0x0506_0708],
-                    frames: 0,
-                    checksum: [0, 0],
-                },
-                time_ns: 1_795_999_999_000_000_000,
-            }),
-        };
+        let manifest = manifest_of(&master, &blobs, tree_id, version);
         let snapshot =
             format::seal_object(&master, ObjectType::Snapshot, &manifest.encode(), Some(3))
                 .unwrap();
@@ -311,6 +253,75 @@ fn make(version: u8) -> Vectors {
             bundle,
         }
     })
+}
+
+/// The manifest of the vectors: its tree root `tree_id` lists `blobs`.
+pub(super) fn manifest_of(
+    key: &MasterKey,
+    blobs: &[(BlobType, Vec<u8>)],
+    tree_id: BlobId,
+    version: u8,
+) -> Manifest {
+    let leaf_count = blobs.iter().filter(|(ty, _)| *ty == BlobType::Data).count() as u64;
+    let image_hash = {
+        let mut h = key.blob_hasher();
+        for (ty, d) in blobs {
+            if *ty == BlobType::Data {
+                h.update(d);
+            }
+        }
+        BlobId::from_bytes(*h.finalize().as_bytes())
+    };
+    Manifest {
+        time: "2026-11-21T09:30:00Z".into(),
+        host: "golden".into(),
+        username: "vector".into(),
+        database: DatabaseInfo {
+            name: "app.db".into(),
+            path: "/srv/app/app.db".into(),
+            path_bytes: None,
+            mode: None,
+        },
+        tags: vec!["db_app".into(), "env_production".into()],
+        image: ImageInfo {
+            strategy: Strategy::Pages,
+            page_size: 4096,
+            page_count: 2,
+            bytes: 8192,
+            hash: image_hash,
+            schema_hash: key.blob_id(b"CREATE TABLE t(x)"),
+            journal_mode: "wal".into(),
+            sqlite_version: "3.50.4".into(),
+            quick_check: Some("ok".into()),
+            change_counter: 7,
+            zeroed_free_pages: 0,
+            file: None,
+        },
+        stats: BackupStats {
+            chunks: leaf_count,
+            new_chunks: leaf_count,
+            new_bytes: 8202,
+            added_bytes: 1234,
+            duration_ms: 5,
+        },
+        tree: TreeRoot {
+            id: tree_id,
+            level: 0,
+        },
+        continuous: (version >= 3).then(|| crate::format::manifest::Continuous {
+            stream: hex::encode(STREAM),
+            seq: 0,
+            digest: hex::encode([0x11u8; 32]),
+            kind: crate::format::manifest::ContinuousKind::Bridge,
+            gap: Some("the stream starts".into()),
+            wal: crate::format::manifest::WalPosition {
+                salts: [0x0102_0304, 0x0506_0708],
+                frames: 0,
+                checksum: [0, 0],
+            },
+            time_ns: 1_795_999_999_000_000_000,
+        }),
+    }
 }
 
 fn files(v: &Vectors) -> Vec<(&'static str, &[u8])> {
@@ -379,8 +390,9 @@ fn decode_with_the_documented_password(version: u8) {
     let master = kf
         .open(PASSWORD)
         .unwrap()
-        .expect("documented password opens the key");
-    assert_eq!(master.secret(), &expected.secret);
+        .expect("documented password opens the key")
+        .key;
+    assert_eq!(master.secret(), Some(&expected.secret));
     assert!(kf.open(b"not the password").unwrap().is_none());
     assert_eq!(kf.meta(&master, "key").unwrap().host, "golden");
 
@@ -398,7 +410,8 @@ fn decode_with_the_documented_password(version: u8) {
     assert_eq!(config.to_json(), expected.config_value.to_json());
 
     let pack_bytes = read("pack");
-    let packed = pack::parse_header(&master, &pack_bytes, "pack").unwrap();
+    let (packed, by) = pack::parse_header(&master, &pack_bytes, "pack").unwrap();
+    assert_eq!(by, crate::format::crypto::SealedBy::Master);
     assert_eq!(packed.len(), expected.blobs.len());
     for (i, (p, (ty, data))) in packed.iter().zip(&expected.blobs).enumerate() {
         assert_eq!(p.entry.ty, *ty);
@@ -411,12 +424,13 @@ fn decode_with_the_documented_password(version: u8) {
             expected.blobs[0].1.as_slice()
         });
         assert_eq!(
-            &pack::open_blob(&master, &p.entry, sealed, base, "blob").unwrap(),
+            &pack::open_blob(&master, by, &p.entry, sealed, base, "blob").unwrap(),
             data
         );
         if base.is_some() {
             assert!(pack::open_blob(
                 &master,
+                by,
                 &p.entry,
                 sealed,
                 Some(&expected.blobs[1].1),

@@ -14,11 +14,16 @@
 //!            and for a delta (depth > 0) its base's id (32)
 //! ```
 //!
+//! In format 4 (object version 2, SPEC.md 21.3) each pack's id is
+//! followed by who sealed it: `00` for the master key, or `01` and the
+//! write-only session's public key (32).
+//!
 //! Index files are written after the packs they describe and before the
 //! snapshot that uses them, so an index never names a pack that was not
 //! stored, and a snapshot never names a blob that no index lists.
 
 use crate::error::{Error, Result};
+use crate::format::crypto::SealedBy;
 use crate::format::pack::{BlobEntry, PackedBlob};
 use crate::format::Reader;
 use crate::id::{IndexId, PackId};
@@ -33,6 +38,8 @@ const PACK_MIN_LEN: usize = 36;
 pub struct IndexPack {
     /// The pack.
     pub id: PackId,
+    /// Who sealed it (always the master key before format 4).
+    pub sealed_by: SealedBy,
     /// Its blobs, with offsets.
     pub blobs: Vec<PackedBlob>,
 }
@@ -47,8 +54,14 @@ pub struct IndexFile {
 }
 
 impl IndexFile {
-    /// The payload bytes.
+    /// The payload bytes of an index file of object version 1 (formats 1
+    /// to 3), whose packs are all sealed by the master key.
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_version(crate::format::FORMAT_VERSION)
+    }
+
+    /// The payload bytes for an index file of object version `version`.
+    pub fn encode_version(&self, version: u8) -> Vec<u8> {
         let blobs: usize = self.packs.iter().map(|p| p.blobs.len()).sum();
         let mut out = Vec::with_capacity(
             8 + self.supersedes.len() * 32 + self.packs.len() * PACK_MIN_LEN + blobs * ENTRY_LEN,
@@ -60,6 +73,15 @@ impl IndexFile {
         out.extend_from_slice(&(self.packs.len() as u32).to_le_bytes());
         for p in &self.packs {
             out.extend_from_slice(p.id.as_bytes());
+            if version >= crate::format::OBJECT_VERSION_4 {
+                match p.sealed_by {
+                    SealedBy::Master => out.push(0),
+                    SealedBy::Session(epk) => {
+                        out.push(1);
+                        out.extend_from_slice(&epk);
+                    }
+                }
+            }
             out.extend_from_slice(&(p.blobs.len() as u32).to_le_bytes());
             for b in &p.blobs {
                 let mut e = Vec::with_capacity(b.entry.encoded_len());
@@ -73,8 +95,14 @@ impl IndexFile {
         out
     }
 
-    /// Decodes a payload; `object` names the index file in errors.
+    /// Decodes the payload of an index file of object version 1.
     pub fn decode(payload: &[u8], object: &str) -> Result<Self> {
+        Self::decode_version(payload, object, crate::format::FORMAT_VERSION)
+    }
+
+    /// Decodes a payload of an index file of object version `version`;
+    /// `object` names the index file in errors.
+    pub fn decode_version(payload: &[u8], object: &str, version: u8) -> Result<Self> {
         let bad = |e: String| Error::damaged(object, e);
         let mut r = Reader::new(payload);
         let n = r.count(32).map_err(bad)?;
@@ -86,6 +114,15 @@ impl IndexFile {
         let mut packs = Vec::with_capacity(n);
         for _ in 0..n {
             let id = PackId::from_slice(r.take(32).map_err(bad)?);
+            let sealed_by = if version >= crate::format::OBJECT_VERSION_4 {
+                match r.u8().map_err(bad)? {
+                    0 => SealedBy::Master,
+                    1 => SealedBy::Session(r.take(32).map_err(bad)?.try_into().expect("32 bytes")),
+                    b => return Err(bad(format!("pack {}: unknown sealer {b}", id.short()))),
+                }
+            } else {
+                SealedBy::Master
+            };
             let m = r.count(ENTRY_LEN).map_err(bad)?;
             let mut blobs = Vec::with_capacity(m);
             for _ in 0..m {
@@ -102,7 +139,11 @@ impl IndexFile {
                 let entry = BlobEntry::decode(&mut Reader::new(&e)).map_err(bad)?;
                 blobs.push(PackedBlob { offset, entry });
             }
-            packs.push(IndexPack { id, blobs });
+            packs.push(IndexPack {
+                id,
+                sealed_by,
+                blobs,
+            });
         }
         r.finish().map_err(bad)?;
         Ok(Self { supersedes, packs })
@@ -149,16 +190,26 @@ mod tests {
                 supersedes: (0..n_sup).map(|i| IndexId::from_bytes([i as u8; 32])).collect(),
                 packs: packs.iter().enumerate().map(|(i, bl)| IndexPack {
                     id: PackId::from_bytes([200 + i as u8; 32]),
+                    sealed_by: SealedBy::Master,
                     blobs: bl.iter().enumerate().map(|(j, b)| entry(*b, 6 + j as u32 * 100)).collect(),
                 }).collect(),
             };
             let bytes = file.encode();
-            prop_assert_eq!(IndexFile::decode(&bytes, "index/x").unwrap(), file);
+            prop_assert_eq!(&IndexFile::decode(&bytes, "index/x").unwrap(), &file);
+            let mut v4 = file;
+            for (i, p) in v4.packs.iter_mut().enumerate() {
+                if i % 2 == 1 {
+                    p.sealed_by = SealedBy::Session([i as u8; 32]);
+                }
+            }
+            let bytes = v4.encode_version(2);
+            prop_assert_eq!(IndexFile::decode_version(&bytes, "index/x", 2).unwrap(), v4);
         }
 
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = IndexFile::decode(&bytes, "index/x");
+            let _ = IndexFile::decode_version(&bytes, "index/x", 2);
         }
     }
 

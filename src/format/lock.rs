@@ -153,11 +153,13 @@ impl LockRecord {
         }
     }
 
-    /// The sealed lock object and its id (= its name).
-    pub fn encode(&self, key: &MasterKey) -> Result<(LockId, Vec<u8>)> {
-        let bytes = format::seal_object(
+    /// The sealed lock object of a repository of format `repository`, and
+    /// its id (= its name).
+    pub fn encode(&self, key: &MasterKey, repository: u8) -> Result<(LockId, Vec<u8>)> {
+        let bytes = format::seal_stored(
             key,
             ObjectType::Lock,
+            repository,
             &serde_json::to_vec(self).expect("lock serialises"),
             None,
         )?;
@@ -260,7 +262,7 @@ mod tests {
     fn encode_decode_round_trip() {
         let key = MasterKey::generate().unwrap();
         let r = record("h", 7, "2026-11-21T11:50:00Z");
-        let (id, bytes) = r.encode(&key).unwrap();
+        let (id, bytes) = r.encode(&key, 4).unwrap();
         assert_eq!(
             LockRecord::decode(&key, &bytes, &id.to_hex(), "locks/x").unwrap(),
             r

@@ -37,16 +37,19 @@ pub mod key;
 pub mod lock;
 pub mod manifest;
 pub mod pack;
+pub mod recipient;
 pub mod tree;
 pub mod wal;
 
 #[cfg(test)]
 mod golden;
+#[cfg(test)]
+mod golden_v4;
 
 use crate::error::{Error, Result};
 use crate::id::storage_hash;
 use compression::Compression;
-use crypto::MasterKey;
+use crypto::{MasterKey, SealedBy};
 
 /// Magic bytes opening every repository file.
 pub const MAGIC: [u8; 4] = *b"LVLT";
@@ -57,7 +60,11 @@ pub const FORMAT_VERSION: u8 = 1;
 /// header byte. Format 2 adds delta blobs (SPEC.md, "Delta blobs"), format
 /// 3 change objects and the snapshots of their streams (SPEC.md 20); a
 /// repository is read and written in its own format.
-pub const REPOSITORY_VERSION: u8 = 3;
+pub const REPOSITORY_VERSION: u8 = 4;
+/// The version byte of the format-4 objects (SPEC.md 21.3): index files and
+/// locks sealed with `K_share`, snapshots and packs a write-only session
+/// sealed, write-only key files.
+pub const OBJECT_VERSION_4: u8 = 2;
 /// Length of the object header.
 pub const HEADER_LEN: usize = 6;
 /// Largest whole object (config, index, snapshot, lock) litevault reads:
@@ -154,10 +161,15 @@ pub fn check_header(bytes: &[u8], ty: ObjectType, object: &str) -> Result<()> {
         ));
     }
     let version = bytes[4];
-    let supported = if ty == ObjectType::Config {
-        REPOSITORY_VERSION
-    } else {
-        FORMAT_VERSION
+    let supported = match ty {
+        ObjectType::Config => REPOSITORY_VERSION,
+        ObjectType::Key
+        | ObjectType::Index
+        | ObjectType::Lock
+        | ObjectType::Snapshot
+        | ObjectType::Change
+        | ObjectType::Pack => OBJECT_VERSION_4,
+        _ => FORMAT_VERSION,
     };
     if version > supported {
         return Err(Error::NewerFormat {
@@ -252,6 +264,12 @@ pub fn seal_object_version(
     payload: &[u8],
     zstd_level: Option<i32>,
 ) -> Result<Vec<u8>> {
+    if key.is_write_only() {
+        return Err(Error::write_only(format!(
+            "writing a {} sealed with K_enc",
+            ty.name()
+        )));
+    }
     let hdr = header_version(ty, version);
     let plain = encode_plaintext(payload, zstd_level)?;
     let sealed = key.seal(&hdr, &plain)?;
@@ -261,7 +279,64 @@ pub fn seal_object_version(
     Ok(out)
 }
 
-/// Opens a whole object of type `ty` sealed by [`seal_object`].
+/// Seals a format-4 object (SPEC.md 21.3): an index file or lock with
+/// `K_share`, which every key holds; a snapshot or change object as the
+/// key's session (`header || epk || seal(header || epk, plaintext)`),
+/// which only a full key opens.
+pub fn seal_object_v4(
+    key: &MasterKey,
+    ty: ObjectType,
+    payload: &[u8],
+    zstd_level: Option<i32>,
+) -> Result<Vec<u8>> {
+    let hdr = header_version(ty, OBJECT_VERSION_4);
+    let plain = encode_plaintext(payload, zstd_level)?;
+    let mut out = hdr.to_vec();
+    match ty {
+        ObjectType::Index | ObjectType::Lock => {
+            out.extend_from_slice(&key.seal_shared(&hdr, &plain)?);
+        }
+        ObjectType::Snapshot | ObjectType::Change => {
+            let SealedBy::Session(epk) = key.sealed_by() else {
+                return Err(Error::Internal(format!(
+                    "a full key seals a {} with K_enc",
+                    ty.name()
+                )));
+            };
+            out.extend_from_slice(&epk);
+            let sealed = key.seal(&out, &plain)?;
+            out.extend_from_slice(&sealed);
+        }
+        _ => return Err(Error::Internal(format!("no format-4 {}", ty.name()))),
+    }
+    Ok(out)
+}
+
+/// Seals a whole object as a repository of format `repository` stores it:
+/// from format 4 its index files and locks with `K_share`; a write-only
+/// key's snapshots and change objects as its session; everything else
+/// with `K_enc`.
+pub fn seal_stored(
+    key: &MasterKey,
+    ty: ObjectType,
+    repository: u8,
+    payload: &[u8],
+    zstd_level: Option<i32>,
+) -> Result<Vec<u8>> {
+    match ty {
+        ObjectType::Index | ObjectType::Lock if repository >= 4 => {
+            seal_object_v4(key, ty, payload, zstd_level)
+        }
+        ObjectType::Snapshot | ObjectType::Change if key.is_write_only() => {
+            seal_object_v4(key, ty, payload, zstd_level)
+        }
+        _ => seal_object(key, ty, payload, zstd_level),
+    }
+}
+
+/// Opens a whole object of type `ty` sealed by [`seal_object`] or
+/// [`seal_object_v4`]. A write-only key opens only what is sealed with
+/// `K_share`; anything else is refused ([`Error::WriteOnly`]).
 pub fn open_object(key: &MasterKey, ty: ObjectType, bytes: &[u8], object: &str) -> Result<Vec<u8>> {
     check_header(bytes, ty, object)?;
     if bytes.len() > MAX_OBJECT_LEN + 1024 {
@@ -270,9 +345,45 @@ pub fn open_object(key: &MasterKey, ty: ObjectType, bytes: &[u8], object: &str) 
             format!("{} bytes is larger than any valid object", bytes.len()),
         ));
     }
-    let plain = key
-        .open(&bytes[..HEADER_LEN], &bytes[HEADER_LEN..])
-        .ok_or_else(|| Error::damaged(object, "it failed authentication (modified, truncated, or sealed with another repository's key)"))?;
+    let failed = || {
+        Error::damaged(object, "it failed authentication (modified, truncated, or sealed with another repository's key)")
+    };
+    let (hdr, body) = bytes.split_at(HEADER_LEN);
+    let plain = match (bytes[4], ty) {
+        (OBJECT_VERSION_4, ObjectType::Index | ObjectType::Lock) => {
+            key.open_shared(hdr, body).ok_or_else(failed)?
+        }
+        (OBJECT_VERSION_4, ObjectType::Snapshot | ObjectType::Change) => {
+            if key.is_write_only() {
+                return Err(Error::write_only(format!("reading {object}")));
+            }
+            if body.len() < 32 {
+                return Err(Error::damaged(
+                    object,
+                    "truncated: its session key is missing",
+                ));
+            }
+            let epk: [u8; 32] = body[..32].try_into().expect("32 bytes");
+            key.open_by(
+                SealedBy::Session(epk),
+                &bytes[..HEADER_LEN + 32],
+                &body[32..],
+            )
+            .ok_or_else(failed)?
+        }
+        (FORMAT_VERSION, _) | (_, ObjectType::Config) => {
+            if key.is_write_only() {
+                return Err(Error::write_only(format!("reading {object}")));
+            }
+            key.open(hdr, body).ok_or_else(failed)?
+        }
+        (v, _) => {
+            return Err(Error::damaged(
+                object,
+                format!("a {} has no version {v}", ty.name()),
+            ))
+        }
+    };
     decode_plaintext(&plain, object)
 }
 

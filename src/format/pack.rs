@@ -15,7 +15,7 @@
 
 use crate::error::{Error, Result};
 use crate::format::compression::{self, Compression};
-use crate::format::crypto::{MasterKey, SEAL_OVERHEAD};
+use crate::format::crypto::{MasterKey, SealedBy, SEAL_OVERHEAD};
 use crate::format::{self, ObjectType, Reader, HEADER_LEN};
 use crate::id::{BlobId, PackId};
 
@@ -34,6 +34,11 @@ pub const MAX_BLOB_LEN: u32 = 64 << 20;
 const MAX_HEADER_LEN: u64 = 64 << 20;
 /// Bytes read from the end of a pack in the first attempt to get its header.
 const TAIL_GUESS: u64 = 16 << 10;
+/// Set in a pack's last four bytes when a write-only session sealed it
+/// (format 4, SPEC.md 21.3): its public key precedes the length.
+const SESSION_FLAG: u32 = 1 << 31;
+/// Length of a session's public key in a pack's tail.
+const EPK_LEN: usize = 32;
 
 /// What a blob holds; the byte value is on disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -323,10 +328,24 @@ impl PackWriter {
         for b in &self.blobs {
             b.entry.encode(&mut plain);
         }
-        let sealed = key.seal(&format::header(ObjectType::PackHeader), &plain)?;
+        let (aad, epk) = match key.sealed_by() {
+            SealedBy::Master => (format::header(ObjectType::PackHeader), None),
+            SealedBy::Session(epk) => {
+                self.buf[4] = format::OBJECT_VERSION_4;
+                (
+                    format::header_version(ObjectType::PackHeader, format::OBJECT_VERSION_4),
+                    Some(epk),
+                )
+            }
+        };
+        let sealed = key.seal(&aad, &plain)?;
         self.buf.extend_from_slice(&sealed);
-        self.buf
-            .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        let mut len = sealed.len() as u32;
+        if let Some(epk) = epk {
+            self.buf.extend_from_slice(&epk);
+            len |= SESSION_FLAG;
+        }
+        self.buf.extend_from_slice(&len.to_le_bytes());
         let id = PackId::from_bytes(crate::id::storage_hash(&self.buf));
         Ok((id, self.buf, self.blobs))
     }
@@ -360,27 +379,59 @@ fn decode_header(plain: &[u8], header_start: u64, object: &str) -> Result<Vec<Pa
     Ok(blobs)
 }
 
-/// Where the sealed header starts and how long it is, from the pack's size
-/// and its last four bytes.
-fn header_bounds(size: u64, last4: &[u8], object: &str) -> Result<(u64, u64)> {
-    let hlen = u64::from(u32::from_le_bytes(last4.try_into().expect("4 bytes")));
-    if hlen > MAX_HEADER_LEN || hlen + 4 + HEADER_LEN as u64 > size || hlen < SEAL_OVERHEAD as u64 {
+/// Where the sealed header starts, how long it is and who sealed the
+/// pack, from the pack's size and its last `4 + 32` bytes (or fewer: a
+/// master-sealed pack needs only the last four).
+fn header_bounds(size: u64, tail: &[u8], object: &str) -> Result<(u64, u64, SealedBy)> {
+    let last4 = u32::from_le_bytes(tail[tail.len() - 4..].try_into().expect("4 bytes"));
+    let (hlen, by, framing) = if last4 & SESSION_FLAG == 0 {
+        (u64::from(last4), SealedBy::Master, 4)
+    } else {
+        if tail.len() < 4 + EPK_LEN {
+            return Err(Error::damaged(
+                object,
+                "truncated: the pack's session key is missing",
+            ));
+        }
+        let epk = tail[tail.len() - 4 - EPK_LEN..tail.len() - 4]
+            .try_into()
+            .expect("32 bytes");
+        (
+            u64::from(last4 & !SESSION_FLAG),
+            SealedBy::Session(epk),
+            4 + EPK_LEN as u64,
+        )
+    };
+    if hlen > MAX_HEADER_LEN
+        || hlen + framing + HEADER_LEN as u64 > size
+        || hlen < SEAL_OVERHEAD as u64
+    {
         return Err(Error::damaged(
             object,
             format!("implausible header length {hlen} in a {size}-byte pack"),
         ));
     }
-    Ok((size - 4 - hlen, hlen))
+    Ok((size - framing - hlen, hlen, by))
 }
 
 fn open_header(
     key: &MasterKey,
+    by: SealedBy,
     sealed: &[u8],
     start: u64,
     object: &str,
 ) -> Result<Vec<PackedBlob>> {
+    if key.is_write_only() {
+        return Err(Error::write_only(format!("reading {object}")));
+    }
+    let aad = match by {
+        SealedBy::Master => format::header(ObjectType::PackHeader),
+        SealedBy::Session(_) => {
+            format::header_version(ObjectType::PackHeader, format::OBJECT_VERSION_4)
+        }
+    };
     let plain = key
-        .open(&format::header(ObjectType::PackHeader), sealed)
+        .open_by(by, &aad, sealed)
         .ok_or_else(|| Error::damaged(object, "its header failed authentication"))?;
     decode_header(&plain, start, object)
 }
@@ -399,8 +450,9 @@ fn check_size(size: u64, object: &str) -> Result<()> {
 /// What the tail of a pack says about its header (see [`header_from_tail`]).
 #[derive(Debug)]
 pub enum TailHeader {
-    /// The tail held the whole sealed header: the blobs it lists.
-    Decoded(Vec<PackedBlob>),
+    /// The tail held the whole sealed header: the blobs it lists, and
+    /// who sealed them.
+    Decoded(Vec<PackedBlob>, SealedBy),
     /// The header is longer than the tail read: read `len` bytes at `start`
     /// and pass them to [`open_header_at`].
     At {
@@ -408,6 +460,8 @@ pub enum TailHeader {
         start: u64,
         /// Its length.
         len: u64,
+        /// Who sealed the pack.
+        by: SealedBy,
     },
 }
 
@@ -433,49 +487,71 @@ pub fn header_from_tail(
             "truncated: the pack tail is missing",
         ));
     }
-    let (start, hlen) = header_bounds(size, &tail[tail.len() - 4..], object)?;
+    let (start, hlen, by) = header_bounds(size, tail, object)?;
+    let framing = size - start - hlen;
     let guess = tail.len() as u64;
-    if hlen + 4 <= guess {
-        Ok(TailHeader::Decoded(open_header(
-            key,
-            &tail[(guess - 4 - hlen) as usize..(guess - 4) as usize],
-            start,
-            object,
-        )?))
+    if hlen + framing <= guess {
+        let at = (guess - framing - hlen) as usize;
+        Ok(TailHeader::Decoded(
+            open_header(key, by, &tail[at..at + hlen as usize], start, object)?,
+            by,
+        ))
     } else {
-        Ok(TailHeader::At { start, len: hlen })
+        Ok(TailHeader::At {
+            start,
+            len: hlen,
+            by,
+        })
     }
 }
 
 /// Authenticates and decodes a sealed pack header read at `start`.
 pub fn open_header_at(
     key: &MasterKey,
+    by: SealedBy,
     sealed: &[u8],
     start: u64,
     object: &str,
 ) -> Result<Vec<PackedBlob>> {
-    open_header(key, sealed, start, object)
+    open_header(key, by, sealed, start, object)
 }
 
-/// Bytes of a pack that are not blobs: the file header, the sealed pack
-/// header (its count, one entry per blob, the seal) and its length.
-pub fn framing_len(blobs: &[PackedBlob]) -> u64 {
+/// Bytes of a pack sealed by `by` that are not blobs: the file header,
+/// the sealed pack header (its count, one entry per blob, the seal), a
+/// write-only session's public key, and the header's length.
+pub fn framing_len(blobs: &[PackedBlob], by: SealedBy) -> u64 {
     let entries: usize = blobs.iter().map(|b| b.entry.encoded_len()).sum();
-    (HEADER_LEN + 4 + SEAL_OVERHEAD + 4 + entries) as u64
+    let epk = match by {
+        SealedBy::Master => 0,
+        SealedBy::Session(_) => EPK_LEN,
+    };
+    (HEADER_LEN + 4 + SEAL_OVERHEAD + epk + 4 + entries) as u64
 }
 
-/// Parses the header of a pack already read whole.
-pub fn parse_header(key: &MasterKey, bytes: &[u8], object: &str) -> Result<Vec<PackedBlob>> {
+/// Parses the header of a pack already read whole; also says who sealed it.
+pub fn parse_header(
+    key: &MasterKey,
+    bytes: &[u8],
+    object: &str,
+) -> Result<(Vec<PackedBlob>, SealedBy)> {
     let size = bytes.len() as u64;
     check_size(size, object)?;
     format::check_header(bytes, ObjectType::Pack, object)?;
-    let (start, hlen) = header_bounds(size, &bytes[bytes.len() - 4..], object)?;
-    open_header(
+    let (start, hlen, by) = header_bounds(size, bytes, object)?;
+    if (bytes[4] == format::OBJECT_VERSION_4) != matches!(by, SealedBy::Session(_)) {
+        return Err(Error::damaged(
+            object,
+            "its version byte and its tail disagree on who sealed it",
+        ));
+    }
+    let blobs = open_header(
         key,
+        by,
         &bytes[start as usize..(start + hlen) as usize],
         start,
         object,
-    )
+    )?;
+    Ok((blobs, by))
 }
 
 /// Decodes a sealed blob where it lies: authenticates and decrypts
@@ -483,13 +559,14 @@ pub fn parse_header(key: &MasterKey, bytes: &[u8], object: &str) -> Result<Vec<P
 /// [`open_blob`] does, without allocating per blob.
 pub fn open_blob_into(
     key: &MasterKey,
+    by: SealedBy,
     entry: &BlobEntry,
     sealed: &mut [u8],
     base: Option<&[u8]>,
     object: &str,
     out: &mut Vec<u8>,
 ) -> Result<()> {
-    open_blob_into_unhashed(key, entry, sealed, base, object, out)?;
+    open_blob_into_unhashed(key, by, entry, sealed, base, object, out)?;
     if key.blob_id(out) != entry.id {
         return Err(Error::damaged(object, "its content does not match its id"));
     }
@@ -505,6 +582,7 @@ pub fn open_blob_into(
 /// against the base's id by the caller); a full blob ignores it.
 pub fn open_blob_into_unhashed(
     key: &MasterKey,
+    by: SealedBy,
     entry: &BlobEntry,
     sealed: &mut [u8],
     base: Option<&[u8]>,
@@ -517,8 +595,11 @@ pub fn open_blob_into_unhashed(
             "stored length differs from the index",
         ));
     }
+    if key.is_write_only() {
+        return Err(Error::write_only(format!("reading {object}")));
+    }
     let plain = key
-        .open_in_place(&entry.ty.aad(), sealed)
+        .open_in_place_by(by, &entry.ty.aad(), sealed)
         .ok_or_else(|| Error::damaged(object, "it failed authentication"))?;
     match (entry.base, base) {
         (None, _) => {
@@ -537,84 +618,38 @@ pub fn open_blob_into_unhashed(
     .map_err(|e| Error::damaged(object, e))
 }
 
+/// The envelope of a blob a write-only session sealed (`by`), sealed
+/// again by the master key: the same stored plaintext (compressed, or a
+/// delta against the same base), so its entry is unchanged. A full key's
+/// prune moves such blobs into packs of its own this way.
+pub fn reseal(
+    key: &MasterKey,
+    by: SealedBy,
+    entry: &BlobEntry,
+    sealed: &[u8],
+    object: &str,
+) -> Result<Vec<u8>> {
+    let stored = key
+        .open_by(by, &entry.ty.aad(), sealed)
+        .ok_or_else(|| Error::damaged(object, "it failed authentication"))?;
+    key.seal(&entry.ty.aad(), &stored)
+}
+
 /// Opens one sealed blob: authenticates, decompresses, and checks that the
 /// plaintext hashes to the expected id. `object` names it in errors.
 pub fn open_blob(
     key: &MasterKey,
+    by: SealedBy,
     entry: &BlobEntry,
     sealed: &[u8],
     base: Option<&[u8]>,
     object: &str,
 ) -> Result<Vec<u8>> {
     let mut raw = Vec::new();
-    open_blob_into(key, entry, &mut sealed.to_vec(), base, object, &mut raw)?;
+    open_blob_into(key, by, entry, &mut sealed.to_vec(), base, object, &mut raw)?;
     Ok(raw)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Reads the header as a reader does: the tail, then the rest if needed.
-    fn header_of(key: &MasterKey, bytes: &[u8]) -> Vec<PackedBlob> {
-        let size = bytes.len() as u64;
-        let (off, len) = tail_range(size, "pack").unwrap();
-        let tail = &bytes[off as usize..(off + len) as usize];
-        match header_from_tail(key, size, tail, "pack").unwrap() {
-            TailHeader::Decoded(b) => b,
-            TailHeader::At { start, len } => open_header_at(
-                key,
-                &bytes[start as usize..(start + len) as usize],
-                start,
-                "pack",
-            )
-            .unwrap(),
-        }
-    }
-
-    #[test]
-    fn pack_round_trip_via_tail() {
-        let key = MasterKey::generate().unwrap();
-        let mut w = PackWriter::new();
-        let blobs: Vec<Vec<u8>> = (0..50u8)
-            .map(|i| vec![i; 1000 + usize::from(i) * 37])
-            .collect();
-        for b in &blobs {
-            w.add(&key, BlobType::Data, key.blob_id(b), b, Some(3))
-                .unwrap();
-        }
-        let (_, bytes, written) = w.finish(&key).unwrap();
-        let read = header_of(&key, &bytes);
-        assert_eq!(read, written);
-        assert_eq!(parse_header(&key, &bytes, "pack").unwrap(), written);
-        for (b, pb) in blobs.iter().zip(&read) {
-            let start = pb.offset as usize;
-            let sealed = &bytes[start..start + pb.entry.stored_len as usize];
-            assert_eq!(
-                &open_blob(&key, &pb.entry, sealed, None, "blob").unwrap(),
-                b
-            );
-        }
-        let blob_bytes: u64 = written.iter().map(|b| u64::from(b.entry.stored_len)).sum();
-        assert_eq!(framing_len(&written) + blob_bytes, bytes.len() as u64);
-    }
-
-    #[test]
-    fn large_header_needs_second_read() {
-        let key = MasterKey::generate().unwrap();
-        let mut w = PackWriter::new();
-        for i in 0..1000u32 {
-            let b = i.to_le_bytes();
-            w.add(&key, BlobType::Tree, key.blob_id(&b), &b, None)
-                .unwrap();
-        }
-        let (_, bytes, written) = w.finish(&key).unwrap();
-        let size = bytes.len() as u64;
-        let (off, _) = tail_range(size, "pack").unwrap();
-        assert!(matches!(
-            header_from_tail(&key, size, &bytes[off as usize..], "pack").unwrap(),
-            TailHeader::At { .. }
-        ));
-        assert_eq!(header_of(&key, &bytes), written);
-    }
-}
+#[path = "pack_tests.rs"]
+mod tests;

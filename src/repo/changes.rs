@@ -32,9 +32,10 @@ impl Repository {
 
     /// Seals a change object (not written): its bytes as they are stored.
     pub fn seal_change(&self, obj: &ChangeObject) -> Result<Vec<u8>> {
-        format::seal_object(
+        format::seal_stored(
             self.key(),
             ObjectType::Change,
+            self.config().version,
             &obj.encode(),
             Some(CHANGE_ZSTD_LEVEL),
         )

@@ -306,6 +306,7 @@ struct Fetch<'a> {
 
 type OpenFn = fn(
     &crate::format::crypto::MasterKey,
+    crate::format::crypto::SealedBy,
     &pack::BlobEntry,
     &mut [u8],
     Option<&[u8]>,
@@ -556,13 +557,14 @@ impl Repository {
         raw: &mut Vec<u8>,
     ) -> Result<()> {
         let (pack, b) = f.plan.index.at(l.pack, l.blob);
+        let by = f.plan.index.sealed_by_at(l.pack);
         let object = blob_object(&b.entry.id, &pack.to_hex());
         if l.offset != BASE {
-            (f.open)(self.key(), &b.entry, sealed, base, &object, raw)?;
+            (f.open)(self.key(), by, &b.entry, sealed, base, &object, raw)?;
             return f.deliver(l.offset, raw);
         }
         let mut plain = Vec::new();
-        pack::open_blob_into(self.key(), &b.entry, sealed, base, &object, &mut plain)?;
+        pack::open_blob_into(self.key(), by, &b.entry, sealed, base, &object, &mut plain)?;
         let plain = Arc::new(plain);
         for p in f.released(b.entry.id, &plain) {
             self.open_pending(f, p, Some(&plain), raw)?;

@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::format::crypto::SealedBy;
 use crate::format::index::IndexFile;
 use crate::format::pack::{BlobEntry, BlobType, PackedBlob};
 use crate::id::{BlobId, IndexId, PackId};
@@ -18,6 +19,8 @@ use crate::id::{BlobId, IndexId, PackId};
 pub struct BlobLocation {
     /// The pack holding it.
     pub pack: PackId,
+    /// Who sealed that pack.
+    pub sealed_by: SealedBy,
     /// Offset and description within the pack.
     pub blob: PackedBlob,
 }
@@ -27,6 +30,8 @@ pub struct BlobLocation {
 pub struct IndexedPack {
     /// The pack.
     pub id: PackId,
+    /// Who sealed it (the first live file listing the pack says).
+    pub sealed_by: SealedBy,
     /// Its blobs, as listed (in listing order).
     pub blobs: Vec<PackedBlob>,
 }
@@ -69,6 +74,7 @@ impl Index {
                 let pi = self.packs.len() as u32;
                 self.packs.push(IndexedPack {
                     id: p.id,
+                    sealed_by: p.sealed_by,
                     blobs: Vec::with_capacity(p.blobs.len()),
                 });
                 self.pack_pos.insert(p.id, pi);
@@ -94,6 +100,7 @@ impl Index {
             let p = &self.packs[pi as usize];
             BlobLocation {
                 pack: p.id,
+                sealed_by: p.sealed_by,
                 blob: p.blobs[bi as usize],
             }
         })
@@ -109,6 +116,11 @@ impl Index {
     pub fn at(&self, pack: u32, blob: u32) -> (PackId, &PackedBlob) {
         let p = &self.packs[pack as usize];
         (p.id, &p.blobs[blob as usize])
+    }
+
+    /// Who sealed the pack at position `pack` (from [`Index::position`]).
+    pub fn sealed_by_at(&self, pack: u32) -> SealedBy {
+        self.packs[pack as usize].sealed_by
     }
 
     /// Where the base of the delta blob `entry` is, checked as one link of
@@ -221,6 +233,7 @@ mod tests {
                 .into_iter()
                 .map(|(p, blobs)| IndexPack {
                     id: PackId::from_bytes([p; 32]),
+                    sealed_by: SealedBy::Master,
                     blobs,
                 })
                 .collect(),

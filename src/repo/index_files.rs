@@ -117,14 +117,24 @@ impl Repository {
     /// Reads one index file.
     pub fn load_index_file(&self, id: &IndexId) -> Result<IndexFile> {
         let name = id.to_hex();
-        let payload = self.load_object(FileType::Index, ObjectType::Index, &name)?;
-        IndexFile::decode(&payload, &FileType::Index.describe(&name))
+        let (version, payload) =
+            self.load_object_version(FileType::Index, ObjectType::Index, &name)?;
+        IndexFile::decode_version(&payload, &FileType::Index.describe(&name), version)
     }
 
     /// Stores an index file; returns its id and size. The cached index
     /// learns of it.
     pub(crate) fn save_index(&self, file: IndexFile) -> Result<(IndexId, u64)> {
-        let (id, len) = self.save_object(FileType::Index, ObjectType::Index, &file.encode())?;
+        let version = if self.config().version >= 4 {
+            crate::format::OBJECT_VERSION_4
+        } else {
+            crate::format::FORMAT_VERSION
+        };
+        let (id, len) = self.save_object(
+            FileType::Index,
+            ObjectType::Index,
+            &file.encode_version(version),
+        )?;
         let id = IndexId::from_bytes(id);
         self.cache().pending_index.push((id, file));
         Ok((id, len))

@@ -8,9 +8,10 @@ use super::repository::Repository;
 use super::snapshots::unique_prefix;
 use crate::backend::FileType;
 use crate::error::{Error, Result};
-use crate::format;
 use crate::format::crypto::KdfParams;
 use crate::format::key::{self, KeyMeta};
+use crate::format::recipient::Capability;
+use crate::format::{self, ObjectType};
 use crate::id::{storage_hash, KeyId};
 
 /// One key file, as `key list` shows it.
@@ -25,11 +26,15 @@ pub struct KeyInfo {
     pub meta: KeyMeta,
     /// Its Argon2id parameters.
     pub kdf: KdfParams,
+    /// True for a write-only key (SPEC.md 21).
+    pub write_only: bool,
 }
 
 impl Repository {
-    /// Lists the key files, oldest first.
+    /// Lists the key files, oldest first. A write-only key cannot: the
+    /// metadata of full keys is sealed with `K_enc`.
     pub fn keys(&self) -> Result<Vec<KeyInfo>> {
+        self.require_full_key("key list")?;
         let mut out = Vec::new();
         for f in self.list_confirmed(FileType::Key)? {
             let object = FileType::Key.describe(&f.name);
@@ -42,6 +47,7 @@ impl Repository {
                 current: id == self.key_id(),
                 meta: kf.meta(self.key(), &object)?,
                 kdf: kf.kdf,
+                write_only: kf.write_only,
             });
         }
         out.sort_by(|a, b| a.meta.created.cmp(&b.meta.created).then(a.id.cmp(&b.id)));
@@ -56,6 +62,44 @@ impl Repository {
         let id = KeyId::from_bytes(storage_hash(&bytes));
         self.backend().write(FileType::Key, &id.to_hex(), &bytes)?;
         Ok(id)
+    }
+
+    /// Writes a write-only key file for `password` (SPEC.md 21.2): it
+    /// wraps what backing up needs, never `K_enc` nor the recipient's
+    /// secret. Format 4 only.
+    pub(crate) fn write_write_only_key(&self, password: &[u8], kdf: KdfParams) -> Result<KeyId> {
+        super::repository::check_password(password)?;
+        kdf.validate().map_err(|m| Error::option("kdf", m))?;
+        if self.config().version < 4 {
+            return Err(Error::option(
+                "write-only",
+                format!(
+                    "{} is a format-{} repository, and write-only keys need format 4: make a new repository with `litevault init` and `litevault copy` the snapshots into it",
+                    self.location(),
+                    self.config().version
+                ),
+            ));
+        }
+        let config_bytes = self.backend().read(FileType::Config, "config")?;
+        let config_json =
+            format::open_object(self.key(), ObjectType::Config, &config_bytes, "config")?;
+        let capability = Capability {
+            config_hash: storage_hash(&config_bytes),
+            config_json,
+        };
+        let bytes =
+            key::encode_write_only(self.key(), password, kdf, &KeyMeta::now(), &capability)?;
+        let id = KeyId::from_bytes(storage_hash(&bytes));
+        self.backend().write(FileType::Key, &id.to_hex(), &bytes)?;
+        Ok(id)
+    }
+
+    /// Refuses `what` unless the repository was opened with a full key.
+    pub fn require_full_key(&self, what: &str) -> Result<()> {
+        if self.key().is_write_only() {
+            return Err(Error::write_only(what));
+        }
+        Ok(())
     }
 
     /// The ids of the key files.

@@ -44,6 +44,8 @@ impl Repository {
     /// that refuses deletes it is refused here, before anything is written.
     pub fn lock(&self, kind: LockKind, command: &str) -> Result<LockGuard> {
         if kind == LockKind::Exclusive {
+            // Every command that deletes takes the exclusive lock.
+            self.require_full_key(command)?;
             self.check_deletes(command)?;
         }
         let Some(wait) = self.lock_wait() else {
@@ -84,6 +86,8 @@ impl Repository {
     /// The shared lock of a command that only reads, as the lock policy
     /// says (see [`LockPolicy`]).
     pub fn lock_reading(&self, command: &str) -> Result<LockGuard> {
+        // Every command that reads what is stored takes this lock.
+        self.require_full_key(command)?;
         match self.lock_policy() {
             LockPolicy::Always => self.lock(LockKind::Shared, command),
             LockPolicy::Never => {
@@ -124,6 +128,9 @@ impl Repository {
     /// Removes stale and unreadable locks (all locks with `all`); returns
     /// what was removed.
     pub fn unlock(&self, all: bool) -> Result<Vec<LockInfo>> {
+        if all {
+            self.require_full_key("removing every lock")?;
+        }
         self.check_deletes("unlock")?;
         let mut removed = Vec::new();
         for l in self.locks()? {
@@ -376,7 +383,7 @@ fn acquire(repo: &Repository, kind: LockKind, command: &str) -> Result<LockGuard
             }
         }
         let record = LockRecord::new(kind, command);
-        let (id, bytes) = record.encode(key)?;
+        let (id, bytes) = record.encode(key, repo.config().version)?;
         write_lock(repo, kind, &id, &bytes)?;
         let after = if lock_first {
             list_together(repo, &id)
@@ -420,9 +427,13 @@ fn acquire(repo: &Repository, kind: LockKind, command: &str) -> Result<LockGuard
         let key = Arc::clone(key);
         let current = Arc::clone(&current);
         let last_refresh = Arc::clone(&last_refresh);
+        let version = repo.config().version;
         std::thread::Builder::new()
             .name("litevault-lock-refresh".into())
-            .spawn(move || refresh_loop(&*backend, &key, &current, &last_refresh, record, &stopped))
+            .spawn(move || {
+                let sealer = (&*key, version);
+                refresh_loop(&*backend, sealer, &current, &last_refresh, record, &stopped);
+            })
             .map_err(|e| Error::Internal(format!("starting the lock refresh thread: {e}")))?
     };
     Ok(LockGuard {
@@ -459,7 +470,7 @@ fn write_lock(repo: &Repository, kind: LockKind, id: &LockId, bytes: &[u8]) -> R
 
 fn refresh_loop(
     backend: &dyn Backend,
-    key: &MasterKey,
+    (key, version): (&MasterKey, u8),
     current: &Mutex<LockId>,
     refreshed: &Mutex<std::time::Instant>,
     mut record: LockRecord,
@@ -467,7 +478,7 @@ fn refresh_loop(
 ) {
     while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH_EVERY) {
         record.refreshed = crate::sys::now_rfc3339();
-        let Ok((id, bytes)) = record.encode(key) else {
+        let Ok((id, bytes)) = record.encode(key, version) else {
             continue;
         };
         // New lock first, then delete the old one: the lock is never absent.
@@ -505,7 +516,7 @@ mod tests {
         child.wait().unwrap();
         let mut r = LockRecord::new(LockKind::Exclusive, "prune");
         r.pid = dead_pid;
-        let (id, bytes) = r.encode(key).unwrap();
+        let (id, bytes) = r.encode(key, repo.config().version).unwrap();
         backend.write(FileType::Lock, &id.to_hex(), &bytes).unwrap();
         let locks = list(backend.as_ref(), key).unwrap();
         assert!(locks[0].stale.as_deref().unwrap().contains("gone"));

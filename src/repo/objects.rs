@@ -22,7 +22,13 @@ impl Repository {
         obj: ObjectType,
         payload: &[u8],
     ) -> Result<([u8; 32], u64)> {
-        let bytes = format::seal_object(self.key(), obj, payload, Some(OBJECT_ZSTD_LEVEL))?;
+        let bytes = format::seal_stored(
+            self.key(),
+            obj,
+            self.config().version,
+            payload,
+            Some(OBJECT_ZSTD_LEVEL),
+        )?;
         let id = storage_hash(&bytes);
         self.backend().write(ty, &hex::encode(id), &bytes)?;
         Ok((id, bytes.len() as u64))
@@ -31,9 +37,20 @@ impl Repository {
     /// Reads, verifies and opens a whole object. A missing object is the
     /// backend's not-found error (see [`crate::Error::is_not_found`]).
     pub(crate) fn load_object(&self, ty: FileType, obj: ObjectType, name: &str) -> Result<Vec<u8>> {
+        Ok(self.load_object_version(ty, obj, name)?.1)
+    }
+
+    /// [`Repository::load_object`], with the object's version byte.
+    pub(crate) fn load_object_version(
+        &self,
+        ty: FileType,
+        obj: ObjectType,
+        name: &str,
+    ) -> Result<(u8, Vec<u8>)> {
         let object = ty.describe(name);
         let bytes = self.backend().read(ty, name)?;
         format::verify_name(&bytes, name, &object)?;
-        format::open_object(self.key(), obj, &bytes, &object)
+        let payload = format::open_object(self.key(), obj, &bytes, &object)?;
+        Ok((bytes[format::HEADER_LEN - 2], payload))
     }
 }

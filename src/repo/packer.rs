@@ -158,8 +158,13 @@ impl<'r> Packer<'r> {
         self.repo
             .backend()
             .write(FileType::Pack, &id.to_hex(), &bytes)?;
-        // Tree and delta blobs are what the next backup reads back.
-        if let Some(cache) = self.repo.blob_cache() {
+        // Tree and delta blobs are what the next backup reads back (a
+        // write-only key reads nothing back).
+        if let Some(cache) = self
+            .repo
+            .blob_cache()
+            .filter(|_| !self.repo.key().is_write_only())
+        {
             for b in blobs
                 .iter()
                 .filter(|b| b.entry.ty == BlobType::Tree || b.entry.base.is_some())
@@ -171,7 +176,11 @@ impl<'r> Packer<'r> {
         self.stats.packs += 1;
         self.stats.pack_ids.push(id);
         self.stats.bytes += bytes.len() as u64;
-        self.unindexed.push(IndexPack { id, blobs });
+        self.unindexed.push(IndexPack {
+            id,
+            sealed_by: self.repo.key().sealed_by(),
+            blobs,
+        });
         if self.mode == IndexMode::Every && self.unindexed.len() >= INDEX_EVERY_PACKS {
             self.flush_index()?;
         }

@@ -38,6 +38,7 @@ use super::index::Index;
 use super::repository::Repository;
 use crate::backend::FileType;
 use crate::error::{Error, Result};
+use crate::format::crypto::SealedBy;
 use crate::format::manifest::Manifest;
 use crate::format::pack::{self, BlobEntry, BlobType, PackedBlob, TailHeader};
 use crate::format::tree::TreeNode;
@@ -56,6 +57,8 @@ pub struct PackBytes {
     pub bytes: Vec<u8>,
     /// The blobs its header lists.
     pub blobs: Vec<PackedBlob>,
+    /// Who sealed it.
+    pub sealed_by: SealedBy,
 }
 
 impl PackBytes {
@@ -74,6 +77,7 @@ impl PackBytes {
     ) -> Result<Vec<u8>> {
         pack::open_blob(
             key,
+            self.sealed_by,
             &b.entry,
             self.sealed(b),
             base,
@@ -114,19 +118,28 @@ impl Repository {
             ))
         })?;
         let base = self.base_plaintext(index, &loc.blob.entry, cache)?;
-        self.read_located(loc.pack, &loc.blob, base.as_deref().map(Vec::as_slice))
+        self.read_located(
+            (loc.pack, loc.sealed_by),
+            &loc.blob,
+            base.as_deref().map(Vec::as_slice),
+        )
     }
 
     /// Reads and opens one blob where the index lists it, against its
     /// base's plaintext if it is a delta.
     /// With a local cache, a cached envelope is used if it opens, and a
     /// fetched one is cached (see [`super::blob_cache`]).
-    fn read_located(&self, pack: PackId, b: &PackedBlob, base: Option<&[u8]>) -> Result<Vec<u8>> {
+    fn read_located(
+        &self,
+        (pack, by): (PackId, SealedBy),
+        b: &PackedBlob,
+        base: Option<&[u8]>,
+    ) -> Result<Vec<u8>> {
         let name = pack.to_hex();
         let object = blob_object(&b.entry.id, &name);
         let cache = self.blob_cache();
         if let Some(sealed) = cache.as_ref().and_then(|c| c.get(&b.entry)) {
-            match pack::open_blob(self.key(), &b.entry, &sealed, base, &object) {
+            match pack::open_blob(self.key(), by, &b.entry, &sealed, base, &object) {
                 Ok(plain) => return Ok(plain),
                 Err(_) => cache.as_ref().map_or((), |c| c.remove(&b.entry.id)),
             }
@@ -140,7 +153,7 @@ impl Repository {
                 u64::from(b.entry.stored_len),
             )
             .map_err(|e| truncated(e, &object))?;
-        let plain = pack::open_blob(self.key(), &b.entry, &sealed, base, &object)?;
+        let plain = pack::open_blob(self.key(), by, &b.entry, &sealed, base, &object)?;
         if let Some(c) = cache {
             c.put(&b.entry.id, &sealed);
         }
@@ -187,7 +200,7 @@ impl Repository {
         entry: &BlobEntry,
         cache: &BaseCache,
     ) -> Result<Arc<Vec<u8>>> {
-        let mut chain: Vec<(PackId, PackedBlob)> = Vec::new();
+        let mut chain: Vec<((PackId, SealedBy), PackedBlob)> = Vec::new();
         let mut found = None;
         let mut link = *entry;
         while let Some(base) = index.delta_base(&link) {
@@ -198,12 +211,11 @@ impl Repository {
                 found = Some(p);
                 break;
             }
-            chain.push((base.pack, base.blob));
+            chain.push(((base.pack, base.sealed_by), base.blob));
             link = base.blob.entry;
         }
-        for (pack_id, b) in chain.iter().rev() {
-            let p =
-                Arc::new(self.read_located(*pack_id, b, found.as_deref().map(Vec::as_slice))?);
+        for (pack, b) in chain.iter().rev() {
+            let p = Arc::new(self.read_located(*pack, b, found.as_deref().map(Vec::as_slice))?);
             cache.put(b.entry.id, Arc::clone(&p));
             found = Some(p);
         }
@@ -231,8 +243,8 @@ impl Repository {
 
     /// Reads and authenticates the header of pack `id` from its tail, with
     /// at most three small range reads (start, tail, and the header if the
-    /// tail was too short).
-    pub fn read_pack_header(&self, id: &PackId) -> Result<Vec<PackedBlob>> {
+    /// tail was too short); also says who sealed the pack.
+    pub fn read_pack_header(&self, id: &PackId) -> Result<(Vec<PackedBlob>, SealedBy)> {
         let name = id.to_hex();
         let object = FileType::Pack.describe(&name);
         let backend = self.backend();
@@ -245,15 +257,25 @@ impl Repository {
         let tail = backend
             .read_range(FileType::Pack, &name, tail_at, tail_len)
             .map_err(|e| truncated(e, &object))?;
-        match pack::header_from_tail(self.key(), size, &tail, &object)? {
-            TailHeader::Decoded(blobs) => Ok(blobs),
-            TailHeader::At { start, len } => {
+        let (blobs, by) = match pack::header_from_tail(self.key(), size, &tail, &object)? {
+            TailHeader::Decoded(blobs, by) => (blobs, by),
+            TailHeader::At { start, len, by } => {
                 let sealed = backend
                     .read_range(FileType::Pack, &name, start, len)
                     .map_err(|e| truncated(e, &object))?;
-                pack::open_header_at(self.key(), &sealed, start, &object)
+                (
+                    pack::open_header_at(self.key(), by, &sealed, start, &object)?,
+                    by,
+                )
             }
+        };
+        if (head[4] == format::OBJECT_VERSION_4) != matches!(by, SealedBy::Session(_)) {
+            return Err(Error::damaged(
+                object,
+                "its version byte and its tail disagree on who sealed it",
+            ));
         }
+        Ok((blobs, by))
     }
 
     /// Reads a whole pack, verifying its name and its header; the blobs
@@ -263,11 +285,12 @@ impl Repository {
         let object = FileType::Pack.describe(&name);
         let bytes = self.backend().read(FileType::Pack, &name)?;
         format::verify_name(&bytes, &name, &object)?;
-        let blobs = pack::parse_header(self.key(), &bytes, &object)?;
+        let (blobs, sealed_by) = pack::parse_header(self.key(), &bytes, &object)?;
         Ok(PackBytes {
             id: *id,
             bytes,
             blobs,
+            sealed_by,
         })
     }
 

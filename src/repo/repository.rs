@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::format::config::{ChunkerParams, CompressionParams, Config, DeltaParams};
 use crate::format::crypto::{self, KdfParams, MasterKey};
 use crate::format::index::IndexFile;
-use crate::format::key::{self, KeyMeta};
+use crate::format::key::{self, KeyMeta, Unlocked};
 use crate::format::manifest::Manifest;
 use crate::format::{self, ObjectType};
 use crate::id::{storage_hash, IndexId, KeyId, RepositoryId, SnapshotId};
@@ -200,6 +200,25 @@ impl std::fmt::Debug for Repository {
     }
 }
 
+/// The config a key opens: a full key decrypts it; a write-only key,
+/// which cannot, takes the copy its capability carries once the stored
+/// config's hash matches it (SPEC.md 21.2).
+fn config_of(unlocked: &Unlocked, config_bytes: &[u8]) -> Result<Config> {
+    let json = match &unlocked.capability {
+        None => format::open_object(&unlocked.key, ObjectType::Config, config_bytes, "config")?,
+        Some(cap) => {
+            if storage_hash(config_bytes) != cap.config_hash {
+                return Err(Error::damaged(
+                    "config",
+                    "it is not the config the write-only key was made for (the repository was replaced, or its config changed)",
+                ));
+            }
+            cap.config_json.clone()
+        }
+    };
+    Config::from_json(&json, config_bytes[4])
+}
+
 pub(crate) fn check_password(password: &[u8]) -> Result<()> {
     if password.is_empty() {
         return Err(Error::Password(
@@ -247,7 +266,7 @@ impl Repository {
             pack_size: opts.pack_size,
             ..match opts.version {
                 1 => Config::new_v1(id),
-                v @ (2 | 3) => Config {
+                v @ (2..=4) => Config {
                     version: v,
                     delta: Some(DeltaParams {
                         max_depth: opts.max_delta_depth,
@@ -257,7 +276,7 @@ impl Repository {
                 v => {
                     return Err(Error::option(
                         "repository_version",
-                        format!("repository format {v} is not 1, 2 or 3"),
+                        format!("repository format {v} is not 1, 2, 3 or 4"),
                     ))
                 }
             }
@@ -354,9 +373,9 @@ impl Repository {
             Some((id, cached))
         });
         let unlocking = remembered.as_ref().map_or(&backend, |(_, b)| b);
-        let (key, key_id, key_bytes) = Self::unlock_key(unlocking.as_ref(), password)?;
-        let json = format::open_object(&key, ObjectType::Config, &config_bytes, "config")?;
-        let config = Config::from_json(&json, config_bytes[4])?;
+        let (unlocked, key_id, key_bytes) = Self::unlock_key(unlocking.as_ref(), password)?;
+        let config = config_of(&unlocked, &config_bytes)?;
+        let key = unlocked.key;
         let Some(root) = &opts.cache_root else {
             return Ok(Self::new(backend, key, key_id, config));
         };
@@ -395,18 +414,14 @@ impl Repository {
             let object = FileType::Key.describe(&name);
             let opened = format::verify_name(&bytes, &name, &object)
                 .and_then(|()| key::parse(&bytes, &object)?.open(password));
-            let Ok(Some(key)) = opened else {
+            let Ok(Some(unlocked)) = opened else {
                 continue;
             };
-            let Ok(json) = format::open_object(&key, ObjectType::Config, &config_bytes, "config")
+            let (Ok(config), Ok(key_id)) = (config_of(&unlocked, &config_bytes), name.parse())
             else {
                 continue;
             };
-            let (Ok(config), Ok(key_id)) =
-                (Config::from_json(&json, config_bytes[4]), name.parse())
-            else {
-                continue;
-            };
+            let key = unlocked.key;
             if config.id.to_hex() != id {
                 continue;
             }
@@ -483,7 +498,7 @@ impl Repository {
 
     /// Tries every key file with the password; returns the master key, the
     /// key file's id and its bytes.
-    fn unlock_key(backend: &dyn Backend, password: &[u8]) -> Result<(MasterKey, KeyId, Vec<u8>)> {
+    fn unlock_key(backend: &dyn Backend, password: &[u8]) -> Result<(Unlocked, KeyId, Vec<u8>)> {
         let keys = backend.list(FileType::Key)?;
         if keys.is_empty() {
             return Err(Error::damaged(
@@ -686,7 +701,7 @@ mod tests {
         let repo = Repository::init_local(dir.path().join("r"), b"pw", &opts).unwrap();
         repo.write_key(b"pw2", KdfParams::TEST_ONLY_INSECURE)
             .unwrap();
-        let secret = *repo.key().secret();
+        let secret = *repo.key().secret().unwrap();
         let enc = blake3::derive_key("litevault 2026-11 v1 object encryption key", &secret);
         for e in walkdir::WalkDir::new(dir.path())
             .into_iter()

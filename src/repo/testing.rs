@@ -17,7 +17,11 @@ use crate::id::{IndexId, SnapshotId};
 pub fn save_pack(repo: &Repository, pack: PackWriter) -> Result<IndexPack> {
     let (id, bytes, blobs) = pack.finish(repo.key())?;
     repo.backend().write(FileType::Pack, &id.to_hex(), &bytes)?;
-    Ok(IndexPack { id, blobs })
+    Ok(IndexPack {
+        id,
+        sealed_by: repo.key().sealed_by(),
+        blobs,
+    })
 }
 
 /// Stores an index file as given.

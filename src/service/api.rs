@@ -103,6 +103,9 @@ impl From<Error> for ApiError {
             ErrorKind::InvalidInput | ErrorKind::Ambiguous => StatusCode::BAD_REQUEST,
             ErrorKind::Locked | ErrorKind::TargetBusy => StatusCode::CONFLICT,
             ErrorKind::Interrupted => StatusCode::SERVICE_UNAVAILABLE,
+            // The repository was opened with a write-only key: the service
+            // may back up into it, never read from it.
+            ErrorKind::WriteOnly => StatusCode::FORBIDDEN,
             ErrorKind::Backend(_)
             | ErrorKind::RepositoryNotFound
             | ErrorKind::NotARepository

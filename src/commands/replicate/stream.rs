@@ -239,7 +239,9 @@ impl Worker {
             fold_wait: None,
             last_fold: Instant::now(),
             store_ms: 0,
-            can_delete: true,
+            // A write-only key deletes nothing: bundled objects stay
+            // until a full key's prune.
+            can_delete: !s.repo.key().is_write_only(),
             s,
             state,
         };
