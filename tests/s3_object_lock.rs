@@ -4,7 +4,8 @@
 //! `-o s3.object-lock=true`, and an attacker holding the host's storage
 //! credentials can hide objects and add versions but remove or change no
 //! byte of what was written, so the bucket's owner gets every snapshot
-//! back.
+//! back. The production host's backups are made with a write-only key,
+//! which reads none of them.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -76,11 +77,40 @@ fn an_object_lock_bucket_keeps_every_byte_from_an_attacker_with_the_credentials(
     )
     .unwrap();
     locked(&["backup", db.to_str().unwrap()]).ok();
+    // The production host backs up with a write-only key (SPEC.md 21):
+    // with it and the credentials, nothing stored can be read either.
+    let wo = env.password("wo", "write-only password\n");
+    locked(&[
+        "key",
+        "add",
+        "--write-only",
+        "--new-password-file",
+        wo.to_str().unwrap(),
+    ])
+    .ok();
+    let production = |args: &[&str]| {
+        let mut c = env.bare();
+        c.arg("--repo")
+            .arg(env.location())
+            .arg("--password-file")
+            .arg(&wo)
+            .args(["-o", "s3.object-lock=true"])
+            .args(args);
+        crate::util::run(c)
+    };
     c.execute("UPDATE t SET v = randomblob(300) WHERE id % 7 = 0", [])
         .unwrap();
-    locked(&["backup", db.to_str().unwrap()]).ok();
+    production(&["backup", db.to_str().unwrap()]).ok();
     drop(c);
     let want = state_of(&db);
+    let target = env.dir.path().join("stolen.db");
+    for args in [
+        &["snapshots"][..],
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+        &["forget", "--keep-last", "1", "--prune"],
+    ] {
+        production(args).fails(19, &["needs a full key"]);
+    }
     // Deleting works as S3 deletes there: a delete marker hides the
     // object, whose version stays until its retention ends.
     locked(&["forget", "--keep-last", "1", "--prune"]).ok();

@@ -509,16 +509,24 @@ fn stopped() -> Error {
 }
 
 /// The blobs a backup need not store: those the index lists, and those
-/// this backup already queued.
+/// this backup already queued. A full key trusts only what full keys'
+/// index files list (a write-only host could list a blob it never
+/// stored); a write-only key takes any.
 struct Known {
     index: Arc<Index>,
     new: HashSet<BlobId>,
+    any: bool,
 }
 
 impl Known {
     /// True if `id` is new (and now known).
     fn insert(&mut self, id: BlobId) -> bool {
-        !self.index.contains(&id) && self.new.insert(id)
+        let stored = if self.any {
+            self.index.contains(&id)
+        } else {
+            self.index.contains_trusted(&id)
+        };
+        !stored && self.new.insert(id)
     }
 }
 
@@ -859,6 +867,7 @@ fn run<'s>(
     let known = Known {
         index: repo.index()?,
         new: HashSet::new(),
+        any: repo.key().is_write_only(),
     };
     if opts.strategy == Strategy::Vacuum {
         crate::sqlite::tempdb::remove_stale(&opts.source_options().temp_dir);

@@ -435,6 +435,9 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneSummary> {
     repo.refresh();
     let lock = repo.lock(LockKind::Exclusive, "prune")?;
     let opts = room_to_repack(repo, opts);
+    // What write-only keys' index files say is checked against the packs
+    // before anything is planned on it.
+    repo.adopt_untrusted_packs()?;
     let plan = plan_prune(repo, &opts)?;
     if opts.dry_run || plan.is_noop() {
         if !opts.dry_run {

@@ -96,14 +96,14 @@ pub fn repair_index(repo: &Repository, opts: &RepairIndexOptions) -> Result<Repa
     for f in repo.backend().list(FileType::Index)? {
         let id: IndexId = f.name.parse()?;
         listed.push(id);
-        match repo.load_index_file(&id) {
-            Ok(file) => readable.push((id, file)),
+        match repo.load_index_file_trusting(&id) {
+            Ok((file, trusted)) => readable.push((id, file, trusted)),
             Err(Error::Damaged { .. }) => s.damaged_index_files.push(id),
             Err(e) => return Err(e),
         }
     }
     s.index_files_read = readable.len();
-    let old = Index::from_files(readable);
+    let old = Index::from_files_trusting(readable);
     let stored = repo.pack_sizes()?;
     s.packs = stored.len();
     let mut names: Vec<&String> = stored.keys().collect();
@@ -111,7 +111,9 @@ pub fn repair_index(repo: &Repository, opts: &RepairIndexOptions) -> Result<Repa
     let mut packs: Vec<IndexPack> = Vec::with_capacity(names.len());
     for name in names {
         let id: PackId = name.parse()?;
-        let known = old.pack(&id);
+        // Only a full key's word is carried over unread: a pack only a
+        // write-only key's index files list is read (SPEC.md 21.4).
+        let known = old.pack(&id).filter(|p| p.trusted);
         if let (Some(p), false) = (known, opts.read_all_packs) {
             packs.push(IndexPack {
                 id,
@@ -123,7 +125,7 @@ pub fn repair_index(repo: &Repository, opts: &RepairIndexOptions) -> Result<Repa
         s.headers_read += 1;
         match repo.read_pack_header(&id) {
             Ok((blobs, sealed_by)) => {
-                if known.is_none() {
+                if old.pack(&id).is_none() {
                     s.packs_added += 1;
                 }
                 packs.push(IndexPack {

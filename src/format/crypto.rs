@@ -33,6 +33,7 @@ const CTX_ENCRYPTION: &str = "litevault 2026-11 v1 object encryption key";
 const CTX_BLOB_ID: &str = "litevault 2026-11 v1 blob id key";
 const CTX_CHUNKER: &str = "litevault 2026-11 v1 chunker key";
 const CTX_SHARED: &str = "litevault 2026-12 v4 shared key";
+const CTX_INDEX_TAG: &str = "litevault 2026-12 v4 index authentication key";
 
 /// The repository's keys: a full key (derived from the master secret)
 /// reads and writes everything; a write-only key (SPEC.md 21) holds only
@@ -46,6 +47,8 @@ pub struct MasterKey {
     id_key: Zeroizing<[u8; KEY_LEN]>,
     chunker_key: Zeroizing<[u8; KEY_LEN]>,
     recipient: Recipient,
+    /// `K_auth`: full keys only; authenticates the index files they write.
+    index_tag_key: Option<Zeroizing<[u8; KEY_LEN]>>,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -84,6 +87,7 @@ impl MasterKey {
             shared: XChaCha20Poly1305::new((&*shared_key).into()),
             shared_key,
             id_key: Zeroizing::new(blake3::derive_key(CTX_BLOB_ID, secret)),
+            index_tag_key: Some(Zeroizing::new(blake3::derive_key(CTX_INDEX_TAG, secret))),
             chunker_key: Zeroizing::new(blake3::derive_key(CTX_CHUNKER, secret)),
             recipient: Recipient::full(secret),
         }
@@ -104,6 +108,7 @@ impl MasterKey {
             shared: XChaCha20Poly1305::new((&parts.shared_key).into()),
             shared_key: Zeroizing::new(parts.shared_key),
             id_key: Zeroizing::new(parts.id_key),
+            index_tag_key: None,
             chunker_key: Zeroizing::new(parts.chunker_key),
             recipient: Recipient::write_only(parts.recipient, &esk)?,
         };
@@ -145,6 +150,14 @@ impl MasterKey {
         self.recipient
             .session_public()
             .map_or(SealedBy::Master, SealedBy::Session)
+    }
+
+    /// The tag a full key puts after a format-4 index file's payload
+    /// (SPEC.md 21.3): `BLAKE3_keyed(K_auth, payload)`. `None` for a
+    /// write-only key, whose index files carry 32 zero bytes there.
+    pub fn index_tag(&self, payload: &[u8]) -> Option<[u8; 32]> {
+        let key = self.index_tag_key.as_ref()?;
+        Some(*blake3::keyed_hash(key, payload).as_bytes())
     }
 
     /// Key of the chunker's per-page cut function.

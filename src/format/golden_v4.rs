@@ -43,6 +43,7 @@ struct Vectors {
     config: Config,
 }
 
+#[allow(clippy::too_many_lines)]
 fn make() -> Vectors {
     deterministic::with_seed(SEED, || {
         let master = MasterKey::generate().unwrap();
@@ -112,6 +113,11 @@ fn make() -> Vectors {
             }],
         }
         .encode_version(format::OBJECT_VERSION_4);
+        // A write-only key's index file ends in 32 zero bytes where a full
+        // key's has its tag.
+        assert!(wo.index_tag(&index_payload).is_none());
+        let mut index_payload = index_payload;
+        index_payload.extend_from_slice(&[0; 32]);
         let index =
             format::seal_stored(&wo, ObjectType::Index, 4, &index_payload, Some(3)).unwrap();
         let manifest = manifest_of(&wo, &blobs, tree_id, 4);
@@ -242,8 +248,11 @@ fn golden_vectors_v4_open_with_the_documented_passwords_and_only_where_they_shou
     for k in [&master, &wo] {
         let payload = format::open_object(k, ObjectType::Index, &read("index"), "index").unwrap();
         assert_eq!(payload, expected.index_payload);
-        let index = IndexFile::decode_version(&payload, "index", 2).unwrap();
-        assert_eq!(index.encode_version(2), payload, "re-encodes");
+        let (body, tag) = payload.split_at(payload.len() - 32);
+        assert_eq!(tag, [0; 32], "written by a write-only key");
+        assert_ne!(master.index_tag(body), Some([0; 32]));
+        let index = IndexFile::decode_version(body, "index", 2).unwrap();
+        assert_eq!(index.encode_version(2), body, "re-encodes");
         assert_eq!(index.packs[0].sealed_by, by);
         assert_eq!(index.packs[0].blobs, packed);
         assert_eq!(index.packs[0].id.as_bytes(), &storage_hash(&pack_bytes));

@@ -32,6 +32,10 @@ pub struct IndexedPack {
     pub id: PackId,
     /// Who sealed it (the first live file listing the pack says).
     pub sealed_by: SealedBy,
+    /// True if a file a full key wrote lists it (SPEC.md 21.3); a pack
+    /// only write-only keys' files list is taken on their word until a
+    /// full key's prune reads its header.
+    pub trusted: bool,
     /// Its blobs, as listed (in listing order).
     pub blobs: Vec<PackedBlob>,
 }
@@ -47,26 +51,41 @@ pub struct Index {
 }
 
 impl Index {
-    /// Builds the index from every index file of a repository: files named
-    /// in another file's `supersedes` are set aside.
+    /// Builds the index from every index file of a repository, each
+    /// written by a full key: files named in another file's `supersedes`
+    /// are set aside.
     pub fn from_files(files: Vec<(IndexId, IndexFile)>) -> Self {
+        Self::from_files_trusting(files.into_iter().map(|(i, f)| (i, f, true)).collect())
+    }
+
+    /// [`Index::from_files`] of files each marked trusted (a full key
+    /// wrote it) or not: the trusted ones are added first, so a blob's
+    /// place is a full key's word wherever one lists it.
+    pub fn from_files_trusting(mut files: Vec<(IndexId, IndexFile, bool)>) -> Self {
         let gone: HashSet<IndexId> = files
             .iter()
-            .flat_map(|(_, f)| f.supersedes.iter().copied())
+            .flat_map(|(_, f, _)| f.supersedes.iter().copied())
             .collect();
+        files.sort_by_key(|(_, _, trusted)| !*trusted);
         let mut index = Index::default();
-        for (id, f) in files {
+        for (id, f, trusted) in files {
             if gone.contains(&id) {
                 index.superseded.push(id);
             } else {
-                index.add_file(id, &f);
+                index.add_file_trusting(id, &f, trusted);
             }
         }
         index
     }
 
-    /// Adds a live index file (one just written, or one read).
+    /// Adds a live index file a full key wrote (one just written, or one
+    /// read).
     pub fn add_file(&mut self, id: IndexId, file: &IndexFile) {
+        self.add_file_trusting(id, file, true);
+    }
+
+    /// [`Index::add_file`] of a file `trusted` or not.
+    pub fn add_file_trusting(&mut self, id: IndexId, file: &IndexFile, trusted: bool) {
         for p in &file.packs {
             let pi = if let Some(&pi) = self.pack_pos.get(&p.id) {
                 pi
@@ -75,12 +94,19 @@ impl Index {
                 self.packs.push(IndexedPack {
                     id: p.id,
                     sealed_by: p.sealed_by,
+                    trusted,
                     blobs: Vec::with_capacity(p.blobs.len()),
                 });
                 self.pack_pos.insert(p.id, pi);
                 pi
             };
             let pack = &mut self.packs[pi as usize];
+            if pack.trusted && !trusted {
+                // A full key's file already says what this pack holds; a
+                // write-only host cannot add to it (it could only lie).
+                continue;
+            }
+            pack.trusted |= trusted;
             let merging = !pack.blobs.is_empty();
             for b in &p.blobs {
                 if merging && pack.blobs.contains(b) {
@@ -159,6 +185,15 @@ impl Index {
         self.blobs.contains_key(id)
     }
 
+    /// True if a pack a full key's index file lists holds the blob: what a
+    /// full key's backup deduplicates against (SPEC.md 21.4). Trusted
+    /// packs come first, so the blob's place is such a pack if any is.
+    pub fn contains_trusted(&self, id: &BlobId) -> bool {
+        self.blobs
+            .get(id)
+            .is_some_and(|&(pi, _)| self.packs[pi as usize].trusted)
+    }
+
     /// Number of distinct blobs.
     pub fn len(&self) -> usize {
         self.blobs.len()
@@ -188,6 +223,52 @@ impl Index {
     /// One indexed pack.
     pub fn pack(&self, id: &PackId) -> Option<&IndexedPack> {
         self.pack_pos.get(id).map(|&pi| &self.packs[pi as usize])
+    }
+
+    /// The packs only files of write-only keys list.
+    pub fn untrusted_packs(&self) -> Vec<PackId> {
+        self.packs
+            .iter()
+            .filter(|p| !p.trusted)
+            .map(|p| p.id)
+            .collect()
+    }
+
+    /// Takes pack `id`'s own header (`blobs`, sealed by `by`, read by a
+    /// full key) for what the index files said of it, or, with `None`,
+    /// forgets a pack the storage does not hold; blobs are then found
+    /// again, trusted packs first.
+    pub fn adopt(&mut self, id: &PackId, header: Option<(Vec<PackedBlob>, SealedBy)>) {
+        let Some(&pi) = self.pack_pos.get(id) else {
+            return;
+        };
+        if let Some((blobs, by)) = header {
+            let pack = &mut self.packs[pi as usize];
+            pack.blobs = blobs;
+            pack.sealed_by = by;
+            pack.trusted = true;
+        } else {
+            self.packs.remove(pi as usize);
+            self.pack_pos = self
+                .packs
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.id, i as u32))
+                .collect();
+        }
+        self.blobs.clear();
+        for trusted in [true, false] {
+            for (pi, p) in self.packs.iter().enumerate() {
+                if p.trusted != trusted {
+                    continue;
+                }
+                for (bi, b) in p.blobs.iter().enumerate() {
+                    self.blobs
+                        .entry(b.entry.id)
+                        .or_insert((pi as u32, bi as u32));
+                }
+            }
+        }
     }
 
     /// True if `blob` of pack `pack` is the copy the index resolves the

@@ -54,11 +54,39 @@ impl Repository {
             let index = Arc::make_mut(index);
             for (id, file) in &pending {
                 if !index.files().contains(id) {
-                    index.add_file(*id, file);
+                    index.add_file_trusting(*id, file, !self.key().is_write_only());
                 }
             }
         }
         Ok(Arc::clone(index))
+    }
+
+    /// Replaces what write-only keys' index files say of the packs only
+    /// they list by each pack's own header, read with this full key (a
+    /// pack the storage lacks is forgotten): what a prune plans with must
+    /// be a full key's word, never a write-only host's (SPEC.md 21.6).
+    /// Returns how many packs were read.
+    pub(crate) fn adopt_untrusted_packs(&self) -> Result<usize> {
+        if self.key().is_write_only() {
+            return Ok(0);
+        }
+        let index = self.index()?;
+        let untrusted = index.untrusted_packs();
+        if untrusted.is_empty() {
+            return Ok(0);
+        }
+        let stored = self.pack_sizes()?;
+        let mut adopted = (*index).clone();
+        for id in &untrusted {
+            let header = if stored.contains_key(&id.to_hex()) {
+                Some(self.read_pack_header(id)?)
+            } else {
+                None
+            };
+            adopted.adopt(id, header);
+        }
+        self.cache().index = Some(Arc::new(adopted));
+        Ok(untrusted.len())
     }
 
     /// The index files [`Repository::index`] left out as damaged, with
@@ -103,38 +131,70 @@ impl Repository {
         };
         for f in listed {
             let id: IndexId = f.name.parse()?;
-            match self.load_index_file(&id) {
-                Ok(file) => files.push((id, file)),
+            match self.load_index_file_trusting(&id) {
+                Ok((file, trusted)) => files.push((id, file, trusted)),
                 Err(e) => match damaged.as_mut() {
                     Some(report) => report(id, e),
                     None => return Err(e),
                 },
             }
         }
-        Ok(Index::from_files(files))
+        Ok(Index::from_files_trusting(files))
     }
 
-    /// Reads one index file.
+    /// Reads one index file. A format-4 file a full key did not write
+    /// (its tag is not the full key's) has its `supersedes` ignored.
     pub fn load_index_file(&self, id: &IndexId) -> Result<IndexFile> {
+        Ok(self.load_index_file_trusting(id)?.0)
+    }
+
+    /// [`Repository::load_index_file`], and whether a full key wrote it
+    /// (SPEC.md 21.3): every file of formats 1 to 3 and every format-4
+    /// file with a full key's tag; a write-only key's files are not. A
+    /// write-only key cannot tell and trusts every file with a tag.
+    pub fn load_index_file_trusting(&self, id: &IndexId) -> Result<(IndexFile, bool)> {
         let name = id.to_hex();
+        let object = FileType::Index.describe(&name);
         let (version, payload) =
             self.load_object_version(FileType::Index, ObjectType::Index, &name)?;
-        IndexFile::decode_version(&payload, &FileType::Index.describe(&name), version)
+        if version < crate::format::OBJECT_VERSION_4 {
+            return Ok((IndexFile::decode(&payload, &object)?, true));
+        }
+        let Some(split) = payload.len().checked_sub(32) else {
+            return Err(Error::damaged(object, "truncated: its tag is missing"));
+        };
+        let (body, tag) = payload.split_at(split);
+        let mut file = IndexFile::decode_version(body, &object, version)?;
+        let trusted = match self.key().index_tag(body) {
+            Some(want) if want == tag => true,
+            Some(_) if tag == [0; 32] => false,
+            Some(_) => {
+                return Err(Error::damaged(
+                    object,
+                    "its tag is neither a full key's nor a write-only key's",
+                ))
+            }
+            None => tag != [0; 32],
+        };
+        if !trusted && !self.key().is_write_only() {
+            // Only a full key may retire index files.
+            file.supersedes.clear();
+        }
+        Ok((file, trusted))
     }
 
     /// Stores an index file; returns its id and size. The cached index
     /// learns of it.
     pub(crate) fn save_index(&self, file: IndexFile) -> Result<(IndexId, u64)> {
-        let version = if self.config().version >= 4 {
-            crate::format::OBJECT_VERSION_4
+        let payload = if self.config().version >= 4 {
+            let mut body = file.encode_version(crate::format::OBJECT_VERSION_4);
+            let tag = self.key().index_tag(&body).unwrap_or([0; 32]);
+            body.extend_from_slice(&tag);
+            body
         } else {
-            crate::format::FORMAT_VERSION
+            file.encode()
         };
-        let (id, len) = self.save_object(
-            FileType::Index,
-            ObjectType::Index,
-            &file.encode_version(version),
-        )?;
+        let (id, len) = self.save_object(FileType::Index, ObjectType::Index, &payload)?;
         let id = IndexId::from_bytes(id);
         self.cache().pending_index.push((id, file));
         Ok((id, len))
