@@ -46,3 +46,4 @@ mod sqldump;
 mod times;
 mod wal_untouched;
 mod write_only;
+mod write_only_forgery;

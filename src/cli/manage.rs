@@ -443,6 +443,12 @@ fn print_prune(ctx: &Ctx, s: &PruneSummary, json: bool) -> Result<()> {
             human(p.changes.bytes)
         ))?;
     }
+    if p.adopted_packs > 0 {
+        ctx.summary(format_args!(
+            "prune {verb} read and verify {} pack(s) only write-only keys' index files listed, and list what they hold",
+            p.adopted_packs
+        ))?;
+    }
     if p.is_noop() {
         ctx.status("nothing to prune");
     }

@@ -307,7 +307,7 @@ impl Parent {
         let snapshot = if max_depth == 0 {
             None
         } else {
-            repo.snapshots()?
+            repo.full_key_snapshots()?
                 .into_iter()
                 .filter(|(_, m)| m.database.key() == *path && m.host == host)
                 .max_by_key(|(_, m)| m.timestamp())
@@ -936,15 +936,15 @@ fn run<'s>(
     Ok(done)
 }
 
-/// The latest snapshot of `group` (database, host and tags); none for a
-/// write-only key, which cannot read snapshots (its backups always store
-/// a snapshot, deduplicated against the index).
+/// The latest snapshot of `group` (database, host and tags) a full key
+/// wrote; none for a write-only key, which cannot read snapshots (its
+/// backups always store a snapshot, deduplicated against the index).
 fn latest_of(repo: &Repository, group: &GroupKey) -> Result<Option<(SnapshotId, Manifest)>> {
     if repo.key().is_write_only() {
         return Ok(None);
     }
     Ok(repo
-        .snapshots()?
+        .full_key_snapshots()?
         .into_iter()
         .filter(|(_, s)| GroupBy::default().key(s) == *group)
         .max_by_key(|(_, s)| s.timestamp()))

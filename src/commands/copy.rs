@@ -147,10 +147,12 @@ pub fn copy(from: &Repository, to: &Repository, opts: &CopyOptions) -> Result<Co
     selected.sort_by_key(|(_, m)| m.timestamp());
     // A destination opened with a write-only key cannot list what it
     // holds: every selected snapshot is copied (its data deduplicated).
+    // A full key counts only what full keys wrote there: a write-only
+    // host could forge a snapshot that looks like the one copied.
     let existing = if to.key().is_write_only() {
         Vec::new()
     } else {
-        to.snapshots()?
+        to.full_key_snapshots()?
     };
     let temp_dir = opts.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
     remove_stale(&temp_dir);

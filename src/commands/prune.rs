@@ -91,6 +91,9 @@ pub struct PrunePlan {
     pub leftover_bytes: u64,
     /// What goes of continuous capture's change objects.
     pub changes: ChangesPlan,
+    /// Packs only write-only keys' index files listed, read and verified
+    /// by this full key (SPEC.md 21.4); the new index lists what it found.
+    pub adopted_packs: usize,
     /// The blobs in use (tree blobs included).
     #[serde(skip)]
     used: HashSet<BlobId>,
@@ -105,6 +108,7 @@ impl PrunePlan {
             && self.leftover_index_files.is_empty()
             && self.leftover_files.is_empty()
             && self.changes.delete.is_empty()
+            && self.adopted_packs == 0
     }
 }
 
@@ -437,8 +441,9 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneSummary> {
     let opts = room_to_repack(repo, opts);
     // What write-only keys' index files say is checked against the packs
     // before anything is planned on it.
-    repo.adopt_untrusted_packs()?;
-    let plan = plan_prune(repo, &opts)?;
+    let adopted = repo.adopt_untrusted_packs()?;
+    let mut plan = plan_prune(repo, &opts)?;
+    plan.adopted_packs = adopted;
     if opts.dry_run || plan.is_noop() {
         if !opts.dry_run {
             restore_reserve(repo);

@@ -9,7 +9,9 @@
 //! (nothing starts before it). A bundle goes only with all its members.
 //! Objects of no stream a snapshot names (every snapshot of it forgotten)
 //! are deleted once the storage says they are older than a day (a stream's
-//! first snapshot is written after its first objects may be).
+//! first snapshot is written after its first objects may be). And no
+//! object the storage says it wrote within the window is deleted, whatever
+//! the snapshots say: a write-only key can forge those (SPEC.md 21.4).
 //!
 //! Names are computed, not read: for each stream, the names of its objects
 //! up to far past its newest snapshot, matched against one listing of
@@ -97,11 +99,18 @@ pub fn plan_changes(
             }
         }
     }
-    let orphan_before = std::time::SystemTime::now() - ORPHAN_AGE;
+    let wall = std::time::SystemTime::now();
+    let orphan_before = wall - ORPHAN_AGE;
+    let young_after = wall
+        .checked_sub(keep_changes)
+        .unwrap_or(std::time::UNIX_EPOCH);
     let mut seen = HashSet::new();
     for f in listed {
         let goes = match known.get(&f.name) {
-            Some(goes) => *goes,
+            // Snapshots say where a stream's history may be cut, but a
+            // write-only key can forge them (SPEC.md 21.4): an object the
+            // storage wrote within the window stays whatever they say.
+            Some(goes) => *goes && f.modified.is_none_or(|t| t < young_after),
             None => f.modified.is_some_and(|t| t < orphan_before),
         };
         if goes && seen.insert(f.name.clone()) {

@@ -123,15 +123,21 @@ pub fn repair_index(repo: &Repository, opts: &RepairIndexOptions) -> Result<Repa
             continue;
         }
         s.headers_read += 1;
-        match repo.read_pack_header(&id) {
-            Ok((blobs, sealed_by)) => {
+        match repo.read_pack_verified(&id) {
+            Ok(v) => {
                 if old.pack(&id).is_none() {
                     s.packs_added += 1;
                 }
+                for why in v.rejected {
+                    s.damaged_packs.push(DamagedPack {
+                        pack: id,
+                        error: format!("{why}; it is left out of the index"),
+                    });
+                }
                 packs.push(IndexPack {
                     id,
-                    sealed_by,
-                    blobs,
+                    sealed_by: v.sealed_by,
+                    blobs: v.blobs,
                 });
             }
             Err(e @ (Error::Damaged { .. } | Error::NewerFormat { .. })) => {
@@ -156,6 +162,7 @@ pub fn repair_index(repo: &Repository, opts: &RepairIndexOptions) -> Result<Repa
         && s.missing_packs.is_empty()
         && s.packs_added == 0
         && old.superseded().is_empty()
+        && old.packs().iter().all(|p| p.trusted)
         && old.packs().iter().all(|p| kept.contains(&p.id));
     if opts.dry_run || sound {
         drop(lock);

@@ -25,6 +25,9 @@ pub struct BlobLocation {
     pub blob: PackedBlob,
 }
 
+/// What a full key found in a pack: its blobs, and who sealed it.
+pub type Found = (Vec<PackedBlob>, SealedBy);
+
 /// One pack as the index lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IndexedPack {
@@ -75,6 +78,7 @@ impl Index {
                 index.add_file_trusting(id, &f, trusted);
             }
         }
+        index.place_blobs();
         index
     }
 
@@ -234,32 +238,45 @@ impl Index {
             .collect()
     }
 
-    /// Takes pack `id`'s own header (`blobs`, sealed by `by`, read by a
-    /// full key) for what the index files said of it, or, with `None`,
-    /// forgets a pack the storage does not hold; blobs are then found
-    /// again, trusted packs first.
-    pub fn adopt(&mut self, id: &PackId, header: Option<(Vec<PackedBlob>, SealedBy)>) {
-        let Some(&pi) = self.pack_pos.get(id) else {
-            return;
-        };
-        if let Some((blobs, by)) = header {
-            let pack = &mut self.packs[pi as usize];
-            pack.blobs = blobs;
-            pack.sealed_by = by;
-            pack.trusted = true;
-        } else {
-            self.packs.remove(pi as usize);
-            self.pack_pos = self
-                .packs
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (p.id, i as u32))
-                .collect();
+    /// Takes what a full key found in each pack (`blobs`, sealed by `by`)
+    /// for what the index files said of it, or, with `None`, forgets a
+    /// pack the storage does not hold; then finds every blob's place again
+    /// (see [`Index::rank`]).
+    pub fn adopt(&mut self, found: Vec<(PackId, Option<Found>)>) {
+        let mut gone = HashSet::new();
+        for (id, header) in found {
+            let Some(&pi) = self.pack_pos.get(&id) else {
+                continue;
+            };
+            match header {
+                Some((blobs, by)) => {
+                    let pack = &mut self.packs[pi as usize];
+                    pack.blobs = blobs;
+                    pack.sealed_by = by;
+                    pack.trusted = true;
+                }
+                None => {
+                    gone.insert(id);
+                }
+            }
         }
+        self.packs.retain(|p| !gone.contains(&p.id));
+        self.pack_pos = self
+            .packs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id, i as u32))
+            .collect();
+        self.place_blobs();
+    }
+
+    /// Finds every blob's place again, by [`Index::rank`] and then in
+    /// listing order.
+    fn place_blobs(&mut self) {
         self.blobs.clear();
-        for trusted in [true, false] {
+        for rank in 0..3 {
             for (pi, p) in self.packs.iter().enumerate() {
-                if p.trusted != trusted {
+                if Self::rank(p) != rank {
                     continue;
                 }
                 for (bi, b) in p.blobs.iter().enumerate() {
@@ -268,6 +285,18 @@ impl Index {
                         .or_insert((pi as u32, bi as u32));
                 }
             }
+        }
+    }
+
+    /// Which copy of a blob stored more than once is its place, first
+    /// first: a pack a full key sealed and listed, then a session's pack a
+    /// full key read and verified (or listed after doing so), then a pack
+    /// only write-only keys list.
+    fn rank(p: &IndexedPack) -> u8 {
+        match (p.trusted, p.sealed_by) {
+            (true, SealedBy::Master) => 0,
+            (true, SealedBy::Session(_)) => 1,
+            (false, _) => 2,
         }
     }
 

@@ -61,34 +61,6 @@ impl Repository {
         Ok(Arc::clone(index))
     }
 
-    /// Replaces what write-only keys' index files say of the packs only
-    /// they list by each pack's own header, read with this full key (a
-    /// pack the storage lacks is forgotten): what a prune plans with must
-    /// be a full key's word, never a write-only host's (SPEC.md 21.6).
-    /// Returns how many packs were read.
-    pub(crate) fn adopt_untrusted_packs(&self) -> Result<usize> {
-        if self.key().is_write_only() {
-            return Ok(0);
-        }
-        let index = self.index()?;
-        let untrusted = index.untrusted_packs();
-        if untrusted.is_empty() {
-            return Ok(0);
-        }
-        let stored = self.pack_sizes()?;
-        let mut adopted = (*index).clone();
-        for id in &untrusted {
-            let header = if stored.contains_key(&id.to_hex()) {
-                Some(self.read_pack_header(id)?)
-            } else {
-                None
-            };
-            adopted.adopt(id, header);
-        }
-        self.cache().index = Some(Arc::new(adopted));
-        Ok(untrusted.len())
-    }
-
     /// The index files [`Repository::index`] left out as damaged, with
     /// why (empty until the index is loaded).
     pub fn damaged_index_files(&self) -> Vec<(IndexId, String)> {

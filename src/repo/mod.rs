@@ -6,7 +6,8 @@
 //!   the per-command cache of what was listed and read;
 //! * [`objects`]: storing and loading sealed whole objects, verified;
 //! * [`keys`]: key files; [`lock`]: repository locks;
-//! * [`index`] and [`index_files`]: the blob index, loaded once per command;
+//! * [`index`] and [`index_files`]: the blob index, loaded once per command,
+//!   and [`adopt`]: what a full key takes of write-only keys' packs;
 //! * [`select`] and [`snapshots`]: snapshot manifests, loaded once per
 //!   command, and how commands pick them (filters, `latest`, groups, tags);
 //! * [`packer`]: the one packer (backup, prune's repack, copy);
@@ -17,6 +18,7 @@
 //! * [`testing`] (feature `test-support`): what tests need to forge
 //!   hostile repositories.
 
+mod adopt;
 mod blob_cache;
 pub mod changes;
 mod fetch;

@@ -34,13 +34,10 @@ impl Repository {
         Ok((id, bytes.len() as u64))
     }
 
-    /// Reads, verifies and opens a whole object. A missing object is the
-    /// backend's not-found error (see [`crate::Error::is_not_found`]).
-    pub(crate) fn load_object(&self, ty: FileType, obj: ObjectType, name: &str) -> Result<Vec<u8>> {
-        Ok(self.load_object_version(ty, obj, name)?.1)
-    }
-
-    /// [`Repository::load_object`], with the object's version byte.
+    /// Reads, verifies and opens a whole object; also returns its version
+    /// byte (SPEC.md 21.3: a format-4 snapshot or change object is sealed
+    /// by a write-only key's session). A missing object is the backend's
+    /// not-found error (see [`crate::Error::is_not_found`]).
     pub(crate) fn load_object_version(
         &self,
         ty: FileType,

@@ -159,6 +159,8 @@ pub(crate) struct Cache {
     pub damaged_index: Vec<(IndexId, String)>,
     /// Snapshots left out of listings because their manifests are damaged.
     pub damaged_snapshots: Vec<(SnapshotId, String)>,
+    /// Snapshots read that a write-only key's session sealed.
+    pub session_snapshots: std::collections::HashSet<SnapshotId>,
 }
 
 /// Listings made under a lock, for the command that holds it.

@@ -94,8 +94,8 @@ impl Repository {
             return Ok(m.clone());
         }
         let name = id.to_hex();
-        let payload = self
-            .load_object(FileType::Snapshot, ObjectType::Snapshot, &name)
+        let (version, payload) = self
+            .load_object_version(FileType::Snapshot, ObjectType::Snapshot, &name)
             .map_err(|e| {
                 if e.is_not_found() {
                     Error::NotFound {
@@ -107,8 +107,32 @@ impl Repository {
                 }
             })?;
         let m = Manifest::decode(&payload, &FileType::Snapshot.describe(&name))?;
-        self.cache().manifests.insert(*id, m.clone());
+        let mut cache = self.cache();
+        if version == crate::format::OBJECT_VERSION_4 {
+            cache.session_snapshots.insert(*id);
+        }
+        cache.manifests.insert(*id, m.clone());
         Ok(m)
+    }
+
+    /// True if a write-only key wrote snapshot `id` (sealed it to its
+    /// session, SPEC.md 21.3), once its manifest was read. A compromised
+    /// host holding that key can write such snapshots with any content,
+    /// time, host and tags (SPEC.md 21.4).
+    pub fn written_by_write_only_key(&self, id: &SnapshotId) -> bool {
+        self.cache().session_snapshots.contains(id)
+    }
+
+    /// [`Repository::snapshots`] that full keys wrote: what a full key's
+    /// backup may take as its parent or as "unchanged since" (a forged
+    /// snapshot must not decide what a trusted backup stores).
+    pub fn full_key_snapshots(&self) -> Result<Vec<(SnapshotId, Manifest)>> {
+        let all = self.snapshots()?;
+        let cache = self.cache();
+        Ok(all
+            .into_iter()
+            .filter(|(id, _)| !cache.session_snapshots.contains(id))
+            .collect())
     }
 
     /// Stores a snapshot manifest (after its data and index); returns its
