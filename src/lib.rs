@@ -77,6 +77,7 @@ pub mod sqlite;
 pub mod sys;
 
 pub use backend::choose::{BackendOptions, Location};
+pub use backend::object_lock::{Retention, RetentionMode};
 pub use backend::{Backend, FileType, IoStats};
 pub use commands::backup::{backup, backup_connection, backup_many, BackupOptions, BackupSummary};
 pub use commands::backup_each::backup_each;

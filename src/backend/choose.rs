@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use super::counting::CountingBackend;
 use super::local::LocalBackend;
+use super::object_lock::BucketAdmin;
 use super::remote::{Protocol, RemoteBackend, RemoteOptions};
 use super::ssh_hosts::SshHosts;
 use super::Backend;
@@ -69,7 +70,7 @@ pub const OPTION_KEYS: &[(&str, &str)] = &[
     ("s3.region", "the S3 region (default: AWS_DEFAULT_REGION, AWS_REGION, else us-east-1)"),
     ("s3.endpoint", "the S3 endpoint for s3://BUCKET locations (default: AWS_ENDPOINT_URL)"),
     ("s3.virtual-host", "true for virtual-host style requests (default: path style)"),
-    ("s3.object-lock", "true for a bucket with S3 Object Lock and a default retention: every write carries the Content-MD5 such a bucket requires (default false)"),
+    ("s3.object-lock", "true for a bucket with S3 Object Lock and a default retention: every write carries the Content-MD5 such a bucket requires, and prune reads the retention (default false)"),
     ("sftp.key", "an ssh private key file (default: the ssh configuration's)"),
     ("sftp.known-hosts", "strict (default: only a recorded key), accept (an unknown host's key for this run, recorded nowhere) or add (and recorded in the known hosts file); a changed key is always refused"),
     ("sftp.known-hosts-file", "the known hosts file to check (and, with add, to record in) instead of ~/.ssh/known_hosts"),
@@ -210,52 +211,14 @@ impl Location {
                 endpoint,
                 bucket,
                 prefix,
-            } => {
-                let _ = rustls::crypto::ring::default_provider().install_default();
-                let key = env("AWS_ACCESS_KEY_ID");
-                let secret = env("AWS_SECRET_ACCESS_KEY");
-                let (Some(key), Some(secret)) = (key, secret) else {
-                    return Err(Error::InvalidInput(format!(
-                        "no S3 credentials for {location}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-                    )));
-                };
-                let region = options
-                    .get("s3.region")
-                    .map(String::from)
-                    .or_else(|| env("AWS_DEFAULT_REGION"))
-                    .or_else(|| env("AWS_REGION"))
-                    .unwrap_or_else(|| "us-east-1".into());
-                let endpoint = endpoint
-                    .clone()
-                    .or_else(|| options.get("s3.endpoint").map(String::from))
-                    .or_else(|| env("AWS_ENDPOINT_URL_S3"))
-                    .or_else(|| env("AWS_ENDPOINT_URL"));
-                let mut b = opendal::services::S3::default()
-                    .bucket(bucket)
-                    .root(&format!("/{prefix}"))
-                    .region(&region)
-                    .access_key_id(&key)
-                    .secret_access_key(&secret)
-                    .disable_config_load()
-                    .disable_ec2_metadata();
-                if let Some(token) = env("AWS_SESSION_TOKEN") {
-                    b = b.session_token(&token);
-                }
-                if let Some(e) = &endpoint {
-                    b = b.endpoint(e);
-                }
-                if options.choice("s3.virtual-host", &["false", "true"])? == Some("true") {
-                    b = b.enable_virtual_host_style();
-                }
-                if options.choice("s3.object-lock", &["false", "true"])? == Some("true") {
-                    // Object Lock refuses writes without a checksum header;
-                    // Content-MD5 is the one every store takes (objects
-                    // are written in one request: SPEC.md 11).
-                    b = b.checksum_algorithm("md5");
-                }
-                let op = opendal::Operator::new(b).map_err(bad)?;
-                RemoteBackend::new(op, Protocol::S3, location, &opts)?
-            }
+            } => s3_remote(
+                bucket,
+                prefix,
+                endpoint.as_deref(),
+                options,
+                &opts,
+                location,
+            )?,
             Location::Sftp {
                 user,
                 host,
@@ -463,6 +426,83 @@ fn scheme_of(s: &str) -> Option<&str> {
         && first.is_ascii_alphabetic()
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
     .then_some(scheme)
+}
+
+/// An S3 repository location as a backend (and, with `s3.object-lock`,
+/// the bucket's Object Lock configuration read and set as the same user).
+fn s3_remote(
+    bucket: &str,
+    prefix: &str,
+    endpoint: Option<&str>,
+    options: &BackendOptions,
+    opts: &RemoteOptions,
+    location: String,
+) -> Result<RemoteBackend> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let key = env("AWS_ACCESS_KEY_ID");
+    let secret = env("AWS_SECRET_ACCESS_KEY");
+    let (Some(key), Some(secret)) = (key, secret) else {
+        return Err(Error::InvalidInput(format!(
+            "no S3 credentials for {location}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )));
+    };
+    let region = options
+        .get("s3.region")
+        .map(String::from)
+        .or_else(|| env("AWS_DEFAULT_REGION"))
+        .or_else(|| env("AWS_REGION"))
+        .unwrap_or_else(|| "us-east-1".into());
+    let endpoint = endpoint
+        .map(String::from)
+        .or_else(|| options.get("s3.endpoint").map(String::from))
+        .or_else(|| env("AWS_ENDPOINT_URL_S3"))
+        .or_else(|| env("AWS_ENDPOINT_URL"));
+    let mut b = opendal::services::S3::default()
+        .bucket(bucket)
+        .root(&format!("/{prefix}"))
+        .region(&region)
+        .access_key_id(&key)
+        .secret_access_key(&secret)
+        .disable_config_load()
+        .disable_ec2_metadata();
+    if let Some(token) = env("AWS_SESSION_TOKEN") {
+        b = b.session_token(&token);
+    }
+    if let Some(e) = &endpoint {
+        b = b.endpoint(e);
+    }
+    if options.choice("s3.virtual-host", &["false", "true"])? == Some("true") {
+        b = b.enable_virtual_host_style();
+    }
+    let locked = options.choice("s3.object-lock", &["false", "true"])? == Some("true");
+    if locked {
+        // Object Lock refuses writes without a checksum header;
+        // Content-MD5 is the one every store takes (objects
+        // are written in one request: SPEC.md 11).
+        b = b.checksum_algorithm("md5");
+    }
+    let op = opendal::Operator::new(b).map_err(|e| {
+        Error::InvalidInput(format!("repository location {location}: {}", e.message()))
+    })?;
+    let remote = RemoteBackend::new(op, Protocol::S3, location, opts)?;
+    if locked {
+        let admin = BucketAdmin {
+            endpoint: endpoint
+                .clone()
+                .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"))
+                .trim_end_matches('/')
+                .to_string(),
+            bucket: bucket.to_string(),
+            virtual_host: options.get("s3.virtual-host") == Some("true"),
+            region,
+            key,
+            secret,
+            token: env("AWS_SESSION_TOKEN"),
+        };
+        remote.with_bucket_admin(admin, opts)
+    } else {
+        Ok(remote)
+    }
 }
 
 #[cfg(test)]

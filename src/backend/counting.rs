@@ -187,6 +187,14 @@ impl Backend for CountingBackend {
         self.inner.refuses_deletes()
     }
 
+    fn object_lock(&self) -> Result<Option<super::object_lock::Retention>> {
+        self.inner.object_lock()
+    }
+
+    fn set_object_lock(&self, retention: super::object_lock::Retention) -> Result<()> {
+        self.inner.set_object_lock(retention)
+    }
+
     fn reserve(&self, bytes: u64) -> Result<()> {
         self.inner.reserve(bytes)
     }

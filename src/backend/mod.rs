@@ -31,6 +31,7 @@ pub mod counting;
 pub mod faulty;
 pub mod local;
 pub mod memory;
+pub mod object_lock;
 pub mod remote;
 mod ssh_hosts;
 
@@ -298,6 +299,23 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// account): commands that delete are refused before they write.
     fn refuses_deletes(&self) -> Option<String> {
         None
+    }
+
+    /// The default Object Lock retention of the storage's bucket (S3),
+    /// if the storage is such a bucket and has one: every object written
+    /// stays, version by version, that long (SPEC.md 11.2).
+    fn object_lock(&self) -> Result<Option<object_lock::Retention>> {
+        Ok(None)
+    }
+
+    /// Sets the bucket's default Object Lock retention; storage other than
+    /// an S3 bucket refuses.
+    fn set_object_lock(&self, retention: object_lock::Retention) -> Result<()> {
+        let _ = retention;
+        Err(crate::error::Error::InvalidInput(format!(
+            "{} is not an S3 bucket: Object Lock is an S3 feature (for SFTP, give the host an append-only account: README, \"On SFTP\")",
+            self.location()
+        )))
     }
 
     /// Sets aside `bytes` of the storage's space (a file `.reserve` in a

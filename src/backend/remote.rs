@@ -25,6 +25,7 @@ use std::time::Duration;
 use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::{ErrorKind as OdErrorKind, Operator};
 
+use super::object_lock::{BucketAdmin, Retention};
 use super::{check_name, is_object_name, Backend, FileInfo, FileType, Interrupted};
 use crate::error::{BackendError, BackendErrorKind, BackendOp, Error, Result};
 
@@ -90,6 +91,8 @@ pub struct RemoteBackend {
     /// objects are written under their own names, and deletes are refused
     /// without asking the server.
     append_only: bool,
+    /// Who reads and sets the bucket's Object Lock retention (S3).
+    bucket_admin: Option<(BucketAdmin, reqwest::Client)>,
 }
 
 impl std::fmt::Debug for RemoteBackend {
@@ -326,7 +329,20 @@ impl RemoteBackend {
             location,
             known_hosts_shown: "~/.ssh/known_hosts".to_string(),
             append_only: false,
+            bucket_admin: None,
         })
+    }
+
+    /// Reads and sets the Object Lock retention of an S3 bucket as
+    /// `admin` (SPEC.md 11.2).
+    pub fn with_bucket_admin(mut self, admin: BucketAdmin, opts: &RemoteOptions) -> Result<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(opts.connect_timeout())
+            .timeout(opts.timeout)
+            .build()
+            .map_err(|e| Error::Internal(format!("making the HTTP client: {e}")))?;
+        self.bucket_admin = Some((admin, client));
+        Ok(self)
     }
 
     /// Treats the SFTP account as append-only (SPEC.md 11.1): it may
@@ -703,6 +719,27 @@ impl Backend for RemoteBackend {
 
     fn refuses_deletes(&self) -> Option<String> {
         self.append_only.then(|| APPEND_ONLY.to_string())
+    }
+
+    fn object_lock(&self) -> Result<Option<Retention>> {
+        match &self.bucket_admin {
+            Some((admin, client)) => self.rt.block_on(admin.retention(client)),
+            None => Ok(None),
+        }
+    }
+
+    fn set_object_lock(&self, retention: Retention) -> Result<()> {
+        match &self.bucket_admin {
+            Some((admin, client)) => self.rt.block_on(admin.set_retention(client, retention)),
+            None if self.protocol == Protocol::S3 => Err(Error::InvalidInput(format!(
+                "{}: Object Lock needs -o s3.object-lock=true",
+                self.location
+            ))),
+            None => Err(Error::InvalidInput(format!(
+                "{} is not an S3 bucket: Object Lock is an S3 feature (for SFTP, give the host an append-only account: README, \"On SFTP\")",
+                self.location
+            ))),
+        }
     }
 
     fn remove(&self, ty: FileType, name: &str) -> Result<()> {

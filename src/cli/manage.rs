@@ -443,6 +443,15 @@ fn print_prune(ctx: &Ctx, s: &PruneSummary, json: bool) -> Result<()> {
             human(p.changes.bytes)
         ))?;
     }
+    if let Some(r) = p.held.retention {
+        ctx.summary(format_args!(
+            "the bucket keeps every object version {} days after it is written (Object Lock, {:?} mode): what prune {verb} delete stays stored until {}; {} pack(s) with unused space are left until their retention ends (repacking them now would only add copies)",
+            r.days,
+            r.mode,
+            p.held.until.as_deref().map_or_else(|| "now".to_string(), |t| ctx.time(t)),
+            p.held.packs.len()
+        ))?;
+    }
     if p.adopted_packs > 0 {
         ctx.summary(format_args!(
             "prune {verb} read and verify {} pack(s) only write-only keys' index files listed, and list what they hold",

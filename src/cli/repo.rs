@@ -32,6 +32,22 @@ pub struct InitArgs {
     /// SPEC.md section 15 has the measurements behind the default).
     #[arg(long, value_name = "MIN,AVG,MAX", value_parser = parse_chunker)]
     chunker_params: Option<ChunkerParams>,
+    /// In an S3 bucket with Object Lock: set the bucket's default
+    /// retention to DAYS first, so that no credential can delete or
+    /// overwrite any object the repository writes for that long (implies
+    /// -o s3.object-lock=true, which every later command needs too).
+    #[arg(long, value_name = "DAYS",
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    object_lock: Option<u32>,
+    /// How the retention holds: compliance (no credential can shorten it)
+    /// or governance (credentials allowed to bypass governance can).
+    #[arg(
+        long,
+        value_name = "MODE",
+        default_value = "compliance",
+        requires = "object_lock"
+    )]
+    object_lock_mode: litevault::RetentionMode,
     /// Print the new repository's id, location and key as one JSON object.
     #[arg(long)]
     json: bool,
@@ -85,10 +101,21 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<()> {
         chunker: args.chunker_params,
         max_delta_depth: args.max_delta_depth,
     };
-    let repo = Repository::init(
-        location.for_init(&ctx.backend_options()?)?,
+    let mut backend_options = ctx.backend_options()?;
+    let object_lock = args.object_lock.map(|days| litevault::Retention {
+        mode: args.object_lock_mode,
+        days,
+    });
+    if object_lock.is_some() {
+        backend_options
+            .0
+            .insert("s3.object-lock".into(), "true".into());
+    }
+    let repo = Repository::init_with_object_lock(
+        location.for_init(&backend_options)?,
         &password,
         &opts,
+        object_lock,
     )?;
     if args.json {
         super::out(serde_json::to_string(&serde_json::json!({
@@ -101,6 +128,12 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<()> {
             "created litevault repository {} at {location}",
             repo.config().id.short(),
         ))?;
+    }
+    if let Some(r) = object_lock {
+        ctx.status(format_args!(
+            "every object written to {location} is kept for {} days ({:?} mode): give -o s3.object-lock=true to every command on it",
+            r.days, r.mode
+        ));
     }
     if let Some(m) = existing {
         use std::os::unix::fs::PermissionsExt;

@@ -32,6 +32,7 @@ pub mod key;
 pub mod pitr;
 pub mod prune;
 pub mod prune_changes;
+pub mod prune_retention;
 pub mod ranges;
 pub mod repair;
 pub mod replicate;

@@ -20,6 +20,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use super::prune_changes::{delete_changes, plan_changes, ChangesPlan};
+use super::prune_retention::Held;
 use crate::backend::{FileType, IoStats};
 use crate::error::{Error, Result};
 use crate::format::crypto::SealedBy;
@@ -91,6 +92,8 @@ pub struct PrunePlan {
     pub leftover_bytes: u64,
     /// What goes of continuous capture's change objects.
     pub changes: ChangesPlan,
+    /// What S3 Object Lock holds back (SPEC.md 11.2).
+    pub held: Held,
     /// Packs only write-only keys' index files listed, read and verified
     /// by this full key (SPEC.md 21.4); the new index lists what it found.
     pub adopted_packs: usize,
@@ -354,6 +357,7 @@ pub fn plan_prune(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
     let changes = plan_changes(repo, &all, opts.keep_changes, now_ns)?;
     let (snapshots, used) = used_blobs(repo, &index)?;
     let stored = repo.pack_sizes()?;
+    let mut held = Held::of(repo)?;
     let mut plan = PrunePlan {
         snapshots,
         used_blobs: used.len(),
@@ -393,8 +397,15 @@ pub fn plan_prune(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         if used_bytes == 0 {
             plan.delete.push(p.id);
             plan.freed_bytes += size;
+            held.keeps(&p.id);
         } else if (size - used_bytes.min(size)) as f64 > opts.max_unused * size as f64 {
+            if held.holds(&p.id) {
+                held.packs.push(p.id);
+                held.keeps(&p.id);
+                continue;
+            }
             plan.repack.push(p.id);
+            held.keeps(&p.id);
             plan.repack_bytes += used_bytes;
             plan.freed_bytes += size - used_bytes.min(size);
         }
@@ -402,6 +413,7 @@ pub fn plan_prune(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
     for (name, size) in &stored {
         let id: PackId = name.parse()?;
         if index.pack(&id).is_none() {
+            held.keeps(&id);
             plan.orphans.push(id);
             plan.packs += 1;
             plan.pack_bytes += size;
@@ -424,6 +436,8 @@ pub fn plan_prune(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
             plan.leftover_files.push(l.path);
         }
     }
+    held.finish();
+    plan.held = held;
     plan.delete.sort();
     plan.repack.sort();
     plan.orphans.sort();

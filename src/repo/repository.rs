@@ -253,6 +253,19 @@ impl Repository {
     /// Writes the layout, then the key file, then the config: a repository
     /// exists once its config does.
     pub fn init(backend: Arc<dyn Backend>, password: &[u8], opts: &InitOptions) -> Result<Self> {
+        Self::init_with_object_lock(backend, password, opts, None)
+    }
+
+    /// [`Repository::init`] in an S3 bucket whose default Object Lock
+    /// retention is set to `object_lock` first (once the location is known
+    /// to hold no repository), so that every object the repository ever
+    /// writes is kept that long (SPEC.md 11.2).
+    pub fn init_with_object_lock(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        opts: &InitOptions,
+        object_lock: Option<crate::backend::object_lock::Retention>,
+    ) -> Result<Self> {
         check_password(password)?;
         opts.kdf.validate().map_err(|m| Error::option("kdf", m))?;
         let mut repo_id = [0u8; 32];
@@ -316,6 +329,15 @@ impl Repository {
                     Config::PACK_SIZE_RANGE.end()
                 ),
             ));
+        }
+        if let Some(r) = object_lock {
+            if r.days == 0 {
+                return Err(Error::option(
+                    "object_lock",
+                    "a retention of 0 days keeps nothing: give at least 1",
+                ));
+            }
+            backend.set_object_lock(r)?;
         }
         backend.create()?;
         let key = MasterKey::generate()?;
