@@ -767,7 +767,15 @@ fn a_database_replaced_while_captured_is_bridged() {
     burst(&c, 10, &mut log, &db);
     std::thread::sleep(Duration::from_secs(3));
     let out = rep.stop("TERM");
-    assert!(out.stderr.contains("replaced"), "{out:?}");
+    // The gap is reported and bridged. Its first cause is the replacement,
+    // or, when the capture reads the new file's WAL before it looks at the
+    // file again (a busy machine), that WAL not continuing the old one.
+    assert!(
+        out.stderr.contains("bridging with a snapshot")
+            && (out.stderr.contains("replaced")
+                || out.stderr.contains("the WAL no longer continues")),
+        "{out:?}"
+    );
     assert_eq!(
         restore_at(&env, &db, "latest", "latest.db").unwrap(),
         state_of(&db)
